@@ -1,0 +1,606 @@
+/* mailward-audit: create keys for, verify, query and export mailward
+   audit logs. No Dovecot needed. See docs/mailward-audit.1. */
+
+#include "mw-audit.h"
+#include "mw-audit-verify.h"
+#include "mw-json.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_PASS 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_IO 3
+#define EXIT_TORN 4
+
+static const char *progname = "mailward-audit";
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: %s keygen --out DIR [--force]\n"
+"       %s verify [--key VERIFY.KEY] [--pubkey CHECKPOINT.PUB]\n"
+"              [--checkpoint-file FILE]... [--expect-seq N]\n"
+"              [--min-checkpoint SEQ] [--partial] [--json] [--quiet] FILE...\n"
+"       %s query [FILTER]... FILE...\n"
+"       %s export --csv|--json [FILTER]... FILE...\n"
+"filters: --user U  --device D  --msg GUID|MESSAGE-ID  --event E\n"
+"         --session S  --since TIME  --until TIME\n"
+"exit: 0 pass/ok, 1 fail (tampered) or no match, 2 usage, 3 I/O error,\n"
+"      4 pass with a torn tail (crash artefact)\n",
+		progname, progname, progname, progname);
+}
+
+static int parse_u64(const char *s, uint64_t *v_r)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*v_r = v;
+	return 0;
+}
+
+/* --- keygen --- */
+
+static int cmd_keygen(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *dir = NULL, *error;
+	bool force = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "o:fh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': dir = optarg; break;
+		case 'f': force = true; break;
+		case 'h': usage(stdout); return EXIT_PASS;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (dir == NULL || optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (mw_audit_keygen(dir, force, &error) < 0) {
+		fprintf(stderr, "%s: keygen: %s\n", progname, error);
+		return EXIT_IO;
+	}
+	printf("%s/writer.key      writer's evolving MAC key (epoch 1), for the "
+	       "audit writer only\n"
+	       "%s/checkpoint.key  Ed25519 checkpoint signing key, for the "
+	       "audit writer only\n"
+	       "%s/verify.key      epoch 0 MAC key: give to the auditors, keep "
+	       "offline, then delete here\n"
+	       "%s/checkpoint.pub  checkpoint public key: publish to anyone who "
+	       "verifies\n", dir, dir, dir, dir);
+	return EXIT_PASS;
+}
+
+/* --- verify --- */
+
+static void print_result_text(const struct mw_audit_verify_result *r,
+			      const char *const *paths, bool quiet)
+{
+	if (r->status == MW_AUDIT_VERIFY_FAIL) {
+		printf("FAIL: %s at seq %llu (%s, byte offset %llu): %s\n",
+		       mw_audit_fail_reason_name(r->reason),
+		       (unsigned long long)r->bad_seq, paths[r->bad_file],
+		       (unsigned long long)r->bad_offset, r->message);
+		if (r->records > 0 && !quiet)
+			printf("verified before the failure: seq %llu..%llu\n",
+			       (unsigned long long)r->first_seq,
+			       (unsigned long long)r->last_seq);
+		return;
+	}
+	printf("PASS%s\n", r->torn ? " (with a torn tail)" : "");
+	if (quiet)
+		return;
+	printf("records: %llu (seq %llu..%llu), epochs %u..%u, seals %llu, "
+	       "checkpoints %llu, recovered tails %llu\n",
+	       (unsigned long long)r->records,
+	       (unsigned long long)r->first_seq,
+	       (unsigned long long)r->last_seq, r->first_epoch, r->last_epoch,
+	       (unsigned long long)r->seals,
+	       (unsigned long long)r->checkpoints,
+	       (unsigned long long)r->recovered);
+	printf("MACs: %s; checkpoint signatures: %s\n",
+	       r->macs_checked ? "verified" : "NOT checked (no --key)",
+	       r->signatures_checked ? "verified" : "NOT checked (no --pubkey)");
+	if (!r->macs_checked && !r->signatures_checked)
+		printf("warning: only the hash chain was checked; anyone can "
+		       "rewrite a hash chain\n");
+	printf("last seal: seq %llu; last checkpoint: seq %llu; unsealed "
+	       "tail: %llu record(s)%s\n",
+	       (unsigned long long)r->last_seal_seq,
+	       (unsigned long long)r->last_checkpoint_seq,
+	       (unsigned long long)r->unsealed_tail,
+	       r->last_epoch_sealed ? " (log ends sealed)" : "");
+	if (r->kept_checkpoints_matched > 0)
+		printf("kept checkpoints matched: %llu\n",
+		       (unsigned long long)r->kept_checkpoints_matched);
+	if (r->torn)
+		printf("crash artefact (torn tail %llu bytes) at %s byte "
+		       "offset %llu: not a record; the writer moves it aside "
+		       "at its next start\n",
+		       (unsigned long long)r->torn_bytes, paths[r->torn_file],
+		       (unsigned long long)r->torn_offset);
+}
+
+static void json_kv_u64(struct mw_json_buf *b, const char *k, uint64_t v)
+{
+	mw_json_buf_append_str(b, ",\"");
+	mw_json_buf_append_str(b, k);
+	mw_json_buf_append_str(b, "\":");
+	mw_json_buf_append_u64(b, v);
+}
+
+static void json_kv_str(struct mw_json_buf *b, const char *k, const char *v)
+{
+	mw_json_buf_append_str(b, ",\"");
+	mw_json_buf_append_str(b, k);
+	mw_json_buf_append_str(b, "\":");
+	mw_json_append_string(b, v, strlen(v));
+}
+
+static void json_kv_bool(struct mw_json_buf *b, const char *k, bool v)
+{
+	mw_json_buf_append_str(b, ",\"");
+	mw_json_buf_append_str(b, k);
+	mw_json_buf_append_str(b, v ? "\":true" : "\":false");
+}
+
+static void print_result_json(const struct mw_audit_verify_result *r,
+			      const char *const *paths)
+{
+	struct mw_json_buf b;
+	const char *status = r->status == MW_AUDIT_VERIFY_FAIL ? "FAIL" :
+		r->status == MW_AUDIT_VERIFY_PASS_TORN ? "PASS_TORN" : "PASS";
+
+	mw_json_buf_init(&b);
+	mw_json_buf_append_str(&b, "{\"status\":\"");
+	mw_json_buf_append_str(&b, status);
+	mw_json_buf_append_str(&b, "\"");
+	json_kv_str(&b, "reason", mw_audit_fail_reason_name(r->reason));
+	if (r->status == MW_AUDIT_VERIFY_FAIL) {
+		json_kv_u64(&b, "bad_seq", r->bad_seq);
+		json_kv_str(&b, "bad_file", paths[r->bad_file]);
+		json_kv_u64(&b, "bad_offset", r->bad_offset);
+		json_kv_str(&b, "message", r->message);
+	}
+	json_kv_u64(&b, "records", r->records);
+	json_kv_u64(&b, "first_seq", r->first_seq);
+	json_kv_u64(&b, "last_seq", r->last_seq);
+	json_kv_u64(&b, "first_epoch", r->first_epoch);
+	json_kv_u64(&b, "last_epoch", r->last_epoch);
+	json_kv_u64(&b, "seals", r->seals);
+	json_kv_u64(&b, "checkpoints", r->checkpoints);
+	json_kv_u64(&b, "recovered", r->recovered);
+	json_kv_u64(&b, "kept_checkpoints_matched", r->kept_checkpoints_matched);
+	json_kv_u64(&b, "last_seal_seq", r->last_seal_seq);
+	json_kv_u64(&b, "last_checkpoint_seq", r->last_checkpoint_seq);
+	json_kv_u64(&b, "unsealed_tail", r->unsealed_tail);
+	json_kv_bool(&b, "last_epoch_sealed", r->last_epoch_sealed);
+	json_kv_bool(&b, "macs_checked", r->macs_checked);
+	json_kv_bool(&b, "signatures_checked", r->signatures_checked);
+	json_kv_bool(&b, "torn", r->torn);
+	if (r->torn) {
+		json_kv_str(&b, "torn_file", paths[r->torn_file]);
+		json_kv_u64(&b, "torn_offset", r->torn_offset);
+		json_kv_u64(&b, "torn_bytes", r->torn_bytes);
+	}
+	mw_json_buf_append_str(&b, "}\n");
+	if (!b.failed)
+		fputs(b.data, stdout);
+	mw_json_buf_free(&b);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "pubkey", required_argument, NULL, 'p' },
+		{ "checkpoint-file", required_argument, NULL, 'c' },
+		{ "expect-seq", required_argument, NULL, 'e' },
+		{ "min-checkpoint", required_argument, NULL, 'm' },
+		{ "partial", no_argument, NULL, 'P' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct mw_audit_verify_options opts;
+	struct mw_audit_verify_result res;
+	const char **cpfiles;
+	const char *error;
+	bool json = false, quiet = false;
+	unsigned int ncp = 0;
+	int c;
+
+	memset(&opts, 0, sizeof(opts));
+	cpfiles = calloc((size_t)argc + 1, sizeof(*cpfiles));
+	if (cpfiles == NULL)
+		return EXIT_IO;
+	while ((c = getopt_long(argc, argv, "k:p:c:e:m:Pjqh", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'k': opts.key_path = optarg; break;
+		case 'p': opts.pubkey_path = optarg; break;
+		case 'c': cpfiles[ncp++] = optarg; break;
+		case 'e':
+			if (parse_u64(optarg, &opts.expect_seq) < 0)
+				goto bad_usage;
+			break;
+		case 'm':
+			if (parse_u64(optarg, &opts.min_checkpoint) < 0)
+				goto bad_usage;
+			break;
+		case 'P': opts.partial = true; break;
+		case 'j': json = true; break;
+		case 'q': quiet = true; break;
+		case 'h': usage(stdout); free(cpfiles); return EXIT_PASS;
+		default: goto bad_usage;
+		}
+	}
+	if (optind >= argc)
+		goto bad_usage;
+	opts.checkpoint_files = cpfiles;
+	opts.checkpoint_file_count = ncp;
+	if (mw_audit_verify_files((const char *const *)argv + optind,
+				  (unsigned int)(argc - optind), &opts, &res,
+				  &error) < 0) {
+		fprintf(stderr, "%s: verify: %s\n", progname, error);
+		free(cpfiles);
+		return EXIT_IO;
+	}
+	free(cpfiles);
+	if (json)
+		print_result_json(&res, (const char *const *)argv + optind);
+	else
+		print_result_text(&res, (const char *const *)argv + optind,
+				  quiet);
+	switch (res.status) {
+	case MW_AUDIT_VERIFY_PASS: return EXIT_PASS;
+	case MW_AUDIT_VERIFY_PASS_TORN: return EXIT_TORN;
+	case MW_AUDIT_VERIFY_FAIL: break;
+	}
+	return EXIT_FAIL;
+bad_usage:
+	free(cpfiles);
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+/* --- query / export --- */
+
+struct filter {
+	const char *user, *device, *msg, *event, *session;
+	char since[32], until[32];
+	bool have_since, have_until;
+};
+
+/* Normalises YYYY-MM-DD[THH:MM[:SS[.f{1,6}]]][Z] to the 27-byte record
+   time format (missing parts are zero). */
+static int time_bound(const char *in, char out[32])
+{
+	static const char tmpl[] = "0000-01-01T00:00:00.000000";
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddddd";
+	size_t n = strlen(in), i;
+
+	if (n > 0 && in[n - 1] == 'Z')
+		n--;
+	if (!(n == 10 || n == 16 || n == 19 || (n >= 21 && n <= 26)))
+		return -1;
+	for (i = 0; i < n; i++) {
+		char ch = in[i];
+
+		if (shape[i] == 'd') {
+			if (ch < '0' || ch > '9')
+				return -1;
+		} else if (!(ch == shape[i] || (shape[i] == 'T' && ch == ' '))) {
+			return -1;
+		}
+		out[i] = shape[i] == 'T' ? 'T' : ch;
+	}
+	memcpy(out + n, tmpl + n, sizeof(tmpl) - 1 - n);
+	out[26] = 'Z';
+	out[27] = '\0';
+	return 0;
+}
+
+static bool member_eq(const struct mw_json_obj *obj, const char *key,
+		      const char *value)
+{
+	const struct mw_json_member *m = mw_json_obj_get(obj, key);
+
+	return m != NULL && m->type == MW_JSON_STRING &&
+		m->str_len == strlen(value) && memcmp(m->str, value,
+						       m->str_len) == 0;
+}
+
+/* Message-ID compared with or without its angle brackets */
+static bool msgid_eq(const struct mw_json_obj *obj, const char *value)
+{
+	const struct mw_json_member *m = mw_json_obj_get(obj, "message_id");
+	const char *a, *b = value;
+	size_t alen, blen = strlen(value);
+
+	if (m == NULL || m->type != MW_JSON_STRING)
+		return false;
+	a = m->str;
+	alen = m->str_len;
+	if (alen >= 2 && a[0] == '<' && a[alen - 1] == '>') {
+		a++;
+		alen -= 2;
+	}
+	if (blen >= 2 && b[0] == '<' && b[blen - 1] == '>') {
+		b++;
+		blen -= 2;
+	}
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+static bool filter_match(const struct filter *flt,
+			 const struct mw_json_obj *obj)
+{
+	const struct mw_json_member *t;
+
+	if (flt->user != NULL && !member_eq(obj, "user", flt->user))
+		return false;
+	if (flt->device != NULL && !member_eq(obj, "device", flt->device) &&
+	    !member_eq(obj, "device_label", flt->device))
+		return false;
+	if (flt->msg != NULL && !member_eq(obj, "msg_guid", flt->msg) &&
+	    !msgid_eq(obj, flt->msg))
+		return false;
+	if (flt->event != NULL && !member_eq(obj, "event", flt->event))
+		return false;
+	if (flt->session != NULL && !member_eq(obj, "session", flt->session))
+		return false;
+	if (flt->have_since || flt->have_until) {
+		t = mw_json_obj_get(obj, "time");
+		if (t == NULL || t->type != MW_JSON_STRING)
+			return false;
+		if (flt->have_since && strcmp(t->str, flt->since) < 0)
+			return false;
+		if (flt->have_until && strcmp(t->str, flt->until) >= 0)
+			return false;
+	}
+	return true;
+}
+
+enum output_mode { OUT_LINES, OUT_CSV, OUT_JSON };
+
+/* CSV cell per RFC 4180, with spreadsheet formula injection defused:
+   a cell starting with = + - @ TAB or CR gets a leading '. Bytes that
+   are not valid UTF-8 and controls other than TAB/CR/LF are shown as
+   \xNN (export is a view; the log is the evidence). */
+static void csv_cell(FILE *out, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n;
+
+	putc('"', out);
+	if (len > 0 && (p[0] == '=' || p[0] == '+' || p[0] == '-' ||
+			p[0] == '@' || p[0] == '\t' || p[0] == '\r'))
+		putc('\'', out);
+	while (i < len) {
+		n = mw_json_utf8_seq_len(p + i, len - i);
+		if (n == 0 || (p[i] < 0x20 && p[i] != '\t' && p[i] != '\r' &&
+			       p[i] != '\n') || p[i] == 0x7f) {
+			fprintf(out, "\\x%02x", p[i]);
+			i++;
+			continue;
+		}
+		if (p[i] == '"')
+			putc('"', out);
+		fwrite(p + i, 1, n, out);
+		i += n;
+	}
+	putc('"', out);
+}
+
+static void csv_header(FILE *out)
+{
+	int f;
+
+	for (f = 0; f < MW_AF_COUNT; f++) {
+		if (f > 0)
+			putc(',', out);
+		fputs(mw_audit_fields[f].name, out);
+	}
+	fputs("\r\n", out);
+}
+
+static void csv_row(FILE *out, const struct mw_json_obj *obj)
+{
+	const struct mw_json_member *m;
+	int f;
+
+	for (f = 0; f < MW_AF_COUNT; f++) {
+		if (f > 0)
+			putc(',', out);
+		m = mw_json_obj_get(obj, mw_audit_fields[f].name);
+		if (m == NULL)
+			continue;
+		if (m->type == MW_JSON_STRING)
+			csv_cell(out, m->str, m->str_len);
+		else if (m->type == MW_JSON_INT)
+			fprintf(out, "%s%llu", m->negative ? "-" : "",
+				(unsigned long long)m->num);
+	}
+	fputs("\r\n", out);
+}
+
+static int cmd_select(int argc, char **argv, bool export)
+{
+	static const struct option longopts[] = {
+		{ "user", required_argument, NULL, 'u' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "msg", required_argument, NULL, 'M' },
+		{ "event", required_argument, NULL, 'E' },
+		{ "session", required_argument, NULL, 'S' },
+		{ "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 't' },
+		{ "csv", no_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct filter flt;
+	enum output_mode mode = OUT_LINES;
+	struct mw_json_obj obj;
+	struct mw_line_reader r;
+	const char *line, *err;
+	uint64_t offset, matches = 0, skipped = 0;
+	size_t len;
+	bool nl;
+	int c, i, ret, exit_code = EXIT_PASS;
+
+	memset(&flt, 0, sizeof(flt));
+	while ((c = getopt_long(argc, argv, "u:d:M:E:S:s:t:CJh", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'u': flt.user = optarg; break;
+		case 'd': flt.device = optarg; break;
+		case 'M': flt.msg = optarg; break;
+		case 'E': flt.event = optarg; break;
+		case 'S': flt.session = optarg; break;
+		case 's':
+			if (time_bound(optarg, flt.since) < 0)
+				goto bad_usage;
+			flt.have_since = true;
+			break;
+		case 't':
+			if (time_bound(optarg, flt.until) < 0)
+				goto bad_usage;
+			flt.have_until = true;
+			break;
+		case 'C':
+			if (!export || mode != OUT_LINES)
+				goto bad_usage;
+			mode = OUT_CSV;
+			break;
+		case 'J':
+			if (!export || mode != OUT_LINES)
+				goto bad_usage;
+			mode = OUT_JSON;
+			break;
+		case 'h': usage(stdout); return EXIT_PASS;
+		default: goto bad_usage;
+		}
+	}
+	if (optind >= argc || (export && mode == OUT_LINES))
+		goto bad_usage;
+
+	mw_json_obj_init(&obj);
+	if (mode == OUT_CSV)
+		csv_header(stdout);
+	else if (mode == OUT_JSON)
+		fputs("[", stdout);
+	for (i = optind; i < argc && exit_code == EXIT_PASS; i++) {
+		FILE *f = fopen(argv[i], "re");
+
+		if (f == NULL) {
+			fprintf(stderr, "%s: fopen(%s) failed: %s\n", progname,
+				argv[i], strerror(errno));
+			exit_code = EXIT_IO;
+			break;
+		}
+		if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
+			fclose(f);
+			exit_code = EXIT_IO;
+			break;
+		}
+		while ((ret = mw_line_reader_next(&r, &line, &len, &offset,
+						  &nl)) > 0) {
+			if (!nl || mw_json_parse_object(&obj, line, len,
+							&err) < 0) {
+				fprintf(stderr, "%s: %s offset %llu: skipped "
+					"%s line\n", progname, argv[i],
+					(unsigned long long)offset,
+					nl ? "unparseable" : "torn");
+				skipped++;
+				continue;
+			}
+			if (!filter_match(&flt, &obj))
+				continue;
+			matches++;
+			if (mode == OUT_CSV) {
+				csv_row(stdout, &obj);
+			} else {
+				if (mode == OUT_JSON)
+					fputs(matches == 1 ? "\n" : ",\n",
+					      stdout);
+				fwrite(line, 1, len, stdout);
+				if (mode == OUT_LINES)
+					putc('\n', stdout);
+			}
+		}
+		if (ret < 0) {
+			fprintf(stderr, "%s: %s: %s\n", progname, argv[i],
+				ret == -2 ? "line too long" : strerror(errno));
+			exit_code = EXIT_IO;
+		}
+		mw_line_reader_free(&r);
+		fclose(f);
+	}
+	if (mode == OUT_JSON)
+		fputs(matches > 0 ? "\n]\n" : "]\n", stdout);
+	mw_json_obj_free(&obj);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: write error on stdout\n", progname);
+		return EXIT_IO;
+	}
+	if (skipped > 0)
+		fprintf(stderr, "%s: %llu line(s) skipped; query does not "
+			"verify - run 'mailward-audit verify'\n", progname,
+			(unsigned long long)skipped);
+	if (exit_code == EXIT_PASS && !export && matches == 0)
+		exit_code = EXIT_FAIL;
+	return exit_code;
+bad_usage:
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = argv[1];
+	argc--;
+	argv++;
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen(argc, argv);
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_verify(argc, argv);
+	if (strcmp(cmd, "query") == 0)
+		return cmd_select(argc, argv, false);
+	if (strcmp(cmd, "export") == 0)
+		return cmd_select(argc, argv, true);
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
+		usage(stdout);
+		return EXIT_PASS;
+	}
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,301 @@
+#ifndef MW_AUDIT_H
+#define MW_AUDIT_H
+
+/* mailward audit log: record schema, the event body builder used by mail
+   processes (no keys), and the single writer (keys, hash chain,
+   forward-secure MAC epochs, Ed25519 checkpoints, group commit, crash
+   recovery). The format is specified in docs/audit-log.md; keep both in
+   step. No Dovecot headers; never prints; no threads.
+
+   Error contract: functions return 0 on success and -1 on failure with
+   *error_r set to a message that stays valid until the next call into
+   this module with the same object (or, for functions without an
+   object, until the next failing call). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mw-json.h"
+
+#define MW_AUDIT_FORMAT_VERSION 1
+/* bytes of a decoded string field; longer values are cut by the builder
+   (at a UTF-8 boundary) and named in the "truncated" field */
+#define MW_AUDIT_STR_MAX 256
+/* bytes of a body a mail process may submit */
+#define MW_AUDIT_BODY_MAX 16384
+/* bytes of a complete record line, excluding its newline */
+#define MW_AUDIT_LINE_MAX 65536
+#define MW_AUDIT_KEY_LEN 32
+#define MW_AUDIT_HASH_HEX_LEN 64
+#define MW_AUDIT_SIG_HEX_LEN 128
+/* a line ends with ,"mac":"<64 hex>"} : the MAC covers everything before
+   these bytes */
+#define MW_AUDIT_MAC_SUFFIX_LEN (8 + MW_AUDIT_HASH_HEX_LEN + 2)
+
+/* All fields, in canonical order (the order they appear in a line). */
+enum mw_audit_field {
+	/* assigned by the writer */
+	MW_AF_SEQ = 0,
+	MW_AF_TIME,
+	MW_AF_HOST,
+	/* event fields, supplied by mail processes */
+	MW_AF_SERVICE,
+	MW_AF_SESSION,
+	MW_AF_EVENT,
+	MW_AF_OUTCOME,
+	MW_AF_USER,
+	MW_AF_DEVICE,
+	MW_AF_DEVICE_LABEL,
+	MW_AF_REMOTE,
+	MW_AF_MAILBOX,
+	MW_AF_MAILBOX_GUID,
+	MW_AF_UIDVALIDITY,
+	MW_AF_UID,
+	MW_AF_MSG_GUID,
+	MW_AF_MESSAGE_ID,
+	MW_AF_SIZE,
+	MW_AF_POLICY,
+	MW_AF_POLICY_SOURCE,
+	MW_AF_CAUSE,
+	MW_AF_DETAIL,
+	MW_AF_RETRIEVED,
+	MW_AF_DELETED,
+	MW_AF_EXPUNGED,
+	MW_AF_SUPPRESSED,
+	MW_AF_DROPPED,
+	MW_AF_BYTES,
+	MW_AF_TRUNCATED,
+	/* writer event fields */
+	MW_AF_REASON,
+	MW_AF_VERSION,
+	MW_AF_RECORDS,
+	MW_AF_TORN_BYTES,
+	MW_AF_TORN_SHA256,
+	MW_AF_TORN_FILE,
+	MW_AF_SIG,
+	/* chain fields, always last */
+	MW_AF_EPOCH,
+	MW_AF_PREV,
+	MW_AF_MAC,
+
+	MW_AF_COUNT
+};
+
+enum mw_audit_field_type {
+	MW_AUDIT_TYPE_STRING = 1,
+	MW_AUDIT_TYPE_U64,
+};
+
+enum mw_audit_field_class {
+	MW_AUDIT_CLASS_HEADER = 1,	/* seq, time, host */
+	MW_AUDIT_CLASS_EVENT,		/* may come from a mail process */
+	MW_AUDIT_CLASS_WRITER,		/* only in writer events */
+	MW_AUDIT_CLASS_CHAIN,		/* epoch, prev, mac */
+};
+
+struct mw_audit_field_info {
+	const char *name;
+	enum mw_audit_field_type type;
+	enum mw_audit_field_class class_;
+};
+
+/* Schema table indexed by enum mw_audit_field. */
+extern const struct mw_audit_field_info mw_audit_fields[MW_AF_COUNT];
+
+/* The field named name, or -1. */
+int mw_audit_field_lookup(const char *name);
+
+/* Events the writer itself emits; a mail process may not send them. */
+#define MW_AUDIT_EV_EPOCH "epoch"
+#define MW_AUDIT_EV_SEAL "seal"
+#define MW_AUDIT_EV_CHECKPOINT "checkpoint"
+#define MW_AUDIT_EV_RECOVERED "recovered"
+#define MW_AUDIT_EV_WRITER_START "writer_start"
+#define MW_AUDIT_EV_WRITER_STOP "writer_stop"
+
+/* TRUE if event is one of the writer events above. */
+bool mw_audit_event_is_writer(const char *event);
+/* TRUE if event is a syntactically valid event name:
+   [a-z][a-z0-9_]{0,31}. */
+bool mw_audit_event_name_valid(const char *event);
+
+/* --- record builder (mail processes; no keys) --- */
+
+/* An event as a mail process describes it. Fields are indexed by enum
+   mw_audit_field; only MW_AUDIT_CLASS_EVENT fields are used (and
+   MW_AF_TRUNCATED is set by the builder itself). A NULL string or an
+   unset number is omitted from the record. The struct only borrows the
+   strings. */
+struct mw_audit_event {
+	const char *str[MW_AF_COUNT];
+	uint64_t num[MW_AF_COUNT];
+	bool num_set[MW_AF_COUNT];
+};
+
+/* Clears ev (all fields absent). */
+void mw_audit_event_init(struct mw_audit_event *ev);
+/* Sets a string field (the string is borrowed, NUL-terminated). */
+void mw_audit_event_set_str(struct mw_audit_event *ev,
+			    enum mw_audit_field field, const char *value);
+/* Sets a number field. */
+void mw_audit_event_set_num(struct mw_audit_event *ev,
+			    enum mw_audit_field field, uint64_t value);
+
+/* Appends the canonical body of ev to out: the members of the event
+   fields that are set, in canonical order, comma-separated, without
+   braces (e.g. "service":"pop3","event":"retr",...). Strings longer than
+   MW_AUDIT_STR_MAX bytes are cut at a UTF-8 boundary and listed in a
+   "truncated" member. Returns 0, or -1 if the event name is missing,
+   invalid or a writer event, a field of the wrong class or type is set,
+   or memory ran out. */
+int mw_audit_body_build(const struct mw_audit_event *ev,
+			struct mw_json_buf *out, const char **error_r);
+
+/* Writer-side check of a body received from a (possibly compromised) mail
+   process: it must be what mw_audit_body_build() produces, i.e. parse as
+   the members of a flat object, use only event fields, in canonical
+   order, with the right types, no duplicates, string values of at most
+   MW_AUDIT_STR_MAX bytes, a valid non-writer event name, canonical
+   encoding (no whitespace, no optional escapes), and at most
+   MW_AUDIT_BODY_MAX bytes. No newline can pass. Returns 0 or -1. */
+int mw_audit_body_validate(const char *body, size_t len,
+			   const char **error_r);
+
+/* --- record checks shared by the writer (resume) and the verifier --- */
+
+/* Checks a parsed record line against the schema: known keys in canonical
+   order, types, required fields (seq, time, host, event, epoch, prev,
+   mac), formats (time, lowercase hex), writer fields only in their
+   writer events, event fields only in non-writer events, and canonical
+   serialisation (line[0..len) must equal the re-serialised object). buf
+   is scratch space. Returns 0 or -1. */
+int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
+			  size_t len, struct mw_json_buf *scratch,
+			  const char **error_r);
+
+/* --- crypto primitives, as specified in docs/audit-log.md §4-6 --- */
+
+/* out = hex SHA-256 of data (65 bytes incl. NUL). Returns 0 or -1. */
+int mw_audit_sha256_hex(const void *data, size_t len, char out[65]);
+/* HMAC-SHA-256(key, line[0 .. len - MW_AUDIT_MAC_SUFFIX_LEN)) as hex.
+   len must be > MW_AUDIT_MAC_SUFFIX_LEN. Returns 0 or -1. */
+int mw_audit_line_mac_hex(const uint8_t key[MW_AUDIT_KEY_LEN],
+			  const char *line, size_t len, char out[65]);
+/* next = HKDF-SHA256(ikm = key, salt = none, info = "mailward epoch" ||
+   uint32be(next_epoch), L = 32). next may equal key. Returns 0 or -1. */
+int mw_audit_key_next(const uint8_t key[MW_AUDIT_KEY_LEN],
+		      uint32_t next_epoch, uint8_t next[MW_AUDIT_KEY_LEN]);
+/* Appends the checkpoint signing message to out:
+   "mailward-checkpoint v1\nhost=<host>\nseq=<seq>\nchain=<prev>\n"
+   "time=<time>\n". */
+void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
+				 size_t host_len, uint64_t seq,
+				 const char *prev_hex, const char *time);
+
+/* --- key files --- */
+
+/* Reads a key file ("mailward-audit-key v1 epoch=<n> key=<64 hex>\n").
+   Returns 0 or -1. The caller cleanses key. */
+int mw_audit_key_load(const char *path, uint32_t *epoch_r,
+		      uint8_t key[MW_AUDIT_KEY_LEN], const char **error_r);
+/* Writes a key file atomically: <path>.tmp (mode 0600, O_EXCL), fsync,
+   rename over path, fsync of the directory. Returns 0 or -1. */
+int mw_audit_key_store(const char *path, uint32_t epoch,
+		       const uint8_t key[MW_AUDIT_KEY_LEN],
+		       const char **error_r);
+/* keygen: creates in dir (must exist) writer.key (epoch 1 key),
+   verify.key (epoch 0 key), checkpoint.key (Ed25519 private key, PKCS#8
+   PEM) and checkpoint.pub (public key PEM); secret files mode 0600,
+   checkpoint.pub 0644. Refuses to overwrite unless overwrite is set.
+   Returns 0 or -1. */
+int mw_audit_keygen(const char *dir, bool overwrite, const char **error_r);
+
+/* --- the writer --- */
+
+struct mw_audit_writer;
+
+struct mw_audit_writer_options {
+	/* host name written into every record (printable ASCII, no spaces,
+	   at most 255 bytes); NULL = gethostname() */
+	const char *host;
+	/* end the epoch after this many seconds / records of the epoch
+	   (0 = never for that criterion) */
+	unsigned int epoch_seconds;
+	unsigned int epoch_records;
+	/* emit a checkpoint after this many seconds / records since the last
+	   one (0 = never for that criterion); a checkpoint is also emitted
+	   at every epoch end */
+	unsigned int checkpoint_seconds;
+	unsigned int checkpoint_records;
+	/* clock in µs since the Unix epoch; NULL = CLOCK_REALTIME (tests) */
+	int64_t (*now_usec)(void *context);
+	void *now_context;
+};
+
+/* Fills opts with the defaults: host NULL, epoch 3600 s / 100000
+   records, checkpoint 300 s / 10000 records. */
+void mw_audit_writer_options_init(struct mw_audit_writer_options *opts);
+
+/* Opens (or creates, mode 0600) the log at log_path in O_APPEND mode and
+   takes an exclusive flock() on it; loads the evolving key file key_path
+   and the Ed25519 private key sign_key_path (PEM). Resumes the chain from
+   the last record. A torn tail (bytes after the last newline, and whole
+   trailing lines that do not parse as records, at most 1 MiB) is copied
+   to "<log_path>.torn.<UTC time>", fsynced, truncated away, and a
+   "recovered" record names its size, SHA-256 and file. A last record
+   that parses but fails its MAC, or a key file whose epoch does not fit
+   the log, makes the open fail (this is not a crash artefact).
+   Then: an unsealed epoch is closed (checkpoint + seal, key advanced), a
+   new epoch starts, and writer_start is written; all of it is durable
+   before this returns. opts may be NULL (defaults). On success *w_r owns
+   the file, the key and the signing key. */
+int mw_audit_writer_open(const char *log_path, const char *key_path,
+			 const char *sign_key_path,
+			 const struct mw_audit_writer_options *opts,
+			 struct mw_audit_writer **w_r, const char **error_r);
+
+/* Builds ev's body and appends the record (see append_body). */
+int mw_audit_writer_append(struct mw_audit_writer *w,
+			   const struct mw_audit_event *ev,
+			   const char **error_r);
+/* Validates body (mw_audit_body_validate()), then appends the record
+   {"seq":..,"time":..,"host":..,<body>,"epoch":..,"prev":..,"mac":..}
+   to the in-memory group; the record is NOT durable until
+   mw_audit_writer_flush() returns 0. An epoch that is due ends before the
+   record (which may flush); a checkpoint that is due follows it. An
+   invalid body is refused (-1) without changing the chain. */
+int mw_audit_writer_append_body(struct mw_audit_writer *w, const char *body,
+				size_t len, const char **error_r);
+/* Writes all pending records with one write() and one fdatasync() (group
+   commit). Returns 0 once they are durable. On failure the writer is
+   unusable (the chain in memory is ahead of the file): close it with
+   mw_audit_writer_abort() and reopen, which recovers the tail. */
+int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r);
+/* Timer work: ends a due epoch, emits a due checkpoint, flushes. Call it
+   at the latest at mw_audit_writer_next_due(). */
+int mw_audit_writer_tick(struct mw_audit_writer *w, const char **error_r);
+/* When (µs since the Unix epoch) tick() next has work, or INT64_MAX. */
+int64_t mw_audit_writer_next_due(const struct mw_audit_writer *w);
+/* Number of records appended but not yet flushed. */
+unsigned int mw_audit_writer_pending(const struct mw_audit_writer *w);
+/* Sequence number of the last appended record. */
+uint64_t mw_audit_writer_seq(const struct mw_audit_writer *w);
+/* Current key epoch. */
+uint32_t mw_audit_writer_epoch(const struct mw_audit_writer *w);
+
+/* Log rotation: ends the epoch (checkpoint, seal, key advance), renames
+   the log to rotated_path, creates a new log whose first record is the
+   new epoch's record (linked to the old file's last line, seq
+   continuing). Returns 0 or -1 (then the writer is unusable). */
+int mw_audit_writer_rotate(struct mw_audit_writer *w,
+			   const char *rotated_path, const char **error_r);
+
+/* Clean stop: writer_stop, checkpoint, seal, flush, key advance; then
+   frees everything (also on failure). *w is set to NULL. */
+int mw_audit_writer_close(struct mw_audit_writer **w, const char **error_r);
+/* Frees the writer without writing anything (pending records are
+   dropped, the epoch stays unsealed: like a crash). *w is set to NULL. */
+void mw_audit_writer_abort(struct mw_audit_writer **w);
+
+#endif

@@ -1,0 +1,261 @@
+#ifndef MW_STORE_H
+#define MW_STORE_H
+
+/* Per-user device state in an LMDB environment (one directory per user).
+   Dovecot-free, single-threaded, never prints.
+
+   Conventions:
+   - int functions return -1 on error with *error_r set to a message that
+     names the store path; the string lives in the store (or, for open, in
+     a static buffer) and is valid until the next call on that store (next
+     mw_store_open call). Read functions return 1 found / 0 not found.
+   - LMDB's recoverable conditions (MDB_MAP_FULL, MDB_MAP_RESIZED, stale
+     readers) are handled inside; the caller never sees them.
+   - Corrupt data (wrong-sized values, unknown format, invalid meta pages,
+     zeroed pages, a data file shorter than its pages) are errors, never
+     crashes. Limitation: LMDB has no page checksums, so random damage
+     inside a single B-tree page is only detected where LMDB checks
+     (MDB_CORRUPTED, MDB_PAGE_NOTFOUND); elsewhere it can still crash the
+     process (SIGBUS/SIGSEGV or an LMDB assertion), as with every LMDB
+     user. The state is rebuildable: moving the directory aside recovers.
+   - Callbacks run outside any transaction unless documented otherwise; a
+     callback documented as "inside the read transaction" must not call
+     any mw_store or mw_batch function (they would fail with "nested").
+   - After fork(), a child must not use handles inherited from its parent;
+     mw_store_open() in the child opens its own handle.
+   - The process running this must be the mail user: the directory is
+     created 0700 and the files 0600 (subject to umask) with the effective
+     uid; nothing here changes owners. Never on NFS (LMDB locking). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "mw-device.h"
+
+#define MW_STORE_FORMAT 1
+#define MW_STORE_DEFAULT_MAPSIZE (64ULL * 1024 * 1024)
+#define MW_STORE_MAX_MAPSIZE (16ULL * 1024 * 1024 * 1024)
+#define MW_PROTOCOL_MAX 15
+#define MW_MAILBOX_GUID_HEX_SIZE 33
+#define MW_MSG_KEY_SIZE 8
+/* Known devices are only rewritten at registration if last_seen is older
+   than this, so session starts of known devices are read-only. */
+#define MW_DEVICE_TOUCH_SECS 60
+
+struct mw_store;
+struct mw_batch;
+
+struct mw_device_rec {
+	unsigned char id[MW_DEVICE_ID_SIZE];
+	char id_hex[MW_DEVICE_ID_HEX_SIZE];
+	uint16_t dev_no;			/* >= 1, unique while the device exists */
+	char protocol[MW_PROTOCOL_MAX + 1];
+	char label[MW_LABEL_MAX + 1];
+	time_t first_seen, last_seen;
+	uint32_t sessions, retrieved, deleted;	/* saturating counters */
+};
+
+/* A per-device per-message record. Times are unix seconds, 0 = unset. */
+struct mw_msg_rec {
+	uint16_t dev_no;
+	uint32_t mailbox_no;
+	char mailbox_guid_hex[MW_MAILBOX_GUID_HEX_SIZE];
+	unsigned char key[MW_MSG_KEY_SIZE];	/* mw_msg_key() of the GUID */
+	uint32_t uid;				/* hint: last UID seen */
+	time_t retrieved, deleted, expunge_due;
+};
+
+struct mw_summary_rec {
+	uint32_t uidvalidity, highest_uid;
+	uint64_t highestmodseq;
+	time_t time;
+};
+
+enum mw_device_event {
+	MW_DEVICE_EVENT_REGISTERED,	/* new device created */
+	MW_DEVICE_EVENT_EVICTED,	/* removed: device limit reached */
+	MW_DEVICE_EVENT_EXPIRED,	/* removed: idle longer than expiry */
+};
+
+enum mw_msg_field {
+	MW_MSG_RETRIEVED,	/* keeps the first time */
+	MW_MSG_DELETED,		/* keeps the first time */
+	MW_MSG_DUE,		/* overwrites; 0 clears */
+};
+
+/* Device event, called after the transaction committed (so only durable
+   events are reported), outside any transaction. rec is valid during the
+   call only. */
+typedef void mw_device_event_cb(enum mw_device_event event,
+				const struct mw_device_rec *rec, void *ctx);
+
+struct mw_store_stat {
+	size_t page_size;
+	size_t map_size;	/* current map size of this handle */
+	uint64_t used_pages;	/* last used page + 1 (file high-water mark) */
+	uint64_t free_pages;	/* of those, on the freelist (reusable) */
+	uint64_t file_size;	/* size of data.mdb */
+	uint64_t msg_records;	/* device-message records */
+	uint64_t devices, mailboxes;
+	unsigned int map_grows;	/* growths done by this handle */
+};
+
+/* Message key of a message GUID: the first 8 bytes of SHA-256 of the GUID
+   string (as given, without NUL). */
+void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE]);
+
+/* Opens (creating dir with missing parents 0700, and the environment) the
+   store at dir. The handle is shared process-wide per realpath: opening
+   the same directory again returns the same handle with its refcount
+   raised. Every open runs mdb_reader_check() and checks the data file
+   size. Returns 0 and *store_r, or -1 with *error_r (static buffer, valid
+   until the next mw_store_open*). */
+int mw_store_open(const char *dir, struct mw_store **store_r,
+		  const char **error_r);
+/* Same with an initial map size in bytes (rounded up to 64 KiB; for tests
+   and tuning). Ignored when the handle is already open. */
+int mw_store_open_mapsize(const char *dir, size_t mapsize,
+			  struct mw_store **store_r, const char **error_r);
+/* Drops one reference and sets *store to NULL; the last one closes the
+   environment. No transaction may be active. NULL *store is a no-op. */
+void mw_store_unref(struct mw_store **store);
+/* The realpath of the store directory; valid while the handle is open. */
+const char *mw_store_get_path(struct mw_store *store);
+/* Current reference count (for tests and diagnostics). */
+unsigned int mw_store_get_refcount(struct mw_store *store);
+/* Fills *stat_r. Returns 0 or -1. */
+int mw_store_get_stat(struct mw_store *store, struct mw_store_stat *stat_r,
+		      const char **error_r);
+/* Runs mdb_reader_check(); *cleared_r (may be NULL) gets the number of
+   stale reader slots freed. Returns 0 or -1. */
+int mw_store_reader_check(struct mw_store *store, unsigned int *cleared_r,
+			  const char **error_r);
+/* Counts reader slots held by other processes than this one (live or
+   stale) into *count_r. Returns 0 or -1. */
+int mw_store_reader_count_others(struct mw_store *store,
+				 unsigned int *count_r, const char **error_r);
+
+/* --- devices --- */
+
+/* Looks up a device by its 32-hex id. Returns 1 (rec_r filled), 0 not
+   found, -1 error (also for a malformed id). */
+int mw_store_device_get(struct mw_store *store, const char *id_hex,
+			struct mw_device_rec *rec_r, const char **error_r);
+/* Session start: returns the device's record in *rec_r (may be NULL),
+   creating it if new. A known device is rewritten (last_seen = now, label
+   and protocol updated) only if its last_seen is MW_DEVICE_TOUCH_SECS or
+   more before now; otherwise this is read-only. Creating a device first
+   removes devices idle longer than expire_secs (0 = never) and then, while
+   max_devices (0 = unlimited) or more exist, the least recently seen one
+   (ties: lowest dev_no), with all their records; dev_no is the smallest
+   free one. cb (may be NULL) is called after commit for each removed and
+   the registered device. label/protocol are sanitized (mw_sanitize():
+   already-escaped text such as mw_device_describe() labels is kept as is,
+   control bytes and invalid UTF-8 become \xNN) and truncated here.
+   Returns 1 = created, 0 = known device, -1 = error. Counters are not
+   changed (use mw_batch_device_touch). */
+int mw_store_device_register(struct mw_store *store, const char *id_hex,
+			     const char *label, const char *protocol,
+			     time_t now, unsigned int max_devices,
+			     time_t expire_secs, mw_device_event_cb *cb,
+			     void *ctx, struct mw_device_rec *rec_r,
+			     const char **error_r);
+/* Removes devices idle longer than expire_secs (> 0) with their records,
+   reporting each through cb (may be NULL). Returns the number removed or
+   -1 on error. For periodic cleanup (doveadm). */
+int mw_store_device_expire(struct mw_store *store, time_t now,
+			   time_t expire_secs, mw_device_event_cb *cb,
+			   void *ctx, const char **error_r);
+/* Calls cb for each device in dev_no order. The records are read in one
+   transaction, then cb runs outside it (it may call the store). cb returns
+   0 to continue, non-zero to stop. Returns 0 done, 1 stopped by cb, -1. */
+int mw_store_device_iter(struct mw_store *store,
+			 int (*cb)(const struct mw_device_rec *rec, void *ctx),
+			 void *ctx, const char **error_r);
+/* Removes the device whose id is id_prefix (32 hex digits) or, given 6 to
+   31 hex digits, the only device whose id starts with them, together with
+   all its message and summary records. rec_r (may be NULL) gets the
+   removed record. Returns 1 removed, 0 not found, -1 error (also when the
+   prefix is ambiguous or malformed). */
+int mw_store_device_forget(struct mw_store *store, const char *id_prefix,
+			   struct mw_device_rec *rec_r, const char **error_r);
+
+/* --- reads --- */
+
+/* Looks up one device-message record. mailbox_guid_hex: 32 hex digits.
+   Returns 1 found, 0 not found (unknown mailbox included), -1 error. */
+int mw_store_msg_get(struct mw_store *store, uint16_t dev_no,
+		     const char *mailbox_guid_hex, const char *msg_guid,
+		     struct mw_msg_rec *rec_r, const char **error_r);
+/* Same with the message key instead of the GUID. */
+int mw_store_msg_get_key(struct mw_store *store, uint16_t dev_no,
+			 const char *mailbox_guid_hex,
+			 const unsigned char key[MW_MSG_KEY_SIZE],
+			 struct mw_msg_rec *rec_r, const char **error_r);
+/* Calls cb for each record of device dev_no (-1 = all devices) in mailbox
+   mailbox_guid_hex (NULL = all mailboxes), ordered by dev_no, mailbox_no,
+   key. cb runs inside the read transaction (must not call the store); rec
+   is valid during the call only; cb returns 0 to continue, non-zero to
+   stop. Returns 0 done, 1 stopped by cb, -1 error. */
+int mw_store_msg_iter(struct mw_store *store, int dev_no,
+		      const char *mailbox_guid_hex,
+		      int (*cb)(const struct mw_msg_rec *rec, void *ctx),
+		      void *ctx, const char **error_r);
+/* Reads the IMAP sync summary of (dev_no, mailbox). Returns 1, 0, -1. */
+int mw_store_summary_get(struct mw_store *store, uint16_t dev_no,
+			 const char *mailbox_guid_hex,
+			 struct mw_summary_rec *rec_r, const char **error_r);
+
+/* --- writes: one transaction per batch --- */
+
+/* Starts an in-memory batch on store (which must stay open until commit
+   or abort). Nothing touches LMDB until mw_batch_commit(). Returns NULL
+   only when out of memory. Argument errors of the batch_* calls below
+   (bad hex, out of memory) are remembered and make commit fail. */
+struct mw_batch *mw_batch_begin(struct mw_store *store);
+/* Sets field of (dev_no, mailbox, message) to t (RETRIEVED/DELETED only if
+   unset, DUE always) and the uid hint to uid if non-zero. Updates for a
+   dev_no that does not exist at commit are dropped (device forgotten). */
+void mw_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
+			 const char *mailbox_guid_hex, const char *msg_guid,
+			 uint32_t uid, enum mw_msg_field field, time_t t);
+/* Same with the message key instead of the GUID. */
+void mw_batch_msg_update_key(struct mw_batch *batch, uint16_t dev_no,
+			     const char *mailbox_guid_hex,
+			     const unsigned char key[MW_MSG_KEY_SIZE],
+			     uint32_t uid, enum mw_msg_field field, time_t t);
+/* Removes the message's records for all devices (message expunged). */
+void mw_batch_msg_prune(struct mw_batch *batch, const char *mailbox_guid_hex,
+			const char *msg_guid);
+/* Same with the message key (for prune-all-except-these sweeps). */
+void mw_batch_msg_prune_key(struct mw_batch *batch,
+			    const char *mailbox_guid_hex,
+			    const unsigned char key[MW_MSG_KEY_SIZE]);
+/* Removes all records and summaries of a mailbox (mailbox deleted). */
+void mw_batch_mailbox_forget(struct mw_batch *batch,
+			     const char *mailbox_guid_hex);
+/* Raises last_seen to t (never lowers it) and adds to the counters of the
+   device id_hex; a device that no longer exists at commit is ignored. */
+void mw_batch_device_touch(struct mw_batch *batch, const char *id_hex,
+			   time_t t, unsigned int add_sessions,
+			   unsigned int add_retrieved,
+			   unsigned int add_deleted);
+/* Sets the IMAP summary of (dev_no, mailbox); dropped if the device no
+   longer exists at commit. */
+void mw_batch_summary_set(struct mw_batch *batch, uint16_t dev_no,
+			  const char *mailbox_guid_hex, uint32_t uidvalidity,
+			  uint32_t highest_uid, uint64_t highestmodseq,
+			  time_t t);
+/* Number of operations queued so far. */
+unsigned int mw_batch_count(const struct mw_batch *batch);
+/* Applies all operations in one write transaction, in the order given,
+   growing the map and retrying the whole transaction on MDB_MAP_FULL (up
+   to MW_STORE_MAX_MAPSIZE). Frees the batch and sets *batch to NULL in all
+   cases. Returns 0 (all or nothing committed) or -1 (nothing committed). */
+int mw_batch_commit(struct mw_batch **batch, const char **error_r);
+/* Frees the batch without writing anything; sets *batch to NULL. */
+void mw_batch_abort(struct mw_batch **batch);
+
+#endif

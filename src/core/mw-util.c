@@ -1,0 +1,284 @@
+/* mailward core: generic helpers (see mw-util.h). */
+
+#include "mw-util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char hexdigits[] = "0123456789abcdef";
+
+void mw_hex_encode(const void *data, size_t size, char *out)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	for (i = 0; i < size; i++) {
+		out[i * 2] = hexdigits[p[i] >> 4];
+		out[i * 2 + 1] = hexdigits[p[i] & 0x0f];
+	}
+	out[size * 2] = '\0';
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
+{
+	size_t i;
+	int hi, lo;
+
+	if (hex == NULL)
+		return -1;
+	for (i = 0; i < size; i++) {
+		/* a NUL yields -1 here, so we never read past it */
+		hi = hex_value(hex[i * 2]);
+		if (hi < 0)
+			return -1;
+		lo = hex_value(hex[i * 2 + 1]);
+		if (lo < 0)
+			return -1;
+		out[i] = (unsigned char)((hi << 4) | lo);
+	}
+	return hex[size * 2] == '\0' ? 0 : -1;
+}
+
+size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r)
+{
+	uint32_t cp, min;
+	size_t len, i;
+
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return 0; /* ASCII, continuation, overlong lead or > U+10FFFF */
+	if (p[0] < 0xe0) {
+		len = 2; cp = p[0] & 0x1f; min = 0x80;
+	} else if (p[0] < 0xf0) {
+		len = 3; cp = p[0] & 0x0f; min = 0x800;
+	} else {
+		len = 4; cp = p[0] & 0x07; min = 0x10000;
+	}
+	for (i = 1; i < len; i++) {
+		/* stops at NUL: NUL is not a continuation byte */
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	if (cp_r != NULL)
+		*cp_r = cp;
+	return len;
+}
+
+static bool utf8_cp_is_unsafe(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) ||
+		(cp >= 0x2028 && cp <= 0x202e) ||
+		(cp >= 0x2066 && cp <= 0x2069) ||
+		cp == 0xfeff;
+}
+
+void mw_buf_init(struct mw_buf *buf, char *data, size_t size)
+{
+	buf->data = data;
+	buf->size = size;
+	buf->len = 0;
+	buf->truncated = false;
+	data[0] = '\0';
+}
+
+/* Appends n bytes as one indivisible item. Returns false (and marks the
+   buffer truncated and closed) if it does not fit. */
+static bool buf_put(struct mw_buf *buf, const void *data, size_t n)
+{
+	if (buf->truncated || buf->len + n >= buf->size) {
+		buf->truncated = true;
+		return false;
+	}
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+	return true;
+}
+
+static bool buf_put_hexbyte(struct mw_buf *buf, unsigned char c)
+{
+	char esc[4] = { '\\', 'x', hexdigits[c >> 4], hexdigits[c & 0x0f] };
+
+	return buf_put(buf, esc, sizeof(esc));
+}
+
+void mw_buf_append_escaped(struct mw_buf *buf, const char *str,
+			   const char *extra)
+{
+	const unsigned char *p = (const unsigned char *)str;
+	uint32_t cp;
+	size_t n, i;
+
+	while (*p != '\0' && !buf->truncated) {
+		if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\' &&
+		    (extra == NULL || strchr(extra, *p) == NULL)) {
+			buf_put(buf, p, 1);
+			p++;
+			continue;
+		}
+		n = *p < 0x80 ? 0 : mw_utf8_seq_len(p, &cp);
+		if (n > 0 && !utf8_cp_is_unsafe(cp)) {
+			buf_put(buf, p, n);
+			p += n;
+		} else if (n > 0) {
+			for (i = 0; i < n; i++)
+				buf_put_hexbyte(buf, p[i]);
+			p += n;
+		} else {
+			buf_put_hexbyte(buf, *p);
+			p++;
+		}
+	}
+}
+
+void mw_buf_append_literal(struct mw_buf *buf, const char *str)
+{
+	const unsigned char *p = (const unsigned char *)str;
+	uint32_t cp;
+	size_t n, i;
+
+	while (*p != '\0' && !buf->truncated) {
+		if (*p >= 0x20 && *p < 0x7f) {
+			buf_put(buf, p, 1);
+			p++;
+			continue;
+		}
+		n = *p < 0x80 ? 0 : mw_utf8_seq_len(p, &cp);
+		if (n > 0 && !utf8_cp_is_unsafe(cp)) {
+			buf_put(buf, p, n);
+		} else {
+			if (n == 0)
+				n = 1;
+			for (i = 0; i < n; i++)
+				buf_put_hexbyte(buf, p[i]);
+		}
+		p += n;
+	}
+}
+
+size_t mw_sanitize(const char *str, char *out, size_t outsize)
+{
+	struct mw_buf buf;
+
+	mw_buf_init(&buf, out, outsize);
+	mw_buf_append_literal(&buf, str);
+	return buf.len;
+}
+
+void mw_buf_printf(struct mw_buf *buf, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list args;
+
+	va_start(args, fmt);
+	(void)vsnprintf(tmp, sizeof(tmp), fmt, args);
+	va_end(args);
+	mw_buf_append_literal(buf, tmp);
+}
+
+size_t mw_escape(const char *str, const char *extra, char *out,
+		 size_t outsize, bool *truncated_r)
+{
+	struct mw_buf buf;
+
+	mw_buf_init(&buf, out, outsize);
+	mw_buf_append_escaped(&buf, str, extra);
+	if (truncated_r != NULL)
+		*truncated_r = buf.truncated;
+	return buf.len;
+}
+
+void mw_put_be16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)(v >> 8);
+	p[1] = (unsigned char)v;
+}
+
+void mw_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+void mw_put_be64(unsigned char *p, uint64_t v)
+{
+	mw_put_be32(p, (uint32_t)(v >> 32));
+	mw_put_be32(p + 4, (uint32_t)v);
+}
+
+uint16_t mw_get_be16(const unsigned char *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+uint32_t mw_get_be32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+		((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+uint64_t mw_get_be64(const unsigned char *p)
+{
+	return ((uint64_t)mw_get_be32(p) << 32) | mw_get_be32(p + 4);
+}
+
+uint32_t mw_time_to_u32(time_t t)
+{
+	if (t <= 0)
+		return 0;
+	if ((uint64_t)t > UINT32_MAX)
+		return UINT32_MAX;
+	return (uint32_t)t;
+}
+
+uint64_t mw_time_to_u64(time_t t)
+{
+	return t <= 0 ? 0 : (uint64_t)t;
+}
+
+time_t mw_time_from_u64(uint64_t v)
+{
+	/* time_t is signed; clamp to its maximum without assuming its width */
+	const uint64_t max = sizeof(time_t) >= 8 ? (uint64_t)INT64_MAX :
+		(uint64_t)INT32_MAX;
+
+	return (time_t)(v > max ? max : v);
+}
+
+uint32_t mw_add_u32_sat(uint32_t a, uint32_t b)
+{
+	return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+bool mw_ascii_strcaseeq(const char *a, const char *b)
+{
+	unsigned char ca, cb;
+
+	do {
+		ca = (unsigned char)*a++;
+		cb = (unsigned char)*b++;
+		if (ca >= 'A' && ca <= 'Z')
+			ca += 'a' - 'A';
+		if (cb >= 'A' && cb <= 'Z')
+			cb += 'a' - 'A';
+		if (ca != cb)
+			return false;
+	} while (ca != '\0');
+	return true;
+}

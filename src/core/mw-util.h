@@ -1,0 +1,101 @@
+#ifndef MW_UTIL_H
+#define MW_UTIL_H
+
+/* Small generic helpers of the mailward core: hex, bounded escaping of
+   untrusted text, big-endian encoding, time clamping. No Dovecot headers,
+   no allocation, never prints. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __GNUC__
+#  define MW_ATTR_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#  define MW_ATTR_FORMAT(fmt, args)
+#endif
+
+/* Writes 2*size lowercase hex digits plus NUL to out (out must hold
+   2*size+1 bytes). */
+void mw_hex_encode(const void *data, size_t size, char *out);
+/* Decodes exactly 2*size hex digits (either case, nothing else, NUL right
+   after) into out. Returns 0, or -1 if hex is NULL or malformed (out is
+   then unspecified). */
+int mw_hex_decode(const char *hex, unsigned char *out, size_t size);
+
+/* Length (2..4) of the well-formed UTF-8 sequence of a code point >= U+0080
+   at p (RFC 3629: no overlongs, no surrogates, <= U+10FFFF), or 0 if the
+   bytes at p are not one. p must be NUL-terminated or hold 4 bytes. If
+   cp_r is non-NULL, the code point is stored there. */
+size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r);
+
+/* Escaping rule used for all untrusted text (IMAP ID values, labels):
+   - printable ASCII 0x20..0x7e is copied, except '"', '\\' and the bytes in
+     extra (may be NULL), which become "\xNN" (lowercase hex);
+   - a well-formed UTF-8 sequence is copied unless its code point is a C1
+     control (U+0080..U+009F), a line/paragraph separator or bidi control
+     (U+2028..U+202E, U+2066..U+2069) or U+FEFF: then each byte becomes
+     "\xNN";
+   - every other byte (controls, 0x7f, invalid UTF-8) becomes "\xNN".
+   The result is printable ASCII/valid UTF-8 with no control characters.
+   Because '\\' is always escaped, the mapping is reversible (injective)
+   as long as nothing was truncated. */
+
+/* Bounded output buffer: appends never overflow; an item (character or
+   escape) that does not fit entirely is dropped together with everything
+   after it, so the content is always whole characters, NUL-terminated. */
+struct mw_buf {
+	char *data;
+	size_t size; /* bytes of data incl. the NUL, >= 1 */
+	size_t len;
+	bool truncated;
+};
+
+/* Starts an empty string in data[size] (size >= 1). */
+void mw_buf_init(struct mw_buf *buf, char *data, size_t size);
+/* Appends str escaped per the rule above; extra as above. Reads str only
+   as far as needed (stops when the buffer is full). */
+void mw_buf_append_escaped(struct mw_buf *buf, const char *str,
+			   const char *extra);
+/* Appends trusted or already-escaped text (format literals, numbers,
+   addresses, labels built by mw_device_describe()): printable ASCII
+   including '"' and '\\' and well-formed UTF-8 without the unsafe code
+   points above are copied as is; any other byte still becomes "\xNN", so
+   the buffer invariant always holds. Idempotent: clean text passes
+   unchanged. Not reversible: use mw_buf_append_escaped() for untrusted
+   values that must stay distinguishable. */
+void mw_buf_append_literal(struct mw_buf *buf, const char *str);
+/* Same as mw_buf_append_literal() for a printf-formatted string of at most
+   255 bytes (longer output is cut first). */
+void mw_buf_printf(struct mw_buf *buf, const char *fmt, ...)
+	MW_ATTR_FORMAT(2, 3);
+
+/* mw_buf_append_literal() into out[outsize] (outsize >= 1): bounded
+   sanitizing of display text. Returns the output length. */
+size_t mw_sanitize(const char *str, char *out, size_t outsize);
+/* Escapes str into out[outsize] (outsize >= 1). Returns the output length;
+   *truncated_r (may be NULL) tells whether input was dropped. */
+size_t mw_escape(const char *str, const char *extra, char *out,
+		 size_t outsize, bool *truncated_r);
+
+/* Big-endian encoding of fixed-size fields. p needs 2/4/8 bytes. */
+void mw_put_be16(unsigned char *p, uint16_t v);
+void mw_put_be32(unsigned char *p, uint32_t v);
+void mw_put_be64(unsigned char *p, uint64_t v);
+uint16_t mw_get_be16(const unsigned char *p);
+uint32_t mw_get_be32(const unsigned char *p);
+uint64_t mw_get_be64(const unsigned char *p);
+
+/* time_t as stored: negative -> 0, beyond the range -> the maximum. */
+uint32_t mw_time_to_u32(time_t t);
+uint64_t mw_time_to_u64(time_t t);
+/* Stored time back to time_t (saturating on 32-bit time_t). */
+time_t mw_time_from_u64(uint64_t v);
+/* Saturating u32 addition (counters). */
+uint32_t mw_add_u32_sat(uint32_t a, uint32_t b);
+
+/* ASCII-only case-insensitive equality (locale independent). */
+bool mw_ascii_strcaseeq(const char *a, const char *b);
+
+#endif

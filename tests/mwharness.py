@@ -1,0 +1,381 @@
+"""A real Dovecot 2.3 sandbox on loopback with mailward loaded from the build tree.
+
+Used by the pytest suite (tests/), the Quick start demo (tests/demo.py) and
+the benchmarks (bench/). Each Sandbox gets its own directory with base_dir,
+state_dir, log, passwd-file users, maildir homes and high ports, and is
+stopped by stop() (the pytest fixture calls it also when a test fails).
+"""
+
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("MAILWARD_BUILD_DIR", os.path.join(REPO, "build"))
+MODULES = os.path.join(BUILD, ".libs")
+STOCK_MODULES = "/usr/lib/dovecot/modules"
+DOVEADM_MODULEDIR = "/usr/lib/dovecot/modules/doveadm"
+TEST_USER = "mailward-test"
+PASSWORD = "secret"
+
+# The Dovecot log must never show these (harness fails the test).
+BAD_LOG = re.compile(r"Panic:|Fatal:|killed with signal|dumped core|"
+                     r"AddressSanitizer|runtime error:")
+
+
+def ensure_test_user():
+    """The mail uid of sandbox users: a system user, never root."""
+    try:
+        pw = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell",
+                        "/usr/sbin/nologin", TEST_USER], check=True)
+        pw = pwd.getpwnam(TEST_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_message(n, subject=None, size=0, msgid=None):
+    subject = subject or "message %d" % n
+    msgid = msgid or "<mw-%d-%d@test.invalid>" % (n, time.time_ns())
+    body = "Body of message %d.\r\n" % n
+    if size > len(body):
+        line = ("x" * 70) + "\r\n"
+        body += line * ((size - len(body)) // len(line) + 1)
+    return ("From: sender@test.invalid\r\nTo: user@test.invalid\r\n"
+            "Subject: %s\r\nMessage-ID: %s\r\nDate: Sat, 28 Nov 2026 "
+            "12:00:00 +0000\r\n\r\n%s" % (subject, msgid, body)).encode()
+
+
+class Sandbox:
+    """One Dovecot master with its own directory, ports and log."""
+
+    def __init__(self, users=None, plugin=None, extra_conf="",
+                 protocols="imap pop3", log_debug=True, root=None,
+                 mail_plugins=True):
+        self.uid, self.gid = ensure_test_user()
+        self.dir = root or tempfile.mkdtemp(prefix="mailward-sbx-")
+        os.chmod(self.dir, 0o755)
+        self.users = dict(users or {"alice": {}})
+        self.plugin = dict(plugin or {})
+        self.extra_conf = extra_conf
+        self.protocols = protocols
+        self.log_debug = log_debug
+        self.mail_plugins = mail_plugins
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.log = os.path.join(self.dir, "dovecot.log")
+        self.moddir = os.path.join(self.dir, "modules")
+        self.doveadm_moddir = os.path.join(self.moddir, "doveadm")
+        self.running = False
+        self._log_checked_offset = 0
+
+    # ----- setup -----
+    def home(self, user):
+        return os.path.join(self.dir, "home", user)
+
+    def maildir(self, user, folder=None):
+        base = os.path.join(self.home(user), "Maildir")
+        return base if folder is None else os.path.join(base, "." + folder)
+
+    def state_dir(self, user):
+        return os.path.join(self.home(user), "mailward")
+
+    def _write_modules(self):
+        os.makedirs(self.doveadm_moddir, exist_ok=True)
+        for name in os.listdir(MODULES):
+            if not name.endswith(".so"):
+                continue
+            dst = (self.doveadm_moddir if "doveadm" in name else self.moddir)
+            link = os.path.join(dst, name)
+            if not os.path.exists(link):
+                os.symlink(os.path.join(MODULES, name), link)
+        if not os.path.exists(os.path.join(MODULES,
+                                           "lib20_mailward_plugin.so")):
+            raise RuntimeError("plugins not built in %s: run make" % MODULES)
+
+    def _passwd_line(self, user, fields):
+        extra = " ".join("userdb_%s=%s" % (k, v) for k, v in fields.items())
+        return "%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
+            user, PASSWORD, self.uid, self.gid, self.home(user), extra)
+
+    def write_users(self):
+        path = os.path.join(self.dir, "users")
+        with open(path + ".tmp", "w") as f:
+            for user, fields in self.users.items():
+                f.write(self._passwd_line(user, fields))
+        os.rename(path + ".tmp", path)
+        for user in self.users:
+            for sub in ("new", "cur", "tmp"):
+                os.makedirs(os.path.join(self.maildir(user), sub),
+                            exist_ok=True)
+            self._chown_tree(self.home(user))
+
+    def set_user_fields(self, user, **fields):
+        """Changes userdb fields; takes effect at the next login (no
+        restart: passwd-file is re-read when it changes)."""
+        self.users.setdefault(user, {}).update(
+            {k: v for k, v in fields.items() if v is not None})
+        for k, v in fields.items():
+            if v is None:
+                self.users[user].pop(k, None)
+        self.write_users()
+        # passwd-file notices changes by mtime (1 s resolution)
+        later = time.time() + 2
+        os.utime(os.path.join(self.dir, "users"), (later, later))
+
+    def _chown_tree(self, top):
+        os.chown(os.path.join(self.dir, "home"), 0, 0)
+        for dirpath, dirnames, filenames in os.walk(top):
+            os.chown(dirpath, self.uid, self.gid)
+            for fn in filenames:
+                os.chown(os.path.join(dirpath, fn), self.uid, self.gid)
+
+    def write_config(self):
+        plugin_lines = "\n".join("  %s = %s" % kv for kv in
+                                 self.plugin.items())
+        mp_all = "$mail_plugins mailward" if self.mail_plugins else \
+            "$mail_plugins"
+        mp_pop3 = "$mail_plugins pop3_mailward" if self.mail_plugins else \
+            "$mail_plugins"
+        mp_imap = "$mail_plugins imap_mailward" if self.mail_plugins else \
+            "$mail_plugins"
+        debug = "log_debug = category=mailward\n" if self.log_debug else ""
+        conf = f"""# mailward test sandbox (generated)
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.log}
+{debug}protocols = {self.protocols}
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {self.dir}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {self.dir}/users
+}}
+mail_location = maildir:~/Maildir
+mail_plugin_dir = {self.moddir}
+mail_plugins = {mp_all}
+pop3_uidl_format = %08Xu%08Xv
+imap_id_retain = yes
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0600
+  }}
+}}
+protocol pop3 {{
+  mail_plugins = {mp_pop3}
+}}
+protocol imap {{
+  mail_plugins = {mp_imap}
+}}
+plugin {{
+{plugin_lines}
+}}
+{self.extra_conf}
+"""
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    # ----- lifecycle -----
+    def start(self):
+        self._write_modules()
+        self.write_users()
+        self.write_config()
+        os.makedirs(os.path.join(self.dir, "run"), exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        # dovecot daemonizes: its children inherit stdio, so never pipe it
+        errpath = os.path.join(self.dir, "dovecot.stderr")
+        with open(errpath, "w") as err:
+            r = subprocess.run(["dovecot", "-c", self.conf],
+                               stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err)
+        if r.returncode != 0:
+            raise RuntimeError("dovecot failed to start: %s\n%s" % (
+                open(errpath).read(), self.read_log()))
+        self.running = True
+        deadline = time.time() + 15
+        for port in (self.imap_port, self.pop3_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        self.stop(check=False)
+                        raise RuntimeError("dovecot did not listen on %d:\n%s"
+                                           % (port, self.read_log()))
+                    time.sleep(0.05)
+        return self
+
+    def stop(self, check=True):
+        if self.running:
+            pidfile = os.path.join(self.dir, "run", "master.pid")
+            pid = None
+            try:
+                pid = int(open(pidfile).read().strip())
+            except (OSError, ValueError):
+                pass
+            subprocess.run(["doveadm", "-c", self.conf, "stop"],
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30)
+            deadline = time.time() + 10
+            while pid is not None and time.time() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                if pid is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            self.running = False
+        if check:
+            self.check_log()
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop(check=exc[0] is None)
+
+    # ----- log -----
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def check_log(self):
+        bad = [l for l in self.read_log().splitlines() if BAD_LOG.search(l)]
+        if bad:
+            raise AssertionError("Dovecot log shows a crash or fatal "
+                                 "error:\n" + "\n".join(bad))
+
+    def wait_log(self, pattern, timeout=10, count=1):
+        """Waits until the log has `count` lines matching the regex."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        while True:
+            lines = [l for l in self.read_log().splitlines() if rx.search(l)]
+            if len(lines) >= count:
+                return lines
+            if time.time() > deadline:
+                raise AssertionError("log has no line matching %r:\n%s" %
+                                     (pattern, self.read_log()[-4000:]))
+            time.sleep(0.05)
+
+    # ----- mail -----
+    def deliver(self, user, messages, folder=None):
+        """Writes messages into the user's maildir (new/), as the mail uid."""
+        base = self.maildir(user, folder)
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(base, sub), exist_ok=True)
+        names = []
+        for i, msg in enumerate(messages):
+            name = "%d.M%dP%dQ%d.mailward-test" % (
+                time.time(), time.time_ns() % 1000000, os.getpid(), i)
+            path = os.path.join(base, "new", name)
+            with open(path, "wb") as f:
+                f.write(msg)
+            names.append(name)
+        self._chown_tree(self.home(user))
+        return names
+
+    def maildir_count(self, user, folder=None):
+        base = self.maildir(user, folder)
+        return sum(len([n for n in os.listdir(os.path.join(base, sub))
+                        if not n.startswith(".")])
+                   for sub in ("new", "cur"))
+
+    def maildir_subjects(self, user, folder=None):
+        base = self.maildir(user, folder)
+        subjects = []
+        for sub in ("new", "cur"):
+            for n in sorted(os.listdir(os.path.join(base, sub))):
+                with open(os.path.join(base, sub, n), "rb") as f:
+                    for line in f:
+                        if line.lower().startswith(b"subject:"):
+                            subjects.append(line[8:].strip().decode())
+                            break
+        return sorted(subjects)
+
+    # ----- doveadm -----
+    def doveadm(self, *args, fmt=None, check=True, input=None):
+        """Runs doveadm with this sandbox's config and mailward's doveadm
+        plugin from the build tree (bind-mounted over Dovecot's fixed
+        doveadm module dir in a private mount namespace)."""
+        cmd = ["doveadm", "-c", self.conf]
+        if fmt:
+            cmd += ["-f", fmt]
+        cmd += list(args)
+        script = ('mount --bind "$1" %s && shift && exec "$@"'
+                  % DOVEADM_MODULEDIR)
+        full = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                script, "sh", self.doveadm_moddir] + cmd
+        r = subprocess.run(full, capture_output=True, text=True, input=input,
+                           timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError("doveadm %s failed (%d): %s%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def doveadm_json(self, *args):
+        r = self.doveadm(*args, fmt="json")
+        return json.loads(r.stdout) if r.stdout.strip() else []

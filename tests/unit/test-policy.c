@@ -1,0 +1,229 @@
+/* Unit tests of settings and policy parsing (mw-policy.c) */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "mw-policy.h"
+
+static void test_interval_parse(void **state)
+{
+	static const struct {
+		const char *input;
+		int ret;
+		unsigned int secs;
+	} tests[] = {
+		{ "0", 0, 0 },
+		{ "90", 0, 90 },
+		{ "90s", 0, 90 },
+		{ "30m", 0, 1800 },
+		{ "12h", 0, 43200 },
+		{ "7d", 0, 604800 },
+		{ "2w", 0, 1209600 },
+		{ "3650d", 0, 3650U * 86400 },
+		{ "3651d", -1, 0 },
+		{ "", -1, 0 },
+		{ "m", -1, 0 },
+		{ "-1", -1, 0 },
+		{ "1x", -1, 0 },
+		{ "10mm", -1, 0 },
+		{ " 5", -1, 0 },
+		{ "5 ", -1, 0 },
+		{ "99999999999999999999", -1, 0 },
+		{ "yes", -1, 0 },
+	};
+	unsigned int i, secs;
+
+	(void)state;
+	for (i = 0; i < sizeof(tests)/sizeof(tests[0]); i++) {
+		secs = 12345;
+		assert_int_equal(mw_interval_parse(tests[i].input, &secs),
+				 tests[i].ret);
+		if (tests[i].ret == 0)
+			assert_int_equal(secs, tests[i].secs);
+		else
+			assert_int_equal(secs, 12345);
+	}
+}
+
+static void test_policy_parse(void **state)
+{
+	static const struct {
+		const char *input;
+		int ret;
+		enum mw_pop3_policy policy;
+	} tests[] = {
+		{ "client", 0, MW_POP3_POLICY_CLIENT },
+		{ "leave-on-server", 0, MW_POP3_POLICY_LEAVE_ON_SERVER },
+		{ "expunge-after-retrieval", 0, MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL },
+		{ "expunge-after-all-devices", 0, MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES },
+		{ "Client", -1, 0 },
+		{ "leave", -1, 0 },
+		{ "yes", -1, 0 },
+		{ "", -1, 0 },
+	};
+	enum mw_pop3_policy policy;
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < sizeof(tests)/sizeof(tests[0]); i++) {
+		assert_int_equal(mw_pop3_policy_parse(tests[i].input, &policy),
+				 tests[i].ret);
+		if (tests[i].ret == 0) {
+			assert_int_equal(policy, tests[i].policy);
+			assert_string_equal(mw_pop3_policy_name(policy),
+					    tests[i].input);
+		}
+	}
+}
+
+static void test_bool_uint_parse(void **state)
+{
+	bool b = false;
+	unsigned int n = 7;
+
+	(void)state;
+	assert_int_equal(mw_bool_parse("yes", &b), 0); assert_true(b);
+	assert_int_equal(mw_bool_parse("NO", &b), 0); assert_false(b);
+	assert_int_equal(mw_bool_parse("1", &b), -1);
+	assert_int_equal(mw_bool_parse("", &b), -1);
+	assert_int_equal(mw_uint_parse("32", 1, 1024, &n), 0);
+	assert_int_equal(n, 32);
+	assert_int_equal(mw_uint_parse("0", 1, 1024, &n), -1);
+	assert_int_equal(mw_uint_parse("1025", 1, 1024, &n), -1);
+	assert_int_equal(mw_uint_parse("4294967296", 0, 4294967295U, &n), -1);
+	assert_int_equal(mw_uint_parse("12a", 0, 100, &n), -1);
+	assert_int_equal(n, 32);
+}
+
+struct kv {
+	const char *name, *value;
+	enum mw_setting_source source;
+};
+
+static const char *
+kv_lookup(const char *name, void *context, enum mw_setting_source *source_r)
+{
+	const struct kv *kv = context;
+
+	for (; kv->name != NULL; kv++) {
+		if (strcmp(kv->name, name) == 0) {
+			*source_r = kv->source;
+			return kv->value;
+		}
+	}
+	return NULL;
+}
+
+static void test_settings_read(void **state)
+{
+	struct mw_settings set;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	unsigned int count;
+	const struct kv none[] = { { NULL, NULL, 0 } };
+	const struct kv good[] = {
+		{ "mailward_pop3_policy", "expunge-after-retrieval", MW_SOURCE_USERDB },
+		{ "mailward_expunge_delay", "12h", MW_SOURCE_CONFIG },
+		{ "mailward_hold", "no", MW_SOURCE_CONFIG },
+		{ "mailward_device", "phone", MW_SOURCE_USERDB },
+		{ "mailward_device_max", "4", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv bad[] = {
+		{ "mailward_pop3_policy", "delete-everything", MW_SOURCE_USERDB },
+		{ "mailward_expunge_delay", "soon", MW_SOURCE_CONFIG },
+		{ "mailward_hold", "maybe", MW_SOURCE_USERDB },
+		{ "mailward_device", "yes", MW_SOURCE_USERDB },
+		{ "mailward_device_max", "0", MW_SOURCE_CONFIG },
+		{ "mailward_device_key", "xyz", MW_SOURCE_CONFIG },
+		{ "mailward_imap_expunge", "sometimes", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	char buf[16];
+
+	(void)state;
+	mw_settings_read(&set, kv_lookup, (void *)none, errors, &count);
+	assert_int_equal(count, 0);
+	assert_false(set.fail_safe);
+	assert_int_equal(set.pop3_policy, MW_POP3_POLICY_CLIENT);
+	assert_int_equal(set.pop3_policy_source, MW_SOURCE_DEFAULT);
+	assert_int_equal(set.device_max, 32);
+	assert_int_equal(set.device_expire_secs, 180 * 86400);
+	assert_false(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+
+	mw_settings_read(&set, kv_lookup, (void *)good, errors, &count);
+	assert_int_equal(count, 0);
+	assert_false(set.fail_safe);
+	assert_int_equal(set.pop3_policy, MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL);
+	assert_int_equal(set.pop3_policy_source, MW_SOURCE_USERDB);
+	assert_int_equal(set.expunge_delay_secs, 43200);
+	assert_string_equal(set.device, "phone");
+	assert_int_equal(set.device_max, 4);
+	assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+	assert_string_equal(buf, "1");
+
+	mw_settings_read(&set, kv_lookup, (void *)bad, errors, &count);
+	assert_int_equal(count, 7);
+	assert_true(set.fail_safe);
+	assert_string_equal(errors[0].name, "mailward_pop3_policy");
+	assert_string_equal(errors[0].value, "delete-everything");
+	/* invalid policy and hold fail safe */
+	assert_int_equal(set.pop3_policy, MW_POP3_POLICY_LEAVE_ON_SERVER);
+	assert_true(set.hold);
+	assert_null(set.device);
+	assert_int_equal(set.imap_expunge, MW_IMAP_EXPUNGE_DENY);
+	assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+	assert_string_equal(buf, "NEVER");
+}
+
+static void test_expire_capability(void **state)
+{
+	static const struct {
+		enum mw_pop3_policy policy;
+		unsigned int delay;
+		bool hold;
+		const char *expect;
+	} tests[] = {
+		{ MW_POP3_POLICY_CLIENT, 0, false, NULL },
+		{ MW_POP3_POLICY_CLIENT, 0, true, "NEVER" },
+		{ MW_POP3_POLICY_LEAVE_ON_SERVER, 0, false, "NEVER" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL, 0, false, "0" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL, 1, false, "1" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL, 86400, false, "1" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL, 86401, false, "2" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL, 0, true, "NEVER" },
+		{ MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES, 0, false, "0" },
+	};
+	struct mw_settings set;
+	unsigned int i;
+	char buf[16];
+
+	(void)state;
+	for (i = 0; i < sizeof(tests)/sizeof(tests[0]); i++) {
+		memset(&set, 0, sizeof(set));
+		set.pop3_policy = tests[i].policy;
+		set.expunge_delay_secs = tests[i].delay;
+		set.hold = tests[i].hold;
+		if (tests[i].expect == NULL)
+			assert_false(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+		else {
+			assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+			assert_string_equal(buf, tests[i].expect);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_interval_parse),
+		cmocka_unit_test(test_policy_parse),
+		cmocka_unit_test(test_bool_uint_parse),
+		cmocka_unit_test(test_settings_read),
+		cmocka_unit_test(test_expire_capability),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

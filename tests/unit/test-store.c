@@ -1,0 +1,1394 @@
+/* Unit tests of the LMDB state store (src/core/mw-store.c), on real LMDB
+   files in a temporary directory. Child processes (concurrency, stale
+   readers) report through their exit code, never through cmocka. */
+
+#define _GNU_SOURCE /* nftw */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "mw-store.h"
+#include "mw-util.h"
+
+#define MBOX_A "0123456789abcdef0123456789abcdef"
+#define MBOX_B "fedcba9876543210fedcba9876543210"
+#define MBOX_C "00000000000000000000000000000001"
+
+struct fixture {
+	char dir[64];
+	char store_dir[128];
+};
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+		 struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/mw-test-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->store_dir, sizeof(f->store_dir), "%s/user/mailward",
+		 f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	(void)chmod(f->dir, 0700);
+	(void)nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static struct mw_store *open_ok(const char *dir)
+{
+	struct mw_store *s = NULL;
+	const char *error = NULL;
+
+	if (mw_store_open(dir, &s, &error) < 0)
+		fail_msg("open %s failed: %s", dir, error);
+	return s;
+}
+
+/* A device id from a small number: 32 hex digits. */
+static void dev_id(unsigned int n, char out[MW_DEVICE_ID_HEX_SIZE])
+{
+	snprintf(out, MW_DEVICE_ID_HEX_SIZE, "%08x%024x", n * 2654435761u, n);
+}
+
+static struct mw_device_rec register_ok(struct mw_store *s, unsigned int n,
+					time_t now, unsigned int max,
+					time_t expire, int expect)
+{
+	struct mw_device_rec rec;
+	char id[MW_DEVICE_ID_HEX_SIZE], label[32];
+	const char *error;
+	int ret;
+
+	dev_id(n, id);
+	snprintf(label, sizeof(label), "device %u", n);
+	ret = mw_store_device_register(s, id, label, "pop3", now, max, expire,
+				       NULL, NULL, &rec, &error);
+	if (ret < 0)
+		fail_msg("register failed: %s", error);
+	assert_int_equal(ret, expect);
+	return rec;
+}
+
+static void commit_ok(struct mw_batch **batch)
+{
+	const char *error = NULL;
+
+	if (mw_batch_commit(batch, &error) < 0)
+		fail_msg("commit failed: %s", error);
+	assert_null(*batch);
+}
+
+static int count_cb(const struct mw_msg_rec *rec, void *ctx)
+{
+	(void)rec;
+	(*(unsigned int *)ctx)++;
+	return 0;
+}
+
+static unsigned int count_msgs(struct mw_store *s, int dev_no,
+			       const char *mbox)
+{
+	unsigned int count = 0;
+	const char *error;
+
+	if (mw_store_msg_iter(s, dev_no, mbox, count_cb, &count, &error) < 0)
+		fail_msg("iter failed: %s", error);
+	return count;
+}
+
+/* ---- open / refcount ---- */
+
+static void test_open_refcount(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s1, *s2, *s3;
+	char other[256], real[PATH_MAX], alias[300], data[300];
+	struct stat st;
+
+	s1 = open_ok(f->store_dir);
+	assert_int_equal(mw_store_get_refcount(s1), 1);
+	/* the same directory through another spelling: same handle */
+	snprintf(alias, sizeof(alias), "%s/user/../user/./mailward/", f->dir);
+	s2 = open_ok(alias);
+	assert_ptr_equal(s1, s2);
+	assert_int_equal(mw_store_get_refcount(s1), 2);
+	assert_non_null(realpath(f->store_dir, real));
+	assert_string_equal(mw_store_get_path(s1), real);
+
+	snprintf(other, sizeof(other), "%s/other", f->dir);
+	s3 = open_ok(other);
+	assert_ptr_not_equal(s1, s3);
+	assert_int_equal(mw_store_get_refcount(s3), 1);
+
+	/* modes: directory 0700, files 0600 (umask permitting) */
+	assert_int_equal(stat(f->store_dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
+	assert_int_equal(stat(data, &st), 0);
+	assert_int_equal(st.st_mode & 077, 0);
+
+	mw_store_unref(&s2);
+	assert_null(s2);
+	assert_int_equal(mw_store_get_refcount(s1), 1);
+	mw_store_unref(&s1);
+	mw_store_unref(&s3);
+	mw_store_unref(&s3); /* NULL: no-op */
+
+	/* reopen after close: a new handle that sees the same data */
+	s1 = open_ok(f->store_dir);
+	assert_int_equal(mw_store_get_refcount(s1), 1);
+	mw_store_unref(&s1);
+}
+
+/* ---- devices ---- */
+
+struct event_log {
+	unsigned int count;
+	enum mw_device_event events[16];
+	struct mw_device_rec recs[16];
+};
+
+static void event_cb(enum mw_device_event event,
+		     const struct mw_device_rec *rec, void *ctx)
+{
+	struct event_log *log = ctx;
+
+	if (log->count < 16) {
+		log->events[log->count] = event;
+		log->recs[log->count] = *rec;
+	}
+	log->count++;
+}
+
+static void test_device_register(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec rec, rec2;
+	struct event_log log;
+	char id[MW_DEVICE_ID_HEX_SIZE];
+	const char *error;
+
+	dev_id(1, id);
+	assert_int_equal(mw_store_device_get(s, id, &rec, &error), 0);
+
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_register(s, id, "pho\x01ne \"x\"",
+						  "pop3", 1000, 10, 0,
+						  event_cb, &log, &rec,
+						  &error), 1);
+	assert_int_equal(log.count, 1);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_REGISTERED);
+	assert_int_equal(rec.dev_no, 1);
+	assert_string_equal(rec.id_hex, id);
+	/* sanitized, not escaped: quotes stay, control bytes do not */
+	assert_string_equal(rec.label, "pho\\x01ne \"x\"");
+	assert_string_equal(rec.protocol, "pop3");
+	assert_int_equal(rec.first_seen, 1000);
+	assert_int_equal(rec.last_seen, 1000);
+
+	/* known, seen < 60 s ago: read-only, nothing changes */
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_register(s, id, "new label", "imap",
+						  1059, 10, 0, event_cb,
+						  &log, &rec2, &error), 0);
+	assert_int_equal(log.count, 0);
+	assert_int_equal(rec2.last_seen, 1000);
+	assert_string_equal(rec2.label, rec.label);
+
+	/* known, seen >= 60 s ago: last_seen and label updated */
+	assert_int_equal(mw_store_device_register(s, id, "new label", "imap",
+						  1060, 10, 0, event_cb,
+						  &log, &rec2, &error), 0);
+	assert_int_equal(log.count, 0);
+	assert_int_equal(rec2.dev_no, 1);
+	assert_int_equal(rec2.first_seen, 1000);
+	assert_int_equal(rec2.last_seen, 1060);
+	assert_string_equal(rec2.label, "new label");
+	assert_int_equal(mw_store_device_get(s, id, &rec, &error), 1);
+	assert_int_equal(rec.last_seen, 1060);
+	assert_string_equal(rec.protocol, "imap");
+
+	/* second device gets the next number; uppercase hex is accepted */
+	dev_id(2, id);
+	for (char *p = id; *p != '\0'; p++) {
+		if (*p >= 'a' && *p <= 'f')
+			*p = (char)(*p - 'a' + 'A');
+	}
+	assert_int_equal(mw_store_device_register(s, id, "b", "pop3", 2000,
+						  10, 0, NULL, NULL, &rec,
+						  &error), 1);
+	assert_int_equal(rec.dev_no, 2);
+
+	/* malformed ids */
+	assert_int_equal(mw_store_device_get(s, "xyz", &rec, &error), -1);
+	assert_non_null(strstr(error, "invalid device id"));
+	assert_non_null(strstr(error, mw_store_get_path(s)));
+	assert_int_equal(mw_store_device_register(s, NULL, "", "", 1, 1, 0,
+						  NULL, NULL, NULL, &error),
+			 -1);
+
+	/* overlong label is truncated to MW_LABEL_MAX */
+	{
+		char longlabel[1000];
+
+		memset(longlabel, 'L', sizeof(longlabel) - 1);
+		longlabel[sizeof(longlabel) - 1] = '\0';
+		dev_id(3, id);
+		assert_int_equal(mw_store_device_register(
+			s, id, longlabel, "a-protocol-name-that-is-long",
+			3000, 10, 0, NULL, NULL, &rec, &error), 1);
+		assert_int_equal(strlen(rec.label), MW_LABEL_MAX);
+		assert_int_equal(strlen(rec.protocol), MW_PROTOCOL_MAX);
+		assert_int_equal(mw_store_device_get(s, id, &rec2, &error), 1);
+		assert_string_equal(rec2.label, rec.label);
+	}
+	mw_store_unref(&s);
+}
+
+static void add_msgs(struct mw_store *s, uint16_t dev_no, const char *mbox,
+		     unsigned int count, time_t t)
+{
+	struct mw_batch *b = mw_batch_begin(s);
+	char guid[64];
+	unsigned int i;
+
+	assert_non_null(b);
+	for (i = 0; i < count; i++) {
+		snprintf(guid, sizeof(guid), "msg-%u", i);
+		mw_batch_msg_update(b, dev_no, mbox, guid, i + 1,
+				    MW_MSG_RETRIEVED, t);
+	}
+	mw_batch_summary_set(b, dev_no, mbox, 42, count, 7, t);
+	commit_ok(&b);
+}
+
+static void test_device_eviction(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, d2, d3, d4, rec;
+	struct mw_summary_rec sum;
+	struct event_log log;
+	char id[MW_DEVICE_ID_HEX_SIZE];
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 3, 0, 1);
+	d2 = register_ok(s, 2, 200, 3, 0, 1);
+	d3 = register_ok(s, 3, 300, 3, 0, 1);
+	assert_int_equal(d3.dev_no, 3);
+	add_msgs(s, d2.dev_no, MBOX_A, 10, 250);
+	add_msgs(s, d1.dev_no, MBOX_A, 5, 250);
+	/* d1 seen again: now d2 is the least recently seen */
+	(void)register_ok(s, 1, 400, 3, 0, 0);
+
+	dev_id(4, id);
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_register(s, id, "four", "imap", 500,
+						  3, 0, event_cb, &log, &d4,
+						  &error), 1);
+	assert_int_equal(log.count, 2);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EVICTED);
+	assert_string_equal(log.recs[0].id_hex, d2.id_hex);
+	assert_int_equal(log.events[1], MW_DEVICE_EVENT_REGISTERED);
+	assert_string_equal(log.recs[1].id_hex, id);
+	/* the freed number is reused, it is the smallest free one */
+	assert_int_equal(d4.dev_no, d2.dev_no);
+	assert_int_equal(mw_store_device_get(s, d2.id_hex, &rec, &error), 0);
+	/* the evicted device's records went with it, d1's stayed */
+	assert_int_equal(count_msgs(s, d4.dev_no, NULL), 0);
+	assert_int_equal(mw_store_summary_get(s, d4.dev_no, MBOX_A, &sum,
+					      &error), 0);
+	assert_int_equal(count_msgs(s, d1.dev_no, NULL), 5);
+	assert_int_equal(mw_store_device_get(s, d1.id_hex, &rec, &error), 1);
+	assert_int_equal(mw_store_device_get(s, d3.id_hex, &rec, &error), 1);
+
+	/* ties on last_seen: the lowest dev_no goes; max 1 keeps one */
+	memset(&log, 0, sizeof(log));
+	dev_id(5, id);
+	assert_int_equal(mw_store_device_register(s, id, "five", "imap", 600,
+						  1, 0, event_cb, &log, &rec,
+						  &error), 1);
+	assert_int_equal(log.count, 4); /* 3 evicted + registered */
+	assert_string_equal(log.recs[0].id_hex, d3.id_hex); /* 300 */
+	assert_string_equal(log.recs[1].id_hex, d1.id_hex); /* 400 */
+	assert_string_equal(log.recs[2].id_hex, d4.id_hex); /* 500 */
+	assert_int_equal(rec.dev_no, 1);
+	assert_int_equal(count_msgs(s, -1, NULL), 0);
+	mw_store_unref(&s);
+}
+
+static int collect_dev_cb(const struct mw_device_rec *rec, void *ctx)
+{
+	struct event_log *log = ctx;
+
+	if (log->count < 16)
+		log->recs[log->count] = *rec;
+	log->count++;
+	return 0;
+}
+
+static void test_device_expiry(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, d2, d3, d4;
+	struct event_log log;
+	char id[MW_DEVICE_ID_HEX_SIZE];
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 4000, 0, 0, 1);
+	add_msgs(s, d1.dev_no, MBOX_A, 3, 100);
+
+	/* registering d3 at 5000 with expiry 1000 s expires d1 (idle 4900 s)
+	   but not d2 (idle 1000 s, not more) */
+	dev_id(3, id);
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_register(s, id, "three", "pop3", 5000,
+						  0, 1000, event_cb, &log, &d3,
+						  &error), 1);
+	assert_int_equal(log.count, 2);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EXPIRED);
+	assert_string_equal(log.recs[0].id_hex, d1.id_hex);
+	assert_int_equal(d3.dev_no, 1);
+	assert_int_equal(count_msgs(s, -1, NULL), 0);
+
+	/* periodic expiry */
+	d4 = register_ok(s, 4, 5500, 0, 0, 1);
+	assert_int_equal(mw_store_device_expire(s, 5200, 0, NULL, NULL,
+						&error), 0);
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_expire(s, 6400, 1000, event_cb, &log,
+						&error), 2);
+	assert_int_equal(log.count, 2); /* d2 (4000), d3 (5000) */
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_iter(s, collect_dev_cb, &log,
+					      &error), 0);
+	assert_int_equal(log.count, 1);
+	assert_string_equal(log.recs[0].id_hex, d4.id_hex);
+	(void)d2;
+	mw_store_unref(&s);
+}
+
+static int stop_cb(const struct mw_device_rec *rec, void *ctx)
+{
+	(void)rec;
+	(*(unsigned int *)ctx)++;
+	return 1;
+}
+
+static void test_device_iter_forget(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec rec, removed;
+	struct event_log log;
+	const char *error;
+	unsigned int n = 0, i;
+	static const char *const ids[] = {
+		"aaaaaa00000000000000000000000001",
+		"aaaaaa11000000000000000000000002",
+		"bbbbbb00000000000000000000000003",
+	};
+
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(mw_store_device_register(s, ids[i], "x",
+							  "pop3", 100 + i, 0,
+							  0, NULL, NULL, &rec,
+							  &error), 1);
+		add_msgs(s, rec.dev_no, MBOX_A, 4, 100);
+		add_msgs(s, rec.dev_no, MBOX_B, 2, 100);
+	}
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(mw_store_device_iter(s, collect_dev_cb, &log,
+					      &error), 0);
+	assert_int_equal(log.count, 3);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(log.recs[i].dev_no, i + 1);
+	assert_int_equal(mw_store_device_iter(s, stop_cb, &n, &error), 1);
+	assert_int_equal(n, 1);
+
+	struct {
+		const char *arg;
+		int ret;
+		const char *err; /* substring for -1 */
+		uint16_t dev_no; /* removed */
+	} cases[] = {
+		{ "aaaaaa", -1, "ambiguous", 0 },
+		{ "aaaaa", -1, "6 to 32", 0 },
+		{ "aaaaaa1g", -1, "invalid", 0 },
+		{ "cccccc", 0, NULL, 0 },
+		{ "AAAAAA11", 1, NULL, 2 },
+		{ "aaaaaa11", 0, NULL, 0 },
+		{ "bbbbbb00000000000000000000000003", 1, NULL, 3 },
+		{ "aaaaaa", 1, NULL, 1 },
+		{ "bbbbbb00000000000000000000000003x", -1, "invalid", 0 },
+		{ NULL, -1, "invalid", 0 },
+	};
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ret = mw_store_device_forget(s, cases[i].arg, &removed,
+						 &error);
+
+		if (ret != cases[i].ret)
+			fail_msg("case %u (%s): got %d", i,
+				 cases[i].arg == NULL ? "NULL" : cases[i].arg,
+				 ret);
+		if (ret < 0)
+			assert_non_null(strstr(error, cases[i].err));
+		if (ret == 1) {
+			assert_int_equal(removed.dev_no, cases[i].dev_no);
+			assert_int_equal(count_msgs(s, removed.dev_no, NULL),
+					 0);
+		}
+	}
+	assert_int_equal(count_msgs(s, -1, NULL), 0);
+	mw_store_unref(&s);
+}
+
+/* ---- messages ---- */
+
+static void test_msg_update_get(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, d2;
+	struct mw_msg_rec rec;
+	const char *error;
+	unsigned int i;
+	static const struct {
+		int dev; /* 1 or 2 */
+		const char *mbox, *guid;
+		enum mw_msg_field field;
+		time_t t;
+		uint32_t uid;
+	} ops[] = {
+		{ 1, MBOX_A, "g1", MW_MSG_RETRIEVED, 100, 1 },
+		{ 1, MBOX_A, "g1", MW_MSG_RETRIEVED, 200, 0 }, /* keeps 100 */
+		{ 1, MBOX_A, "g1", MW_MSG_DELETED, 300, 0 },
+		{ 1, MBOX_A, "g1", MW_MSG_DUE, 900, 5 },
+		{ 1, MBOX_A, "g1", MW_MSG_DUE, 800, 0 },       /* overwrites */
+		{ 2, MBOX_A, "g1", MW_MSG_DELETED, 50, 1 },
+		{ 1, MBOX_B, "g1", MW_MSG_RETRIEVED, 70, 9 },  /* same GUID */
+		{ 1, MBOX_A, "g2", MW_MSG_DUE, 0, 0 },         /* no record */
+		{ 2, MBOX_B, "g3", MW_MSG_DUE, 10, 3 },
+		{ 2, MBOX_B, "g3", MW_MSG_DUE, 0, 0 },         /* cleared */
+	};
+	static const struct {
+		int dev;
+		const char *mbox, *guid;
+		int found;
+		time_t retrieved, deleted, due;
+		uint32_t uid;
+	} expect[] = {
+		{ 1, MBOX_A, "g1", 1, 100, 300, 800, 5 },
+		{ 2, MBOX_A, "g1", 1, 0, 50, 0, 1 },
+		{ 1, MBOX_B, "g1", 1, 70, 0, 0, 9 },
+		{ 2, MBOX_B, "g1", 0, 0, 0, 0, 0 },
+		{ 1, MBOX_A, "g2", 0, 0, 0, 0, 0 },
+		{ 2, MBOX_B, "g3", 1, 0, 0, 0, 3 },
+		{ 1, MBOX_C, "g1", 0, 0, 0, 0, 0 }, /* unknown mailbox */
+	};
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		/* one batch per op, so "first time wins" crosses commits */
+		struct mw_batch *b = mw_batch_begin(s);
+
+		mw_batch_msg_update(b, ops[i].dev == 1 ? d1.dev_no : d2.dev_no,
+				    ops[i].mbox, ops[i].guid, ops[i].uid,
+				    ops[i].field, ops[i].t);
+		assert_int_equal(mw_batch_count(b), 1);
+		commit_ok(&b);
+	}
+	for (i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+		unsigned char key[MW_MSG_KEY_SIZE];
+		int ret = mw_store_msg_get(s, expect[i].dev == 1 ? d1.dev_no :
+					   d2.dev_no, expect[i].mbox,
+					   expect[i].guid, &rec, &error);
+
+		if (ret != expect[i].found)
+			fail_msg("expect[%u]: got %d (%s)", i, ret,
+				 ret < 0 ? error : "");
+		if (ret == 0)
+			continue;
+		assert_int_equal(rec.retrieved, expect[i].retrieved);
+		assert_int_equal(rec.deleted, expect[i].deleted);
+		assert_int_equal(rec.expunge_due, expect[i].due);
+		assert_int_equal(rec.uid, expect[i].uid);
+		assert_string_equal(rec.mailbox_guid_hex, expect[i].mbox);
+		mw_msg_key(expect[i].guid, key);
+		assert_memory_equal(rec.key, key, MW_MSG_KEY_SIZE);
+	}
+	/* same in one batch: first time wins within a batch too */
+	{
+		struct mw_batch *b = mw_batch_begin(s);
+
+		mw_batch_msg_update(b, d2.dev_no, MBOX_C, "g9",
+				    1, MW_MSG_RETRIEVED, 10);
+		mw_batch_msg_update(b, d2.dev_no, MBOX_C, "g9",
+				    2, MW_MSG_RETRIEVED, 20);
+		commit_ok(&b);
+		assert_int_equal(mw_store_msg_get(s, d2.dev_no, MBOX_C, "g9",
+						  &rec, &error), 1);
+		assert_int_equal(rec.retrieved, 10);
+		assert_int_equal(rec.uid, 2);
+	}
+	/* bad mailbox GUID in a read */
+	assert_int_equal(mw_store_msg_get(s, 1, "nothex", "g1", &rec, &error),
+			 -1);
+	assert_non_null(strstr(error, "invalid mailbox GUID"));
+	mw_store_unref(&s);
+}
+
+struct iter_check {
+	struct mw_store *store;
+	unsigned int count, stop_after;
+	int last_dev;
+	uint32_t last_mbox;
+	int nested_ret;
+	const char *nested_error;
+};
+
+static int iter_check_cb(const struct mw_msg_rec *rec, void *ctx)
+{
+	struct iter_check *c = ctx;
+
+	/* order: dev_no, mailbox_no */
+	if (rec->dev_no < c->last_dev ||
+	    (rec->dev_no == c->last_dev && rec->mailbox_no < c->last_mbox))
+		c->last_dev = 99999; /* flag disorder */
+	else {
+		c->last_dev = rec->dev_no;
+		c->last_mbox = rec->mailbox_no;
+	}
+	if (c->count == 0) {
+		struct mw_device_rec drec;
+
+		/* calls into the store from inside the read txn are refused */
+		c->nested_ret = mw_store_device_get(
+			c->store, "00000000000000000000000000000000", &drec,
+			&c->nested_error);
+	}
+	c->count++;
+	return c->stop_after != 0 && c->count >= c->stop_after;
+}
+
+static void test_msg_iter(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d[3];
+	struct iter_check c;
+	const char *error;
+	unsigned int i;
+
+	for (i = 0; i < 3; i++)
+		d[i] = register_ok(s, i + 1, 100, 0, 0, 1);
+	/* dev1: A 10, B 5; dev2: B 7; dev3: A 3, C 4 */
+	add_msgs(s, d[0].dev_no, MBOX_A, 10, 100);
+	add_msgs(s, d[0].dev_no, MBOX_B, 5, 100);
+	add_msgs(s, d[1].dev_no, MBOX_B, 7, 100);
+	add_msgs(s, d[2].dev_no, MBOX_C, 4, 100);
+	add_msgs(s, d[2].dev_no, MBOX_A, 3, 100);
+
+	static const struct {
+		int dev; /* index into d, -1 = all */
+		const char *mbox;
+		unsigned int count;
+	} cases[] = {
+		{ -1, NULL, 29 },
+		{ 0, NULL, 15 }, { 1, NULL, 7 }, { 2, NULL, 7 },
+		{ -1, MBOX_A, 13 }, { -1, MBOX_B, 12 }, { -1, MBOX_C, 4 },
+		{ 0, MBOX_A, 10 }, { 0, MBOX_C, 0 }, { 1, MBOX_A, 0 },
+		{ 1, MBOX_B, 7 }, { 2, MBOX_C, 4 },
+		{ -1, "99999999999999999999999999999999", 0 },
+	};
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned int n = count_msgs(s, cases[i].dev < 0 ? -1 :
+					    d[cases[i].dev].dev_no,
+					    cases[i].mbox);
+		if (n != cases[i].count)
+			fail_msg("case %u: %u records, expected %u", i, n,
+				 cases[i].count);
+	}
+	assert_int_equal(count_msgs(s, 77, NULL), 0);
+
+	memset(&c, 0, sizeof(c));
+	c.store = s;
+	assert_int_equal(mw_store_msg_iter(s, -1, NULL, iter_check_cb, &c,
+					   &error), 0);
+	assert_int_equal(c.count, 29);
+	assert_int_not_equal(c.last_dev, 99999);
+	assert_int_equal(c.nested_ret, -1);
+	assert_non_null(strstr(c.nested_error, "nested"));
+	/* the store works again after the iteration */
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 13);
+
+	memset(&c, 0, sizeof(c));
+	c.store = s;
+	c.stop_after = 4;
+	assert_int_equal(mw_store_msg_iter(s, -1, NULL, iter_check_cb, &c,
+					   &error), 1);
+	assert_int_equal(c.count, 4);
+
+	assert_int_equal(mw_store_msg_iter(s, 70000, NULL, count_cb, &i,
+					   &error), -1);
+	mw_store_unref(&s);
+}
+
+static void test_prune(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, d2;
+	struct mw_msg_rec rec;
+	struct mw_summary_rec sum;
+	struct mw_batch *b;
+	unsigned char key[MW_MSG_KEY_SIZE];
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	add_msgs(s, d1.dev_no, MBOX_A, 10, 100);
+	add_msgs(s, d2.dev_no, MBOX_A, 10, 100);
+	add_msgs(s, d2.dev_no, MBOX_B, 10, 100);
+
+	b = mw_batch_begin(s);
+	mw_batch_msg_prune(b, MBOX_A, "msg-3");	/* both devices */
+	mw_msg_key("msg-4", key);
+	mw_batch_msg_prune_key(b, MBOX_A, key);
+	mw_batch_msg_prune(b, MBOX_B, "msg-3");
+	mw_batch_msg_prune(b, MBOX_A, "no-such-msg");
+	mw_batch_msg_prune(b, MBOX_C, "msg-1");	/* unknown mailbox */
+	commit_ok(&b);
+	assert_int_equal(mw_store_msg_get(s, d1.dev_no, MBOX_A, "msg-3", &rec,
+					  &error), 0);
+	assert_int_equal(mw_store_msg_get(s, d2.dev_no, MBOX_A, "msg-3", &rec,
+					  &error), 0);
+	assert_int_equal(mw_store_msg_get(s, d2.dev_no, MBOX_A, "msg-4", &rec,
+					  &error), 0);
+	assert_int_equal(mw_store_msg_get(s, d2.dev_no, MBOX_A, "msg-5", &rec,
+					  &error), 1);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 16);
+	assert_int_equal(count_msgs(s, -1, MBOX_B), 9);
+
+	/* mailbox deleted: all its records and summaries go */
+	b = mw_batch_begin(s);
+	mw_batch_mailbox_forget(b, MBOX_A);
+	commit_ok(&b);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 0);
+	assert_int_equal(count_msgs(s, -1, NULL), 9);
+	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_A, &sum,
+					      &error), 0);
+	assert_int_equal(mw_store_summary_get(s, d2.dev_no, MBOX_B, &sum,
+					      &error), 1);
+	/* and the mailbox can come back (gets a new number) */
+	add_msgs(s, d1.dev_no, MBOX_A, 2, 100);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 2);
+	mw_store_unref(&s);
+}
+
+static void test_summary_and_touch(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, rec;
+	struct mw_summary_rec sum;
+	struct mw_batch *b;
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_A, &sum,
+					      &error), 0);
+	b = mw_batch_begin(s);
+	mw_batch_summary_set(b, d1.dev_no, MBOX_A, 1234, 99,
+			     0x123456789abcULL, 5000);
+	mw_batch_summary_set(b, 200, MBOX_A, 1, 1, 1, 1); /* no device */
+	mw_batch_device_touch(b, d1.id_hex, 6000, 1, 10, 3);
+	mw_batch_device_touch(b, d1.id_hex, 5500, 1, UINT32_MAX, 0);
+	mw_batch_device_touch(b, "0000000000000000000000000000abcd", 1, 1,
+			      1, 1); /* unknown device: ignored */
+	commit_ok(&b);
+	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_A, &sum,
+					      &error), 1);
+	assert_int_equal(sum.uidvalidity, 1234);
+	assert_int_equal(sum.highest_uid, 99);
+	assert_true(sum.highestmodseq == 0x123456789abcULL);
+	assert_int_equal(sum.time, 5000);
+	assert_int_equal(mw_store_summary_get(s, 200, MBOX_A, &sum, &error),
+			 0);
+
+	assert_int_equal(mw_store_device_get(s, d1.id_hex, &rec, &error), 1);
+	assert_int_equal(rec.last_seen, 6000); /* never lowered */
+	assert_int_equal(rec.sessions, 2);
+	assert_int_equal(rec.retrieved, UINT32_MAX); /* saturated */
+	assert_int_equal(rec.deleted, 3);
+
+	b = mw_batch_begin(s);
+	mw_batch_summary_set(b, d1.dev_no, MBOX_A, 1235, 1, 2, 7000);
+	commit_ok(&b);
+	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_A, &sum,
+					      &error), 1);
+	assert_int_equal(sum.uidvalidity, 1235);
+	mw_store_unref(&s);
+}
+
+static void test_batch_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1;
+	struct mw_batch *b;
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	/* one bad argument rejects the whole batch */
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, d1.dev_no, MBOX_A, "ok", 1, MW_MSG_RETRIEVED,
+			    1);
+	mw_batch_msg_update(b, d1.dev_no, "abc\"\n", "bad", 1,
+			    MW_MSG_RETRIEVED, 1);
+	mw_batch_device_touch(b, "zz", 1, 1, 1, 1);
+	assert_int_equal(mw_batch_commit(&b, &error), -1);
+	assert_null(b);
+	assert_non_null(strstr(error, "invalid mailbox GUID 'abc\\x22\\x0a'"));
+	assert_non_null(strstr(error, mw_store_get_path(s)));
+	assert_int_equal(count_msgs(s, -1, NULL), 0);
+
+	/* updates for devices that do not exist are dropped */
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, 999, MBOX_A, "x", 1, MW_MSG_RETRIEVED, 1);
+	mw_batch_msg_update(b, d1.dev_no, MBOX_A, "y", 1, MW_MSG_RETRIEVED, 1);
+	commit_ok(&b);
+	assert_int_equal(count_msgs(s, -1, NULL), 1);
+
+	/* abort writes nothing; empty commit is fine */
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, d1.dev_no, MBOX_A, "z", 1, MW_MSG_RETRIEVED, 1);
+	mw_batch_abort(&b);
+	assert_null(b);
+	mw_batch_abort(&b);
+	assert_int_equal(count_msgs(s, -1, NULL), 1);
+	b = mw_batch_begin(s);
+	commit_ok(&b);
+	mw_store_unref(&s);
+}
+
+/* ---- map growth, size ---- */
+
+static void test_map_growth(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_store_stat st;
+	struct mw_device_rec d1, d2;
+	struct mw_msg_rec rec;
+	const char *error;
+	char guid[64];
+	unsigned int i, j;
+
+	/* 64 KiB: not even enough for the databases at first */
+	assert_int_equal(mw_store_open_mapsize(f->store_dir, 1, &s, &error),
+			 0);
+	assert_int_equal(mw_store_get_stat(s, &st, &error), 0);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	for (i = 0; i < 40; i++) {
+		struct mw_batch *b = mw_batch_begin(s);
+
+		for (j = 0; j < 1000; j++) {
+			snprintf(guid, sizeof(guid), "grow-%u-%u", i, j);
+			mw_batch_msg_update(b, (j & 1) ? d1.dev_no : d2.dev_no,
+					    (i & 1) ? MBOX_A : MBOX_B, guid,
+					    j, MW_MSG_RETRIEVED, 100 + i);
+		}
+		commit_ok(&b);
+	}
+	assert_int_equal(mw_store_get_stat(s, &st, &error), 0);
+	print_message("map growth: %u grows, map now %zu bytes, %llu "
+		      "records\n", st.map_grows, st.map_size,
+		      (unsigned long long)st.msg_records);
+	assert_true(st.map_grows >= 3);
+	assert_true(st.map_size >= 512 * 1024);
+	assert_int_equal(st.msg_records, 40000);
+	assert_int_equal(count_msgs(s, -1, NULL), 40000);
+	assert_int_equal(mw_store_msg_get(s, d2.dev_no, MBOX_B, "grow-38-500",
+					  &rec, &error), 1);
+	assert_int_equal(rec.retrieved, 138);
+	mw_store_unref(&s);
+
+	/* reopening with the default size sees everything */
+	s = open_ok(f->store_dir);
+	assert_int_equal(count_msgs(s, -1, NULL), 40000);
+	mw_store_unref(&s);
+}
+
+struct bpr {
+	double file;	/* used pages (file high-water mark) per record */
+	double live;	/* used minus free pages per record */
+	uint64_t used_pages;
+};
+
+static struct bpr bytes_per_record(struct mw_store *s, uint64_t records,
+				   const char *what)
+{
+	struct mw_store_stat st;
+	const char *error;
+	struct bpr r;
+
+	assert_int_equal(mw_store_get_stat(s, &st, &error), 0);
+	assert_int_equal(st.msg_records, records);
+	r.used_pages = st.used_pages;
+	r.file = (double)(st.used_pages * st.page_size) / (double)records;
+	r.live = (double)((st.used_pages - st.free_pages) * st.page_size) /
+		(double)records;
+	print_message("%s: %llu records, %llu pages of %zu bytes used "
+		      "(%llu free), data.mdb %llu bytes: %.1f bytes/record "
+		      "(%.1f live)\n", what, (unsigned long long)records,
+		      (unsigned long long)st.used_pages, st.page_size,
+		      (unsigned long long)st.free_pages,
+		      (unsigned long long)st.file_size, r.file, r.live);
+	return r;
+}
+
+static void update_all_deleted(struct mw_store *s, uint16_t dev1,
+			       uint16_t dev2, time_t t)
+{
+	struct mw_batch *b;
+	char guid[64];
+	unsigned int i, j;
+
+	for (i = 0; i < 100; i++) {
+		b = mw_batch_begin(s);
+		for (j = 0; j < 100; j++) {
+			unsigned int n = i * 100 + j;
+
+			snprintf(guid, sizeof(guid), "%08x%08x%016x",
+				 n * 7919u, n, n);
+			mw_batch_msg_update(b, dev1, MBOX_A, guid, 0,
+					    MW_MSG_DUE, t);
+			mw_batch_msg_update(b, dev2, MBOX_A, guid, 0,
+					    MW_MSG_DUE, t);
+		}
+		commit_ok(&b);
+	}
+}
+
+static void test_bytes_per_record(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_device_rec d1, d2;
+	struct mw_batch *b;
+	struct bpr r1, r2, r3;
+	char guid[64], dir2[256];
+	unsigned int i, j;
+
+	/* 20000 records for 2 devices in one transaction */
+	s = open_ok(f->store_dir);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	b = mw_batch_begin(s);
+	for (i = 0; i < 10000; i++) {
+		snprintf(guid, sizeof(guid), "%08x%08x%016x", i * 7919u,
+			 i, i);
+		mw_batch_msg_update(b, d1.dev_no, MBOX_A, guid, i + 1,
+				    MW_MSG_RETRIEVED, 1000 + i);
+		mw_batch_msg_update(b, d2.dev_no, MBOX_A, guid, i + 1,
+				    MW_MSG_RETRIEVED, 1000 + i);
+	}
+	commit_ok(&b);
+	r1 = bytes_per_record(s, 20000, "one transaction");
+	assert_true(r1.file <= 64.0);
+
+	/* then every record is rewritten in 100 transactions of 200, twice:
+	   copy-on-write leaves freed pages in the file (reused, not lost),
+	   so the file reaches a steady state, and the live data stays
+	   within the target */
+	update_all_deleted(s, d1.dev_no, d2.dev_no, 5000);
+	r2 = bytes_per_record(s, 20000, "after 100 rewrite transactions");
+	update_all_deleted(s, d1.dev_no, d2.dev_no, 6000);
+	r3 = bytes_per_record(s, 20000, "after 200 rewrite transactions");
+	assert_true(r2.live <= 64.0);
+	assert_true(r3.live <= 64.0);
+	assert_true(r3.file <= 128.0);
+	assert_true(r3.used_pages <= r2.used_pages + r2.used_pages / 10);
+	mw_store_unref(&s);
+
+	/* realistic arrival: 200 sessions of 50 new messages, 2 devices,
+	   5 mailboxes */
+	snprintf(dir2, sizeof(dir2), "%s/sessions", f->dir);
+	s = open_ok(dir2);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	for (i = 0; i < 200; i++) {
+		static const char *const mboxes[] = {
+			MBOX_A, MBOX_B, MBOX_C,
+			"11111111111111111111111111111111",
+			"22222222222222222222222222222222"
+		};
+		b = mw_batch_begin(s);
+		for (j = 0; j < 50; j++) {
+			unsigned int n = i * 50 + j;
+
+			snprintf(guid, sizeof(guid), "sess-%u", n);
+			mw_batch_msg_update(b, d1.dev_no, mboxes[n % 5], guid,
+					    n, MW_MSG_RETRIEVED, 1000 + i);
+			mw_batch_msg_update(b, d2.dev_no, mboxes[n % 5], guid,
+					    n, MW_MSG_RETRIEVED, 1000 + i);
+		}
+		commit_ok(&b);
+	}
+	r1 = bytes_per_record(s, 20000, "200 session transactions");
+	assert_true(r1.live <= 64.0);
+	mw_store_unref(&s);
+}
+
+/* ---- corruption and unusable paths ---- */
+
+static void make_populated_store(const char *dir, unsigned int count)
+{
+	struct mw_store *s = open_ok(dir);
+	struct mw_device_rec d1 = register_ok(s, 1, 100, 0, 0, 1);
+
+	add_msgs(s, d1.dev_no, MBOX_A, count, 100);
+	mw_store_unref(&s);
+}
+
+static void expect_open_error(const char *dir, const char *substr)
+{
+	struct mw_store *s = NULL;
+	const char *error = NULL;
+
+	if (mw_store_open(dir, &s, &error) == 0) {
+		mw_store_unref(&s);
+		fail_msg("open %s unexpectedly succeeded", dir);
+	}
+	assert_null(s);
+	assert_non_null(error);
+	print_message("expected error: %s\n", error);
+	assert_non_null(strstr(error, dir));
+	if (substr != NULL && strstr(error, substr) == NULL)
+		fail_msg("error '%s' lacks '%s'", error, substr);
+}
+
+static void test_corrupt_truncated(void **state)
+{
+	struct fixture *f = *state;
+	char data[300];
+	struct stat st;
+
+	make_populated_store(f->store_dir, 20000);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
+	assert_int_equal(stat(data, &st), 0);
+	assert_int_equal(truncate(data, st.st_size / 2), 0);
+	expect_open_error(f->store_dir, "truncated");
+}
+
+static void overwrite(const char *path, off_t offset, size_t len, int byte)
+{
+	unsigned char *buf = malloc(len);
+	unsigned int seed = 12345;
+	size_t i;
+	int fd;
+
+	assert_non_null(buf);
+	for (i = 0; i < len; i++)
+		buf[i] = byte >= 0 ? (unsigned char)byte :
+			(unsigned char)(rand_r(&seed) >> 7);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, offset), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+static void test_corrupt_garbage(void **state)
+{
+	struct fixture *f = *state;
+	char data[300];
+	struct stat st;
+
+	/* garbage over the whole file */
+	make_populated_store(f->store_dir, 2000);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
+	assert_int_equal(stat(data, &st), 0);
+	overwrite(data, 0, (size_t)st.st_size, -1);
+	expect_open_error(f->store_dir, "mdb_env_open");
+
+	/* zeroed meta pages only */
+	make_populated_store(f->dir, 2000);
+	snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
+	overwrite(data, 0, 8192, 0);
+	expect_open_error(f->dir, "mdb_env_open");
+
+	/* intact meta pages, zeroed data pages (e.g. a sparse restore) */
+	(void)unlink(data);
+	make_populated_store(f->dir, 2000);
+	assert_int_equal(stat(data, &st), 0);
+	overwrite(data, 8192, (size_t)st.st_size - 8192, 0);
+	expect_open_error(f->dir, "MDB_CORRUPTED");
+}
+
+/* Writes raw values with plain LMDB (no mailward handle may be open). */
+static void raw_put(const char *dir, const char *dbname,
+		    const void *key, size_t klen,
+		    const void *val, size_t vlen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, dbname, 0, &dbi), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void test_corrupt_values(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_device_rec rec;
+	struct mw_summary_rec sum;
+	struct mw_batch *b;
+	unsigned char id[16], summary_key[6];
+	char id_hex[33];
+	const char *error;
+	static const unsigned char five[5] = { 1, 2, 3, 4, 5 };
+	static const unsigned char format2[4] = { 0, 0, 0, 2 };
+	char dir2[256];
+
+	make_populated_store(f->store_dir, 10);
+	memset(id, 0x42, sizeof(id));
+	mw_hex_encode(id, sizeof(id), id_hex);
+	raw_put(f->store_dir, "devices", id, sizeof(id), five, sizeof(five));
+	mw_put_be16(summary_key, 1);
+	mw_put_be32(summary_key + 2, 1);
+	raw_put(f->store_dir, "summaries", summary_key, sizeof(summary_key),
+		five, sizeof(five));
+
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_device_get(s, id_hex, &rec, &error), -1);
+	assert_non_null(strstr(error, "corrupt device record"));
+	assert_non_null(strstr(error, mw_store_get_path(s)));
+	assert_int_equal(mw_store_device_iter(s, collect_dev_cb, &rec,
+					      &error), -1);
+	/* registration (and batches) refuse to work on top of it */
+	assert_int_equal(mw_store_device_register(s, id_hex, "x", "pop3", 1, 0,
+						  0, NULL, NULL, &rec, &error),
+			 -1);
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, 1, MBOX_A, "new", 1, MW_MSG_RETRIEVED, 1);
+	assert_int_equal(mw_batch_commit(&b, &error), -1);
+	assert_non_null(strstr(error, "corrupt"));
+	assert_int_equal(mw_store_summary_get(s, 1, MBOX_A, &sum, &error), -1);
+	assert_non_null(strstr(error, "corrupt summary"));
+	mw_store_unref(&s);
+
+	/* unknown format version */
+	snprintf(dir2, sizeof(dir2), "%s/fmt", f->dir);
+	make_populated_store(dir2, 1);
+	raw_put(dir2, "meta", "format", 6, format2, sizeof(format2));
+	expect_open_error(dir2, "unsupported store format 2");
+}
+
+static void test_unusable_paths(void **state)
+{
+	struct fixture *f = *state;
+	char path[300];
+	int fd;
+
+	/* the directory is a regular file */
+	snprintf(path, sizeof(path), "%s/file", f->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	expect_open_error(path, "not a directory");
+	/* below a regular file */
+	snprintf(path, sizeof(path), "%s/file/sub", f->dir);
+	expect_open_error(path, "mkdir");
+	/* data.mdb is a directory */
+	snprintf(path, sizeof(path), "%s/dd", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/dd/data.mdb", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/dd", f->dir);
+	expect_open_error(path, "mdb_env_open");
+	/* not writable even for root */
+	expect_open_error("/proc/mailward-test/x", "mkdir");
+	/* empty path */
+	expect_open_error("", "invalid path");
+}
+
+/* ---- several processes ---- */
+
+#define CHILD_BATCHES 200
+#define CHILD_MSGS 5
+
+static int child_writer(const char *dir, const char *id_hex, uint16_t dev_no,
+			unsigned int child)
+{
+	struct mw_store *s;
+	const char *error;
+	char guid[64];
+	unsigned int i, j;
+
+	/* tiny map: both children grow it concurrently */
+	if (mw_store_open_mapsize(dir, 64 * 1024, &s, &error) < 0)
+		return 10;
+	for (i = 0; i < CHILD_BATCHES; i++) {
+		struct mw_batch *b = mw_batch_begin(s);
+
+		if (b == NULL)
+			return 11;
+		for (j = 0; j < CHILD_MSGS; j++) {
+			snprintf(guid, sizeof(guid), "child%u-%u-%u", child,
+				 i, j);
+			mw_batch_msg_update(b, dev_no, (i & 1) ? MBOX_A :
+					    MBOX_B, guid, i, MW_MSG_RETRIEVED,
+					    1000 + i);
+		}
+		mw_batch_device_touch(b, id_hex, 1000 + i, 1, CHILD_MSGS, 0);
+		if (mw_batch_commit(&b, &error) < 0) {
+			fprintf(stderr, "child %u: %s\n", child, error);
+			return 12;
+		}
+	}
+	mw_store_unref(&s);
+	return 0;
+}
+
+static void test_concurrent_writers(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d[2], rec;
+	struct mw_msg_rec mrec;
+	const char *error;
+	pid_t pids[2];
+	unsigned int c, i, j;
+	int status;
+	char guid[64];
+
+	d[0] = register_ok(s, 1, 100, 0, 0, 1);
+	d[1] = register_ok(s, 2, 100, 0, 0, 1);
+	/* the parent keeps its handle open across fork() */
+	for (c = 0; c < 2; c++) {
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0)
+			_exit(child_writer(f->store_dir, d[c].id_hex,
+					   d[c].dev_no, c));
+	}
+	for (c = 0; c < 2; c++) {
+		assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(count_msgs(s, -1, NULL),
+			 2 * CHILD_BATCHES * CHILD_MSGS);
+	for (c = 0; c < 2; c++) {
+		assert_int_equal(count_msgs(s, d[c].dev_no, NULL),
+				 CHILD_BATCHES * CHILD_MSGS);
+		assert_int_equal(mw_store_device_get(s, d[c].id_hex, &rec,
+						     &error), 1);
+		assert_int_equal(rec.sessions, CHILD_BATCHES);
+		assert_int_equal(rec.retrieved, CHILD_BATCHES * CHILD_MSGS);
+		assert_int_equal(rec.last_seen, 1000 + CHILD_BATCHES - 1);
+		for (i = 0; i < CHILD_BATCHES; i += 37) {
+			for (j = 0; j < CHILD_MSGS; j++) {
+				snprintf(guid, sizeof(guid), "child%u-%u-%u",
+					 c, i, j);
+				assert_int_equal(mw_store_msg_get(
+					s, d[c].dev_no, (i & 1) ? MBOX_A :
+					MBOX_B, guid, &mrec, &error), 1);
+				assert_int_equal(mrec.retrieved, 1000 + i);
+			}
+		}
+	}
+	mw_store_unref(&s);
+}
+
+static void test_map_resized_by_other(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_store_stat st1, st2;
+	struct mw_device_rec d;
+	const char *error;
+	pid_t pid;
+	int status;
+
+	assert_int_equal(mw_store_open_mapsize(f->store_dir, 64 * 1024, &s,
+					       &error), 0);
+	d = register_ok(s, 1, 100, 0, 0, 1);
+	assert_int_equal(mw_store_get_stat(s, &st1, &error), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* grows the map far beyond the parent's mapping */
+		int ret = 0;
+		unsigned int i;
+
+		for (i = 0; i < 20 && ret == 0; i++)
+			ret = child_writer(f->store_dir, d.id_hex, d.dev_no,
+					   i);
+		_exit(ret);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* the parent's next transaction sees MDB_MAP_RESIZED: handled */
+	assert_int_equal(count_msgs(s, -1, NULL),
+			 20 * CHILD_BATCHES * CHILD_MSGS);
+	assert_int_equal(mw_store_get_stat(s, &st2, &error), 0);
+	print_message("parent map %zu -> %zu bytes after the child grew it\n",
+		      st1.map_size, st2.map_size);
+	assert_true(st2.map_size > st1.map_size);
+	add_msgs(s, d.dev_no, MBOX_C, 100, 5000);
+	mw_store_unref(&s);
+}
+
+static int die_in_txn_cb(const struct mw_msg_rec *rec, void *ctx)
+{
+	(void)rec; (void)ctx;
+	_exit(0); /* dies holding a read transaction */
+}
+
+static void test_stale_reader(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s, *s2;
+	struct mw_device_rec d;
+	const char *error;
+	unsigned int others, cleared;
+	pid_t pid;
+	int status, round;
+
+	s = open_ok(f->store_dir);
+	d = register_ok(s, 1, 100, 0, 0, 1);
+	add_msgs(s, d.dev_no, MBOX_A, 3, 100);
+
+	for (round = 0; round < 2; round++) {
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct mw_store *cs;
+
+			if (mw_store_open(f->store_dir, &cs, &error) < 0)
+				_exit(20);
+			if (cs == s) /* inherited handle must not be reused */
+				_exit(21);
+			(void)mw_store_msg_iter(cs, -1, NULL, die_in_txn_cb,
+						NULL, &error);
+			_exit(22);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+
+		assert_int_equal(mw_store_reader_count_others(s, &others,
+							      &error), 0);
+		assert_int_equal(others, 1); /* the dead child's slot */
+		if (round == 0) {
+			/* opening again (cache hit) runs the reader check */
+			s2 = open_ok(f->store_dir);
+			assert_ptr_equal(s, s2);
+			mw_store_unref(&s2);
+		} else {
+			assert_int_equal(mw_store_reader_check(s, &cleared,
+							       &error), 0);
+			assert_int_equal(cleared, 1);
+		}
+		assert_int_equal(mw_store_reader_count_others(s, &others,
+							      &error), 0);
+		assert_int_equal(others, 0);
+	}
+	/* and writers are fine */
+	add_msgs(s, d.dev_no, MBOX_B, 3, 200);
+	assert_int_equal(count_msgs(s, -1, NULL), 6);
+	mw_store_unref(&s);
+}
+
+static void test_msg_key(void **state)
+{
+	unsigned char k1[MW_MSG_KEY_SIZE], k2[MW_MSG_KEY_SIZE];
+	/* SHA-256("abc") = ba7816bf8f01cfea... */
+	static const unsigned char abc[MW_MSG_KEY_SIZE] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea
+	};
+
+	(void)state;
+	mw_msg_key("abc", k1);
+	assert_memory_equal(k1, abc, sizeof(abc));
+	mw_msg_key("abd", k2);
+	assert_memory_not_equal(k1, k2, sizeof(k1));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_msg_key),
+		cmocka_unit_test_setup_teardown(test_open_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_iter_forget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_update_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_iter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_summary_and_touch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytes_per_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_truncated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unusable_paths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_resized_by_other, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_reader, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL) == 0 ? 0 : 1;
+}
