@@ -129,7 +129,8 @@ static void print_result_text(const struct mw_audit_verify_result *r,
 	       (unsigned long long)r->last_seal_seq,
 	       (unsigned long long)r->last_checkpoint_seq,
 	       (unsigned long long)r->unsealed_tail,
-	       r->last_epoch_sealed ? " (log ends sealed)" : "");
+	       !r->last_epoch_sealed ? "" : r->macs_checked ?
+	       " (log ends sealed)" : " (ends with a seal record, MAC not checked)");
 	if (r->kept_checkpoints_matched > 0)
 		printf("kept checkpoints matched: %llu\n",
 		       (unsigned long long)r->kept_checkpoints_matched);

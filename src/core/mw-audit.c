@@ -1643,7 +1643,7 @@ static int writer_resume(struct mw_audit_writer *w, const char **error_r)
 {
 	struct resume_info ri;
 	uint32_t key_epoch = w->epoch;
-	uint64_t first_seq;
+	uint64_t first_seq = 0;
 	int64_t now = writer_now(w);
 	const char *base;
 
@@ -1659,6 +1659,10 @@ static int writer_resume(struct mw_audit_writer *w, const char **error_r)
 		/* new chain */
 		w->seq = 0;
 		memcpy(w->prev, zero_hash, sizeof(w->prev));
+		/* the (possibly new) log file's directory entry is durable */
+		if (fsync_parent_dir(w->log_path) < 0)
+			return wfail(w, error_r, "fsync of the directory of %s "
+				     "failed: %s", w->log_path, strerror(errno));
 		if (start_epoch(w, now, "new-chain", error_r) < 0)
 			return -1;
 	} else {

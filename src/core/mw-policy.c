@@ -289,13 +289,13 @@ void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
 	if (set->device_key != NULL) {
 		const char *p;
 		size_t len = strlen(set->device_key);
-		bool ok = len >= 32 && len % 2 == 0;
+		bool ok = len == 64;
 
 		for (p = set->device_key; ok && *p != '\0'; p++)
 			ok = isxdigit((unsigned char)*p) != 0;
 		if (!ok) {
 			reader_error(&r, "mailward_device_key", set->device_key,
-				     "expected at least 32 hex digits (16 bytes)");
+				     "expected 64 hex digits (32 bytes)");
 			set->device_key = NULL;
 		}
 	}

@@ -258,6 +258,22 @@ static inline void t_lines_free(struct t_lines *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* inserts a copy of data[len] as line i (0 <= i <= count) */
+static inline void t_lines_insert(struct t_lines *l, size_t i, const char *data,
+				  size_t len)
+{
+	char *copy;
+
+	t_lines_add(l, data, len);
+	copy = l->line[l->count - 1];
+	memmove(l->line + i + 1, l->line + i,
+		(l->count - 1 - i) * sizeof(*l->line));
+	memmove(l->len + i + 1, l->len + i,
+		(l->count - 1 - i) * sizeof(*l->len));
+	l->line[i] = copy;
+	l->len[i] = len;
+}
+
 static inline void t_lines_set(struct t_lines *l, size_t i, const char *data,
 			size_t len)
 {
@@ -360,6 +376,13 @@ static inline void t_rechain(struct t_lines *l, size_t from, bool renumber,
 			fail_msg("rechain: line %zu: %s", i, err);
 		if (i == from)
 			first_seq = mw_json_obj_get(&obj, "seq")->num;
+		if (i == from && i > 0) {
+			/* continue from the previous line's seq */
+			const char *p = strstr(l->line[i - 1], "{\"seq\":");
+
+			assert_non_null(p);
+			first_seq = strtoull(p + 7, NULL, 10) + 1;
+		}
 		if (i > 0)
 			assert_int_equal(mw_audit_sha256_hex(l->line[i - 1],
 							     l->len[i - 1],

@@ -657,7 +657,8 @@ static void test_key_file_race(void **state)
 
 				close(go[1]);
 				/* all start when the parent closes the pipe */
-				(void)read(go[0], &c, 1);
+				if (read(go[0], &c, 1) < 0)
+					_exit(3);
 				if (mw_device_key_load_or_create(path, key,
 								 &error) < 0)
 					_exit(1);

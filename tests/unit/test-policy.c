@@ -138,7 +138,7 @@ static void test_settings_read(void **state)
 		{ "mailward_hold", "maybe", MW_SOURCE_USERDB },
 		{ "mailward_device", "yes", MW_SOURCE_USERDB },
 		{ "mailward_device_max", "0", MW_SOURCE_CONFIG },
-		{ "mailward_device_key", "xyz", MW_SOURCE_CONFIG },
+		{ "mailward_device_key", "00112233445566778899aabbccddeeff", MW_SOURCE_CONFIG },
 		{ "mailward_imap_expunge", "sometimes", MW_SOURCE_CONFIG },
 		{ NULL, NULL, 0 }
 	};

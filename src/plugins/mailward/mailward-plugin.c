@@ -1,11 +1,18 @@
-/* mailward storage plugin: settings, fail-safe, policy and state glue */
+/* mailward storage plugin: settings, fail-safe, state store and device
+   identity of a session */
 
 #include "lib.h"
+#include "ioloop.h"
+#include "net.h"
 #include "str.h"
+#include "hex-binary.h"
 #include "mail-user.h"
+#include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "mailward-plugin.h"
+
+#include <unistd.h>
 
 const char *mailward_plugin_version = DOVECOT_ABI_VERSION;
 
@@ -15,6 +22,8 @@ struct event_category event_category_mailward = {
 
 struct mailward_user_module mailward_user_module =
 	MODULE_CONTEXT_INIT(&mail_user_module_register);
+struct mailward_storage_module mailward_storage_module =
+	MODULE_CONTEXT_INIT(&mail_storage_module_register);
 
 static struct module *mailward_module;
 
@@ -62,12 +71,225 @@ bool mailward_user_may_expunge(struct mailward_user *muser)
 	return !muser->fail_safe && !muser->set.hold;
 }
 
+static const char *device_event_name(enum mw_device_event event)
+{
+	switch (event) {
+	case MW_DEVICE_EVENT_REGISTERED:
+		return "registered";
+	case MW_DEVICE_EVENT_EVICTED:
+		return "evicted (device limit reached)";
+	case MW_DEVICE_EVENT_EXPIRED:
+		return "expired (idle too long)";
+	}
+	return "changed";
+}
+
+static void
+mailward_device_event(enum mw_device_event event,
+		      const struct mw_device_rec *rec, void *context)
+{
+	struct mailward_user *muser = context;
+
+	/* audit hook point: device registered / evicted / expired */
+	e_info(muser->event, "device %s %s: %s", rec->id_hex,
+	       device_event_name(event), rec->label);
+}
+
+static bool mailward_state_open(struct mailward_user *muser)
+{
+	struct mail_user *user = muser->user;
+	const char *home, *error, *key_path;
+
+	if (muser->set.state_dir != NULL)
+		muser->state_dir = muser->set.state_dir;
+	else if (mail_user_get_home(user, &home) > 0 && home[0] != '\0')
+		muser->state_dir = p_strconcat(user->pool, home, "/mailward", NULL);
+	else {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store disabled: user %s has no home directory "
+			"and mailward_state_dir is not set", user->username));
+		return FALSE;
+	}
+	if (geteuid() == 0) {
+		/* a root-owned environment or lock file would lock the
+		   mail uid out */
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store %s not opened: process runs as root",
+			muser->state_dir));
+		return FALSE;
+	}
+	if (mw_store_open(muser->state_dir, &muser->store, &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		muser->store = NULL;
+		return FALSE;
+	}
+	if (muser->set.device_key != NULL) {
+		if (mw_device_key_from_hex(muser->set.device_key,
+					   muser->device_key, &error) < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"Invalid setting mailward_device_key for user %s: %s",
+				user->username, error));
+			mw_store_unref(&muser->store);
+			return FALSE;
+		}
+	} else {
+		key_path = t_strconcat(muser->state_dir, "/device.key", NULL);
+		if (mw_device_key_load_or_create(key_path, muser->device_key,
+						 &error) < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"State store error: %s", error));
+			mw_store_unref(&muser->store);
+			return FALSE;
+		}
+	}
+	muser->device_key_loaded = TRUE;
+	return TRUE;
+}
+
+static void
+mailward_device_register(struct mailward_user *muser,
+			 const struct mw_id_params *id)
+{
+	struct mail_user *user = muser->user;
+	struct mw_device_source src;
+	char identity[MW_IDENTITY_BUF_SIZE], label[MW_LABEL_BUF_SIZE];
+	char id_hex[MW_DEVICE_ID_HEX_SIZE];
+	const char *error;
+	int ret;
+
+	i_zero(&src);
+	src.explicit_device = muser->set.device;
+	src.protocol = user->service;
+	src.id = id;
+	if (user->conn.remote_ip != NULL && user->conn.remote_ip->family != 0)
+		src.remote_ip = net_ip2addr(user->conn.remote_ip);
+	src.v4_prefix_bits = muser->set.device_v4_prefix;
+	src.v6_prefix_bits = muser->set.device_v6_prefix;
+	mw_device_describe(&src, identity, sizeof(identity),
+			   label, sizeof(label));
+	muser->device_source = src.explicit_device != NULL ? "explicit" :
+		(id != NULL && id->name[0] != '\0' ? "imap-id" : "network");
+
+	if (mw_device_id(muser->device_key, identity, NULL, id_hex) < 0) {
+		mailward_user_set_fail_safe(muser,
+			"Device id: HMAC-SHA-256 failed (OpenSSL)");
+		return;
+	}
+	ret = mw_store_device_register(muser->store, id_hex, label,
+				       user->service, ioloop_time,
+				       muser->set.device_max,
+				       muser->set.device_expire_secs,
+				       mailward_device_event, muser,
+				       &muser->device, &error);
+	if (ret < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		muser->device_registered = FALSE;
+		return;
+	}
+	muser->device_registered = TRUE;
+	e_debug(muser->event, "device %s (%s, %s): %s", muser->device.id_hex,
+		muser->device_source, ret > 0 ? "new" : "known",
+		muser->device.label);
+}
+
+void mailward_user_set_imap_id(struct mailward_user *muser,
+			       const char *const *pairs, unsigned int count)
+{
+	struct mw_id_params id;
+
+	if (muser->store == NULL || muser->set.device != NULL)
+		return;
+	mw_id_params_parse(pairs, count, &id);
+	if (id.name[0] == '\0')
+		return;
+	/* what the previous device did so far stays attributed to it */
+	(void)mailward_state_flush(muser);
+	mailward_device_register(muser, &id);
+}
+
+struct mw_batch *mailward_state_batch(struct mailward_user *muser)
+{
+	if (muser->store == NULL)
+		return NULL;
+	if (muser->batch == NULL)
+		muser->batch = mw_batch_begin(muser->store);
+	return muser->batch;
+}
+
+int mailward_state_flush(struct mailward_user *muser)
+{
+	const char *error;
+
+	if (muser->batch == NULL)
+		return 0;
+	if (mw_batch_count(muser->batch) == 0) {
+		mw_batch_abort(&muser->batch);
+		return 0;
+	}
+	if (mw_batch_commit(&muser->batch, &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		return -1;
+	}
+	return 0;
+}
+
+const char *mailward_mailbox_guid(struct mailward_user *muser,
+				  struct mailbox *box)
+{
+	struct mailbox_metadata metadata;
+
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
+		e_error(muser->event, "Mailbox %s: GUID lookup failed: %s",
+			mailbox_get_vname(box),
+			mailbox_get_last_internal_error(box, NULL));
+		return NULL;
+	}
+	return binary_to_hex(metadata.guid, sizeof(metadata.guid));
+}
+
 static void mailward_user_deinit(struct mail_user *user)
 {
 	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
 
+	if (muser->store != NULL && muser->device_registered &&
+	    strcmp(user->service, "pop3") != 0) {
+		/* IMAP and other sessions: carry out due expunges at the
+		   end of the session and record the device's activity */
+		struct mail_namespace *ns =
+			mail_namespace_find_inbox(user->namespaces);
+		struct mw_batch *batch = mailward_state_batch(muser);
+
+		if (ns != NULL && strcmp(user->service, "doveadm") != 0) {
+			struct mailbox *box =
+				mailbox_alloc(ns->list, "INBOX", 0);
+			if (mailbox_open(box) == 0)
+				(void)mailward_expunge_due(muser, box,
+							   ioloop_time,
+							   NULL, NULL);
+			mailbox_free(&box);
+		}
+		if (batch != NULL && strcmp(user->service, "doveadm") != 0) {
+			mw_batch_device_touch(batch, muser->device.id_hex,
+					      ioloop_time, 1,
+					      muser->imap_body_fetches, 0);
+		}
+		(void)mailward_state_flush(muser);
+	}
+	if (muser->batch != NULL)
+		mw_batch_abort(&muser->batch);
+	mw_store_unref(&muser->store);
+	mw_device_key_cleanse(muser->device_key, sizeof(muser->device_key));
 	muser->module_ctx.super.deinit(user);
 	event_unref(&muser->event);
+}
+
+static bool mailward_service_has_state(const char *service)
+{
+	return strcmp(service, "pop3") == 0 || strcmp(service, "imap") == 0 ||
+		strcmp(service, "doveadm") == 0;
 }
 
 static void mailward_mail_user_created(struct mail_user *user)
@@ -108,8 +330,6 @@ static void mailward_mail_user_created(struct mail_user *user)
 			"%u invalid setting(s) for user %s",
 			error_count, user->username));
 	}
-	/* the settings strings point into user's settings memory, which
-	   lives as long as the user; copy them anyway to be independent */
 	muser->set.device = p_strdup(user->pool, muser->set.device);
 	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
 	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);
@@ -126,10 +346,21 @@ static void mailward_mail_user_created(struct mail_user *user)
 		mw_setting_source_name(muser->set.hold_source),
 		muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
 		"deny" : "allow");
+
+	if (muser->set.state_enabled &&
+	    mailward_service_has_state(user->service) &&
+	    mailward_state_open(muser) &&
+	    strcmp(user->service, "doveadm") != 0) {
+		/* session_restored: IMAP unhibernation is the same device,
+		   registering is then a read-only lookup anyway */
+		mailward_device_register(muser, NULL);
+	}
 }
 
 static struct mail_storage_hooks mailward_mail_storage_hooks = {
 	.mail_user_created = mailward_mail_user_created,
+	.mailbox_allocated = mailward_storage_hooks_mailbox_allocated,
+	.mail_allocated = mailward_storage_hooks_mail_allocated,
 };
 
 void mailward_plugin_init(struct module *module)

@@ -4,12 +4,42 @@
 /* The storage plugin's interface to mailward's protocol and doveadm
    plugins. Everything here is valid for the mail_user's lifetime. */
 
+#include "array.h"
+#include "hash.h"
 #include "module-context.h"
 #include "mail-user.h"
+#include "mail-storage-private.h"
 #include "mw-policy.h"
+#include "mw-device.h"
+#include "mw-store.h"
 
 #define MAILWARD_USER_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailward_user_module)
+#define MAILWARD_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailward_storage_module)
+
+/* What a POP3 session did with one message. */
+struct mailward_pop3_msg {
+	uint32_t uid;
+	const char *guid;
+	bool retrieved:1;	/* RETR */
+	bool deleted:1;		/* DELE, seen at QUIT */
+	bool client_expunged:1;	/* Dovecot expunged it (client policy) */
+};
+
+struct mailward_pop3_session {
+	pool_t pool;
+	struct mailbox *box;
+	const char *mailbox_guid;	/* hex */
+	/* uid -> struct mailward_pop3_msg */
+	HASH_TABLE(void *, struct mailward_pop3_msg *) msgs;
+	unsigned int retr_count, top_count, dele_count;
+	/* per-device view: sorted message keys hidden from this device */
+	ARRAY(uint64_t) hidden;
+	bool hidden_loaded:1;
+	bool view_failed:1;
+	unsigned int hidden_count;
+};
 
 struct mailward_user {
 	union mail_user_module_context module_ctx;
@@ -25,17 +55,93 @@ struct mailward_user {
 	bool fail_safe;
 	/* first reason for fail_safe, for logs and doveadm */
 	const char *fail_safe_reason;
+
+	/* per-user LMDB state; NULL when off or failed */
+	struct mw_store *store;
+	const char *state_dir;
+	unsigned char device_key[MW_DEVICE_KEY_SIZE];
+	bool device_key_loaded;
+
+	/* the device of this session (device_registered when stored) */
+	struct mw_device_rec device;
+	const char *device_source;	/* explicit, imap-id, network */
+	bool device_registered;
+
+	/* state changes of the current command / session, committed in one
+	   LMDB write transaction by mailward_state_flush() */
+	struct mw_batch *batch;
+	unsigned int imap_body_fetches;
+
+	struct mailward_pop3_session *pop3;
+};
+
+struct mailward_transaction {
+	union mailbox_transaction_module_context module_ctx;
+	/* expunges refused (hold / imap_expunge=deny): rolls back */
+	unsigned int refused;
+	const char *refuse_reason;
+	/* expunges mailward itself decided (policy, delay, admin) */
+	bool policy_expunge;
+	/* GUIDs of messages expunged in this transaction, for pruning */
+	ARRAY_TYPE(const_string) expunged_guids;
+	pool_t pool;
+};
+
+struct mailward_mailbox {
+	union mailbox_module_context module_ctx;
+	bool pop3_session:1;
+	/* mailward's own searches see past the per-device view */
+	bool view_bypass:1;
 };
 
 extern MODULE_CONTEXT_DEFINE(mailward_user_module, &mail_user_module_register);
+extern MODULE_CONTEXT_DEFINE(mailward_storage_module,
+			     &mail_storage_module_register);
 extern struct event_category event_category_mailward;
 
 /* Puts the session into fail-safe mode (policy expunges nothing) and logs
-   the reason as an error, once per reason. */
+   the reason as an error. */
 void mailward_user_set_fail_safe(struct mailward_user *muser,
 				 const char *reason);
 /* Returns TRUE if policy may expunge in this session. */
 bool mailward_user_may_expunge(struct mailward_user *muser);
+
+/* Re-identifies the session's device from RFC 2971 ID parameters
+   (pairs[2*i] name, pairs[2*i+1] value or NULL). An explicit
+   mailward_device wins and makes this a no-op. */
+void mailward_user_set_imap_id(struct mailward_user *muser,
+			       const char *const *pairs, unsigned int count);
+/* The batch of the current command, begun on first use; NULL when the
+   state store is off. */
+struct mw_batch *mailward_state_batch(struct mailward_user *muser);
+/* Commits pending state changes in one write transaction. Returns 0 or
+   -1 (logged, session made fail-safe). */
+int mailward_state_flush(struct mailward_user *muser);
+
+/* Hex GUID of a mailbox, or NULL on error (logged). */
+const char *mailward_mailbox_guid(struct mailward_user *muser,
+				  struct mailbox *box);
+
+/* POP3: ends the session: records retrievals and deletions (only when
+   quit_seen), applies the policy, carries out due expunges, logs a
+   summary line. box is the session's INBOX, still open. */
+void mailward_pop3_session_end(struct mailward_user *muser,
+			       struct mailbox *box, bool quit_seen,
+			       bool update_ok);
+/* Expunges messages of box whose expunge time has come. Adds prunes to
+   the current batch. Returns the number expunged, -1 on error.
+   print_cb (may be NULL) is called for each expunged message. */
+int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
+			 time_t now,
+			 void (*print_cb)(void *ctx, uint32_t uid,
+					  const char *guid, time_t due),
+			 void *ctx);
+/* The POP3 per-device view: TRUE if the mail is hidden from this
+   device's listing. */
+bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);
+
+void mailward_storage_hooks_mailbox_allocated(struct mailbox *box);
+void mailward_storage_hooks_mail_allocated(struct mail *mail);
 
 void mailward_plugin_init(struct module *module);
 void mailward_plugin_deinit(void);

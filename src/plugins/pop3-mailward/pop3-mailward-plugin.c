@@ -1,16 +1,31 @@
-/* mailward POP3 plugin: POP3 session state (QUIT vs drop, RETR/TOP/DELE)
-   and the RFC 2449 EXPIRE capability */
+/* mailward POP3 plugin: POP3 session state (QUIT vs drop, RETR/TOP/DELE),
+   the per-device view's UIDL consistency and the RFC 2449 EXPIRE
+   capability */
 
 #include "lib.h"
+#include "array.h"
+#include "seq-range-array.h"
+#include "ostream-private.h"
 #include "pop3-common.h"
+#include "pop3-capability.h"
 #include "pop3-client.h"
+#include "pop3-settings.h"
 #include "mailward-plugin.h"
 
 #define POP3_MAILWARD_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, pop3_mailward_module)
 
+/* cmd_capa() sends exactly this, in one write */
+#define POP3_CAPA_REPLY "+OK\r\n" POP3_CAPABILITY_REPLY ".\r\n"
+
 struct pop3_mailward_client {
 	union pop3_module_context module_ctx;
+	struct mailward_user *muser;
+};
+
+struct capa_ostream {
+	struct ostream_private ostream;
+	char *expire_line;	/* "EXPIRE NEVER\r\n" */
 };
 
 const char *pop3_mailward_plugin_version = DOVECOT_ABI_VERSION;
@@ -25,11 +40,97 @@ static pop3_client_created_func_t *next_hook_client_created;
 static MODULE_CONTEXT_DEFINE_INIT(pop3_mailward_module,
 				  &pop3_module_register);
 
+static bool iov_equals(const struct const_iovec *iov, unsigned int count,
+		       const char *str, size_t len)
+{
+	size_t pos = 0;
+	unsigned int i;
+
+	for (i = 0; i < count; i++) {
+		if (pos + iov[i].iov_len > len ||
+		    memcmp(str + pos, iov[i].iov_base, iov[i].iov_len) != 0)
+			return FALSE;
+		pos += iov[i].iov_len;
+	}
+	return pos == len;
+}
+
+static ssize_t
+capa_ostream_sendv(struct ostream_private *stream,
+		   const struct const_iovec *iov, unsigned int iov_count)
+{
+	struct capa_ostream *cstream = (struct capa_ostream *)stream;
+	size_t total = 0;
+	unsigned int i;
+	ssize_t ret;
+
+	for (i = 0; i < iov_count; i++)
+		total += iov[i].iov_len;
+
+	if (iov_equals(iov, iov_count, POP3_CAPA_REPLY,
+		       strlen(POP3_CAPA_REPLY))) {
+		/* post-login CAPA: add EXPIRE before the final "." */
+		struct const_iovec new_iov[3];
+		size_t head_len = strlen(POP3_CAPA_REPLY) - 3;
+
+		new_iov[0].iov_base = POP3_CAPA_REPLY;
+		new_iov[0].iov_len = head_len;
+		new_iov[1].iov_base = cstream->expire_line;
+		new_iov[1].iov_len = strlen(cstream->expire_line);
+		new_iov[2].iov_base = ".\r\n";
+		new_iov[2].iov_len = 3;
+		ret = o_stream_sendv(stream->parent, new_iov, 3);
+		if (ret < 0) {
+			o_stream_copy_error_from_parent(stream);
+			return -1;
+		}
+		/* the parent buffers without limit: all was taken */
+		stream->ostream.offset += total;
+		return total;
+	}
+	ret = o_stream_sendv(stream->parent, iov, iov_count);
+	if (ret < 0) {
+		o_stream_copy_error_from_parent(stream);
+		return -1;
+	}
+	stream->ostream.offset += ret;
+	return ret;
+}
+
+static void capa_ostream_destroy(struct iostream_private *stream)
+{
+	struct capa_ostream *cstream = (struct capa_ostream *)stream;
+
+	i_free(cstream->expire_line);
+	o_stream_unref(&cstream->ostream.parent);
+}
+
+static struct ostream *
+capa_ostream_create(struct ostream *parent, const char *expire_line)
+{
+	struct capa_ostream *cstream;
+
+	cstream = i_new(struct capa_ostream, 1);
+	cstream->expire_line = i_strdup(expire_line);
+	cstream->ostream.sendv = capa_ostream_sendv;
+	cstream->ostream.iostream.destroy = capa_ostream_destroy;
+	return o_stream_create(&cstream->ostream, parent,
+			       o_stream_get_fd(parent));
+}
+
 static void pop3_mailward_client_destroy(struct client *client,
 					 const char *reason)
 {
 	struct pop3_mailward_client *mclient = POP3_MAILWARD_CONTEXT(client);
 
+	if (client->mailbox != NULL && mclient->muser != NULL) T_BEGIN {
+		/* QUIT has committed Dovecot's transaction already; a dropped
+		   connection's transaction is still open and only carries
+		   \Seen flags */
+		mailward_pop3_session_end(mclient->muser, client->mailbox,
+					  client->quit_seen,
+					  client->delete_success);
+	} T_END;
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
@@ -41,11 +142,29 @@ static void pop3_mailward_client_created(struct client **clientp)
 	if (muser != NULL &&
 	    mail_user_is_plugin_loaded(client->user, pop3_mailward_module_ptr)) {
 		struct pop3_mailward_client *mclient;
+		char expire[32];
 
 		mclient = p_new(client->pool, struct pop3_mailward_client, 1);
 		mclient->module_ctx.super = client->v;
+		mclient->muser = muser;
 		client->v.destroy = pop3_mailward_client_destroy;
 		MODULE_CONTEXT_SET(client, pop3_mailward_module, mclient);
+
+		/* The per-device view hides messages from the listing. Without
+		   pop3_deleted_flag Dovecot would assume the visible messages
+		   are sequences 1..N: make it record the real ones. */
+		if (client->set->pop3_deleted_flag[0] == '\0' &&
+		    !array_is_created(&client->all_seqs))
+			i_array_init(&client->all_seqs, 32);
+
+		if (mw_pop3_expire_capability(&muser->set, expire,
+					      sizeof(expire))) {
+			struct ostream *output = client->output;
+
+			client->output = capa_ostream_create(
+				output, t_strdup_printf("EXPIRE %s\r\n", expire));
+			o_stream_unref(&output);
+		}
 		e_debug(muser->event, "pop3 session started");
 	}
 	if (next_hook_client_created != NULL)

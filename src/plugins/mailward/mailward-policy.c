@@ -1,0 +1,408 @@
+/* mailward POP3 retrieval policy at session end, and due expunges */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "ioloop.h"
+#include "str.h"
+#include "hex-binary.h"
+#include "mail-search-build.h"
+#include "mail-user.h"
+#include "mail-storage-private.h"
+#include "mailward-plugin.h"
+
+struct expunge_target {
+	uint32_t uid;
+	const char *guid;
+	unsigned char key[MW_MSG_KEY_SIZE];
+	time_t due;
+};
+ARRAY_DEFINE_TYPE(expunge_target, struct expunge_target);
+
+/* Expunges the targets in box in one transaction of mailward's own
+   (mail_expunge of a mail whose GUID no longer matches is skipped).
+   Returns the number expunged or -1. Sets found=TRUE in targets done. */
+static int
+mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
+			 ARRAY_TYPE(expunge_target) *targets,
+			 const char *cause, bool *done)
+{
+	struct mailbox_transaction_context *t;
+	struct mailward_transaction *mt;
+	struct mail *mail;
+	struct expunge_target *target;
+	const char *guid;
+	unsigned int i, count = 0;
+	unsigned char key[MW_MSG_KEY_SIZE];
+	bool need_scan = FALSE;
+
+	if (array_count(targets) == 0)
+		return 0;
+	if (!mailward_user_may_expunge(muser)) {
+		/* audit hook point: expunge suppressed (hold / fail-safe) */
+		e_info(muser->event, "%u %s expunge(s) in %s suppressed: %s",
+		       array_count(targets), cause, mailbox_get_vname(box),
+		       muser->set.hold ? "legal hold (mailward_hold=yes)" :
+		       muser->fail_safe_reason);
+		return 0;
+	}
+
+	t = mailbox_transaction_begin(box, 0, "mailward policy expunge");
+	mt = MAILWARD_CONTEXT(t);
+	if (mt != NULL)
+		mt->policy_expunge = TRUE;
+	mail = mail_alloc(t, 0, NULL);
+	array_foreach_modifiable(targets, target) {
+		i = array_foreach_idx(targets, target);
+		if (target->uid == 0 || !mail_set_uid(mail, target->uid) ||
+		    mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0) {
+			need_scan = TRUE;
+			continue;
+		}
+		mw_msg_key(guid, key);
+		if (memcmp(key, target->key, sizeof(key)) != 0) {
+			/* UID hint is stale (UIDVALIDITY changed) */
+			need_scan = TRUE;
+			continue;
+		}
+		/* audit hook point: expunge intent (cause) */
+		mail_expunge(mail);
+		done[i] = TRUE;
+		count++;
+	}
+	if (need_scan) {
+		/* find the rest by message GUID, past the per-device view */
+		struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+		struct mail_search_args *args = mail_search_build_init();
+		struct mail_search_context *ctx;
+		struct mail *smail;
+
+		mail_search_build_add_all(args);
+		if (mbox != NULL)
+			mbox->view_bypass = TRUE;
+		ctx = mailbox_search_init(t, args, NULL, 0, NULL);
+		mail_search_args_unref(&args);
+		while (mailbox_search_next(ctx, &smail)) {
+			if (mail_get_special(smail, MAIL_FETCH_GUID, &guid) < 0)
+				continue;
+			mw_msg_key(guid, key);
+			array_foreach_modifiable(targets, target) {
+				i = array_foreach_idx(targets, target);
+				if (!done[i] &&
+				    memcmp(key, target->key, sizeof(key)) == 0) {
+					mail_expunge(smail);
+					done[i] = TRUE;
+					count++;
+				}
+			}
+		}
+		(void)mailbox_search_deinit(&ctx);
+		if (mbox != NULL)
+			mbox->view_bypass = FALSE;
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		e_error(muser->event, "Policy expunge in %s failed "
+			"(messages kept): %s", mailbox_get_vname(box),
+			mailbox_get_last_internal_error(box, NULL));
+		for (i = 0; i < array_count(targets); i++)
+			done[i] = FALSE;
+		return -1;
+	}
+	if (mailbox_sync(box, 0) < 0) {
+		e_error(muser->event, "Sync of %s after policy expunge "
+			"failed: %s", mailbox_get_vname(box),
+			mailbox_get_last_internal_error(box, NULL));
+	}
+	return count;
+}
+
+struct due_ctx {
+	time_t now;
+	ARRAY_TYPE(expunge_target) targets;
+	pool_t pool;
+};
+
+static int due_iter_cb(const struct mw_msg_rec *rec, void *context)
+{
+	struct due_ctx *ctx = context;
+	struct expunge_target *target;
+
+	if (rec->expunge_due == 0 || rec->expunge_due > ctx->now)
+		return 0;
+	array_foreach_modifiable(&ctx->targets, target) {
+		if (memcmp(target->key, rec->key, sizeof(rec->key)) == 0) {
+			if (target->uid == 0)
+				target->uid = rec->uid;
+			return 0;
+		}
+	}
+	target = array_append_space(&ctx->targets);
+	target->uid = rec->uid;
+	target->due = rec->expunge_due;
+	memcpy(target->key, rec->key, sizeof(target->key));
+	return 0;
+}
+
+int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
+			 time_t now,
+			 void (*print_cb)(void *ctx, uint32_t uid,
+					  const char *guid, time_t due),
+			 void *context)
+{
+	struct due_ctx ctx;
+	struct mw_batch *batch;
+	const char *mbox_guid, *error;
+	struct expunge_target *target;
+	unsigned int i;
+	bool *done;
+	int ret;
+
+	if (muser->store == NULL)
+		return 0;
+	mbox_guid = mailward_mailbox_guid(muser, box);
+	if (mbox_guid == NULL)
+		return -1;
+	i_zero(&ctx);
+	ctx.now = now;
+	ctx.pool = pool_alloconly_create("mailward due", 1024);
+	p_array_init(&ctx.targets, ctx.pool, 8);
+	if (mw_store_msg_iter(muser->store, -1, mbox_guid, due_iter_cb,
+			      &ctx, &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		pool_unref(&ctx.pool);
+		return -1;
+	}
+	if (array_count(&ctx.targets) == 0) {
+		pool_unref(&ctx.pool);
+		return 0;
+	}
+	done = p_new(ctx.pool, bool, array_count(&ctx.targets));
+	ret = mailward_expunge_targets(muser, box, &ctx.targets, "delayed",
+				       done);
+	batch = mailward_state_batch(muser);
+	array_foreach_modifiable(&ctx.targets, target) {
+		i = array_foreach_idx(&ctx.targets, target);
+		if (!done[i])
+			continue;
+		if (batch != NULL)
+			mw_batch_msg_prune_key(batch, mbox_guid, target->key);
+		if (print_cb != NULL) {
+			print_cb(context, target->uid,
+				 binary_to_hex(target->key, sizeof(target->key)),
+				 target->due);
+		}
+	}
+	if (ret > 0) {
+		e_info(muser->event, "expunged %d message(s) in %s whose "
+		       "delay (mailward_expunge_delay) has passed",
+		       ret, mailbox_get_vname(box));
+	}
+	pool_unref(&ctx.pool);
+	return ret;
+}
+
+/* TRUE if every other active device has retrieved or deleted the
+   message (expunge-after-all-devices). */
+struct all_devices_ctx {
+	struct mailward_user *muser;
+	time_t now;
+	ARRAY(uint16_t) devices;
+};
+
+static int all_devices_dev_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct all_devices_ctx *ctx = context;
+	struct mailward_user *muser = ctx->muser;
+
+	if (rec->dev_no == muser->device.dev_no)
+		return 0;
+	if (muser->set.device_expire_secs > 0 &&
+	    rec->last_seen + (time_t)muser->set.device_expire_secs < ctx->now)
+		return 0;
+	if (!muser->set.imap_counts_as_retrieval &&
+	    strcmp(rec->protocol, "pop3") != 0)
+		return 0;
+	array_push_back(&ctx->devices, &rec->dev_no);
+	return 0;
+}
+
+static bool
+all_other_devices_have(struct mailward_user *muser,
+		       struct all_devices_ctx *ctx, const char *mbox_guid,
+		       const char *guid, bool *error_r)
+{
+	struct mw_msg_rec rec;
+	const char *error;
+	uint16_t dev_no;
+	int ret;
+
+	array_foreach_elem(&ctx->devices, dev_no) {
+		ret = mw_store_msg_get(muser->store, dev_no, mbox_guid, guid,
+				       &rec, &error);
+		if (ret < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"State store error: %s", error));
+			*error_r = TRUE;
+			return FALSE;
+		}
+		if (ret == 0 || (rec.retrieved == 0 && rec.deleted == 0))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+void mailward_pop3_session_end(struct mailward_user *muser,
+			       struct mailbox *box, bool quit_seen,
+			       bool update_ok)
+{
+	struct mailward_pop3_session *s = muser->pop3;
+	struct mw_batch *batch = mailward_state_batch(muser);
+	struct hash_iterate_context *iter;
+	struct mailward_pop3_msg *msg;
+	void *key;
+	ARRAY_TYPE(expunge_target) targets;
+	struct expunge_target *target;
+	struct all_devices_ctx adctx;
+	enum mw_pop3_policy policy = muser->set.pop3_policy;
+	const char *mbox_guid = NULL, *error;
+	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
+	int expunged = 0, due_expunged = 0;
+	bool *done, store_error = FALSE;
+	time_t now = ioloop_time;
+	pool_t pool;
+
+	pool = pool_alloconly_create("mailward session end", 1024);
+	p_array_init(&targets, pool, 16);
+	i_zero(&adctx);
+	adctx.muser = muser;
+	adctx.now = now;
+	p_array_init(&adctx.devices, pool, 8);
+
+	if (s != NULL && s->box == box && batch != NULL &&
+	    muser->device_registered)
+		mbox_guid = mailward_mailbox_guid(muser, box);
+	if (mbox_guid != NULL &&
+	    policy == MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
+	    quit_seen && update_ok) {
+		if (mw_store_device_iter(muser->store, all_devices_dev_cb,
+					 &adctx, &error) < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"State store error: %s", error));
+			store_error = TRUE;
+		}
+	}
+
+	if (s != NULL && quit_seen && update_ok) {
+		iter = hash_table_iterate_init(s->msgs);
+		while (hash_table_iterate(iter, s->msgs, &key, &msg)) {
+			bool wanted = FALSE;
+
+			if (msg->client_expunged) {
+				client_expunged++;
+				continue;
+			}
+			if (mbox_guid != NULL && msg->retrieved)
+				mw_batch_msg_update(batch, muser->device.dev_no,
+						    mbox_guid, msg->guid,
+						    msg->uid, MW_MSG_RETRIEVED,
+						    now);
+			if (mbox_guid != NULL && msg->deleted)
+				mw_batch_msg_update(batch, muser->device.dev_no,
+						    mbox_guid, msg->guid,
+						    msg->uid, MW_MSG_DELETED,
+						    now);
+			switch (policy) {
+			case MW_POP3_POLICY_CLIENT:
+				/* DELE in a fail-safe session */
+				break;
+			case MW_POP3_POLICY_LEAVE_ON_SERVER:
+				break;
+			case MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL:
+				wanted = msg->retrieved || msg->deleted;
+				break;
+			case MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES:
+				wanted = (msg->retrieved || msg->deleted) &&
+					mbox_guid != NULL && !store_error &&
+					all_other_devices_have(
+						muser, &adctx, mbox_guid,
+						msg->guid, &store_error);
+				break;
+			}
+			if (!wanted) {
+				if (msg->deleted || msg->retrieved)
+					kept++;
+				continue;
+			}
+			if (muser->set.expunge_delay_secs > 0 &&
+			    mbox_guid != NULL) {
+				struct mw_msg_rec rec;
+				time_t due = now + muser->set.expunge_delay_secs;
+
+				if (mw_store_msg_get(muser->store,
+						     muser->device.dev_no,
+						     mbox_guid, msg->guid,
+						     &rec, &error) > 0 &&
+				    rec.expunge_due != 0 &&
+				    rec.expunge_due < due)
+					due = rec.expunge_due;
+				mw_batch_msg_update(batch, muser->device.dev_no,
+						    mbox_guid, msg->guid,
+						    msg->uid, MW_MSG_DUE, due);
+				due_count++;
+				continue;
+			}
+			target = array_append_space(&targets);
+			target->uid = msg->uid;
+			target->guid = msg->guid;
+			mw_msg_key(msg->guid, target->key);
+		}
+		hash_table_iterate_deinit(&iter);
+	}
+
+	if (array_count(&targets) > 0) {
+		done = p_new(pool, bool, array_count(&targets));
+		expunged = mailward_expunge_targets(muser, box, &targets,
+						    "policy", done);
+		if (expunged < 0)
+			expunged = 0;
+		array_foreach_modifiable(&targets, target) {
+			i = array_foreach_idx(&targets, target);
+			if (!done[i])
+				kept++;
+			else if (mbox_guid != NULL)
+				mw_batch_msg_prune_key(batch, mbox_guid,
+						       target->key);
+		}
+	}
+	if (mbox_guid != NULL) {
+		due_expunged = mailward_expunge_due(muser, box, now,
+						    NULL, NULL);
+		if (due_expunged < 0)
+			due_expunged = 0;
+	}
+	if (batch != NULL && muser->device_registered) {
+		mw_batch_device_touch(batch, muser->device.id_hex, now, 1,
+				      quit_seen && s != NULL ?
+				      s->retr_count : 0,
+				      quit_seen && s != NULL ?
+				      s->dele_count : 0);
+	}
+	(void)mailward_state_flush(muser);
+
+	e_info(muser->event, "pop3 session %s: policy=%s%s device=%s "
+	       "retr=%u top=%u dele=%u expunged=%u kept=%u delayed=%u "
+	       "due_expunged=%d hidden=%u",
+	       quit_seen ? "ended with QUIT" :
+	       "dropped without QUIT (nothing expunged or recorded)",
+	       mw_pop3_policy_name(policy),
+	       muser->fail_safe ? " (fail-safe)" :
+	       (muser->set.hold ? " (hold)" : ""),
+	       muser->device_registered ? muser->device.id_hex : "-",
+	       s == NULL ? 0 : s->retr_count, s == NULL ? 0 : s->top_count,
+	       s == NULL ? 0 : s->dele_count,
+	       client_expunged + (unsigned int)expunged, kept, due_count,
+	       due_expunged, s == NULL ? 0 : s->hidden_count);
+	pool_unref(&pool);
+}

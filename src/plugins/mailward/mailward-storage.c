@@ -1,0 +1,457 @@
+/* mailward storage hooks: which expunges happen (policy, hold, deny),
+   what a POP3 device has retrieved, and its per-device view */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "ioloop.h"
+#include "str.h"
+#include "mail-user.h"
+#include "mail-storage-private.h"
+#include "mailward-plugin.h"
+
+#define MAILWARD_MAIL_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailward_mail_module)
+
+static MODULE_CONTEXT_DEFINE_INIT(mailward_mail_module,
+				  &mail_module_register);
+
+static struct mailward_user *mailward_box_user(struct mailbox *box)
+{
+	return MAILWARD_USER_CONTEXT(box->storage->user);
+}
+
+/* ---------------------------------------------------------------- */
+/* POP3 session tracking                                            */
+
+static struct mailward_pop3_session *
+mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
+{
+	struct mailward_pop3_session *s = muser->pop3;
+
+	if (s != NULL)
+		return s->box == box ? s : NULL;
+	pool_t pool = pool_alloconly_create("mailward pop3 session", 1024);
+	s = p_new(pool, struct mailward_pop3_session, 1);
+	s->pool = pool;
+	s->box = box;
+	hash_table_create_direct(&s->msgs, pool, 0);
+	p_array_init(&s->hidden, pool, 16);
+	muser->pop3 = s;
+	return s;
+}
+
+static struct mailward_pop3_msg *
+mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
+{
+	struct mailward_pop3_msg *msg;
+	const char *guid;
+
+	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
+	if (msg != NULL)
+		return msg;
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return NULL;
+	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
+	msg->uid = mail->uid;
+	msg->guid = p_strdup(s->pool, guid);
+	hash_table_insert(s->msgs, POINTER_CAST(mail->uid), msg);
+	return msg;
+}
+
+static uint64_t msg_key_u64(const char *guid)
+{
+	unsigned char key[MW_MSG_KEY_SIZE];
+	uint64_t v;
+
+	mw_msg_key(guid, key);
+	memcpy(&v, key, sizeof(v));
+	return v;
+}
+
+static int uint64_cmp(const uint64_t *a, const uint64_t *b)
+{
+	return *a < *b ? -1 : (*a > *b ? 1 : 0);
+}
+
+struct hidden_ctx {
+	struct mailward_user *muser;
+	struct mailward_pop3_session *s;
+	time_t now;
+};
+
+static int hidden_iter_cb(const struct mw_msg_rec *rec, void *context)
+{
+	struct hidden_ctx *ctx = context;
+	struct mailward_user *muser = ctx->muser;
+	bool hide = FALSE;
+	uint64_t v;
+
+	if (rec->expunge_due != 0 && rec->expunge_due <= ctx->now) {
+		/* due for expunge: no device lists it any more */
+		hide = TRUE;
+	} else if (rec->dev_no == muser->device.dev_no) {
+		switch (muser->set.pop3_policy) {
+		case MW_POP3_POLICY_CLIENT:
+			break;
+		case MW_POP3_POLICY_LEAVE_ON_SERVER:
+			hide = rec->deleted != 0;
+			break;
+		case MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL:
+		case MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES:
+			hide = rec->deleted != 0 || rec->retrieved != 0;
+			break;
+		}
+	}
+	if (hide) {
+		memcpy(&v, rec->key, sizeof(v));
+		array_push_back(&ctx->s->hidden, &v);
+	}
+	return 0;
+}
+
+static void mailward_pop3_load_hidden(struct mailward_user *muser,
+				      struct mailward_pop3_session *s)
+{
+	struct hidden_ctx ctx;
+	const char *error;
+
+	s->hidden_loaded = TRUE;
+	if (muser->store == NULL || !muser->device_registered)
+		return;
+	s->mailbox_guid = p_strdup(s->pool,
+				   mailward_mailbox_guid(muser, s->box));
+	if (s->mailbox_guid == NULL) {
+		s->view_failed = TRUE;
+		return;
+	}
+	i_zero(&ctx);
+	ctx.muser = muser;
+	ctx.s = s;
+	ctx.now = ioloop_time;
+	if (mw_store_msg_iter(muser->store, -1, s->mailbox_guid,
+			      hidden_iter_cb, &ctx, &error) < 0) {
+		/* can't tell what this device has: show everything */
+		array_clear(&s->hidden);
+		s->view_failed = TRUE;
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		return;
+	}
+	array_sort(&s->hidden, uint64_cmp);
+}
+
+bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
+{
+	struct mailward_pop3_session *s;
+	const char *guid;
+	uint64_t v;
+
+	s = mailward_pop3_session_get(muser, mail->box);
+	if (s == NULL)
+		return FALSE;
+	if (!s->hidden_loaded)
+		mailward_pop3_load_hidden(muser, s);
+	if (array_count(&s->hidden) == 0)
+		return FALSE;
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return FALSE;
+	v = msg_key_u64(guid);
+	if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL)
+		return FALSE;
+	s->hidden_count++;
+	return TRUE;
+}
+
+/* ---------------------------------------------------------------- */
+/* mail vfuncs                                                      */
+
+static bool mailward_is_body_fetch(const char *reason)
+{
+	return strcmp(reason, "full mail") == 0 ||
+		strcmp(reason, "mail body") == 0 ||
+		strcmp(reason, "MIME part") == 0 ||
+		strcmp(reason, "binary stream") == 0;
+}
+
+static void mailward_note_imap_fetch(struct mailward_user *muser,
+				     struct mail *mail)
+{
+	struct mw_batch *batch;
+	const char *guid, *mbox_guid;
+
+	if (!muser->device_registered || muser->store == NULL)
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL)
+		return;
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return;
+	mbox_guid = mailward_mailbox_guid(muser, mail->box);
+	if (mbox_guid == NULL)
+		return;
+	mw_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
+			    mail->uid, MW_MSG_RETRIEVED, ioloop_time);
+	muser->imap_body_fetches++;
+}
+
+static int
+mailward_mail_get_stream(struct mail *_mail, bool get_body,
+			 struct message_size *hdr_size,
+			 struct message_size *body_size,
+			 struct istream **stream_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
+	struct mailward_user *muser = mailward_box_user(_mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+	const char *reason = mail->get_stream_reason;
+
+	if (muser != NULL && mbox != NULL && reason != NULL) T_BEGIN {
+		if (mbox->pop3_session) {
+			struct mailward_pop3_session *s =
+				mailward_pop3_session_get(muser, _mail->box);
+			struct mailward_pop3_msg *msg;
+
+			if (s != NULL && strcmp(reason, "RETR") == 0) {
+				msg = mailward_pop3_msg_get(s, _mail);
+				if (msg != NULL && !msg->retrieved) {
+					msg->retrieved = TRUE;
+					s->retr_count++;
+				}
+			} else if (s != NULL && strcmp(reason, "TOP") == 0) {
+				s->top_count++;
+			}
+		} else if (strcmp(muser->user->service, "imap") == 0 &&
+			   mailward_is_body_fetch(reason)) {
+			mailward_note_imap_fetch(muser, _mail);
+		}
+	} T_END;
+	return mmail->super.get_stream(_mail, get_body, hdr_size, body_size,
+				       stream_r);
+}
+
+static const char *mailward_refuse_reason(struct mailward_user *muser)
+{
+	if (muser->set.hold)
+		return "Mailbox is under legal hold (mailward_hold): "
+			"messages cannot be expunged";
+	return "Expunging is not allowed for this user "
+		"(mailward_imap_expunge=deny)";
+}
+
+static void mailward_note_expunged(struct mailward_transaction *mt,
+				   struct mail *mail)
+{
+	const char *guid;
+
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return;
+	if (mt->pool == NULL) {
+		mt->pool = pool_alloconly_create("mailward expunged", 512);
+		p_array_init(&mt->expunged_guids, mt->pool, 8);
+	}
+	guid = p_strdup(mt->pool, guid);
+	array_push_back(&mt->expunged_guids, &guid);
+}
+
+static void mailward_mail_expunge(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
+	struct mailward_user *muser = mailward_box_user(_mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(_mail->transaction);
+
+	if (muser == NULL || mbox == NULL || mt == NULL) {
+		mmail->super.expunge(_mail);
+		return;
+	}
+	if (mt->policy_expunge) {
+		/* mailward's own expunge: decided and checked already */
+		mailward_note_expunged(mt, _mail);
+		mmail->super.expunge(_mail);
+		return;
+	}
+	if (mbox->pop3_session) {
+		/* POP3 DELE, reaching here at QUIT */
+		struct mailward_pop3_session *s =
+			mailward_pop3_session_get(muser, _mail->box);
+		struct mailward_pop3_msg *msg = s == NULL ? NULL :
+			mailward_pop3_msg_get(s, _mail);
+
+		if (msg != NULL && !msg->deleted) {
+			msg->deleted = TRUE;
+			s->dele_count++;
+		}
+		if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+		    mailward_user_may_expunge(muser)) {
+			/* Dovecot's own behaviour */
+			if (msg != NULL)
+				msg->client_expunged = TRUE;
+			mailward_note_expunged(mt, _mail);
+			mmail->super.expunge(_mail);
+		}
+		/* otherwise kept: policy decides at session end */
+		return;
+	}
+	if (muser->set.hold ||
+	    (muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
+	     strcmp(muser->user->service, "imap") == 0)) {
+		mt->refused++;
+		mt->refuse_reason = mailward_refuse_reason(muser);
+		return;
+	}
+	mailward_note_expunged(mt, _mail);
+	mmail->super.expunge(_mail);
+}
+
+void mailward_storage_hooks_mail_allocated(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct mail_vfuncs *v = mail->vlast;
+	union mail_module_context *mmail;
+
+	if (MAILWARD_CONTEXT(_mail->box) == NULL)
+		return;
+	mmail = p_new(mail->pool, union mail_module_context, 1);
+	mmail->super = *v;
+	mail->vlast = &mmail->super;
+	v->expunge = mailward_mail_expunge;
+	v->get_stream = mailward_mail_get_stream;
+	MODULE_CONTEXT_SET_SELF(mail, mailward_mail_module, mmail);
+}
+
+/* ---------------------------------------------------------------- */
+/* mailbox vfuncs                                                   */
+
+static struct mailbox_transaction_context *
+mailward_transaction_begin(struct mailbox *box,
+			   enum mailbox_transaction_flags flags,
+			   const char *reason)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailbox_transaction_context *t;
+	struct mailward_transaction *mt;
+
+	t = mbox->module_ctx.super.transaction_begin(box, flags, reason);
+	mt = i_new(struct mailward_transaction, 1);
+	MODULE_CONTEXT_SET(t, mailward_storage_module, mt);
+	return t;
+}
+
+static void mailward_transaction_free(struct mailward_transaction *mt)
+{
+	pool_unref(&mt->pool);
+	i_free(mt);
+}
+
+static void
+mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
+			struct mailward_transaction *mt)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mw_batch *batch;
+	const char *mbox_guid, *guid;
+
+	if (mt->pool == NULL || array_count(&mt->expunged_guids) == 0 ||
+	    muser->store == NULL)
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL)
+		return;
+	mbox_guid = mailward_mailbox_guid(muser, box);
+	if (mbox_guid == NULL)
+		return;
+	array_foreach_elem(&mt->expunged_guids, guid)
+		mw_batch_msg_prune(batch, mbox_guid, guid);
+	if (!mbox->pop3_session && !mt->policy_expunge) {
+		/* IMAP/doveadm expunge: one write transaction per command */
+		(void)mailward_state_flush(muser);
+	}
+}
+
+static int
+mailward_transaction_commit(struct mailbox_transaction_context *t,
+			    struct mail_transaction_commit_changes *changes_r)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	struct mailward_user *muser = mailward_box_user(box);
+	int ret;
+
+	if (mt->refused > 0) {
+		/* never a silent no-op: the client is told */
+		const char *reason = t_strdup(mt->refuse_reason);
+
+		if (muser != NULL) {
+			e_info(muser->event, "Refused to expunge %u message(s) "
+			       "in %s: %s", mt->refused,
+			       mailbox_get_vname(box), reason);
+		}
+		mbox->module_ctx.super.transaction_rollback(t);
+		mailward_transaction_free(mt);
+		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
+		return -1;
+	}
+	/* audit hook point: expunge intents are made durable here,
+	   before the expunge commits */
+	ret = mbox->module_ctx.super.transaction_commit(t, changes_r);
+	if (ret == 0 && muser != NULL) T_BEGIN {
+		mailward_prune_expunged(muser, box, mt);
+	} T_END;
+	mailward_transaction_free(mt);
+	return ret;
+}
+
+static void
+mailward_transaction_rollback(struct mailbox_transaction_context *t)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+}
+
+static bool
+mailward_search_next_nonblock(struct mail_search_context *ctx,
+			      struct mail **mail_r, bool *tryagain_r)
+{
+	struct mailbox *box = ctx->transaction->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_box_user(box);
+	bool ret;
+
+	for (;;) {
+		ret = mbox->module_ctx.super.search_next_nonblock(
+			ctx, mail_r, tryagain_r);
+		if (!ret || muser == NULL || mbox->view_bypass)
+			return ret;
+		if (!mailward_pop3_is_hidden(muser, *mail_r))
+			return TRUE;
+		/* hidden from this device's view: skip it */
+	}
+}
+
+void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
+{
+	struct mailward_user *muser = mailward_box_user(box);
+	struct mailbox_vfuncs *v = box->vlast;
+	struct mailward_mailbox *mbox;
+
+	if (muser == NULL)
+		return;
+	mbox = p_new(box->pool, struct mailward_mailbox, 1);
+	mbox->module_ctx.super = *v;
+	box->vlast = &mbox->module_ctx.super;
+	mbox->pop3_session = (box->flags & MAILBOX_FLAG_POP3_SESSION) != 0;
+
+	v->transaction_begin = mailward_transaction_begin;
+	v->transaction_commit = mailward_transaction_commit;
+	v->transaction_rollback = mailward_transaction_rollback;
+	if (mbox->pop3_session)
+		v->search_next_nonblock = mailward_search_next_nonblock;
+	MODULE_CONTEXT_SET(box, mailward_storage_module, mbox);
+}

@@ -1,0 +1,47 @@
+# Sourced by tests/run-tests.sh and tests/demo.sh: installs what mailward
+# needs from Debian 12 and builds it into ./build. Run as root.
+set -euo pipefail
+
+MW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MW_BUILD="${MAILWARD_BUILD_DIR:-$MW_ROOT/build}"
+export MAILWARD_BUILD_DIR="$MW_BUILD"
+
+MW_PACKAGES="build-essential autoconf automake libtool pkg-config
+  dovecot-dev dovecot-core dovecot-imapd dovecot-pop3d
+  liblmdb-dev lmdb-utils libssl-dev openssl libcmocka-dev
+  python3 python3-pytest fetchmail getmail6 isync util-linux procps"
+
+mw_install_packages() {
+	local missing=""
+	for p in $MW_PACKAGES; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "== installing Debian packages:$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	fi
+	# Debian starts a system Dovecot on install; the sandboxes use their
+	# own ports, so it may run, but it is not needed.
+	true
+}
+
+mw_build() {
+	echo "== building mailward in $MW_BUILD"
+	cd "$MW_ROOT"
+	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+		autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+	fi
+	mkdir -p "$MW_BUILD"
+	cd "$MW_BUILD"
+	if [ ! -f Makefile ] || [ "$MW_ROOT/configure" -nt Makefile ]; then
+		"$MW_ROOT/configure" --enable-werror --enable-sanitizers \
+			${MAILWARD_CONFIGURE_FLAGS:-} >configure.log 2>&1 ||
+			{ cat configure.log; exit 1; }
+	fi
+	make -j"$(nproc)" >make.log 2>&1 || { cat make.log; exit 1; }
+	# build the unit test programs without running them (pytest runs them)
+	make -j"$(nproc)" check TESTS= >make-check.log 2>&1 || { cat make-check.log; exit 1; }
+	cd "$MW_ROOT"
+}
