@@ -3,6 +3,7 @@ fetchmail, getmail6 and mbsync. Each run is bounded in time."""
 import mailbox
 import os
 import subprocess
+import tempfile
 
 import mwharness
 
@@ -51,9 +52,16 @@ def read_mbox_subjects(path):
 
 
 def run_getmail(sbx, user, workdir, delete=True, timeout=60):
-    """Fetches over POP3 with getmail6 into workdir/Maildir.
+    """Fetches over POP3 with getmail6 into a Maildir of its own.
     Returns (returncode, output, subjects)."""
-    os.makedirs(workdir, exist_ok=True)
+    # getmail refuses to deliver as root and runs as the test user, who
+    # cannot enter pytest's private tmp_path: use a directory of our own
+    if not hasattr(run_getmail, "dirs"):
+        run_getmail.dirs = {}
+    if workdir not in run_getmail.dirs:
+        run_getmail.dirs[workdir] = tempfile.mkdtemp(prefix="mw-getmail-")
+        os.chmod(run_getmail.dirs[workdir], 0o755)
+    workdir = run_getmail.dirs[workdir]
     md = os.path.join(workdir, "Maildir")
     for sub in ("new", "cur", "tmp"):
         os.makedirs(os.path.join(md, sub), exist_ok=True)
@@ -65,9 +73,15 @@ def run_getmail(sbx, user, workdir, delete=True, timeout=60):
                 "path = %s/\n\n[options]\ndelete = %s\nread_all = false\n"
                 "verbose = 2\n" % (sbx.pop3_port, user, mwharness.PASSWORD,
                                    md, "true" if delete else "false"))
+    uid, gid = mwharness.ensure_test_user()
+    for dirpath, dirnames, filenames in os.walk(workdir):
+        os.chown(dirpath, uid, gid)
+        for fn in filenames:
+            os.chown(os.path.join(dirpath, fn), uid, gid)
     r = subprocess.run(["getmail", "--getmaildir", workdir, "--rcfile", rc],
                        capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, user=uid, group=gid,
+                       env=dict(os.environ, HOME=workdir))
     subjects = []
     box = mailbox.Maildir(md, create=False)
     for key in box.keys():

@@ -43,6 +43,19 @@ def ensure_test_user():
     return pw.pw_uid, pw.pw_gid
 
 
+_deliver_seq = 0
+
+
+def _have_ipv6():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
@@ -67,12 +80,19 @@ class Sandbox:
     """One Dovecot master with its own directory, ports and log."""
 
     def __init__(self, users=None, plugin=None, extra_conf="",
+                 app_passwords=None,
                  protocols="imap pop3", log_debug=True, root=None,
                  mail_plugins=True):
         self.uid, self.gid = ensure_test_user()
         self.dir = root or tempfile.mkdtemp(prefix="mailward-sbx-")
         os.chmod(self.dir, 0o755)
         self.users = dict(users or {"alice": {}})
+        # {user: {password: device}}: app passwords, one device each, as
+        # a second passdb that sets mailward_device (as admins do)
+        self.app_passwords = dict(app_passwords or {})
+        self.app_passdbs = max([len(v) for v in self.app_passwords.values()]
+                               + [0])
+        self.have_v6 = _have_ipv6()
         self.plugin = dict(plugin or {})
         self.extra_conf = extra_conf
         self.protocols = protocols
@@ -117,6 +137,15 @@ class Sandbox:
             user, PASSWORD, self.uid, self.gid, self.home(user), extra)
 
     def write_users(self):
+        # passwd-file takes one line per user: the i-th app password of
+        # every user goes to the i-th passdb file
+        for i in range(self.app_passdbs):
+            with open(os.path.join(self.dir, "apppw%d" % i), "w") as f:
+                for user, pws in self.app_passwords.items():
+                    items = list(pws.items())
+                    if i < len(items):
+                        f.write("%s:{PLAIN}%s::::::userdb_mailward_device="
+                                "%s\n" % (user, items[i][0], items[i][1]))
         path = os.path.join(self.dir, "users")
         with open(path + ".tmp", "w") as f:
             for user, fields in self.users.items():
@@ -137,9 +166,8 @@ class Sandbox:
             if v is None:
                 self.users[user].pop(k, None)
         self.write_users()
-        # passwd-file notices changes by mtime (1 s resolution)
-        later = time.time() + 2
-        os.utime(os.path.join(self.dir, "users"), (later, later))
+        # passwd-file stats its file at most once a second
+        time.sleep(1.1)
 
     def _chown_tree(self, top):
         os.chown(os.path.join(self.dir, "home"), 0, 0)
@@ -147,6 +175,10 @@ class Sandbox:
             os.chown(dirpath, self.uid, self.gid)
             for fn in filenames:
                 os.chown(os.path.join(dirpath, fn), self.uid, self.gid)
+
+    @property
+    def listen(self):
+        return "127.0.0.1, ::1" if self.have_v6 else "127.0.0.1"
 
     def write_config(self):
         plugin_lines = "\n".join("  %s = %s" % kv for kv in
@@ -158,12 +190,16 @@ class Sandbox:
         mp_imap = "$mail_plugins imap_mailward" if self.mail_plugins else \
             "$mail_plugins"
         debug = "log_debug = category=mailward\n" if self.log_debug else ""
+        app_passdbs = "".join(
+            "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN "
+            "%s/apppw%d\n}\n" % (self.dir, i)
+            for i in range(self.app_passdbs))
         conf = f"""# mailward test sandbox (generated)
 base_dir = {self.dir}/run
 state_dir = {self.dir}/state
 log_path = {self.log}
 {debug}protocols = {self.protocols}
-listen = 127.0.0.1
+listen = {self.listen}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -174,6 +210,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN {self.dir}/users
 }}
+{app_passdbs}
 userdb {{
   driver = passwd-file
   args = {self.dir}/users
@@ -185,7 +222,7 @@ pop3_uidl_format = %08Xu%08Xv
 imap_id_retain = yes
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
+    address = {self.listen}
     port = {self.imap_port}
   }}
   inet_listener imaps {{
@@ -194,7 +231,7 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    address = 127.0.0.1
+    address = {self.listen}
     port = {self.pop3_port}
   }}
   inet_listener pop3s {{
@@ -328,9 +365,12 @@ plugin {{
         for sub in ("new", "cur", "tmp"):
             os.makedirs(os.path.join(base, sub), exist_ok=True)
         names = []
+        global _deliver_seq
         for i, msg in enumerate(messages):
-            name = "%d.M%dP%dQ%d.mailward-test" % (
-                time.time(), time.time_ns() % 1000000, os.getpid(), i)
+            # names sort in delivery order, so UIDs follow it
+            _deliver_seq += 1
+            name = "%d.M%09dP%d.mailward-test" % (
+                time.time(), _deliver_seq, os.getpid())
             path = os.path.join(base, "new", name)
             with open(path, "wb") as f:
                 f.write(msg)
@@ -379,3 +419,41 @@ plugin {{
     def doveadm_json(self, *args):
         r = self.doveadm(*args, fmt="json")
         return json.loads(r.stdout) if r.stdout.strip() else []
+
+
+# ----- protocol helpers for tests -----
+import imaplib as _imaplib  # noqa: E402
+import poplib as _poplib  # noqa: E402
+
+
+def pop3(sbx, user="alice", password=PASSWORD, host="127.0.0.1"):
+    p = _poplib.POP3(host, sbx.pop3_port, timeout=30)
+    p.user(user)
+    p.pass_(password)
+    return p
+
+
+def pop3_drop(p):
+    """Drops a POP3 connection without QUIT (RFC 1939: no UPDATE state)."""
+    p.sock.close()
+    p.file.close()
+
+
+def imap(sbx, user="alice", password=PASSWORD, host="127.0.0.1"):
+    i = _imaplib.IMAP4(host, sbx.imap_port, timeout=30)
+    i.login(user, password)
+    return i
+
+
+def imap_count(sbx, user="alice", folder="INBOX"):
+    i = imap(sbx, user)
+    typ, data = i.select(folder, readonly=True)
+    i.logout()
+    assert typ == "OK", data
+    return int(data[0])
+
+
+def wait_session_end(sbx, user, count=1, timeout=10):
+    """Waits until `count` mailward pop3 session-end lines of user exist."""
+    return sbx.wait_log(r"pop3\(%s\).*mailward: pop3 session (ended|dropped)"
+                        % re.escape(user), timeout=timeout, count=count)

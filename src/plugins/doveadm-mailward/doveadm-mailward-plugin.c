@@ -1,20 +1,49 @@
-/* doveadm mailward commands */
+/* doveadm mailward commands: settings, devices, state, forget, expunge */
 
 #include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "ioloop.h"
+#include "str.h"
+#include "hex-binary.h"
 #include "module-dir.h"
 #include "mail-user.h"
+#include "mail-namespace.h"
+#include "mailbox-list-iter.h"
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "mailward-plugin.h"
+
+#include <stdio.h>
+#include <sysexits.h>
 
 const char *doveadm_mailward_plugin_version = DOVECOT_ABI_VERSION;
 
 void doveadm_mailward_plugin_init(struct module *module);
 void doveadm_mailward_plugin_deinit(void);
 
+struct mailward_cmd_context {
+	struct doveadm_mail_cmd_context ctx;
+	const char *device;
+	const char *mailbox;
+};
+
+static const char *time_str(time_t t)
+{
+	struct tm *tm;
+	char buf[32];
+
+	if (t == 0)
+		return "";
+	tm = gmtime(&t);
+	if (tm == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", tm) == 0)
+		return dec2str(t);
+	return t_strdup(buf);
+}
+
 static struct mailward_user *
 cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
-		      struct mail_user *user)
+		      struct mail_user *user, bool need_store)
 {
 	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
 
@@ -22,17 +51,53 @@ cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
 		i_error("mailward plugin is not loaded for user %s "
 			"(add mailward to mail_plugins)", user->username);
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
+		return NULL;
+	}
+	if (need_store && muser->store == NULL) {
+		i_error("mailward state store of user %s is not available%s%s",
+			user->username,
+			muser->fail_safe_reason == NULL ? "" : ": ",
+			muser->fail_safe_reason == NULL ? "" :
+			muser->fail_safe_reason);
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+		return NULL;
 	}
 	return muser;
 }
 
-/* doveadm mailward settings -u USER: the effective settings and where
-   they came from */
+static bool
+cmd_mailward_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+
+	switch (c) {
+	case 'd':
+		ctx->device = p_strdup(_ctx->pool, optarg);
+		break;
+	default:
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static struct mailward_cmd_context *cmd_mailward_alloc_common(void)
+{
+	struct mailward_cmd_context *ctx;
+
+	ctx = doveadm_mail_cmd_alloc(struct mailward_cmd_context);
+	ctx->ctx.getopt_args = "d:";
+	ctx->ctx.v.parse_arg = cmd_mailward_parse_arg;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	return ctx;
+}
+
+/* ---- doveadm mailward settings ---- */
+
 static int
 cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx,
 			  struct mail_user *user)
 {
-	struct mailward_user *muser = cmd_mailward_get_user(ctx, user);
+	struct mailward_user *muser = cmd_mailward_get_user(ctx, user, FALSE);
 	const struct mw_settings *set;
 
 	if (muser == NULL)
@@ -69,13 +134,403 @@ cmd_mailward_settings_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 
 static struct doveadm_mail_cmd_context *cmd_mailward_settings_alloc(void)
 {
-	struct doveadm_mail_cmd_context *ctx;
+	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
 
-	ctx = doveadm_mail_cmd_alloc(struct doveadm_mail_cmd_context);
-	ctx->v.init = cmd_mailward_settings_init;
-	ctx->v.run = cmd_mailward_settings_run;
-	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
-	return ctx;
+	ctx->ctx.getopt_args = "";
+	ctx->ctx.v.init = cmd_mailward_settings_init;
+	ctx->ctx.v.run = cmd_mailward_settings_run;
+	return &ctx->ctx;
+}
+
+/* ---- doveadm mailward devices ---- */
+
+static int devices_print_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct mail_user *user = context;
+
+	T_BEGIN {
+		doveadm_print(user->username);
+		doveadm_print(rec->id_hex);
+		doveadm_print(rec->label);
+		doveadm_print(rec->protocol);
+		doveadm_print(time_str(rec->first_seen));
+		doveadm_print(time_str(rec->last_seen));
+		doveadm_print(dec2str(rec->sessions));
+		doveadm_print(dec2str(rec->retrieved));
+		doveadm_print(dec2str(rec->deleted));
+	} T_END;
+	return 0;
+}
+
+static int
+cmd_mailward_devices_run(struct doveadm_mail_cmd_context *ctx,
+			 struct mail_user *user)
+{
+	struct mailward_user *muser = cmd_mailward_get_user(ctx, user, TRUE);
+	const char *error;
+
+	if (muser == NULL)
+		return -1;
+	if (mw_store_device_iter(muser->store, devices_print_cb, user,
+				 &error) < 0) {
+		i_error("mailward: %s", error);
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_mailward_devices_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+			  const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("id");
+	doveadm_print_header_simple("label");
+	doveadm_print_header_simple("protocol");
+	doveadm_print_header_simple("first_seen");
+	doveadm_print_header_simple("last_seen");
+	doveadm_print_header_simple("sessions");
+	doveadm_print_header_simple("retrieved");
+	doveadm_print_header_simple("deleted");
+}
+
+static struct doveadm_mail_cmd_context *cmd_mailward_devices_alloc(void)
+{
+	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
+
+	ctx->ctx.getopt_args = "";
+	ctx->ctx.v.init = cmd_mailward_devices_init;
+	ctx->ctx.v.run = cmd_mailward_devices_run;
+	return &ctx->ctx;
+}
+
+/* ---- doveadm mailward state ---- */
+
+struct state_row {
+	uint16_t dev_no;
+	uint32_t mailbox_no;
+	const char *mailbox_guid;
+	unsigned int retrieved, deleted, pending;
+	time_t next_due;
+};
+
+struct state_ctx {
+	pool_t pool;
+	ARRAY(struct state_row) rows;
+};
+
+static int state_iter_cb(const struct mw_msg_rec *rec, void *context)
+{
+	struct state_ctx *ctx = context;
+	struct state_row *row = NULL;
+	unsigned int count;
+
+	count = array_count(&ctx->rows);
+	if (count > 0) {
+		row = array_idx_modifiable(&ctx->rows, count - 1);
+		if (row->dev_no != rec->dev_no ||
+		    row->mailbox_no != rec->mailbox_no)
+			row = NULL;
+	}
+	if (row == NULL) {
+		row = array_append_space(&ctx->rows);
+		row->dev_no = rec->dev_no;
+		row->mailbox_no = rec->mailbox_no;
+		row->mailbox_guid = p_strdup(ctx->pool, rec->mailbox_guid_hex);
+	}
+	if (rec->retrieved != 0)
+		row->retrieved++;
+	if (rec->deleted != 0)
+		row->deleted++;
+	if (rec->expunge_due != 0) {
+		row->pending++;
+		if (row->next_due == 0 || rec->expunge_due < row->next_due)
+			row->next_due = rec->expunge_due;
+	}
+	return 0;
+}
+
+struct device_lookup_ctx {
+	uint16_t dev_no;
+	struct mw_device_rec rec;
+	bool found;
+};
+
+static int device_lookup_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct device_lookup_ctx *ctx = context;
+
+	if (rec->dev_no != ctx->dev_no)
+		return 0;
+	ctx->rec = *rec;
+	ctx->found = TRUE;
+	return 1;
+}
+
+static const char *
+mailbox_name_by_guid(struct mail_user *user, const char *guid_hex)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	const char *name = NULL;
+	const char *const patterns[] = { "*", NULL };
+
+	iter = mailbox_list_iter_init_namespaces(user->namespaces, patterns,
+		MAIL_NAMESPACE_TYPE_PRIVATE,
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS |
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES);
+	while (name == NULL &&
+	       (info = mailbox_list_iter_next(iter)) != NULL) {
+		struct mailbox *box = mailbox_alloc(info->ns->list,
+						    info->vname, 0);
+		struct mailbox_metadata md;
+
+		if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &md) == 0 &&
+		    strcmp(binary_to_hex(md.guid, sizeof(md.guid)),
+			   guid_hex) == 0)
+			name = t_strdup(info->vname);
+		mailbox_free(&box);
+	}
+	(void)mailbox_list_iter_deinit(&iter);
+	return name == NULL ? "" : name;
+}
+
+static int
+cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
+		       struct mail_user *user)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+	struct mailward_user *muser = cmd_mailward_get_user(_ctx, user, TRUE);
+	struct state_ctx sctx;
+	const struct state_row *row;
+	const char *error, *mbox_guid = NULL;
+	struct mw_device_rec dev;
+	int dev_no = -1, ret;
+
+	if (muser == NULL)
+		return -1;
+	if (ctx->device != NULL) {
+		ret = strlen(ctx->device) == 32 ?
+			mw_store_device_get(muser->store, ctx->device, &dev,
+					    &error) : 0;
+		if (ret < 0) {
+			i_error("mailward: %s", error);
+			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+			return -1;
+		}
+		if (ret == 0) {
+			i_error("mailward: user %s has no device %s "
+				"(give the 32-digit id from 'doveadm mailward "
+				"devices')", user->username, ctx->device);
+			doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+			return -1;
+		}
+		dev_no = dev.dev_no;
+	}
+	if (ctx->mailbox != NULL) {
+		struct mail_namespace *ns =
+			mail_namespace_find(user->namespaces, ctx->mailbox);
+		struct mailbox *box = mailbox_alloc(ns->list, ctx->mailbox, 0);
+
+		mbox_guid = t_strdup(mailward_mailbox_guid(muser, box));
+		mailbox_free(&box);
+		if (mbox_guid == NULL) {
+			i_error("mailward: mailbox %s of user %s not found",
+				ctx->mailbox, user->username);
+			doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+			return -1;
+		}
+	}
+	i_zero(&sctx);
+	sctx.pool = pool_alloconly_create("mailward state", 1024);
+	p_array_init(&sctx.rows, sctx.pool, 8);
+	if (mw_store_msg_iter(muser->store, dev_no, mbox_guid, state_iter_cb,
+			      &sctx, &error) < 0) {
+		i_error("mailward: %s", error);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		pool_unref(&sctx.pool);
+		return -1;
+	}
+	array_foreach(&sctx.rows, row) T_BEGIN {
+		struct device_lookup_ctx dctx;
+
+		i_zero(&dctx);
+		dctx.dev_no = row->dev_no;
+		(void)mw_store_device_iter(muser->store, device_lookup_cb,
+					   &dctx, &error);
+		doveadm_print(user->username);
+		doveadm_print(dctx.found ? dctx.rec.id_hex : "");
+		doveadm_print(dctx.found ? dctx.rec.label : "");
+		doveadm_print(mailbox_name_by_guid(user, row->mailbox_guid));
+		doveadm_print(row->mailbox_guid);
+		doveadm_print(dec2str(row->retrieved));
+		doveadm_print(dec2str(row->deleted));
+		doveadm_print(dec2str(row->pending));
+		doveadm_print(time_str(row->next_due));
+	} T_END;
+	pool_unref(&sctx.pool);
+	return 0;
+}
+
+static void
+cmd_mailward_state_init(struct doveadm_mail_cmd_context *_ctx,
+			const char *const args[])
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+
+	if (args[0] != NULL) {
+		ctx->mailbox = p_strdup(_ctx->pool, args[0]);
+		if (args[1] != NULL)
+			doveadm_mail_help_name("mailward state");
+	}
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("device");
+	doveadm_print_header_simple("label");
+	doveadm_print_header_simple("mailbox");
+	doveadm_print_header_simple("mailbox_guid");
+	doveadm_print_header_simple("retrieved");
+	doveadm_print_header_simple("deleted");
+	doveadm_print_header_simple("pending_expunge");
+	doveadm_print_header_simple("next_due");
+}
+
+static struct doveadm_mail_cmd_context *cmd_mailward_state_alloc(void)
+{
+	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
+
+	ctx->ctx.v.init = cmd_mailward_state_init;
+	ctx->ctx.v.run = cmd_mailward_state_run;
+	return &ctx->ctx;
+}
+
+/* ---- doveadm mailward forget ---- */
+
+static int
+cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
+			struct mail_user *user)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+	struct mailward_user *muser = cmd_mailward_get_user(_ctx, user, TRUE);
+	struct mw_device_rec rec;
+	const char *error;
+	int ret;
+
+	if (muser == NULL)
+		return -1;
+	ret = mw_store_device_forget(muser->store, ctx->device, &rec, &error);
+	if (ret < 0) {
+		i_error("mailward: %s", error);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (ret == 0) {
+		i_error("mailward: user %s has no device %s", user->username,
+			ctx->device);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+		return -1;
+	}
+	/* audit hook point: device forgotten (cause admin) */
+	e_info(muser->event, "device %s forgotten by doveadm: %s",
+	       rec.id_hex, rec.label);
+	doveadm_print(user->username);
+	doveadm_print(rec.id_hex);
+	doveadm_print(rec.label);
+	return 0;
+}
+
+static void
+cmd_mailward_forget_init(struct doveadm_mail_cmd_context *_ctx,
+			 const char *const args[])
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+
+	if (ctx->device == NULL || args[0] != NULL)
+		doveadm_mail_help_name("mailward forget");
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("id");
+	doveadm_print_header_simple("label");
+}
+
+static struct doveadm_mail_cmd_context *cmd_mailward_forget_alloc(void)
+{
+	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
+
+	ctx->ctx.v.init = cmd_mailward_forget_init;
+	ctx->ctx.v.run = cmd_mailward_forget_run;
+	return &ctx->ctx;
+}
+
+/* ---- doveadm mailward expunge ---- */
+
+struct expunge_print_ctx {
+	struct mail_user *user;
+};
+
+static void expunge_print_cb(void *context, uint32_t uid, const char *key,
+			     time_t due)
+{
+	struct expunge_print_ctx *ctx = context;
+
+	doveadm_print(ctx->user->username);
+	doveadm_print("INBOX");
+	doveadm_print(dec2str(uid));
+	doveadm_print(key);
+	doveadm_print(time_str(due));
+}
+
+static int
+cmd_mailward_expunge_run(struct doveadm_mail_cmd_context *ctx,
+			 struct mail_user *user)
+{
+	struct mailward_user *muser = cmd_mailward_get_user(ctx, user, TRUE);
+	struct expunge_print_ctx pctx = { .user = user };
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	int ret;
+
+	if (muser == NULL)
+		return -1;
+	ns = mail_namespace_find_inbox(user->namespaces);
+	box = mailbox_alloc(ns->list, "INBOX", 0);
+	if (mailbox_open(box) < 0) {
+		i_error("mailward: Can't open INBOX of %s: %s", user->username,
+			mailbox_get_last_internal_error(box, NULL));
+		doveadm_mail_failed_mailbox(ctx, box);
+		mailbox_free(&box);
+		return -1;
+	}
+	ret = mailward_expunge_due(muser, box, ioloop_time,
+				   expunge_print_cb, &pctx);
+	mailbox_free(&box);
+	if (mailward_state_flush(muser) < 0 || ret < 0) {
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_mailward_expunge_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+			  const char *const args[])
+{
+	if (args[0] != NULL)
+		doveadm_mail_help_name("mailward expunge");
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("mailbox");
+	doveadm_print_header_simple("uid");
+	doveadm_print_header_simple("msg_key");
+	doveadm_print_header_simple("due");
+}
+
+static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
+{
+	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
+
+	ctx->ctx.getopt_args = "";
+	ctx->ctx.v.init = cmd_mailward_expunge_init;
+	ctx->ctx.v.run = cmd_mailward_expunge_run;
+	return &ctx->ctx;
 }
 
 static struct doveadm_cmd_ver2 mailward_commands[] = {
@@ -83,6 +538,41 @@ static struct doveadm_cmd_ver2 mailward_commands[] = {
 		.name = "mailward settings",
 		.usage = "[-u <user>|-A] [-S <socket_path>]",
 		.mail_cmd = cmd_mailward_settings_alloc,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "mailward devices",
+		.usage = "[-u <user>|-A] [-S <socket_path>]",
+		.mail_cmd = cmd_mailward_devices_alloc,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "mailward state",
+		.usage = "[-u <user>|-A] [-S <socket_path>] [-d <device>] [<mailbox>]",
+		.mail_cmd = cmd_mailward_state_alloc,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('d', "device", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "mailbox", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "mailward forget",
+		.usage = "[-u <user>|-A] [-S <socket_path>] -d <device>",
+		.mail_cmd = cmd_mailward_forget_alloc,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('d', "device", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "mailward expunge",
+		.usage = "[-u <user>|-A] [-S <socket_path>]",
+		.mail_cmd = cmd_mailward_expunge_alloc,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAMS_END
