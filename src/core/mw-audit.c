@@ -1,9 +1,6 @@
 /* mailward audit log: schema, body builder/validator, crypto primitives,
    key files and the single writer. See mw-audit.h and docs/audit-log.md. */
 
-#ifdef HAVE_CONFIG_H
-#  include "config.h"
-#endif
 #ifndef _GNU_SOURCE
 #  define _GNU_SOURCE /* memrchr() */
 #endif

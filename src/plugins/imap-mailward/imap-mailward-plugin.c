@@ -87,8 +87,8 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 	struct mailward_user *muser;
 
 	/* the post hook may run several times for one command; act only
-	   when the command is finished */
-	if (cmd->state != CLIENT_COMMAND_STATE_DONE || cmd->name == NULL)
+	   once the tagged reply has been sent */
+	if (cmd->tagline_reply == NULL || cmd->name == NULL)
 		return;
 	muser = imap_mailward_user(client);
 	if (muser == NULL)
