@@ -268,6 +268,39 @@ static int device_lookup_cb(const struct mw_device_rec *rec, void *context)
 	return 1;
 }
 
+struct summary_rows_ctx {
+	struct mailward_user *muser;
+	struct state_ctx *sctx;
+	const char *mailbox_guid;
+	int dev_no;
+};
+
+/* adds a row for a device that has a sync summary of the mailbox but no
+   message records in it */
+static int summary_rows_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct summary_rows_ctx *ctx = context;
+	const struct state_row *row;
+	struct state_row *new_row;
+	struct mw_summary_rec sum;
+	const char *error;
+
+	if (ctx->dev_no >= 0 && rec->dev_no != ctx->dev_no)
+		return 0;
+	array_foreach(&ctx->sctx->rows, row) {
+		if (row->dev_no == rec->dev_no &&
+		    strcmp(row->mailbox_guid, ctx->mailbox_guid) == 0)
+			return 0;
+	}
+	if (mw_store_summary_get(ctx->muser->store, rec->dev_no,
+				 ctx->mailbox_guid, &sum, &error) <= 0)
+		return 0;
+	new_row = array_append_space(&ctx->sctx->rows);
+	new_row->dev_no = rec->dev_no;
+	new_row->mailbox_guid = p_strdup(ctx->sctx->pool, ctx->mailbox_guid);
+	return 0;
+}
+
 static const char *
 mailbox_name_by_guid(struct mail_user *user, const char *guid_hex)
 {
@@ -352,8 +385,26 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		pool_unref(&sctx.pool);
 		return -1;
 	}
+	if (mbox_guid == NULL) {
+		struct mail_namespace *ns =
+			mail_namespace_find_inbox(user->namespaces);
+		struct mailbox *box = mailbox_alloc(ns->list, "INBOX", 0);
+
+		mbox_guid = t_strdup(mailward_mailbox_guid(muser, box));
+		mailbox_free(&box);
+	}
+	if (mbox_guid != NULL) {
+		struct summary_rows_ctx srctx = {
+			.muser = muser, .sctx = &sctx, .mailbox_guid = mbox_guid,
+			.dev_no = dev_no,
+		};
+		(void)mw_store_device_iter(muser->store, summary_rows_cb,
+					   &srctx, &error);
+	}
 	array_foreach(&sctx.rows, row) T_BEGIN {
 		struct device_lookup_ctx dctx;
+		struct mw_summary_rec sum;
+		int sret;
 
 		i_zero(&dctx);
 		dctx.dev_no = row->dev_no;
@@ -368,6 +419,12 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print(dec2str(row->deleted));
 		doveadm_print(dec2str(row->pending));
 		doveadm_print(time_str(row->next_due));
+		sret = mw_store_summary_get(muser->store, row->dev_no,
+					    row->mailbox_guid, &sum, &error);
+		doveadm_print(sret > 0 ? dec2str(sum.uidvalidity) : "");
+		doveadm_print(sret > 0 ? dec2str(sum.highest_uid) : "");
+		doveadm_print(sret > 0 ? dec2str(sum.highestmodseq) : "");
+		doveadm_print(sret > 0 ? time_str(sum.time) : "");
 	} T_END;
 	pool_unref(&sctx.pool);
 	return 0;
@@ -393,6 +450,10 @@ cmd_mailward_state_init(struct doveadm_mail_cmd_context *_ctx,
 	doveadm_print_header_simple("deleted");
 	doveadm_print_header_simple("pending_expunge");
 	doveadm_print_header_simple("next_due");
+	doveadm_print_header_simple("uidvalidity");
+	doveadm_print_header_simple("highest_uid");
+	doveadm_print_header_simple("highestmodseq");
+	doveadm_print_header_simple("last_sync");
 }
 
 static struct doveadm_mail_cmd_context *cmd_mailward_state_alloc(void)

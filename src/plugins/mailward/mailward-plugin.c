@@ -11,6 +11,7 @@
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "mailward-plugin.h"
+#include "mw-imapid.h"
 
 #include <unistd.h>
 
@@ -194,6 +195,33 @@ mailward_device_register(struct mailward_user *muser,
 		muser->device.label);
 }
 
+/* The pre-login IMAP ID: with imap_id_retain=yes Dovecot gives it to auth
+   as %{client_id} ("name" "value" ...), which the admin exposes as the
+   userdb field mailward_client_id. */
+static bool
+mailward_prelogin_id(struct mailward_user *muser, struct mw_id_params *id_r)
+{
+	const char *value, *strings[60];
+	char buf[4096];
+	unsigned int count;
+
+	if (strcmp(muser->user->service, "imap") != 0 ||
+	    muser->set.device != NULL)
+		return FALSE;
+	value = mail_user_plugin_getenv(muser->user, "mailward_client_id");
+	/* an empty field reads back as "yes": no ID was sent */
+	if (value == NULL || value[0] == '\0' || strcmp(value, "yes") == 0)
+		return FALSE;
+	if (mw_imap_id_split(t_strconcat("(", value, ")", NULL), buf,
+			     sizeof(buf), strings, N_ELEMENTS(strings),
+			     &count) < 0) {
+		e_debug(muser->event, "pre-login ID not understood");
+		return FALSE;
+	}
+	mw_id_params_parse(strings, count / 2, id_r);
+	return id_r->name[0] != '\0';
+}
+
 void mailward_user_set_imap_id(struct mailward_user *muser,
 			       const char *const *pairs, unsigned int count)
 {
@@ -205,6 +233,16 @@ void mailward_user_set_imap_id(struct mailward_user *muser,
 	if (id.name[0] == '\0')
 		return;
 	/* what the previous device did so far stays attributed to it */
+	if (muser->device_registered) {
+		struct mw_batch *batch = mailward_state_batch(muser);
+
+		if (batch != NULL) {
+			mw_batch_device_touch(batch, muser->device.id_hex,
+					      ioloop_time, 1,
+					      muser->imap_body_fetches, 0);
+		}
+	}
+	muser->imap_body_fetches = 0;
 	(void)mailward_state_flush(muser);
 	mailward_device_register(muser, &id);
 }
@@ -353,7 +391,10 @@ static void mailward_mail_user_created(struct mail_user *user)
 	    strcmp(user->service, "doveadm") != 0) {
 		/* session_restored: IMAP unhibernation is the same device,
 		   registering is then a read-only lookup anyway */
-		mailward_device_register(muser, NULL);
+		struct mw_id_params id;
+
+		mailward_device_register(muser,
+			mailward_prelogin_id(muser, &id) ? &id : NULL);
 	}
 }
 

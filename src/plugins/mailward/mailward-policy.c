@@ -117,31 +117,86 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	return count;
 }
 
-struct due_ctx {
-	time_t now;
-	ARRAY_TYPE(expunge_target) targets;
-	pool_t pool;
+struct sweep_rec {
+	uint64_t key;
+	uint16_t dev_no;
+	uint32_t uid;
+	time_t due;
+	bool has;	/* retrieved or deleted on that device */
 };
 
-static int due_iter_cb(const struct mw_msg_rec *rec, void *context)
-{
-	struct due_ctx *ctx = context;
-	struct expunge_target *target;
+struct sweep_ctx {
+	time_t now;
+	ARRAY(struct sweep_rec) recs;
+};
 
-	if (rec->expunge_due == 0 || rec->expunge_due > ctx->now)
-		return 0;
-	array_foreach_modifiable(&ctx->targets, target) {
-		if (memcmp(target->key, rec->key, sizeof(rec->key)) == 0) {
-			if (target->uid == 0)
-				target->uid = rec->uid;
-			return 0;
-		}
-	}
-	target = array_append_space(&ctx->targets);
-	target->uid = rec->uid;
-	target->due = rec->expunge_due;
-	memcpy(target->key, rec->key, sizeof(target->key));
+static int sweep_iter_cb(const struct mw_msg_rec *rec, void *context)
+{
+	struct sweep_ctx *ctx = context;
+	struct sweep_rec *srec;
+
+	srec = array_append_space(&ctx->recs);
+	memcpy(&srec->key, rec->key, sizeof(srec->key));
+	srec->dev_no = rec->dev_no;
+	srec->uid = rec->uid;
+	srec->due = rec->expunge_due;
+	srec->has = rec->retrieved != 0 || rec->deleted != 0;
 	return 0;
+}
+
+static int sweep_rec_cmp(const struct sweep_rec *a, const struct sweep_rec *b)
+{
+	if (a->key != b->key)
+		return a->key < b->key ? -1 : 1;
+	return (int)a->dev_no - (int)b->dev_no;
+}
+
+ARRAY_DEFINE_TYPE(mw_dev_no, uint16_t);
+
+struct active_devices_ctx {
+	struct mailward_user *muser;
+	time_t now;
+	ARRAY_TYPE(mw_dev_no) devices;
+};
+
+/* The devices that count for expunge-after-all-devices: not idle past
+   mailward_device_expire, and IMAP devices only when IMAP body fetches
+   count as retrieval. */
+static int active_devices_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct active_devices_ctx *ctx = context;
+	struct mailward_user *muser = ctx->muser;
+
+	if (muser->set.device_expire_secs > 0 &&
+	    rec->last_seen + (time_t)muser->set.device_expire_secs < ctx->now)
+		return 0;
+	if (!muser->set.imap_counts_as_retrieval &&
+	    strcmp(rec->protocol, "pop3") != 0)
+		return 0;
+	array_push_back(&ctx->devices, &rec->dev_no);
+	return 0;
+}
+
+/* TRUE if every active device has the message (recs[0..count-1] are the
+   records of one message, sorted by dev_no). */
+static bool
+sweep_all_devices_have(const ARRAY_TYPE(mw_dev_no) *devices,
+		       const struct sweep_rec *recs, unsigned int count)
+{
+	uint16_t dev_no;
+	unsigned int i;
+
+	if (array_count(devices) == 0)
+		return FALSE;
+	array_foreach_elem(devices, dev_no) {
+		for (i = 0; i < count; i++) {
+			if (recs[i].dev_no == dev_no && recs[i].has)
+				break;
+		}
+		if (i == count)
+			return FALSE;
+	}
+	return TRUE;
 }
 
 int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
@@ -150,12 +205,16 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 					  const char *guid, time_t due),
 			 void *context)
 {
-	struct due_ctx ctx;
-	struct mw_batch *batch;
-	const char *mbox_guid, *error;
+	struct sweep_ctx ctx;
+	struct active_devices_ctx actx;
+	ARRAY_TYPE(expunge_target) targets;
 	struct expunge_target *target;
-	unsigned int i;
-	bool *done;
+	struct mw_batch *batch;
+	const struct sweep_rec *recs;
+	const char *mbox_guid, *error;
+	unsigned int i, j, count;
+	bool *done, all_devices;
+	pool_t pool;
 	int ret;
 
 	if (muser->store == NULL)
@@ -163,27 +222,76 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	mbox_guid = mailward_mailbox_guid(muser, box);
 	if (mbox_guid == NULL)
 		return -1;
+	pool = pool_alloconly_create("mailward sweep", 1024);
 	i_zero(&ctx);
 	ctx.now = now;
-	ctx.pool = pool_alloconly_create("mailward due", 1024);
-	p_array_init(&ctx.targets, ctx.pool, 8);
-	if (mw_store_msg_iter(muser->store, -1, mbox_guid, due_iter_cb,
+	p_array_init(&ctx.recs, pool, 64);
+	p_array_init(&targets, pool, 8);
+	if (mw_store_msg_iter(muser->store, -1, mbox_guid, sweep_iter_cb,
 			      &ctx, &error) < 0) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
-		pool_unref(&ctx.pool);
+		pool_unref(&pool);
 		return -1;
 	}
-	if (array_count(&ctx.targets) == 0) {
-		pool_unref(&ctx.pool);
+	all_devices = muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES;
+	i_zero(&actx);
+	actx.muser = muser;
+	actx.now = now;
+	p_array_init(&actx.devices, pool, 8);
+	if (all_devices && array_count(&ctx.recs) > 0 &&
+	    mw_store_device_iter(muser->store, active_devices_cb, &actx,
+				 &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		all_devices = FALSE;
+	}
+	batch = mailward_state_batch(muser);
+
+	array_sort(&ctx.recs, sweep_rec_cmp);
+	recs = array_get(&ctx.recs, &count);
+	for (i = 0; i < count; i = j) {
+		time_t due = 0;
+		uint32_t uid = 0;
+
+		for (j = i; j < count && recs[j].key == recs[i].key; j++) {
+			if (recs[j].due != 0 && (due == 0 || recs[j].due < due))
+				due = recs[j].due;
+			if (recs[j].uid != 0)
+				uid = recs[j].uid;
+		}
+		if (due == 0 && all_devices &&
+		    sweep_all_devices_have(&actx.devices, recs + i, j - i)) {
+			if (muser->set.expunge_delay_secs > 0) {
+				/* all devices have it: the delay starts */
+				if (batch != NULL) {
+					mw_batch_msg_update_key(batch,
+						recs[i].dev_no, mbox_guid,
+						(const void *)&recs[i].key, uid,
+						MW_MSG_DUE, now +
+						muser->set.expunge_delay_secs);
+				}
+				continue;
+			}
+			due = now;
+		}
+		if (due == 0 || due > now)
+			continue;
+		target = array_append_space(&targets);
+		target->uid = uid;
+		target->due = due;
+		memcpy(target->key, &recs[i].key, sizeof(target->key));
+	}
+	if (array_count(&targets) == 0) {
+		pool_unref(&pool);
 		return 0;
 	}
-	done = p_new(ctx.pool, bool, array_count(&ctx.targets));
-	ret = mailward_expunge_targets(muser, box, &ctx.targets, "delayed",
-				       done);
-	batch = mailward_state_batch(muser);
-	array_foreach_modifiable(&ctx.targets, target) {
-		i = array_foreach_idx(&ctx.targets, target);
+	done = p_new(pool, bool, array_count(&targets));
+	ret = mailward_expunge_targets(muser, box, &targets,
+				       "delayed or all-devices", done);
+	array_foreach_modifiable(&targets, target) {
+		i = array_foreach_idx(&targets, target);
 		if (!done[i])
 			continue;
 		if (batch != NULL)
@@ -196,10 +304,10 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	}
 	if (ret > 0) {
 		e_info(muser->event, "expunged %d message(s) in %s whose "
-		       "delay (mailward_expunge_delay) has passed",
-		       ret, mailbox_get_vname(box));
+		       "delay has passed or that every device has", ret,
+		       mailbox_get_vname(box));
 	}
-	pool_unref(&ctx.pool);
+	pool_unref(&pool);
 	return ret;
 }
 

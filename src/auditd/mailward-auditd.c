@@ -1,0 +1,662 @@
+/* mailward-auditd: the one audit writer. A Dovecot service (started by
+   Dovecot's master, process_limit = 1) that owns the audit log and its
+   keys. Mail processes connect to its unix socket and send event bodies;
+   it validates each one, appends it to the hash chain and acknowledges
+   flush requests after one fdatasync() per ioloop round (group commit).
+   Protocol: docs/audit-log.md, section "Writer protocol". Setup:
+   docs/audit-service.md. */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "istream.h"
+#include "ostream.h"
+#include "net.h"
+#include "str.h"
+#include "str-sanitize.h"
+#include "llist.h"
+#include "sleep.h"
+#include "time-util.h"
+#include "restrict-access.h"
+#include "master-service.h"
+#include "master-service-settings.h"
+
+#include "mw-audit.h"
+
+#include <unistd.h>
+
+#define AUDITD_PROTOCOL "mailward-audit"
+#define AUDITD_MAJOR 1
+#define AUDITD_MINOR 0
+
+/* longest accepted input line, excluding LF (a body is at most
+   MW_AUDIT_BODY_MAX bytes; the rest is headroom) */
+#define AUDITD_MAX_LINE 65536
+/* replies buffered for a client that does not read them */
+#define AUDITD_MAX_OUTPUT (64 * 1024)
+/* records appended but not yet flushed (all clients together) before
+   the writer flushes without waiting for the end of the ioloop round */
+#define AUDITD_MAX_PENDING 1000
+/* unanswered F requests of one client */
+#define AUDITD_MAX_FLUSH_REQUESTS 64
+#define AUDITD_MAX_FLUSH_ID 64
+/* rejected bodies of one connection before it is disconnected */
+#define AUDITD_MAX_REJECTS 100
+#define AUDITD_DEFAULT_IDLE_SECS 300
+/* the log could not be opened: retry this often */
+#define AUDITD_REOPEN_MSECS 1000
+/* at start, wait this long for the log lock (a previous writer may still
+   be closing after a reload) */
+#define AUDITD_START_WAIT_MSECS 5000
+#define AUDITD_LOG_REPEAT_SECS 60
+
+struct auditd_client {
+	struct auditd_client *prev, *next;
+
+	int fd;
+	struct io *io;
+	struct istream *input;
+	struct ostream *output;
+	struct timeout *to_idle;
+	char *label;
+
+	/* E lines received on this connection (numbers R replies) */
+	uint64_t e_lines;
+	/* serial of this client's last appended record */
+	uint64_t last_serial;
+	/* F ids waiting for the group commit */
+	ARRAY(char *) flush_ids;
+	unsigned int rejects;
+
+	bool handshake_done:1;
+	/* records of this client were lost (writer failed or unavailable):
+	   answer FAIL to its next F and disconnect */
+	bool lost:1;
+	bool destroyed:1;
+};
+
+struct auditd_settings {
+	const char *log_path;
+	const char *key_path;
+	const char *sign_key_path;
+	unsigned int idle_secs;
+	struct mw_audit_writer_options opts;
+};
+
+static struct auditd_settings set;
+static struct mw_audit_writer *writer;
+static char *writer_error;
+static struct timeval last_open_attempt;
+static time_t last_error_log;
+static char *last_error_logged;
+
+static struct auditd_client *clients;
+static unsigned int client_count;
+/* serial of the last appended record / of the last one known durable */
+static uint64_t append_serial, durable_serial;
+
+static struct timeout *to_commit, *to_tick, *to_reopen;
+static int64_t tick_due = INT64_MAX;
+
+static void auditd_commit(void *context);
+static void auditd_tick(void *context);
+static void auditd_reopen_timeout(void *context);
+
+/* --- logging --- */
+
+/* Logs a writer error, but the same message at most once a minute. */
+static void auditd_log_writer_error(const char *msg)
+{
+	if (last_error_logged != NULL && strcmp(last_error_logged, msg) == 0 &&
+	    ioloop_time - last_error_log < AUDITD_LOG_REPEAT_SECS)
+		return;
+	i_free(last_error_logged);
+	last_error_logged = i_strdup(msg);
+	last_error_log = ioloop_time;
+	i_error("%s", msg);
+}
+
+/* --- writer state --- */
+
+static void auditd_set_writer_error(const char *error)
+{
+	i_free(writer_error);
+	writer_error = i_strdup(error);
+}
+
+static int auditd_writer_open(void)
+{
+	const char *error;
+
+	i_assert(writer == NULL);
+	if (gettimeofday(&last_open_attempt, NULL) < 0)
+		i_fatal("gettimeofday() failed: %m");
+	if (mw_audit_writer_open(set.log_path, set.key_path,
+				 set.sign_key_path, &set.opts, &writer,
+				 &error) < 0) {
+		auditd_set_writer_error(t_strdup_printf(
+			"audit log %s unavailable: %s", set.log_path, error));
+		auditd_log_writer_error(writer_error);
+		if (to_reopen == NULL) {
+			to_reopen = timeout_add(AUDITD_REOPEN_MSECS,
+						auditd_reopen_timeout, NULL);
+		}
+		return -1;
+	}
+	timeout_remove(&to_reopen);
+	i_free(last_error_logged);
+	i_info("audit log %s opened: seq %llu, epoch %u", set.log_path,
+	       (unsigned long long)mw_audit_writer_seq(writer),
+	       mw_audit_writer_epoch(writer));
+	/* open made everything it wrote durable */
+	durable_serial = append_serial;
+	return 0;
+}
+
+/* Opens the writer if it is closed and the last attempt is old enough. */
+static void auditd_writer_ensure(void)
+{
+	struct timeval now;
+
+	if (writer != NULL)
+		return;
+	if (gettimeofday(&now, NULL) < 0)
+		i_fatal("gettimeofday() failed: %m");
+	if (timeval_diff_msecs(&now, &last_open_attempt) < AUDITD_REOPEN_MSECS)
+		return;
+	(void)auditd_writer_open();
+}
+
+static void auditd_reopen_timeout(void *context ATTR_UNUSED)
+{
+	timeout_remove(&to_reopen);
+	if (writer == NULL)
+		(void)auditd_writer_open();
+}
+
+static void auditd_schedule_commit(void)
+{
+	/* a zero timeout runs in the next ioloop round, after the input of
+	   every client that was ready in this one has been appended */
+	if (to_commit == NULL)
+		to_commit = timeout_add_short(0, auditd_commit, NULL);
+}
+
+/* The writer's state is unknown (a write or fdatasync failed): drop it,
+   mark every client whose records were not durable, and reopen, which
+   recovers the torn tail. */
+static void auditd_writer_failed(const char *what, const char *error)
+{
+	struct auditd_client *c;
+
+	auditd_set_writer_error(t_strdup_printf("audit log %s: %s failed: %s",
+						set.log_path, what, error));
+	i_error("%s (records not yet acknowledged are dropped; clients "
+		"resend them)", writer_error);
+	mw_audit_writer_abort(&writer);
+	for (c = clients; c != NULL; c = c->next) {
+		if (c->last_serial > durable_serial)
+			c->lost = TRUE;
+	}
+	durable_serial = append_serial;
+	auditd_schedule_commit();
+	(void)auditd_writer_open();
+}
+
+static int auditd_writer_flush(void)
+{
+	const char *error;
+
+	if (writer == NULL || mw_audit_writer_pending(writer) == 0) {
+		if (writer != NULL)
+			durable_serial = append_serial;
+		return 0;
+	}
+	if (mw_audit_writer_flush(writer, &error) < 0) {
+		auditd_writer_failed("flush", error);
+		return -1;
+	}
+	durable_serial = append_serial;
+	return 0;
+}
+
+static void auditd_schedule_tick(void)
+{
+	struct timeval tv;
+	int64_t due;
+
+	due = writer == NULL ? INT64_MAX : mw_audit_writer_next_due(writer);
+	if (due == tick_due && (to_tick != NULL || due == INT64_MAX))
+		return;
+	timeout_remove(&to_tick);
+	tick_due = due;
+	if (due == INT64_MAX)
+		return;
+	if (due < 0)
+		due = 0;
+	tv.tv_sec = due / 1000000;
+	tv.tv_usec = due % 1000000;
+	to_tick = timeout_add_absolute(&tv, auditd_tick, NULL);
+}
+
+static void auditd_tick(void *context ATTR_UNUSED)
+{
+	const char *error;
+
+	timeout_remove(&to_tick);
+	tick_due = INT64_MAX;
+	if (writer != NULL) {
+		if (mw_audit_writer_tick(writer, &error) < 0)
+			auditd_writer_failed("tick", error);
+		else
+			durable_serial = append_serial;
+	}
+	auditd_schedule_tick();
+}
+
+/* --- clients --- */
+
+static void auditd_client_destroy(struct auditd_client *c, const char *reason)
+{
+	char **idp;
+
+	if (c->destroyed)
+		return;
+	c->destroyed = TRUE;
+	if (reason != NULL)
+		i_debug("client %s disconnected: %s", c->label, reason);
+	DLLIST_REMOVE(&clients, c);
+	client_count--;
+
+	io_remove(&c->io);
+	timeout_remove(&c->to_idle);
+	if (c->output != NULL)
+		(void)o_stream_flush(c->output);
+	i_stream_destroy(&c->input);
+	o_stream_destroy(&c->output);
+	i_close_fd(&c->fd);
+	array_foreach_modifiable(&c->flush_ids, idp)
+		i_free(*idp);
+	array_free(&c->flush_ids);
+	i_free(c->label);
+	i_free(c);
+	master_service_client_connection_destroyed(master_service);
+}
+
+/* Sends a reply line (without LF). Returns -1 if the client does not read
+   its replies (it is then destroyed). */
+static int auditd_client_send(struct auditd_client *c, const char *line)
+{
+	o_stream_nsend_str(c->output, t_strconcat(line, "\n", NULL));
+	if (o_stream_get_buffer_used_size(c->output) > AUDITD_MAX_OUTPUT) {
+		auditd_client_destroy(c, "client does not read replies");
+		return -1;
+	}
+	return 0;
+}
+
+static void auditd_client_error(struct auditd_client *c, const char *reason)
+{
+	const char *safe = str_sanitize(reason, 200);
+
+	i_error("client %s: %s", c->label, safe);
+	if (auditd_client_send(c, t_strconcat("ERROR\t", safe, NULL)) == 0)
+		auditd_client_destroy(c, NULL);
+}
+
+static bool auditd_client_busy(const struct auditd_client *c)
+{
+	return array_count(&c->flush_ids) > 0 ||
+		c->last_serial > durable_serial;
+}
+
+static void auditd_client_idle(struct auditd_client *c)
+{
+	if (auditd_client_busy(c)) {
+		timeout_reset(c->to_idle);
+		return;
+	}
+	auditd_client_destroy(c, t_strdup_printf("idle for %u s",
+						 set.idle_secs));
+}
+
+static int auditd_handshake(struct auditd_client *c, const char *line)
+{
+	const char *const *args = t_strsplit(line, "\t");
+	unsigned int major, minor;
+
+	if (str_array_length(args) < 3 || str_array_length(args) > 4 ||
+	    strcmp(args[0], "VERSION") != 0 ||
+	    strcmp(args[1], AUDITD_PROTOCOL) != 0 ||
+	    str_to_uint(args[2], &major) < 0 ||
+	    (args[3] != NULL && str_to_uint(args[3], &minor) < 0)) {
+		auditd_client_error(c, t_strdup_printf(
+			"expected VERSION\t%s\t%u as the first line",
+			AUDITD_PROTOCOL, AUDITD_MAJOR));
+		return -1;
+	}
+	if (major != AUDITD_MAJOR) {
+		auditd_client_error(c, t_strdup_printf(
+			"unsupported protocol version %u (writer speaks %u)",
+			major, AUDITD_MAJOR));
+		return -1;
+	}
+	c->handshake_done = TRUE;
+	return 0;
+}
+
+static int auditd_event(struct auditd_client *c, const char *body,
+			size_t len)
+{
+	const char *error;
+
+	c->e_lines++;
+	if (c->lost)
+		return 0;
+	if (mw_audit_body_validate(body, len, &error) < 0) {
+		const char *safe = str_sanitize(error, 200);
+
+		c->rejects++;
+		i_error("client %s: rejected event body #%llu: %s",
+			c->label, (unsigned long long)c->e_lines, safe);
+		if (auditd_client_send(c, t_strdup_printf("R\t%llu\t%s",
+				(unsigned long long)c->e_lines, safe)) < 0)
+			return -1;
+		if (c->rejects >= AUDITD_MAX_REJECTS) {
+			auditd_client_error(c, "too many rejected bodies");
+			return -1;
+		}
+		return 0;
+	}
+	auditd_writer_ensure();
+	if (writer == NULL) {
+		c->lost = TRUE;
+		return 0;
+	}
+	if (mw_audit_writer_append_body(writer, body, len, &error) < 0) {
+		/* the body was valid: the writer itself failed (e.g. an epoch
+		   ended and its flush failed) */
+		c->lost = TRUE;
+		auditd_writer_failed("append", error);
+		return 0;
+	}
+	c->last_serial = ++append_serial;
+	if (append_serial - durable_serial >= AUDITD_MAX_PENDING) {
+		/* bound the writer's memory: flush now, acknowledge at the end
+		   of the round */
+		(void)auditd_writer_flush();
+	}
+	/* everything appended in a round is flushed at its end, with or
+	   without a flush request */
+	auditd_schedule_commit();
+	return 0;
+}
+
+static int auditd_flush_request(struct auditd_client *c, const char *id)
+{
+	const char *p;
+	char *copy;
+
+	if (*id == '\0' || strlen(id) > AUDITD_MAX_FLUSH_ID) {
+		auditd_client_error(c, "invalid flush id");
+		return -1;
+	}
+	for (p = id; *p != '\0'; p++) {
+		if (*p <= ' ' || *p == 0x7f) {
+			auditd_client_error(c, "invalid flush id");
+			return -1;
+		}
+	}
+	if (array_count(&c->flush_ids) >= AUDITD_MAX_FLUSH_REQUESTS) {
+		auditd_client_error(c, "too many unanswered flush requests");
+		return -1;
+	}
+	copy = i_strdup(id);
+	array_push_back(&c->flush_ids, &copy);
+	auditd_schedule_commit();
+	return 0;
+}
+
+/* Returns -1 if the client was destroyed. */
+static int auditd_line(struct auditd_client *c, const char *line, size_t len)
+{
+	if (!c->handshake_done)
+		return auditd_handshake(c, line);
+	if (len >= 2 && line[0] == 'E' && line[1] == '\t')
+		return auditd_event(c, line + 2, len - 2);
+	if (len >= 2 && line[0] == 'F' && line[1] == '\t')
+		return auditd_flush_request(c, line + 2);
+	auditd_client_error(c, t_strdup_printf("unknown command: %s",
+					       t_strndup(line, I_MIN(len, 16))));
+	return -1;
+}
+
+static void auditd_client_input(struct auditd_client *c)
+{
+	const unsigned char *data, *lf;
+	size_t size, pos = 0;
+	ssize_t ret;
+	int r = 0;
+
+	timeout_reset(c->to_idle);
+	ret = i_stream_read(c->input);
+	data = i_stream_get_data(c->input, &size);
+	o_stream_cork(c->output);
+	while (pos < size &&
+	       (lf = memchr(data + pos, '\n', size - pos)) != NULL) {
+		size_t len = lf - (data + pos);
+
+		if (memchr(data + pos, '\0', len) != NULL) {
+			auditd_client_error(c, "NUL byte in line");
+			return;
+		}
+		T_BEGIN {
+			r = auditd_line(c, t_strndup(data + pos, len), len);
+		} T_END;
+		if (r < 0)
+			return;
+		pos += len + 1;
+	}
+	i_stream_skip(c->input, pos);
+	o_stream_uncork(c->output);
+	if (o_stream_flush(c->output) < 0) {
+		auditd_client_destroy(c, "write error");
+		return;
+	}
+	if (ret == -2) {
+		auditd_client_error(c, t_strdup_printf(
+			"line longer than %u bytes", AUDITD_MAX_LINE));
+	} else if (ret < 0) {
+		const char *reason = c->input->stream_errno == 0 ?
+			NULL : i_stream_get_error(c->input);
+
+		/* records sent without F are flushed at the end of the
+		   round anyway; nobody waits for an answer */
+		auditd_client_destroy(c, reason);
+	}
+}
+
+static void auditd_client_connected(struct master_service_connection *conn)
+{
+	struct auditd_client *c;
+	struct net_unix_cred cred;
+
+	master_service_client_connection_accept(conn);
+	c = i_new(struct auditd_client, 1);
+	c->fd = conn->fd;
+	if (net_getunixcred(c->fd, &cred) == 0) {
+		c->label = i_strdup_printf("pid=%ld uid=%ld", (long)cred.pid,
+					   (long)cred.uid);
+	} else {
+		c->label = i_strdup_printf("fd=%d", c->fd);
+	}
+	c->input = i_stream_create_fd(c->fd, AUDITD_MAX_LINE + 1);
+	c->output = o_stream_create_fd(c->fd, SIZE_MAX);
+	o_stream_set_no_error_handling(c->output, TRUE);
+	i_array_init(&c->flush_ids, 4);
+	c->io = io_add(c->fd, IO_READ, auditd_client_input, c);
+	c->to_idle = timeout_add(set.idle_secs * 1000, auditd_client_idle, c);
+	DLLIST_PREPEND(&clients, c);
+	client_count++;
+	(void)auditd_client_send(c, t_strdup_printf("VERSION\t%s\t%u\t%u",
+		AUDITD_PROTOCOL, AUDITD_MAJOR, AUDITD_MINOR));
+}
+
+/* --- group commit --- */
+
+/* End of an ioloop round with flush requests: one flush for everything
+   appended, then an answer to every F. */
+static void auditd_commit(void *context ATTR_UNUSED)
+{
+	struct auditd_client *c, *next;
+	char **idp;
+
+	timeout_remove(&to_commit);
+	(void)auditd_writer_flush();
+
+	for (c = clients; c != NULL; c = next) {
+		next = c->next;
+		if (c->lost) {
+			const char *reason = writer_error != NULL ?
+				str_sanitize(writer_error, 400) :
+				"audit writer unavailable";
+			bool ok = TRUE;
+
+			array_foreach_modifiable(&c->flush_ids, idp) {
+				if (ok && auditd_client_send(c, t_strdup_printf(
+					"F\t%s\tFAIL\t%s", *idp, reason)) < 0)
+					ok = FALSE;
+			}
+			if (ok)
+				auditd_client_destroy(c, "records lost: writer "
+						      "failed");
+			continue;
+		}
+		if (array_count(&c->flush_ids) == 0)
+			continue;
+		i_assert(c->last_serial <= durable_serial);
+		array_foreach_modifiable(&c->flush_ids, idp) {
+			if (auditd_client_send(c, t_strdup_printf(
+					"F\t%s\tOK", *idp)) < 0)
+				break;
+			i_free(*idp);
+		}
+		if (!c->destroyed) {
+			array_clear(&c->flush_ids);
+			if (o_stream_flush(c->output) < 0)
+				auditd_client_destroy(c, "write error");
+		}
+	}
+	auditd_schedule_tick();
+}
+
+/* --- main --- */
+
+static void ATTR_NORETURN usage(void)
+{
+	i_fatal("usage: mailward-auditd -l LOG -K WRITER_KEY -s SIGN_KEY "
+		"[-H HOST] [-e EPOCH_SECS] [-E EPOCH_RECORDS] "
+		"[-t CHECKPOINT_SECS] [-T CHECKPOINT_RECORDS] [-I IDLE_SECS]");
+}
+
+static unsigned int parse_uint_opt(int opt, const char *arg)
+{
+	unsigned int v;
+
+	if (str_to_uint(arg, &v) < 0)
+		i_fatal("-%c: not a number: %s", opt, arg);
+	return v;
+}
+
+int main(int argc, char *argv[])
+{
+	const enum master_service_flags service_flags =
+		MASTER_SERVICE_FLAG_DONT_SEND_STATS |
+		MASTER_SERVICE_FLAG_NO_IDLE_DIE |
+		MASTER_SERVICE_FLAG_NO_SSL_INIT |
+		MASTER_SERVICE_FLAG_DISABLE_SSL_SET;
+	const char *error;
+	struct auditd_client *c;
+	unsigned int waited = 0;
+	int opt;
+
+	master_service = master_service_init("mailward-audit", service_flags,
+					     &argc, &argv,
+					     "l:K:s:H:e:E:t:T:I:");
+	mw_audit_writer_options_init(&set.opts);
+	set.idle_secs = AUDITD_DEFAULT_IDLE_SECS;
+	while ((opt = master_getopt(master_service)) > 0) {
+		switch (opt) {
+		case 'l': set.log_path = optarg; break;
+		case 'K': set.key_path = optarg; break;
+		case 's': set.sign_key_path = optarg; break;
+		case 'H': set.opts.host = optarg; break;
+		case 'e': set.opts.epoch_seconds = parse_uint_opt(opt, optarg);
+			break;
+		case 'E': set.opts.epoch_records = parse_uint_opt(opt, optarg);
+			break;
+		case 't': set.opts.checkpoint_seconds =
+				parse_uint_opt(opt, optarg);
+			break;
+		case 'T': set.opts.checkpoint_records =
+				parse_uint_opt(opt, optarg);
+			break;
+		case 'I': set.idle_secs = parse_uint_opt(opt, optarg);
+			if (set.idle_secs == 0 || set.idle_secs > 86400)
+				i_fatal("-I: must be 1..86400");
+			break;
+		default:
+			if (!master_service_parse_option(master_service, opt,
+							 optarg))
+				usage();
+		}
+	}
+	if (optind != argc || set.log_path == NULL || set.key_path == NULL ||
+	    set.sign_key_path == NULL)
+		usage();
+
+	if (master_service_settings_read_simple(master_service, NULL,
+						&error) < 0)
+		i_fatal("Error reading configuration: %s", error);
+	master_service_init_log(master_service);
+	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
+	restrict_access_allow_coredumps(TRUE);
+
+	/* stop at once when master stops or reloads: a new writer process
+	   can take over the log only after this one released its lock */
+	master_service_set_die_with_master(master_service, TRUE);
+
+	/* after a reload the previous writer may still be closing: wait a
+	   little for its lock before accepting clients */
+	while (auditd_writer_open() < 0 && waited < AUDITD_START_WAIT_MSECS) {
+		timeout_remove(&to_reopen);
+		i_sleep_msecs(100);
+		waited += 100;
+	}
+	master_service_init_finish(master_service);
+	auditd_schedule_tick();
+
+	master_service_run(master_service, auditd_client_connected);
+
+	/* stopping (SIGTERM, master gone): acknowledge what is complete,
+	   then close the log cleanly (writer_stop, checkpoint, seal) */
+	if (to_commit != NULL)
+		auditd_commit(NULL);
+	while (clients != NULL) {
+		c = clients;
+		auditd_client_destroy(c, NULL);
+	}
+	timeout_remove(&to_tick);
+	timeout_remove(&to_reopen);
+	if (writer != NULL) {
+		if (mw_audit_writer_close(&writer, &error) < 0)
+			i_error("audit log %s: close failed: %s", set.log_path,
+				error);
+		else
+			i_info("audit log %s closed", set.log_path);
+	}
+	i_free(writer_error);
+	i_free(last_error_logged);
+	master_service_deinit(&master_service);
+	return 0;
+}

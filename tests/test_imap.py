@@ -1,0 +1,275 @@
+"""IMAP side against a real Dovecot: device identity by pre- and
+post-login ID, per-mailbox sync summaries, body vs header fetches, legal
+hold across every expunge path (IMAP EXPUNGE, UID EXPUNGE, CLOSE, MOVE,
+POP3 DELE, doveadm expunge, autoexpunge, mailward's own policy), the
+append-only mailward_imap_expunge=deny, mbsync against a held account, and
+a POP3 laptop + IMAP phone under expunge-after-all-devices."""
+import imaplib
+import time
+
+import mwclients
+from mwharness import make_message, pop3, imap, imap_count, \
+    wait_session_end
+
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+imaplib.Commands.setdefault("MOVE", ("SELECTED",))
+imaplib.Commands.setdefault("UID", ("SELECTED",))
+
+
+def send_id(i, params):
+    args = "(" + " ".join('"%s"' % p for p in params) + ")"
+    typ, data = i._simple_command("ID", args)
+    assert typ == "OK", data
+
+
+def devices(sbx, user="alice"):
+    return {d["label"]: d for d in
+            sbx.doveadm_json("mailward", "devices", "-u", user)}
+
+
+def test_prelogin_and_postlogin_id(sandbox_factory):
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_client_id": "%{client_id}"}})
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+
+    # pre-login ID (imap_id_retain = yes)
+    i = imaplib.IMAP4("127.0.0.1", sbx.imap_port, timeout=30)
+    send_id(i, ["name", "Thunderbird", "version", "128.3", "os", "linux"])
+    i.login("alice", "secret")
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+
+    # post-login ID: the device is attributed from that point on
+    i = imap(sbx)
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")            # network device
+    send_id(i, ["name", "Apple Mail", "version", "16.0", "os", "iOS"])
+    i.fetch("2", "(BODY[TEXT])")        # Apple Mail
+    i.logout()
+    time.sleep(0.3)
+    devs = devices(sbx)
+    tb = [d for l, d in devs.items() if "Thunderbird 128.3" in l]
+    apple = [d for l, d in devs.items() if "Apple Mail 16.0" in l]
+    net = [d for l, d in devs.items() if l.startswith("imap from ")]
+    assert len(tb) == 1 and tb[0]["retrieved"] == "1", devs
+    assert len(apple) == 1 and apple[0]["retrieved"] == "1", devs
+    assert len(net) == 1, devs
+
+
+def test_sync_summary_and_body_vs_header(sandbox_factory):
+    sbx = sandbox_factory()
+    sbx.deliver("alice", [make_message(i) for i in range(5)])
+    i = imap(sbx)
+    send_id(i, ["name", "Phone"])
+    typ, data = i.select("INBOX")
+    assert data == [b"5"]
+    # headers and sizes are not retrieval; bodies and parts are
+    i.fetch("1:5", "(RFC822.SIZE FLAGS BODY.PEEK[HEADER] ENVELOPE)")
+    i.fetch("1", "(BODY.PEEK[])")
+    i.fetch("2", "(RFC822)")
+    i.fetch("3", "(BODY[1])")
+    i.fetch("4", "(BINARY.PEEK[1])")
+    i.logout()
+    time.sleep(0.3)
+    phone = [d for l, d in devices(sbx).items() if "Phone" in l][0]
+    assert phone["retrieved"] == "4"
+    rows = [r for r in sbx.doveadm_json("mailward", "state", "-u", "alice")
+            if r["device"] == phone["id"]]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["retrieved"] == "4"
+    assert row["highest_uid"] == "5"
+    assert int(row["uidvalidity"]) > 0
+    assert row["last_sync"] != ""
+
+    # a new message: the summary follows the next SELECT
+    sbx.deliver("alice", [make_message(9)])
+    i = imap(sbx)
+    send_id(i, ["name", "Phone"])
+    i.select("INBOX")
+    i.logout()
+    time.sleep(0.3)
+    row = [r for r in sbx.doveadm_json("mailward", "state", "-u", "alice")
+           if r["device"] == phone["id"]][0]
+    assert row["highest_uid"] == "6"
+
+
+def _held(sbx, user="alice", n=4):
+    sbx.deliver(user, [make_message(i) for i in range(n)])
+    return n
+
+
+def test_hold_every_path(sandbox_factory):
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_hold": "yes",
+                         "mailward_pop3_policy": "expunge-after-retrieval"}},
+        extra_conf="""
+namespace inbox {
+  inbox = yes
+  mailbox Trash {
+    special_use = \\Trash
+    auto = create
+    autoexpunge = 1s
+  }
+  mailbox Archive {
+    auto = create
+  }
+}
+""")
+    n = _held(sbx)
+    sbx.deliver("alice", [make_message(50)], folder="Trash")
+    i = imap(sbx)
+    i.select("INBOX")
+    # EXPUNGE
+    i.store("1", "+FLAGS", "\\Deleted")
+    typ, data = i.expunge()
+    assert data == [None], data        # no message announced as expunged
+    # UID EXPUNGE
+    typ, data = i.uid("EXPUNGE", "1:*")
+    assert typ in ("OK", "NO")
+    assert "EXPUNGE" not in i.untagged_responses
+    # MOVE: the source copy must stay
+    typ, data = i._simple_command("MOVE", "2", "Archive")
+    # CLOSE
+    i.store("1:*", "+FLAGS", "\\Deleted")
+    typ, data = i.close()
+    i.logout()
+    assert sbx.maildir_count("alice") == n
+    sbx.wait_log(r"imap\(alice\).*mailward: Refused to expunge .*legal hold")
+
+    # POP3 DELE and mailward's own policy (expunge-after-retrieval)
+    p = pop3(sbx)
+    p.retr(1)
+    p.dele(2)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    assert sbx.maildir_count("alice") == n
+
+    # doveadm expunge
+    r = sbx.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "all",
+                    check=False)
+    assert r.returncode != 0
+    assert sbx.maildir_count("alice") == n
+
+    # Dovecot's autoexpunge of Trash
+    time.sleep(1.5)
+    imap(sbx).logout()
+    time.sleep(0.3)
+    assert sbx.maildir_count("alice", "Trash") == 1
+    assert imap_count(sbx) == n
+
+    # lifting the hold needs no restart
+    sbx.set_user_fields("alice", mailward_hold="no")
+    i = imap(sbx)
+    i.select("INBOX")
+    # the refused expunges left \Deleted flags: the client sees the truth
+    typ, data = i.search(None, "DELETED")
+    assert len(data[0].split()) == n
+    i.store("1:*", "-FLAGS", "\\Deleted")
+    i.store("1", "+FLAGS", "\\Deleted")
+    assert i.expunge()[0] == "OK"
+    i.logout()
+    assert sbx.maildir_count("alice") == n - 1
+
+
+def test_hold_imap_reply_is_truthful(sandbox_factory):
+    sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"}})
+    _held(sbx)
+    i = imap(sbx)
+    i.select("INBOX")
+    i.store("1", "+FLAGS", "\\Deleted")
+    tag = i._command("EXPUNGE")
+    typ, data = i._command_complete("EXPUNGE", tag)
+    # never a silent lie: the tagged reply says the expunge did not happen
+    text = b" ".join(d for d in data if d)
+    assert b"legal hold" in text, (typ, data)
+    assert typ == "NO" or b"ignored" in text.lower()
+    # nothing was announced as expunged
+    assert "EXPUNGE" not in i.untagged_responses
+    i.logout()
+
+
+def test_imap_expunge_deny(sandbox_factory):
+    sbx = sandbox_factory(users={
+        "alice": {"mailward_imap_expunge": "deny"},
+        "bob": {"mailward_imap_expunge": "allow"}})
+    for u in ("alice", "bob"):
+        _held(sbx, u)
+        i = imap(sbx, u)
+        i.select("INBOX")
+        i.store("1", "+FLAGS", "\\Deleted")
+        i.expunge()
+        i.logout()
+    assert sbx.maildir_count("alice") == 4
+    assert sbx.maildir_count("bob") == 3
+    sbx.wait_log(r"imap\(alice\).*Refused to expunge .*mailward_imap_expunge"
+                 r"=deny")
+    # POP3 of a deny user is governed by the POP3 policy (client)
+    p = pop3(sbx, "alice")
+    p.dele(1)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    assert sbx.maildir_count("alice") == 3
+
+
+def test_mbsync_expunge_both_against_hold(sandbox_factory, tmp_path):
+    sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"}})
+    n = _held(sbx)
+    work = str(tmp_path / "mbsync")
+    rc, out = mwclients.run_mbsync(sbx, "alice", work, expunge="Both")
+    assert rc == 0, out
+    import mailbox as mb
+    local = mb.Maildir(work + "/local/INBOX", create=False)
+    assert len(local) == n
+    # the user deletes two locally; mbsync propagates and expunges both
+    keys = sorted(local.keys())[:2]
+    for k in keys:
+        msg = local[k]
+        msg.add_flag("T")
+        local[k] = msg
+    rc, out = mwclients.run_mbsync(sbx, "alice", work, expunge="Both")
+    # the server refused: mbsync must finish without corrupting its state
+    assert rc in (0, 1), out
+    assert sbx.maildir_count("alice") == n
+    rc2, out2 = mwclients.run_mbsync(sbx, "alice", work, expunge="Both")
+    assert rc2 in (0, 1), out2
+    assert "error" not in out2.lower() or "expunge" in out2.lower(), out2
+    assert sbx.maildir_count("alice") == n
+    assert imap_count(sbx) == n
+
+
+def test_pop3_laptop_and_imap_phone_all_devices(sandbox_factory, tmp_path):
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_pop3_policy":
+                         "expunge-after-all-devices"}},
+        app_passwords={"alice": {"laptoppw": "laptop", "phonepw": "phone"}})
+    # both devices known
+    pop3(sbx, password="laptoppw").quit()
+    i = imap(sbx, password="phonepw")
+    i.logout()
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+
+    # laptop downloads everything: the phone has not read them yet
+    p = pop3(sbx, password="laptoppw")
+    p.retr(1)
+    p.retr(2)
+    p.quit()
+    wait_session_end(sbx, "alice", count=2)
+    assert sbx.maildir_count("alice") == 2
+
+    # the phone reads message 1 only
+    i = imap(sbx, password="phonepw")
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+    sbx.wait_log(r"imap\(alice\).*mailward: expunged 1 message")
+    assert sbx.maildir_count("alice") == 1
+
+    # then message 2
+    i = imap(sbx, password="phonepw")
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+    sbx.wait_log(r"imap\(alice\).*mailward: expunged 1 message", count=2)
+    assert sbx.maildir_count("alice") == 0
