@@ -24,6 +24,9 @@ MODULES = os.path.join(BUILD, ".libs")
 STOCK_MODULES = "/usr/lib/dovecot/modules"
 DOVEADM_MODULEDIR = "/usr/lib/dovecot/modules/doveadm"
 TEST_USER = "mailward-test"
+AUDIT_USER = "mailward-audit"
+AUDITD = os.path.join(BUILD, "mailward-auditd")
+AUDIT_CLI = os.path.join(BUILD, "mailward-audit")
 PASSWORD = "secret"
 
 # The Dovecot log must never show these (harness fails the test).
@@ -40,6 +43,18 @@ def ensure_test_user():
                         "--home-dir", "/nonexistent", "--shell",
                         "/usr/sbin/nologin", TEST_USER], check=True)
         pw = pwd.getpwnam(TEST_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def ensure_audit_user():
+    """The audit writer's own system user (owns the log and its keys)."""
+    try:
+        pw = pwd.getpwnam(AUDIT_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell",
+                        "/usr/sbin/nologin", AUDIT_USER], check=True)
+        pw = pwd.getpwnam(AUDIT_USER)
     return pw.pw_uid, pw.pw_gid
 
 
@@ -82,7 +97,7 @@ class Sandbox:
     def __init__(self, users=None, plugin=None, extra_conf="",
                  app_passwords=None,
                  protocols="imap pop3", log_debug=True, root=None,
-                 mail_plugins=True):
+                 mail_plugins=True, audit=False, audit_args=""):
         self.uid, self.gid = ensure_test_user()
         self.dir = root or tempfile.mkdtemp(prefix="mailward-sbx-")
         os.chmod(self.dir, 0o755)
@@ -106,6 +121,24 @@ class Sandbox:
         self.doveadm_moddir = os.path.join(self.moddir, "doveadm")
         self.running = False
         self._log_checked_offset = 0
+        # regexes of log lines check_log() accepts although BAD_LOG
+        # matches them (e.g. a test that kills a process on purpose)
+        self.log_allow = []
+        # audit mode: the mailward-audit writer service (mailward-auditd)
+        # runs as AUDIT_USER; keys are generated at the first start
+        self.audit = audit
+        self.audit_args = audit_args
+        self.audit_dir = os.path.join(self.dir, "audit")
+        self.audit_log_path = os.path.join(self.audit_dir, "audit.jsonl")
+        # writer.key + checkpoint.key (writer's user, 0700 directory)
+        self.audit_writer_keys = os.path.join(self.dir, "audit-writer")
+        # verify.key + checkpoint.pub (root: the auditor's material)
+        self.audit_keys = os.path.join(self.dir, "audit-keys")
+        self.audit_socket_path = os.path.join(self.dir, "run",
+                                              "mailward-audit")
+        if audit:
+            self.plugin.setdefault("mailward_audit_socket",
+                                   self.audit_socket_path)
 
     # ----- setup -----
     def home(self, user):
@@ -175,6 +208,84 @@ class Sandbox:
             os.chown(dirpath, self.uid, self.gid)
             for fn in filenames:
                 os.chown(os.path.join(dirpath, fn), self.uid, self.gid)
+
+    def _setup_audit(self):
+        """Keys (once) and directories for the audit writer."""
+        auid, agid = ensure_audit_user()
+        if not os.path.exists(AUDITD):
+            raise RuntimeError("%s not built: run make" % AUDITD)
+        os.makedirs(self.audit_dir, exist_ok=True)
+        os.chown(self.audit_dir, auid, agid)
+        os.chmod(self.audit_dir, 0o750)
+        if not os.path.exists(os.path.join(self.audit_keys, "verify.key")):
+            os.makedirs(self.audit_keys, exist_ok=True)
+            os.chmod(self.audit_keys, 0o700)
+            subprocess.run([AUDIT_CLI, "keygen", "--out", self.audit_keys],
+                           check=True, stdout=subprocess.DEVNULL,
+                           timeout=60)
+            os.makedirs(self.audit_writer_keys, exist_ok=True)
+            for name in ("writer.key", "checkpoint.key"):
+                dst = os.path.join(self.audit_writer_keys, name)
+                shutil.move(os.path.join(self.audit_keys, name), dst)
+                os.chown(dst, auid, agid)
+                os.chmod(dst, 0o600)
+            # the writer replaces writer.key (tmp file + rename)
+            os.chown(self.audit_writer_keys, auid, agid)
+            os.chmod(self.audit_writer_keys, 0o700)
+
+    def _audit_conf(self):
+        if not self.audit:
+            return ""
+        return f"""service mailward-audit {{
+  executable = {AUDITD} -l {self.audit_log_path} -K {self.audit_writer_keys}/writer.key -s {self.audit_writer_keys}/checkpoint.key -H sandbox {self.audit_args}
+  user = {AUDIT_USER}
+  process_limit = 1
+  process_min_avail = 1
+  client_limit = 1000
+  unix_listener mailward-audit {{
+    mode = 0666
+  }}
+}}
+"""
+
+    # ----- audit -----
+    def audit_records(self):
+        """The audit log's complete lines, parsed (a torn tail is left
+        out)."""
+        try:
+            with open(self.audit_log_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")
+        return [json.loads(l) for l in lines[:-1]]
+
+    def audit_verify(self, *extra, files=None):
+        """Runs mailward-audit verify with the auditor's verify.key and
+        checkpoint.pub; returns (exit code, stdout + stderr)."""
+        cmd = [AUDIT_CLI, "verify",
+               "--key", os.path.join(self.audit_keys, "verify.key"),
+               "--pubkey", os.path.join(self.audit_keys, "checkpoint.pub")]
+        cmd += list(extra)
+        cmd += list(files or [self.audit_log_path])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout + r.stderr
+
+    def audit_writer_pids(self):
+        """Pids of this sandbox's mailward-auditd processes."""
+        pids = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % name, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if (argv and argv[0].endswith(b"mailward-auditd") and
+                    self.audit_log_path.encode() in argv):
+                pids.append(int(name))
+        return pids
 
     @property
     def listen(self):
@@ -257,7 +368,7 @@ protocol imap {{
 plugin {{
 {plugin_lines}
 }}
-{self.extra_conf}
+{self._audit_conf()}{self.extra_conf}
 """
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -265,6 +376,8 @@ plugin {{
     # ----- lifecycle -----
     def start(self):
         self._write_modules()
+        if self.audit:
+            self._setup_audit()
         self.write_users()
         self.write_config()
         os.makedirs(os.path.join(self.dir, "run"), exist_ok=True)
@@ -340,7 +453,9 @@ plugin {{
             return ""
 
     def check_log(self):
-        bad = [l for l in self.read_log().splitlines() if BAD_LOG.search(l)]
+        allow = [re.compile(p) for p in self.log_allow]
+        bad = [l for l in self.read_log().splitlines() if BAD_LOG.search(l)
+               and not any(a.search(l) for a in allow)]
         if bad:
             raise AssertionError("Dovecot log shows a crash or fatal "
                                  "error:\n" + "\n".join(bad))

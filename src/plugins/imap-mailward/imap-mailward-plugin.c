@@ -77,8 +77,19 @@ static bool imap_mailward_is_sync_cmd(const char *name)
 		strcmp(name, "CHECK") == 0;
 }
 
-static void imap_mailward_cmd_pre(struct client_command_context *cmd ATTR_UNUSED)
+static void imap_mailward_cmd_pre(struct client_command_context *cmd)
 {
+	struct mailward_user *muser;
+
+	if (cmd->name == NULL || strcmp(cmd->name, "ID") == 0 ||
+	    strcmp(cmd->name, "CAPABILITY") == 0 ||
+	    strcmp(cmd->name, "NOOP") == 0)
+		return;
+	muser = imap_mailward_user(cmd->client);
+	if (muser != NULL && muser->device_pending) T_BEGIN {
+		/* no ID before the first real command: network identity */
+		mailward_user_device_resolve(muser);
+	} T_END;
 }
 
 static void imap_mailward_cmd_post(struct client_command_context *cmd)

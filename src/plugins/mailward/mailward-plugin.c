@@ -222,6 +222,15 @@ mailward_prelogin_id(struct mailward_user *muser, struct mw_id_params *id_r)
 	return id_r->name[0] != '\0';
 }
 
+void mailward_user_device_resolve(struct mailward_user *muser)
+{
+	if (!muser->device_pending)
+		return;
+	muser->device_pending = FALSE;
+	if (muser->store != NULL)
+		mailward_device_register(muser, NULL);
+}
+
 void mailward_user_set_imap_id(struct mailward_user *muser,
 			       const char *const *pairs, unsigned int count)
 {
@@ -230,8 +239,11 @@ void mailward_user_set_imap_id(struct mailward_user *muser,
 	if (muser->store == NULL || muser->set.device != NULL)
 		return;
 	mw_id_params_parse(pairs, count, &id);
-	if (id.name[0] == '\0')
+	if (id.name[0] == '\0') {
+		mailward_user_device_resolve(muser);
 		return;
+	}
+	muser->device_pending = FALSE;
 	/* what the previous device did so far stays attributed to it */
 	if (muser->device_registered) {
 		struct mw_batch *batch = mailward_state_batch(muser);
@@ -292,6 +304,7 @@ static void mailward_user_deinit(struct mail_user *user)
 {
 	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
 
+	mailward_user_device_resolve(muser);
 	if (muser->store != NULL && muser->device_registered &&
 	    strcmp(user->service, "pop3") != 0) {
 		/* IMAP and other sessions: carry out due expunges at the
@@ -393,8 +406,15 @@ static void mailward_mail_user_created(struct mail_user *user)
 		   registering is then a read-only lookup anyway */
 		struct mw_id_params id;
 
-		mailward_device_register(muser,
-			mailward_prelogin_id(muser, &id) ? &id : NULL);
+		if (mailward_prelogin_id(muser, &id))
+			mailward_device_register(muser, &id);
+		else if (strcmp(user->service, "imap") == 0 &&
+			 muser->set.device == NULL) {
+			/* clients send ID right after login: wait for it
+			   rather than register a network device first */
+			muser->device_pending = TRUE;
+		} else
+			mailward_device_register(muser, NULL);
 	}
 }
 

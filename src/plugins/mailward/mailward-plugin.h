@@ -66,6 +66,8 @@ struct mailward_user {
 	struct mw_device_rec device;
 	const char *device_source;	/* explicit, imap-id, network */
 	bool device_registered;
+	/* IMAP: not identified yet; an ID command may still come */
+	bool device_pending;
 
 	/* state changes of the current command / session, committed in one
 	   LMDB write transaction by mailward_state_flush() */
@@ -111,6 +113,9 @@ bool mailward_user_may_expunge(struct mailward_user *muser);
    mailward_device wins and makes this a no-op. */
 void mailward_user_set_imap_id(struct mailward_user *muser,
 			       const char *const *pairs, unsigned int count);
+/* Registers the session's device from what is known now (explicit field
+   or network) if that was deferred to wait for an IMAP ID. */
+void mailward_user_device_resolve(struct mailward_user *muser);
 /* The batch of the current command, begun on first use; NULL when the
    state store is off. */
 struct mw_batch *mailward_state_batch(struct mailward_user *muser);

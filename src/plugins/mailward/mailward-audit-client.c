@@ -1,0 +1,531 @@
+/* Mail-process client of mailward-auditd. See mailward-audit-client.h and
+   docs/audit-log.md ("Writer protocol"). */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "net.h"
+#include "str.h"
+#include "str-sanitize.h"
+#include "time-util.h"
+#include "mailward-audit-client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define AUDIT_PROTOCOL "mailward-audit"
+#define AUDIT_MAJOR 1
+#define AUDIT_MINOR 0
+#define AUDIT_DEFAULT_SOCKET "mailward-audit"
+/* the writer's reply lines are short; anything longer is an error */
+#define AUDIT_MAX_REPLY_LINE 4096
+/* bytes written per send() */
+#define AUDIT_SEND_CHUNK (64 * 1024)
+#define AUDIT_BACKOFF_MSECS 5000
+
+struct mailward_audit_client {
+	char *socket_path;
+	struct event *event;
+	unsigned int timeout_msecs;
+
+	/* queued bodies (i_malloc'd), oldest first */
+	ARRAY(char *) queue;
+	size_t queue_bytes;
+	/* records dropped because the queue was full; reported with the
+	   service/session/user of the first one */
+	unsigned int dropped;
+	char *dropped_service, *dropped_session, *dropped_user;
+
+	int fd;
+	/* reply bytes received and not yet parsed */
+	string_t *inbuf;
+	bool version_sent, version_received;
+	/* E lines sent on the current connection */
+	uint64_t conn_e_lines;
+	unsigned int flush_id;
+
+	struct timeval backoff_until;
+	string_t *error;
+};
+
+enum audit_io_result {
+	AUDIT_IO_OK = 0,
+	/* connection closed or reset by the writer: reconnecting may help */
+	AUDIT_IO_CLOSED = -1,
+	/* anything else: timeout, protocol error, writer failure */
+	AUDIT_IO_FAILED = -2,
+};
+
+const char *mailward_audit_socket_path(const char *setting,
+				       const char *base_dir)
+{
+	if (setting == NULL || *setting == '\0')
+		setting = AUDIT_DEFAULT_SOCKET;
+	if (*setting == '/')
+		return setting;
+	return t_strconcat(base_dir, "/", setting, NULL);
+}
+
+struct mailward_audit_client *
+mailward_audit_client_init(const char *socket_path, struct event *event)
+{
+	struct mailward_audit_client *client;
+
+	client = i_new(struct mailward_audit_client, 1);
+	client->socket_path = i_strdup(socket_path);
+	client->event = event_create(event);
+	event_set_append_log_prefix(client->event, "audit: ");
+	client->timeout_msecs = MAILWARD_AUDIT_DEFAULT_TIMEOUT_MSECS;
+	i_array_init(&client->queue, 16);
+	client->fd = -1;
+	client->inbuf = str_new(default_pool, 256);
+	client->error = str_new(default_pool, 128);
+	return client;
+}
+
+void mailward_audit_client_set_timeout(struct mailward_audit_client *client,
+				       unsigned int msecs)
+{
+	client->timeout_msecs = msecs == 0 ? 1 : msecs;
+}
+
+static void audit_disconnect(struct mailward_audit_client *client)
+{
+	if (client->fd != -1) {
+		if (close(client->fd) < 0) {
+			e_error(client->event, "close(%s) failed: %m",
+				client->socket_path);
+		}
+		client->fd = -1;
+	}
+	str_truncate(client->inbuf, 0);
+	client->version_sent = FALSE;
+	client->version_received = FALSE;
+	client->conn_e_lines = 0;
+}
+
+static void audit_free_bodies(struct mailward_audit_client *client,
+			      unsigned int count)
+{
+	char **bodies;
+	unsigned int i, total;
+
+	bodies = array_get_modifiable(&client->queue, &total);
+	i_assert(count <= total);
+	for (i = 0; i < count; i++) {
+		client->queue_bytes -= strlen(bodies[i]);
+		i_free(bodies[i]);
+	}
+	array_delete(&client->queue, 0, count);
+}
+
+void mailward_audit_client_deinit(struct mailward_audit_client **_client)
+{
+	struct mailward_audit_client *client = *_client;
+	const char *error;
+	unsigned int n;
+
+	*_client = NULL;
+	n = mailward_audit_queued(client);
+	if (n > 0 || client->dropped > 0) {
+		if (mailward_audit_flush(client, &error) < 0) {
+			n = mailward_audit_queued(client);
+			if (n > 0) {
+				e_error(client->event, "%u record(s) lost at "
+					"session end: %s", n, error);
+			}
+		}
+	}
+	audit_disconnect(client);
+	audit_free_bodies(client, array_count(&client->queue));
+	array_free(&client->queue);
+	i_free(client->dropped_service);
+	i_free(client->dropped_session);
+	i_free(client->dropped_user);
+	str_free(&client->inbuf);
+	str_free(&client->error);
+	event_unref(&client->event);
+	i_free(client->socket_path);
+	i_free(client);
+}
+
+unsigned int mailward_audit_queued(const struct mailward_audit_client *client)
+{
+	return array_count(&client->queue);
+}
+
+static void audit_queue_body(struct mailward_audit_client *client,
+			     const char *body, size_t len)
+{
+	char *copy = i_strndup(body, len);
+
+	array_push_back(&client->queue, &copy);
+	client->queue_bytes += len;
+}
+
+void mailward_audit_queue(struct mailward_audit_client *client,
+			  const struct mw_audit_event *ev)
+{
+	struct mw_json_buf buf;
+	const char *error;
+
+	mw_json_buf_init(&buf);
+	if (mw_audit_body_build(ev, &buf, &error) < 0) {
+		e_error(client->event, "audit event %s not recorded: %s",
+			ev->str[MW_AF_EVENT] == NULL ? "(none)" :
+			str_sanitize(ev->str[MW_AF_EVENT], 64), error);
+	} else if (array_count(&client->queue) >=
+		   MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
+		   client->queue_bytes + buf.len >
+		   MAILWARD_AUDIT_QUEUE_MAX_BYTES) {
+		if (client->dropped++ == 0) {
+			e_error(client->event, "queue full (%u records): "
+				"dropping audit records until the writer %s "
+				"accepts them", array_count(&client->queue),
+				client->socket_path);
+			client->dropped_service = i_strdup(ev->str[MW_AF_SERVICE]);
+			client->dropped_session = i_strdup(ev->str[MW_AF_SESSION]);
+			client->dropped_user = i_strdup(ev->str[MW_AF_USER]);
+		}
+	} else {
+		audit_queue_body(client, buf.data, buf.len);
+	}
+	mw_json_buf_free(&buf);
+}
+
+/* Queues the "dropped" record that reports earlier drops. */
+static void audit_queue_dropped(struct mailward_audit_client *client)
+{
+	struct mw_audit_event ev;
+	struct mw_json_buf buf;
+	const char *error;
+
+	mw_audit_event_init(&ev);
+	mw_audit_event_set_str(&ev, MW_AF_SERVICE, client->dropped_service);
+	mw_audit_event_set_str(&ev, MW_AF_SESSION, client->dropped_session);
+	mw_audit_event_set_str(&ev, MW_AF_EVENT, "dropped");
+	mw_audit_event_set_str(&ev, MW_AF_USER, client->dropped_user);
+	mw_audit_event_set_str(&ev, MW_AF_DETAIL,
+			       "audit client queue full: writer unreachable");
+	mw_audit_event_set_num(&ev, MW_AF_DROPPED, client->dropped);
+	mw_json_buf_init(&buf);
+	if (mw_audit_body_build(&ev, &buf, &error) < 0) {
+		e_error(client->event, "dropped record not built: %s", error);
+	} else {
+		/* may exceed the queue bound by this one record */
+		audit_queue_body(client, buf.data, buf.len);
+		client->dropped = 0;
+		i_free(client->dropped_service);
+		i_free(client->dropped_session);
+		i_free(client->dropped_user);
+	}
+	mw_json_buf_free(&buf);
+}
+
+static int audit_msecs_left(const struct timeval *deadline)
+{
+	struct timeval now;
+	long long left;
+
+	i_gettimeofday(&now);
+	left = timeval_diff_msecs(deadline, &now);
+	return left <= 0 ? 0 : (left > INT_MAX ? INT_MAX : (int)left);
+}
+
+static void audit_set_error(struct mailward_audit_client *client,
+			    const char *fmt, ...) ATTR_FORMAT(2, 3);
+static void audit_set_error(struct mailward_audit_client *client,
+			    const char *fmt, ...)
+{
+	va_list args;
+
+	str_truncate(client->error, 0);
+	str_printfa(client->error, "audit writer %s: ", client->socket_path);
+	va_start(args, fmt);
+	str_vprintfa(client->error, fmt, args);
+	va_end(args);
+}
+
+static int audit_wait(struct mailward_audit_client *client, short events,
+		      const struct timeval *deadline)
+{
+	struct pollfd pfd;
+	int ret, left;
+
+	for (;;) {
+		left = audit_msecs_left(deadline);
+		if (left == 0) {
+			audit_set_error(client, "timed out after %u ms",
+					client->timeout_msecs);
+			return AUDIT_IO_FAILED;
+		}
+		pfd.fd = client->fd;
+		pfd.events = events;
+		pfd.revents = 0;
+		ret = poll(&pfd, 1, left);
+		if (ret > 0)
+			return AUDIT_IO_OK;
+		if (ret < 0 && errno != EINTR) {
+			audit_set_error(client, "poll() failed: %m");
+			return AUDIT_IO_FAILED;
+		}
+	}
+}
+
+static int audit_connect(struct mailward_audit_client *client,
+			 const struct timeval *deadline)
+{
+	int left = audit_msecs_left(deadline);
+
+	/* the writer's listen backlog may be full (EAGAIN): retry briefly */
+	client->fd = net_connect_unix_with_retries(client->socket_path,
+						   I_MIN(left, 1000));
+	if (client->fd == -1) {
+		audit_set_error(client, "connect() failed: %m");
+		return AUDIT_IO_FAILED;
+	}
+	client->conn_e_lines = 0;
+	client->version_sent = FALSE;
+	client->version_received = FALSE;
+	str_truncate(client->inbuf, 0);
+	return AUDIT_IO_OK;
+}
+
+static int audit_send(struct mailward_audit_client *client,
+		      const void *data, size_t size,
+		      const struct timeval *deadline)
+{
+	const unsigned char *p = data;
+	ssize_t ret;
+	int r;
+
+	while (size > 0) {
+		ret = send(client->fd, p, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (ret > 0) {
+			p += ret;
+			size -= ret;
+			continue;
+		}
+		if (ret < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((r = audit_wait(client, POLLOUT, deadline)) < 0)
+				return r;
+			continue;
+		}
+		if (ret < 0 && errno == EINTR)
+			continue;
+		audit_set_error(client, "send() failed: %m");
+		return (errno == EPIPE || errno == ECONNRESET ||
+			errno == ENOTCONN) ? AUDIT_IO_CLOSED : AUDIT_IO_FAILED;
+	}
+	return AUDIT_IO_OK;
+}
+
+/* Reads one reply line (without LF) into line_r (data stack). */
+static int audit_read_line(struct mailward_audit_client *client,
+			   const char **line_r, const struct timeval *deadline)
+{
+	unsigned char buf[1024];
+	const char *data, *lf;
+	ssize_t ret;
+	int r;
+
+	for (;;) {
+		data = str_c(client->inbuf);
+		lf = memchr(data, '\n', str_len(client->inbuf));
+		if (lf != NULL) {
+			*line_r = t_strdup_until(data, lf);
+			str_delete(client->inbuf, 0, lf - data + 1);
+			return AUDIT_IO_OK;
+		}
+		if (str_len(client->inbuf) > AUDIT_MAX_REPLY_LINE) {
+			audit_set_error(client, "reply line too long");
+			return AUDIT_IO_FAILED;
+		}
+		ret = recv(client->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (ret > 0) {
+			if (memchr(buf, '\0', ret) != NULL) {
+				audit_set_error(client, "NUL in reply");
+				return AUDIT_IO_FAILED;
+			}
+			str_append_data(client->inbuf, buf, ret);
+			continue;
+		}
+		if (ret == 0) {
+			audit_set_error(client, "connection closed by the "
+					"writer");
+			return AUDIT_IO_CLOSED;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((r = audit_wait(client, POLLIN, deadline)) < 0)
+				return r;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		audit_set_error(client, "recv() failed: %m");
+		return errno == ECONNRESET ? AUDIT_IO_CLOSED : AUDIT_IO_FAILED;
+	}
+}
+
+/* Sends the whole queue and F, reads until the ack of that F. On
+   AUDIT_IO_OK, *rejected_r counts the records the writer rejected (they
+   are logged and marked in rejected[]). */
+static int audit_flush_once(struct mailward_audit_client *client,
+			    bool *rejected, unsigned int *rejected_r,
+			    const struct timeval *deadline)
+{
+	char *const *bodies;
+	const char *line, *const *args;
+	string_t *out;
+	unsigned int i, count, id;
+	uint64_t first_e, n;
+	int ret = AUDIT_IO_OK;
+
+	*rejected_r = 0;
+	bodies = array_get(&client->queue, &count);
+	first_e = client->conn_e_lines;
+	id = ++client->flush_id;
+
+	out = t_str_new(AUDIT_SEND_CHUNK + 1024);
+	if (!client->version_sent) {
+		client->version_sent = TRUE;
+		str_printfa(out, "VERSION\t%s\t%u\t%u\n", AUDIT_PROTOCOL,
+			    AUDIT_MAJOR, AUDIT_MINOR);
+	}
+	for (i = 0; i <= count && ret == AUDIT_IO_OK; i++) {
+		if (i < count) {
+			str_append(out, "E\t");
+			str_append(out, bodies[i]);
+			str_append_c(out, '\n');
+			client->conn_e_lines++;
+		} else {
+			str_printfa(out, "F\t%u\n", id);
+		}
+		if (str_len(out) >= AUDIT_SEND_CHUNK || i == count) {
+			ret = audit_send(client, str_data(out), str_len(out),
+					 deadline);
+			str_truncate(out, 0);
+		}
+	}
+	if (ret != AUDIT_IO_OK)
+		return ret;
+
+	for (;;) {
+		if ((ret = audit_read_line(client, &line, deadline)) < 0)
+			return ret;
+		args = t_strsplit(line, "\t");
+		if (!client->version_received) {
+			if (str_array_length(args) < 3 ||
+			    strcmp(args[0], "VERSION") != 0 ||
+			    strcmp(args[1], AUDIT_PROTOCOL) != 0 ||
+			    str_to_uint(args[2], &i) < 0 ||
+			    i != AUDIT_MAJOR) {
+				audit_set_error(client, "not a mailward audit "
+					"writer (protocol %u expected): %s",
+					AUDIT_MAJOR, str_sanitize(line, 80));
+				return AUDIT_IO_FAILED;
+			}
+			client->version_received = TRUE;
+			continue;
+		}
+		if (strcmp(args[0], "R") == 0 && str_array_length(args) >= 3 &&
+		    str_to_uint64(args[1], &n) == 0 &&
+		    n > first_e && n <= first_e + count) {
+			i = n - first_e - 1;
+			if (!rejected[i]) {
+				rejected[i] = TRUE;
+				*rejected_r += 1;
+				e_error(client->event, "writer %s rejected "
+					"record %s: %s (dropped)",
+					client->socket_path,
+					str_sanitize(bodies[i], 512),
+					str_sanitize(args[2], 200));
+			}
+			continue;
+		}
+		if (strcmp(args[0], "F") == 0 && str_array_length(args) >= 3 &&
+		    str_to_uint(args[1], &i) == 0 && i == id) {
+			if (strcmp(args[2], "OK") == 0)
+				return AUDIT_IO_OK;
+			audit_set_error(client, "writer failed: %s",
+					args[3] == NULL ? "(no reason)" :
+					str_sanitize(args[3], 400));
+			return AUDIT_IO_FAILED;
+		}
+		if (strcmp(args[0], "ERROR") == 0) {
+			audit_set_error(client, "writer refused the "
+					"connection: %s",
+					args[1] == NULL ? "(no reason)" :
+					str_sanitize(args[1], 200));
+			return AUDIT_IO_FAILED;
+		}
+		audit_set_error(client, "unexpected reply: %s",
+				str_sanitize(line, 80));
+		return AUDIT_IO_FAILED;
+	}
+}
+
+int mailward_audit_flush(struct mailward_audit_client *client,
+			 const char **error_r)
+{
+	struct timeval now, deadline;
+	unsigned int attempt, count, rejected_count = 0;
+	bool *rejected = NULL, reused;
+	int ret = AUDIT_IO_FAILED;
+
+	if (client->dropped > 0)
+		audit_queue_dropped(client);
+	count = array_count(&client->queue);
+	if (count == 0)
+		return 0;
+
+	i_gettimeofday(&now);
+	if (timeval_cmp(&now, &client->backoff_until) < 0) {
+		/* the error of the timed out attempt is still set */
+		*error_r = t_strdup_printf("%s (not retried for %u s)",
+					   str_c(client->error),
+					   AUDIT_BACKOFF_MSECS / 1000);
+		return -1;
+	}
+	deadline = now;
+	timeval_add_msecs(&deadline, client->timeout_msecs);
+
+	T_BEGIN {
+		rejected = t_new(bool, count);
+		for (attempt = 0; attempt < 2; attempt++) {
+			reused = client->fd != -1;
+			if (!reused &&
+			    (ret = audit_connect(client, &deadline)) < 0)
+				break;
+			ret = audit_flush_once(client, rejected,
+					       &rejected_count, &deadline);
+			if (ret == AUDIT_IO_OK)
+				break;
+			audit_disconnect(client);
+			/* a connection the writer closed while we were idle
+			   (idle timeout, writer restart): reconnect once */
+			if (ret != AUDIT_IO_CLOSED || !reused)
+				break;
+			memset(rejected, 0, sizeof(bool) * count);
+			rejected_count = 0;
+		}
+		if (ret == AUDIT_IO_OK) {
+			audit_free_bodies(client, count);
+			if (rejected_count > 0) {
+				audit_set_error(client, "writer rejected %u of "
+						"%u record(s) (see the log)",
+						rejected_count, count);
+			}
+		} else if (audit_msecs_left(&deadline) == 0) {
+			i_gettimeofday(&client->backoff_until);
+			timeval_add_msecs(&client->backoff_until,
+					  AUDIT_BACKOFF_MSECS);
+		}
+	} T_END;
+
+	if (ret == AUDIT_IO_OK && rejected_count == 0)
+		return 0;
+	*error_r = str_c(client->error);
+	return -1;
+}
