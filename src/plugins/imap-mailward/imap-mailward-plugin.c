@@ -110,8 +110,10 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 		else if (client->mailbox != NULL &&
 			 imap_mailward_is_sync_cmd(cmd->name))
 			imap_mailward_summary(muser, client->mailbox);
-		/* one LMDB write transaction per command */
+		/* one LMDB write transaction per command, and the
+		   command's audit records made durable */
 		(void)mailward_state_flush(muser);
+		(void)mailward_audit_commit(muser, FALSE);
 	} T_END;
 }
 

@@ -12,6 +12,7 @@
 #include "mail-storage-hooks.h"
 #include "mailward-plugin.h"
 #include "mw-imapid.h"
+#include "mw-audit.h"
 
 #include <unistd.h>
 
@@ -65,11 +66,31 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 	}
 	e_error(muser->event, "%s - session is fail-safe: "
 		"policy expunges nothing", reason);
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_error", "failed");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, reason);
+		mailward_audit_queue_event(muser, &ev);
+	}
 }
 
 bool mailward_user_may_expunge(struct mailward_user *muser)
 {
 	return !muser->fail_safe && !muser->set.hold;
+}
+
+static const char *device_audit_event(enum mw_device_event event)
+{
+	switch (event) {
+	case MW_DEVICE_EVENT_REGISTERED:
+		return "device_registered";
+	case MW_DEVICE_EVENT_EVICTED:
+		return "device_evicted";
+	case MW_DEVICE_EVENT_EXPIRED:
+		return "device_expired";
+	}
+	return "device_changed";
 }
 
 static const char *device_event_name(enum mw_device_event event)
@@ -91,9 +112,18 @@ mailward_device_event(enum mw_device_event event,
 {
 	struct mailward_user *muser = context;
 
-	/* audit hook point: device registered / evicted / expired */
 	e_info(muser->event, "device %s %s: %s", rec->id_hex,
 	       device_event_name(event), rec->label);
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, device_audit_event(event),
+					  "ok");
+		/* the record is about this device, not the session's */
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
+		mailward_audit_queue_event(muser, &ev);
+	}
 }
 
 static bool mailward_state_open(struct mailward_user *muser)
@@ -329,6 +359,7 @@ static void mailward_user_deinit(struct mail_user *user)
 		}
 		(void)mailward_state_flush(muser);
 	}
+	mailward_audit_user_deinit(muser);
 	if (muser->batch != NULL)
 		mw_batch_abort(&muser->batch);
 	mw_store_unref(&muser->store);
@@ -398,6 +429,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 		muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
 		"deny" : "allow");
 
+	mailward_audit_user_init(muser);
 	if (muser->set.state_enabled &&
 	    mailward_service_has_state(user->service) &&
 	    mailward_state_open(muser) &&
@@ -416,6 +448,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 		} else
 			mailward_device_register(muser, NULL);
 	}
+	mailward_audit_login(muser);
 }
 
 static struct mail_storage_hooks mailward_mail_storage_hooks = {

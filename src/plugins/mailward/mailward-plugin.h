@@ -75,17 +75,33 @@ struct mailward_user {
 	unsigned int imap_body_fetches;
 
 	struct mailward_pop3_session *pop3;
+
+	/* audit writer client; NULL when audit is off */
+	struct mailward_audit_client *audit;
+	/* the last flush failed */
+	bool audit_broken;
+	unsigned int audit_retrieved, audit_deleted;
+	unsigned int audit_expunged, audit_suppressed;
+};
+
+struct mailward_expunged {
+	uint32_t uid;
+	const char *guid;
 };
 
 struct mailward_transaction {
 	union mailbox_transaction_module_context module_ctx;
+	/* audit cause of mailward's own expunges: policy, delay */
+	const char *cause;
 	/* expunges refused (hold / imap_expunge=deny): rolls back */
 	unsigned int refused;
 	const char *refuse_reason;
 	/* expunges mailward itself decided (policy, delay, admin) */
 	bool policy_expunge;
-	/* GUIDs of messages expunged in this transaction, for pruning */
-	ARRAY_TYPE(const_string) expunged_guids;
+	/* messages expunged in this transaction, for pruning and audit */
+	ARRAY(struct mailward_expunged) expunged;
+	/* audit intents queued that must be durable before commit */
+	unsigned int audit_intents;
 	pool_t pool;
 };
 
@@ -144,6 +160,31 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 /* The POP3 per-device view: TRUE if the mail is hidden from this
    device's listing. */
 bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);
+
+/* --- audit (mailward-audit-events.c) --- */
+struct mw_audit_event;
+/* Common fields: service, session, event, outcome, user, device, remote. */
+void mailward_audit_event_init(struct mailward_user *muser,
+			       struct mw_audit_event *ev, const char *event,
+			       const char *outcome);
+/* Message fields: mailbox, GUIDs, UIDVALIDITY, UID, Message-ID, size. */
+void mailward_audit_event_mail(struct mailward_user *muser,
+			       struct mw_audit_event *ev, struct mail *mail,
+			       const char *guid);
+/* Effective policy and its source. */
+void mailward_audit_event_policy(struct mailward_user *muser,
+				 struct mw_audit_event *ev);
+/* Queues an event (no I/O); no-op when audit is off. */
+void mailward_audit_queue_event(struct mailward_user *muser,
+				const struct mw_audit_event *ev);
+/* Makes queued records durable. Returns 0, or -1 when the writer failed
+   (logged; destructive=TRUE: the caller must not expunge). */
+int mailward_audit_commit(struct mailward_user *muser, bool destructive);
+/* FALSE when mailward_audit_required=yes and the writer is unreachable. */
+bool mailward_audit_may_read(struct mailward_user *muser);
+void mailward_audit_user_init(struct mailward_user *muser);
+void mailward_audit_login(struct mailward_user *muser);
+void mailward_audit_user_deinit(struct mailward_user *muser);
 
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box);
 void mailward_storage_hooks_mail_allocated(struct mail *mail);

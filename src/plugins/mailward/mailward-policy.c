@@ -10,6 +10,7 @@
 #include "mail-user.h"
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
+#include "mw-audit.h"
 
 struct expunge_target {
 	uint32_t uid;
@@ -39,18 +40,42 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	if (array_count(targets) == 0)
 		return 0;
 	if (!mailward_user_may_expunge(muser)) {
-		/* audit hook point: expunge suppressed (hold / fail-safe) */
 		e_info(muser->event, "%u %s expunge(s) in %s suppressed: %s",
 		       array_count(targets), cause, mailbox_get_vname(box),
 		       muser->set.hold ? "legal hold (mailward_hold=yes)" :
 		       muser->fail_safe_reason);
+		muser->audit_suppressed += array_count(targets);
+		array_foreach_modifiable(targets, target) {
+			struct mw_audit_event ev;
+
+			if (muser->audit == NULL)
+				break;
+			mailward_audit_event_init(muser, &ev,
+						  "expunge_suppressed",
+						  "suppressed");
+			mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
+					       mailbox_get_vname(box));
+			mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
+			if (target->guid != NULL)
+				mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
+						       target->guid);
+			mailward_audit_event_policy(muser, &ev);
+			mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+					       muser->set.hold ? "hold" :
+					       "fail_safe");
+			mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+				"%s expunge not carried out", cause));
+			mailward_audit_queue_event(muser, &ev);
+		}
 		return 0;
 	}
 
 	t = mailbox_transaction_begin(box, 0, "mailward policy expunge");
 	mt = MAILWARD_CONTEXT(t);
-	if (mt != NULL)
+	if (mt != NULL) {
 		mt->policy_expunge = TRUE;
+		mt->cause = strcmp(cause, "policy") == 0 ? "policy" : "delay";
+	}
 	mail = mail_alloc(t, 0, NULL);
 	array_foreach_modifiable(targets, target) {
 		i = array_foreach_idx(targets, target);
@@ -289,7 +314,8 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	}
 	done = p_new(pool, bool, array_count(&targets));
 	ret = mailward_expunge_targets(muser, box, &targets,
-				       "delayed or all-devices", done);
+				       all_devices ? "policy" :
+				       "delayed", done);
 	array_foreach_modifiable(&targets, target) {
 		i = array_foreach_idx(&targets, target);
 		if (!done[i])
@@ -498,6 +524,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				      s->dele_count : 0);
 	}
 	(void)mailward_state_flush(muser);
+	(void)mailward_audit_commit(muser, FALSE);
 
 	e_info(muser->event, "pop3 session %s: policy=%s%s device=%s "
 	       "retr=%u top=%u dele=%u expunged=%u kept=%u delayed=%u "

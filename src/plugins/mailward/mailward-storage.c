@@ -9,6 +9,7 @@
 #include "mail-user.h"
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
+#include "mw-audit.h"
 
 #define MAILWARD_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailward_mail_module)
@@ -195,6 +196,19 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	muser->imap_body_fetches++;
 }
 
+static void
+mailward_audit_read(struct mailward_user *muser, struct mail *mail,
+		    const char *event)
+{
+	struct mw_audit_event ev;
+
+	if (muser->audit == NULL)
+		return;
+	mailward_audit_event_init(muser, &ev, event, "ok");
+	mailward_audit_event_mail(muser, &ev, mail, NULL);
+	mailward_audit_queue_event(muser, &ev);
+}
+
 static int
 mailward_mail_get_stream(struct mail *_mail, bool get_body,
 			 struct message_size *hdr_size,
@@ -206,29 +220,62 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 	struct mailward_user *muser = mailward_box_user(_mail->box);
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
 	const char *reason = mail->get_stream_reason;
+	enum { READ_NONE, READ_RETR, READ_TOP, READ_FETCH } kind = READ_NONE;
+	int ret;
 
-	if (muser != NULL && mbox != NULL && reason != NULL) T_BEGIN {
+	if (muser != NULL && mbox != NULL && reason != NULL) {
 		if (mbox->pop3_session) {
-			struct mailward_pop3_session *s =
-				mailward_pop3_session_get(muser, _mail->box);
-			struct mailward_pop3_msg *msg;
-
-			if (s != NULL && strcmp(reason, "RETR") == 0) {
-				msg = mailward_pop3_msg_get(s, _mail);
-				if (msg != NULL && !msg->retrieved) {
-					msg->retrieved = TRUE;
-					s->retr_count++;
-				}
-			} else if (s != NULL && strcmp(reason, "TOP") == 0) {
-				s->top_count++;
-			}
+			if (strcmp(reason, "RETR") == 0)
+				kind = READ_RETR;
+			else if (strcmp(reason, "TOP") == 0)
+				kind = READ_TOP;
 		} else if (strcmp(muser->user->service, "imap") == 0 &&
 			   mailward_is_body_fetch(reason)) {
+			kind = READ_FETCH;
+		}
+	}
+	if (kind != READ_NONE && !mailward_audit_may_read(muser)) {
+		/* mailward_audit_required=yes: no read without its record */
+		mail_storage_set_error(_mail->box->storage, MAIL_ERROR_TEMP,
+			"Audit log unavailable, try again later");
+		return -1;
+	}
+	ret = mmail->super.get_stream(_mail, get_body, hdr_size, body_size,
+				      stream_r);
+	if (ret < 0 || kind == READ_NONE)
+		return ret;
+
+	T_BEGIN {
+		struct mailward_pop3_session *s;
+		struct mailward_pop3_msg *msg;
+
+		switch (kind) {
+		case READ_RETR:
+			s = mailward_pop3_session_get(muser, _mail->box);
+			msg = s == NULL ? NULL : mailward_pop3_msg_get(s, _mail);
+			if (msg != NULL && !msg->retrieved) {
+				msg->retrieved = TRUE;
+				s->retr_count++;
+				muser->audit_retrieved++;
+				mailward_audit_read(muser, _mail, "retr");
+			}
+			break;
+		case READ_TOP:
+			s = mailward_pop3_session_get(muser, _mail->box);
+			if (s != NULL)
+				s->top_count++;
+			mailward_audit_read(muser, _mail, "top");
+			break;
+		case READ_FETCH:
 			mailward_note_imap_fetch(muser, _mail);
+			muser->audit_retrieved++;
+			mailward_audit_read(muser, _mail, "fetch");
+			break;
+		case READ_NONE:
+			break;
 		}
 	} T_END;
-	return mmail->super.get_stream(_mail, get_body, hdr_size, body_size,
-				       stream_r);
+	return ret;
 }
 
 static const char *mailward_refuse_reason(struct mailward_user *muser)
@@ -240,19 +287,68 @@ static const char *mailward_refuse_reason(struct mailward_user *muser)
 		"(mailward_imap_expunge=deny)";
 }
 
-static void mailward_note_expunged(struct mailward_transaction *mt,
+static const char *
+mailward_expunge_cause(struct mailward_user *muser,
+		       struct mailbox_transaction_context *t,
+		       struct mailward_transaction *mt)
+{
+	if (mt->policy_expunge)
+		return mt->cause != NULL ? mt->cause : "policy";
+	if (t->reason != NULL && strcmp(t->reason, "autoexpunge") == 0)
+		return "autoexpunge";
+	if (strcmp(muser->user->service, "doveadm") == 0)
+		return "admin";
+	return "client";
+}
+
+/* An expunge that goes ahead: its intent is queued now and made durable
+   before the transaction commits (audit before act). */
+static void mailward_note_expunged(struct mailward_user *muser,
+				   struct mailward_transaction *mt,
 				   struct mail *mail)
 {
+	struct mailward_expunged *exp;
 	const char *guid;
 
 	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
-		return;
+		guid = "";
 	if (mt->pool == NULL) {
 		mt->pool = pool_alloconly_create("mailward expunged", 512);
-		p_array_init(&mt->expunged_guids, mt->pool, 8);
+		p_array_init(&mt->expunged, mt->pool, 8);
 	}
-	guid = p_strdup(mt->pool, guid);
-	array_push_back(&mt->expunged_guids, &guid);
+	exp = array_append_space(&mt->expunged);
+	exp->uid = mail->uid;
+	exp->guid = p_strdup(mt->pool, guid);
+	if (muser->audit != NULL) T_BEGIN {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "expunge_intent", "ok");
+		mailward_audit_event_mail(muser, &ev, mail, guid);
+		mailward_audit_event_policy(muser, &ev);
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+			mailward_expunge_cause(muser, mail->transaction, mt));
+		mailward_audit_queue_event(muser, &ev);
+		mt->audit_intents++;
+	} T_END;
+}
+
+/* An expunge that does not happen, with why. */
+static void
+mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
+			 const char *event, const char *cause)
+{
+	struct mw_audit_event ev;
+
+	muser->audit_suppressed++;
+	if (muser->audit == NULL)
+		return;
+	T_BEGIN {
+		mailward_audit_event_init(muser, &ev, event, "suppressed");
+		mailward_audit_event_mail(muser, &ev, mail, NULL);
+		mailward_audit_event_policy(muser, &ev);
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, cause);
+		mailward_audit_queue_event(muser, &ev);
+	} T_END;
 }
 
 static void mailward_mail_expunge(struct mail *_mail)
@@ -269,7 +365,7 @@ static void mailward_mail_expunge(struct mail *_mail)
 	}
 	if (mt->policy_expunge) {
 		/* mailward's own expunge: decided and checked already */
-		mailward_note_expunged(mt, _mail);
+		mailward_note_expunged(muser, mt, _mail);
 		mmail->super.expunge(_mail);
 		return;
 	}
@@ -283,16 +379,21 @@ static void mailward_mail_expunge(struct mail *_mail)
 		if (msg != NULL && !msg->deleted) {
 			msg->deleted = TRUE;
 			s->dele_count++;
+			muser->audit_deleted++;
 		}
 		if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
 		    mailward_user_may_expunge(muser)) {
 			/* Dovecot's own behaviour */
 			if (msg != NULL)
 				msg->client_expunged = TRUE;
-			mailward_note_expunged(mt, _mail);
+			mailward_note_expunged(muser, mt, _mail);
 			mmail->super.expunge(_mail);
+			return;
 		}
-		/* otherwise kept: policy decides at session end */
+		/* kept: policy decides at session end */
+		mailward_note_suppressed(muser, _mail, "dele",
+			muser->set.hold ? "hold" :
+			(muser->fail_safe ? "fail_safe" : "policy"));
 		return;
 	}
 	if (muser->set.hold ||
@@ -300,9 +401,11 @@ static void mailward_mail_expunge(struct mail *_mail)
 	     strcmp(muser->user->service, "imap") == 0)) {
 		mt->refused++;
 		mt->refuse_reason = mailward_refuse_reason(muser);
+		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
+					 muser->set.hold ? "hold" : "policy");
 		return;
 	}
-	mailward_note_expunged(mt, _mail);
+	mailward_note_expunged(muser, mt, _mail);
 	mmail->super.expunge(_mail);
 }
 
@@ -351,10 +454,11 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 			struct mailward_transaction *mt)
 {
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	const struct mailward_expunged *exp;
 	struct mw_batch *batch;
-	const char *mbox_guid, *guid;
+	const char *mbox_guid;
 
-	if (mt->pool == NULL || array_count(&mt->expunged_guids) == 0 ||
+	if (mt->pool == NULL || array_count(&mt->expunged) == 0 ||
 	    muser->store == NULL)
 		return;
 	batch = mailward_state_batch(muser);
@@ -363,12 +467,42 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 	mbox_guid = mailward_mailbox_guid(muser, box);
 	if (mbox_guid == NULL)
 		return;
-	array_foreach_elem(&mt->expunged_guids, guid)
-		mw_batch_msg_prune(batch, mbox_guid, guid);
+	array_foreach(&mt->expunged, exp) {
+		if (exp->guid[0] != '\0')
+			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
+	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
 		/* IMAP/doveadm expunge: one write transaction per command */
 		(void)mailward_state_flush(muser);
 	}
+}
+
+static void
+mailward_audit_expunge_result(struct mailward_user *muser, struct mailbox *box,
+			      struct mailward_transaction *mt,
+			      const char *event)
+{
+	const struct mailward_expunged *exp;
+	struct mw_audit_event ev;
+	const char *mbox_guid;
+
+	if (muser->audit == NULL || mt->pool == NULL)
+		return;
+	T_BEGIN {
+		mbox_guid = mailward_mailbox_guid(muser, box);
+		array_foreach(&mt->expunged, exp) {
+			mailward_audit_event_init(muser, &ev, event,
+				strcmp(event, "expunge_done") == 0 ?
+				"ok" : "rolled_back");
+			mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
+					       mailbox_get_vname(box));
+			mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
+					       mbox_guid);
+			mw_audit_event_set_num(&ev, MW_AF_UID, exp->uid);
+			mw_audit_event_set_str(&ev, MW_AF_MSG_GUID, exp->guid);
+			mailward_audit_queue_event(muser, &ev);
+		}
+	} T_END;
 }
 
 static int
@@ -389,17 +523,37 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 			e_info(muser->event, "Refused to expunge %u message(s) "
 			       "in %s: %s", mt->refused,
 			       mailbox_get_vname(box), reason);
+			(void)mailward_audit_commit(muser, FALSE);
 		}
 		mbox->module_ctx.super.transaction_rollback(t);
 		mailward_transaction_free(mt);
 		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
 		return -1;
 	}
-	/* audit hook point: expunge intents are made durable here,
-	   before the expunge commits */
+	if (muser != NULL && mt->audit_intents > 0 &&
+	    mailward_audit_commit(muser, TRUE) < 0) {
+		/* audit before act: no durable intent, no expunge */
+		mailward_audit_expunge_result(muser, box, mt,
+					      "expunge_rollback");
+		mbox->module_ctx.super.transaction_rollback(t);
+		mailward_transaction_free(mt);
+		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
+			"Audit log unavailable: message(s) not expunged");
+		return -1;
+	}
 	ret = mbox->module_ctx.super.transaction_commit(t, changes_r);
-	if (ret == 0 && muser != NULL) T_BEGIN {
-		mailward_prune_expunged(muser, box, mt);
+	if (muser != NULL) T_BEGIN {
+		if (ret == 0) {
+			if (mt->pool != NULL)
+				muser->audit_expunged +=
+					array_count(&mt->expunged);
+			mailward_audit_expunge_result(muser, box, mt,
+						      "expunge_done");
+			mailward_prune_expunged(muser, box, mt);
+		} else {
+			mailward_audit_expunge_result(muser, box, mt,
+						      "expunge_rollback");
+		}
 	} T_END;
 	mailward_transaction_free(mt);
 	return ret;
@@ -410,7 +564,11 @@ mailward_transaction_rollback(struct mailbox_transaction_context *t)
 {
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
 	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	struct mailward_user *muser = mailward_box_user(t->box);
 
+	if (muser != NULL && mt->audit_intents > 0)
+		mailward_audit_expunge_result(muser, t->box, mt,
+					      "expunge_rollback");
 	mbox->module_ctx.super.transaction_rollback(t);
 	mailward_transaction_free(mt);
 }

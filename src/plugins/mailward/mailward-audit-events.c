@@ -1,0 +1,196 @@
+/* mailward audit events: what a mail process tells the audit writer.
+   Records are queued in memory and sent at flush points (end of an IMAP
+   command, end of a POP3 session, and before any expunge commits, when
+   the writer must have made the expunge's intent durable). */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "net.h"
+#include "str.h"
+#include "hex-binary.h"
+#include "mail-user.h"
+#include "mail-storage-private.h"
+#include "mailward-plugin.h"
+#include "mailward-audit-client.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+static const char *mailward_audit_remote(struct mailward_user *muser)
+{
+	struct mail_user *user = muser->user;
+	const char *ip;
+	char prefix[MW_PREFIX_BUF_SIZE];
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+
+	if (user->conn.remote_ip == NULL || user->conn.remote_ip->family == 0)
+		return NULL;
+	ip = net_ip2addr(user->conn.remote_ip);
+	if (strcmp(muser->set.audit_remote, "network") == 0) {
+		if (mw_network_prefix(ip, muser->set.device_v4_prefix,
+				      muser->set.device_v6_prefix,
+				      prefix, sizeof(prefix)) < 0)
+			return NULL;
+		return t_strdup(prefix);
+	}
+	if (strcmp(muser->set.audit_remote, "pseudonym") == 0) {
+		/* keyed with the user's device key: stable per user, not
+		   reversible without the key */
+		if (!muser->device_key_loaded ||
+		    HMAC(EVP_sha256(), muser->device_key,
+			 sizeof(muser->device_key), (const unsigned char *)ip,
+			 strlen(ip), mac, &mac_len) == NULL)
+			return "pseudonym-unavailable";
+		return t_strconcat("ps:", binary_to_hex(mac, 16), NULL);
+	}
+	return ip;
+}
+
+void mailward_audit_event_init(struct mailward_user *muser,
+			       struct mw_audit_event *ev, const char *event,
+			       const char *outcome)
+{
+	struct mail_user *user = muser->user;
+
+	mw_audit_event_init(ev);
+	mw_audit_event_set_str(ev, MW_AF_SERVICE, user->service);
+	mw_audit_event_set_str(ev, MW_AF_SESSION, user->session_id);
+	mw_audit_event_set_str(ev, MW_AF_EVENT, event);
+	mw_audit_event_set_str(ev, MW_AF_OUTCOME, outcome);
+	mw_audit_event_set_str(ev, MW_AF_USER, user->username);
+	if (muser->device_registered) {
+		mw_audit_event_set_str(ev, MW_AF_DEVICE,
+				       t_strdup(muser->device.id_hex));
+		mw_audit_event_set_str(ev, MW_AF_DEVICE_LABEL,
+				       t_strdup(muser->device.label));
+	}
+	mw_audit_event_set_str(ev, MW_AF_REMOTE, mailward_audit_remote(muser));
+}
+
+void mailward_audit_event_mail(struct mailward_user *muser,
+			       struct mw_audit_event *ev, struct mail *mail,
+			       const char *guid)
+{
+	struct mailbox_status status;
+	const char *mbox_guid, *msgid;
+	uoff_t size;
+
+	mw_audit_event_set_str(ev, MW_AF_MAILBOX,
+			       t_strdup(mailbox_get_vname(mail->box)));
+	mbox_guid = mailward_mailbox_guid(muser, mail->box);
+	mw_audit_event_set_str(ev, MW_AF_MAILBOX_GUID, mbox_guid);
+	mailbox_get_open_status(mail->box, STATUS_UIDVALIDITY, &status);
+	mw_audit_event_set_num(ev, MW_AF_UIDVALIDITY, status.uidvalidity);
+	mw_audit_event_set_num(ev, MW_AF_UID, mail->uid);
+	if (guid == NULL && mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		guid = NULL;
+	mw_audit_event_set_str(ev, MW_AF_MSG_GUID, t_strdup(guid));
+	if (mail_get_first_header(mail, "Message-ID", &msgid) > 0)
+		mw_audit_event_set_str(ev, MW_AF_MESSAGE_ID, t_strdup(msgid));
+	if (mail_get_physical_size(mail, &size) == 0)
+		mw_audit_event_set_num(ev, MW_AF_SIZE, size);
+}
+
+void mailward_audit_event_policy(struct mailward_user *muser,
+				 struct mw_audit_event *ev)
+{
+	mw_audit_event_set_str(ev, MW_AF_POLICY,
+			       muser->set.hold ? "hold" :
+			       mw_pop3_policy_name(muser->set.pop3_policy));
+	mw_audit_event_set_str(ev, MW_AF_POLICY_SOURCE,
+			       mw_setting_source_name(muser->set.hold ?
+				muser->set.hold_source :
+				muser->set.pop3_policy_source));
+}
+
+void mailward_audit_queue_event(struct mailward_user *muser,
+				const struct mw_audit_event *ev)
+{
+	if (muser->audit == NULL)
+		return;
+	mailward_audit_queue(muser->audit, ev);
+}
+
+int mailward_audit_commit(struct mailward_user *muser, bool destructive)
+{
+	const char *error;
+
+	if (muser->audit == NULL)
+		return 0;
+	if (mailward_audit_flush(muser->audit, &error) == 0) {
+		muser->audit_broken = FALSE;
+		return 0;
+	}
+	muser->audit_broken = TRUE;
+	if (destructive) {
+		e_error(muser->event, "Audit log unavailable, expunge refused "
+			"and mail kept: %s", error);
+	} else if (muser->set.audit_required) {
+		e_error(muser->event, "Audit log unavailable and "
+			"mailward_audit_required=yes: %s", error);
+	} else {
+		e_error(muser->event, "Audit log unavailable, records stay "
+			"queued: %s", error);
+	}
+	return -1;
+}
+
+bool mailward_audit_may_read(struct mailward_user *muser)
+{
+	return muser->audit == NULL || !muser->set.audit_required ||
+		!muser->audit_broken;
+}
+
+void mailward_audit_user_init(struct mailward_user *muser)
+{
+	struct mail_user *user = muser->user;
+
+	if (muser->set.audit_socket == NULL)
+		return;
+	muser->audit = mailward_audit_client_init(
+		mailward_audit_socket_path(muser->set.audit_socket,
+					   user->set->base_dir),
+		muser->event);
+}
+
+void mailward_audit_login(struct mailward_user *muser)
+{
+	struct mw_audit_event ev;
+
+	if (muser->audit == NULL ||
+	    strcmp(muser->user->service, "doveadm") == 0)
+		return;
+	mailward_audit_event_init(muser, &ev, "login", "ok");
+	mailward_audit_event_policy(muser, &ev);
+	if (muser->fail_safe) {
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
+			"fail-safe: ", muser->fail_safe_reason, NULL));
+	}
+	mailward_audit_queue_event(muser, &ev);
+	if (muser->set.audit_required) {
+		/* reads are refused unless the writer is reachable */
+		(void)mailward_audit_commit(muser, FALSE);
+	}
+}
+
+void mailward_audit_user_deinit(struct mailward_user *muser)
+{
+	struct mw_audit_event ev;
+
+	if (muser->audit == NULL)
+		return;
+	if (strcmp(muser->user->service, "doveadm") != 0) {
+		mailward_audit_event_init(muser, &ev, "logout", "ok");
+		mw_audit_event_set_num(&ev, MW_AF_RETRIEVED,
+				       muser->audit_retrieved);
+		mw_audit_event_set_num(&ev, MW_AF_DELETED, muser->audit_deleted);
+		mw_audit_event_set_num(&ev, MW_AF_EXPUNGED,
+				       muser->audit_expunged);
+		mw_audit_event_set_num(&ev, MW_AF_SUPPRESSED,
+				       muser->audit_suppressed);
+		mailward_audit_queue_event(muser, &ev);
+	}
+	/* deinit flushes what is queued (best effort, failures logged) */
+	mailward_audit_client_deinit(&muser->audit);
+}
