@@ -751,6 +751,22 @@ def write_svg(results, cfgs, path):
                        "throughput ratio (sessions/s)", path)
 
 
+def build_fingerprint():
+    """sha256 of the plugin modules and audit writer under test, to detect
+    a rebuild during the run."""
+    import hashlib
+    out = {}
+    names = sorted(n for n in os.listdir(mwharness.MODULES)
+                   if n.endswith(".so"))
+    extra = [getattr(mwharness, "AUDITD", "")]
+    for path in [os.path.join(mwharness.MODULES, n) for n in names] + extra:
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                out[os.path.basename(path)] = hashlib.sha256(
+                    f.read()).hexdigest()[:16]
+    return out
+
+
 def env_info():
     def cmd(*a):
         try:
@@ -810,6 +826,7 @@ def main():
     svg = args.svg or (os.path.splitext(args.out)[0] + ".svg")
 
     t_start = time.time()
+    fp0 = build_fingerprint()
     gen = bl.MailGen(seed=args.seed)
     uidgid = mwharness.ensure_test_user()
     cfgs, groups, notes = make_configs(p, args)
@@ -871,6 +888,17 @@ def main():
             log("WARNING: %s Dovecot log: %d error lines, crashes: %s; e.g. "
                 "%s" % (name, lc["error_lines"], lc["crash_lines"],
                         lc["error_samples"][:2]))
+    for cfg in cfgs:
+        if cfg.audit and results and not any(
+                r["configs"].get(cfg.name, {}).get("audit_records")
+                for r in results):
+            notes.append("%s: the audit writer ran but no audit records "
+                         "were written during the loads (plugin does not "
+                         "emit events yet?)" % cfg.name)
+    fp1 = build_fingerprint()
+    if fp1 != fp0:
+        notes.append("the plugin build changed during the run (rebuilt?): "
+                     "results mix two builds")
     for n in notes:
         log("NOTE: " + n)
     doc = {
@@ -879,7 +907,7 @@ def main():
         "configs": [c.name for c in cfgs], "notes": notes,
         "mail": mailinfo, "targets": TARGETS, "verdicts": verdicts,
         "state": state, "loads": results, "dovecot_logs": logcheck,
-        "elapsed_s": time.time() - t_start,
+        "elapsed_s": time.time() - t_start, "build": fp0,
     }
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=1, default=str)

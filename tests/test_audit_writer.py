@@ -518,6 +518,33 @@ def test_writer_unavailable_fails_fast(sandbox_factory):
     verify_pass(sbx)
 
 
+def test_rotation_on_sighup(sandbox_factory):
+    sbx = sandbox_factory(audit=True)
+    c = AuditConn(sbx.audit_socket_path)
+    c.event(body("rot", uid=1))
+    assert c.flush()[0] == ["OK"]
+    pid = sbx.audit_writer_pids()[0]
+    os.kill(pid, signal.SIGHUP)
+    line = sbx.wait_log(r"mailward-audit: Info: audit log rotated: .* -> ")
+    rotated = line[0].split(" -> ")[1].strip()
+    assert os.path.exists(rotated)
+    # the same connection goes on, into the new file
+    c.event(body("rot", uid=2))
+    assert c.flush()[0] == ["OK"]
+    c.close()
+    assert sbx.audit_writer_pids() == [pid]
+    new = sbx.audit_records()
+    assert new[0]["event"] == "epoch" and new[0]["reason"] == "rotate"
+    assert [r.get("uid") for r in new if r.get("user") == "rot"] == [2]
+    rc, out = sbx.audit_verify(files=[rotated, sbx.audit_log_path])
+    assert rc == 0 and out.startswith("PASS"), out
+    rc, out = sbx.audit_verify("--partial")
+    assert rc == 0, out
+    # the new file alone is not a whole chain
+    rc, out = sbx.audit_verify()
+    assert rc == 1, out
+
+
 # ----- the plugin's client library -----
 
 def test_client_library_roundtrip(sandbox_factory):

@@ -17,12 +17,15 @@
 #include "llist.h"
 #include "sleep.h"
 #include "time-util.h"
+#include "lib-signals.h"
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
 
 #include "mw-audit.h"
 
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUDITD_PROTOCOL "mailward-audit"
@@ -550,6 +553,46 @@ static void auditd_commit(void *context ATTR_UNUSED)
 	auditd_schedule_tick();
 }
 
+/* --- rotation (SIGHUP) --- */
+
+/* SIGHUP: the log is renamed to <log>.<UTC time> and a new file continues
+   the chain (mw_audit_writer_rotate()). */
+static void auditd_rotate(const siginfo_t *si ATTR_UNUSED,
+			  void *context ATTR_UNUSED)
+{
+	struct timeval now;
+	struct tm *tm;
+	struct stat st;
+	char stamp[32];
+	const char *rotated, *error;
+
+	if (writer == NULL) {
+		i_error("rotation requested but the audit log is not open");
+		return;
+	}
+	if (auditd_writer_flush() < 0)
+		return;
+	i_gettimeofday(&now);
+	tm = gmtime(&now.tv_sec);
+	if (tm == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", tm) == 0)
+		i_fatal("gmtime/strftime failed");
+	rotated = t_strdup_printf("%s.%s.%06ldZ", set.log_path, stamp,
+				  (long)now.tv_usec);
+	if (lstat(rotated, &st) == 0 || errno != ENOENT) {
+		i_error("rotation skipped: %s already exists (or lstat "
+			"failed: %m)", rotated);
+		return;
+	}
+	if (mw_audit_writer_rotate(writer, rotated, &error) < 0) {
+		auditd_writer_failed("rotate", error);
+		return;
+	}
+	durable_serial = append_serial;
+	i_info("audit log rotated: %s -> %s", set.log_path, rotated);
+	auditd_schedule_commit();
+}
+
 /* --- main --- */
 
 static void ATTR_NORETURN usage(void)
@@ -625,6 +668,7 @@ int main(int argc, char *argv[])
 	/* stop at once when master stops or reloads: a new writer process
 	   can take over the log only after this one released its lock */
 	master_service_set_die_with_master(master_service, TRUE);
+	lib_signals_set_handler(SIGHUP, LIBSIG_FLAGS_SAFE, auditd_rotate, NULL);
 
 	/* after a reload the previous writer may still be closing: wait a
 	   little for its lock before accepting clients */
