@@ -39,7 +39,7 @@ MODES = {
     "quick": dict(rounds=2, users=6, msgs=25, concurrency=4,
                   login_sessions=20, storm_sessions=48, storm_conc=8,
                   listing=[1000], list_sessions=2, load_cap=40),
-    "default": dict(rounds=6, users=16, msgs=40, concurrency=4,
+    "default": dict(rounds=10, users=16, msgs=40, concurrency=4,
                     login_sessions=40, storm_sessions=96, storm_conc=8,
                     listing=[100, 1000, 10000], list_sessions=3,
                     load_cap=120),
@@ -91,9 +91,24 @@ class Config:
 
     def start(self):
         self.sbx.start()
-        pid = int(open(os.path.join(self.sbx.dir, "run",
-                                    "master.pid")).read().strip())
-        self.cpu = bl.ServerCPU(pid)
+        try:
+            self.cpu = bl.ServerCPU(self.master_pid())
+        except Exception:
+            self.sbx.stop(check=False)
+            raise
+
+    def master_pid(self, timeout=10):
+        """The master's pid (master.pid can appear a moment after the
+        listeners)."""
+        path = os.path.join(self.sbx.dir, "run", "master.pid")
+        deadline = time.time() + timeout
+        while True:
+            try:
+                return int(open(path).read().strip())
+            except (OSError, ValueError):
+                if time.time() > deadline:
+                    raise RuntimeError("no %s" % path)
+                time.sleep(0.05)
 
     def audit_size(self):
         if not self.audit:
@@ -124,6 +139,30 @@ def user_table(p):
     for size in p["listing"]:
         users["ls%d" % size] = {"mailward_pop3_policy": "leave-on-server"}
     return users, groups
+
+
+def snapshot_build():
+    """Copies the plugin modules (and the audit writer) of the build tree to
+    a private directory and points the harness at it, so a rebuild in the
+    shared build tree during the run cannot change or break what is
+    measured (tests/mwharness.py symlinks modules from MODULES and runs
+    AUDITD; both are module-level settings of the harness)."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="mailward-bench-build-")
+    os.chmod(d, 0o755)
+    libs = os.path.join(d, ".libs")
+    os.makedirs(libs)
+    for n in os.listdir(mwharness.MODULES):
+        if n.endswith(".so"):
+            shutil.copy2(os.path.join(mwharness.MODULES, n), libs)
+    mwharness.MODULES = libs
+    auditd = getattr(mwharness, "AUDITD", None)
+    if auditd and os.path.exists(auditd):
+        dst = os.path.join(d, os.path.basename(auditd))
+        shutil.copy2(auditd, dst)
+        mwharness.AUDITD = dst
+    return d
 
 
 def make_configs(p, args):
@@ -751,20 +790,40 @@ def write_svg(results, cfgs, path):
                        "throughput ratio (sessions/s)", path)
 
 
-def build_fingerprint():
-    """sha256 of the plugin modules and audit writer under test, to detect
-    a rebuild during the run."""
+def build_fingerprint(libdir, auditd):
+    """sha256 (16 hex digits) of the plugin modules and the audit writer."""
     import hashlib
     out = {}
-    names = sorted(n for n in os.listdir(mwharness.MODULES)
-                   if n.endswith(".so"))
-    extra = [getattr(mwharness, "AUDITD", "")]
-    for path in [os.path.join(mwharness.MODULES, n) for n in names] + extra:
+    try:
+        names = sorted(n for n in os.listdir(libdir) if n.endswith(".so"))
+    except OSError:
+        names = []
+    for path in [os.path.join(libdir, n) for n in names] + [auditd or ""]:
         if path and os.path.exists(path):
             with open(path, "rb") as f:
                 out[os.path.basename(path)] = hashlib.sha256(
                     f.read()).hexdigest()[:16]
     return out
+
+
+def foreign_activity(own_dirs):
+    """Other Dovecot masters on this host (e.g. a test suite running in
+    parallel) and the load average: both add noise to the figures."""
+    masters = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"dovecot") and b"-c" in argv and \
+                not any(d.encode() in a for d in own_dirs for a in argv):
+            masters += 1
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    return {"other_dovecot_masters": masters, "loadavg": load}
 
 
 def env_info():
@@ -826,7 +885,11 @@ def main():
     svg = args.svg or (os.path.splitext(args.out)[0] + ".svg")
 
     t_start = time.time()
-    fp0 = build_fingerprint()
+    build_libs = mwharness.MODULES
+    build_auditd = getattr(mwharness, "AUDITD", None)
+    snapdir = snapshot_build()
+    fp0 = build_fingerprint(mwharness.MODULES,
+                            getattr(mwharness, "AUDITD", None))
     gen = bl.MailGen(seed=args.seed)
     uidgid = mwharness.ensure_test_user()
     cfgs, groups, notes = make_configs(p, args)
@@ -862,8 +925,19 @@ def main():
         state_raw = fill_listing(cfgs, p, gen, uidgid)
         state = state_summary(state_raw)
         loads = build_loads(p, groups, gen, uidgid, args.loads)
+        own = [c.sbx.dir for c in cfgs]
         for load in loads:
+            act = foreign_activity(own)
             results.append(run_load(load, cfgs, p["rounds"], p["load_cap"]))
+            results[-1]["activity_before"] = act
+            results[-1]["activity_after"] = foreign_activity(own)
+            if act["other_dovecot_masters"] or \
+                    results[-1]["activity_after"]["other_dovecot_masters"]:
+                log("   note: other Dovecot instances were running on this "
+                    "host (%d before, %d after): expect noise" % (
+                        act["other_dovecot_masters"],
+                        results[-1]["activity_after"][
+                            "other_dovecot_masters"]))
             if args.profile:
                 profile_load(load, cfgs, args.profile)
     finally:
@@ -879,6 +953,9 @@ def main():
                                   "sandbox": cfg.sbx.dir}
             if not args.keep:
                 cfg.sbx.cleanup()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(snapdir, ignore_errors=True)
 
     print_table(results, cfgs)
     verdicts = evaluate_targets(results, state, cfgs)
@@ -895,10 +972,9 @@ def main():
             notes.append("%s: the audit writer ran but no audit records "
                          "were written during the loads (plugin does not "
                          "emit events yet?)" % cfg.name)
-    fp1 = build_fingerprint()
-    if fp1 != fp0:
-        notes.append("the plugin build changed during the run (rebuilt?): "
-                     "results mix two builds")
+    if build_fingerprint(build_libs, build_auditd) != fp0:
+        notes.append("the build tree was rebuilt during the run; this run "
+                     "measured the snapshot taken at its start")
     for n in notes:
         log("NOTE: " + n)
     doc = {

@@ -37,6 +37,7 @@ mw_build() {
 	cd "$MW_BUILD"
 	if [ ! -f Makefile ] || [ "$MW_ROOT/configure" -nt Makefile ]; then
 		"$MW_ROOT/configure" --enable-werror --enable-sanitizers \
+			--enable-fault-injection \
 			${MAILWARD_CONFIGURE_FLAGS:-} >configure.log 2>&1 ||
 			{ cat configure.log; exit 1; }
 	fi

@@ -312,10 +312,12 @@ def test_checkpoints_and_epochs_on_timer(sandbox_factory):
     c.event(body("tick"))
     assert c.flush()[0] == ["OK"]
     c.close()
+    # (a reader can catch the writer between two lines of one write():
+    # wait for the whole picture)
     recs = wait_records(sbx, lambda r: sum(x["event"] == "seal"
-                                           for x in r) >= 2, timeout=20)
+                                           for x in r) >= 2 and
+                        max(x["epoch"] for x in r) >= 3, timeout=20)
     assert any(r["event"] == "checkpoint" for r in recs)
-    assert max(r["epoch"] for r in recs) >= 3
     verify_pass(sbx)
 
 
@@ -627,3 +629,67 @@ def test_client_library_survives_restarts(sandbox_factory):
     recs = [r for r in sbx.audit_records() if r.get("user") == "keep"]
     assert [r["event"] for r in recs] == ["retr", "retr", "logout", "login"]
     verify_pass(sbx)
+
+
+def test_disk_full_fails_and_recovers(sandbox_factory, tmp_path):
+    """A full file system: the writer answers FAIL (never crashes), drops
+    the unacknowledged records, and recovers by itself once there is room
+    again; the chain verifies."""
+    import tempfile
+    root = tempfile.mkdtemp(prefix="mailward-sbx-")
+    audit_dir = os.path.join(root, "audit")
+    os.makedirs(audit_dir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0750",
+                    "tmpfs", audit_dir], check=True)
+    try:
+        sbx = sandbox_factory(audit=True, root=root)
+        wait_records(sbx, lambda r: len(r) >= 2)
+        big = "x" * 250
+        fields = ('"service":"pop3","session":"%s","event":"retr",'
+                  '"user":"full","device":"%s","device_label":"%s",'
+                  '"mailbox":"%s","uid":%d,"message_id":"%s"')
+        acks = []
+        for batch in range(200):
+            try:
+                c = AuditConn(sbx.audit_socket_path)
+                for i in range(10):
+                    c.event(fields % (big, big, big, big,
+                                      batch * 10 + i, big))
+                ack, rej = c.flush()
+                assert rej == []
+                c.close()
+            except (OSError, EOFError) as e:
+                ack = ["EXC", str(e)]
+            acks.append(ack)
+            if ack[0] != "OK":
+                break
+        assert acks[-1][0] == "FAIL", acks[-3:]
+        sbx.wait_log(r"mailward-audit: Error: audit log .*: flush failed")
+        # still failing fast while the disk is full
+        c = AuditConn(sbx.audit_socket_path)
+        c.event(body("while-full"))
+        t0 = time.time()
+        ack, _ = c.flush()
+        assert ack[0] == "FAIL" and time.time() - t0 < 8, ack
+        c.close()
+        # room again: the writer reopens, recovers the torn tail
+        subprocess.run(["mount", "-o", "remount,size=4m", audit_dir],
+                       check=True)
+        deadline = time.time() + 20
+        while True:
+            c = AuditConn(sbx.audit_socket_path)
+            c.event(body("after-full"))
+            ack, _ = c.flush()
+            c.close()
+            if ack == ["OK"] or time.time() > deadline:
+                break
+            time.sleep(0.3)
+        assert ack == ["OK"]
+        recs = sbx.audit_records()
+        users = [r.get("user") for r in recs]
+        assert "after-full" in users and "while-full" not in users
+        assert len(sbx.audit_writer_pids()) == 1
+        verify_pass(sbx)
+        sbx.stop()
+    finally:
+        subprocess.run(["umount", "-l", audit_dir])

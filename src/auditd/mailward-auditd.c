@@ -507,48 +507,59 @@ static void auditd_client_connected(struct master_service_connection *conn)
 
 /* --- group commit --- */
 
+/* Answers c's flush requests after a group commit; a client whose
+   records were lost gets FAIL and is disconnected. c may be freed. */
+static void auditd_client_answer(struct auditd_client *c)
+{
+	const char *reply, *reason;
+	unsigned int i, count;
+	char **ids;
+
+	/* a lost client is told at its next F (it may be sending one now;
+	   closing first would make it see only a reset connection) */
+	if (array_count(&c->flush_ids) == 0)
+		return;
+	if (c->lost) {
+		reason = writer_error != NULL ?
+			str_sanitize(writer_error, 400) :
+			"audit writer unavailable";
+	} else {
+		i_assert(c->last_serial <= durable_serial);
+		reason = NULL;
+	}
+	ids = array_get_modifiable(&c->flush_ids, &count);
+	for (i = 0; i < count; i++) {
+		reply = reason == NULL ?
+			t_strdup_printf("F\t%s\tOK", ids[i]) :
+			t_strdup_printf("F\t%s\tFAIL\t%s", ids[i], reason);
+		if (auditd_client_send(c, reply) < 0)
+			return; /* destroyed */
+	}
+	if (c->lost) {
+		auditd_client_destroy(c, "records lost: writer failed");
+		return;
+	}
+	for (i = 0; i < count; i++)
+		i_free(ids[i]);
+	array_clear(&c->flush_ids);
+	if (o_stream_flush(c->output) < 0)
+		auditd_client_destroy(c, "write error");
+}
+
 /* End of an ioloop round with flush requests: one flush for everything
    appended, then an answer to every F. */
 static void auditd_commit(void *context ATTR_UNUSED)
 {
 	struct auditd_client *c, *next;
-	char **idp;
 
 	timeout_remove(&to_commit);
 	(void)auditd_writer_flush();
 
 	for (c = clients; c != NULL; c = next) {
 		next = c->next;
-		if (c->lost) {
-			const char *reason = writer_error != NULL ?
-				str_sanitize(writer_error, 400) :
-				"audit writer unavailable";
-			bool ok = TRUE;
-
-			array_foreach_modifiable(&c->flush_ids, idp) {
-				if (ok && auditd_client_send(c, t_strdup_printf(
-					"F\t%s\tFAIL\t%s", *idp, reason)) < 0)
-					ok = FALSE;
-			}
-			if (ok)
-				auditd_client_destroy(c, "records lost: writer "
-						      "failed");
-			continue;
-		}
-		if (array_count(&c->flush_ids) == 0)
-			continue;
-		i_assert(c->last_serial <= durable_serial);
-		array_foreach_modifiable(&c->flush_ids, idp) {
-			if (auditd_client_send(c, t_strdup_printf(
-					"F\t%s\tOK", *idp)) < 0)
-				break;
-			i_free(*idp);
-		}
-		if (!c->destroyed) {
-			array_clear(&c->flush_ids);
-			if (o_stream_flush(c->output) < 0)
-				auditd_client_destroy(c, "write error");
-		}
+		T_BEGIN {
+			auditd_client_answer(c);
+		} T_END;
 	}
 	auditd_schedule_tick();
 }

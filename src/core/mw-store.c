@@ -26,6 +26,7 @@
 #include "mw-util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -546,6 +547,40 @@ static int devices_load(struct mw_store *s, MDB_txn *txn,
 
 /* ---- open / close ---- */
 
+/* LMDB maps its lock file after ftruncate(), which leaves it sparse: on
+   a full filesystem the first write to the map is a SIGBUS. Allocate the
+   blocks first, so a full disk is an error instead of a crash. */
+#define LOCK_FILE_PREALLOC (32 * 1024)
+static int store_prealloc_lock(struct mw_store *s, const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct stat st;
+	off_t len = LOCK_FILE_PREALLOC;
+	int fd, ret;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/lock.mdb", dir) >=
+	    sizeof(path)) {
+		store_set_error(s, "lock file path too long");
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		store_set_error(s, "open(%s) failed: %s", path,
+				strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && st.st_size > len)
+		len = st.st_size;
+	ret = posix_fallocate(fd, 0, len);
+	close(fd);
+	if (ret != 0 && ret != EOPNOTSUPP && ret != EINVAL) {
+		store_set_error(s, "allocating %s failed: %s", path,
+				strerror(ret));
+		return -1;
+	}
+	return 0;
+}
+
 static int mkdir_parents(const char *dir)
 {
 	char path[PATH_MAX];
@@ -749,6 +784,8 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
 				mdb_strerror(rc));
 		goto fail;
 	}
+	if (store_prealloc_lock(s, real) < 0)
+		goto fail;
 	if ((rc = mdb_env_open(s->env, real, 0, 0600)) != 0) {
 		store_set_error(s, "mdb_env_open() failed: %s%s",
 				mdb_strerror(rc),

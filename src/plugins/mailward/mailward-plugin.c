@@ -14,6 +14,7 @@
 #include "mw-imapid.h"
 #include "mw-audit.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 const char *mailward_plugin_version = DOVECOT_ABI_VERSION;
@@ -79,6 +80,22 @@ bool mailward_user_may_expunge(struct mailward_user *muser)
 {
 	return !muser->fail_safe && !muser->set.hold;
 }
+
+#ifdef MAILWARD_FAULT_INJECTION
+void mailward_fault_point(struct mailward_user *muser, const char *point)
+{
+	const char *value;
+
+	if (muser == NULL)
+		return;
+	value = mail_user_plugin_getenv(muser->user, "mailward_fault_inject");
+	if (value != NULL && strcmp(value, point) == 0) {
+		e_warning(muser->event, "fault injection: killing process at %s",
+			  point);
+		(void)kill(getpid(), SIGKILL);
+	}
+}
+#endif
 
 static const char *device_audit_event(enum mw_device_event event)
 {

@@ -186,6 +186,16 @@ void mailward_audit_user_init(struct mailward_user *muser);
 void mailward_audit_login(struct mailward_user *muser);
 void mailward_audit_user_deinit(struct mailward_user *muser);
 
+/* Test builds (--enable-fault-injection): kills the process with SIGKILL
+   when the setting mailward_fault_inject names this point. */
+#ifdef MAILWARD_FAULT_INJECTION
+void mailward_fault_point(struct mailward_user *muser, const char *point);
+#  define MAILWARD_FAULT_POINT(muser, point) \
+	mailward_fault_point(muser, point)
+#else
+#  define MAILWARD_FAULT_POINT(muser, point) do { } while (0)
+#endif
+
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box);
 void mailward_storage_hooks_mail_allocated(struct mail *mail);
 

@@ -523,6 +523,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				      quit_seen && s != NULL ?
 				      s->dele_count : 0);
 	}
+	MAILWARD_FAULT_POINT(muser, "before-state-write");
 	(void)mailward_state_flush(muser);
 	(void)mailward_audit_commit(muser, FALSE);
 

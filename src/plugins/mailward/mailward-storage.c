@@ -359,7 +359,9 @@ static void mailward_mail_expunge(struct mail *_mail)
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
 	struct mailward_transaction *mt = MAILWARD_CONTEXT(_mail->transaction);
 
-	if (muser == NULL || mbox == NULL || mt == NULL) {
+	if (muser == NULL || mbox == NULL || mt == NULL || _mail->expunged) {
+		/* (already expunged by a concurrent session: nothing to do
+		   or to record) */
 		mmail->super.expunge(_mail);
 		return;
 	}
@@ -530,6 +532,8 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
 		return -1;
 	}
+	if (mt->audit_intents > 0)
+		MAILWARD_FAULT_POINT(muser, "before-audit-intent");
 	if (muser != NULL && mt->audit_intents > 0 &&
 	    mailward_audit_commit(muser, TRUE) < 0) {
 		/* audit before act: no durable intent, no expunge */
@@ -541,7 +545,12 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 			"Audit log unavailable: message(s) not expunged");
 		return -1;
 	}
+	MAILWARD_FAULT_POINT(muser, mt->pool != NULL &&
+			     array_count(&mt->expunged) > 0 ?
+			     "before-expunge-commit" : "before-commit");
 	ret = mbox->module_ctx.super.transaction_commit(t, changes_r);
+	if (mt->pool != NULL && array_count(&mt->expunged) > 0)
+		MAILWARD_FAULT_POINT(muser, "after-expunge-commit");
 	if (muser != NULL) T_BEGIN {
 		if (ret == 0) {
 			if (mt->pool != NULL)
