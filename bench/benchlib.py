@@ -735,7 +735,9 @@ def svg_plot(series, targets, title, xlabel, ylabel, path):
                  'stroke-dasharray="6,4"/>' % (L, Y(yv), W - R, Y(yv)))
         o.append('<text x="%d" y="%.1f" fill="#666">%s</text>'
                  % (W - R + 4, Y(yv) + 4, _esc(label)))
-    ly = T + 10
+    # legend in the right margin, below the target labels
+    ly = max(T + (H - T - B) // 2, max([Y(v) for v in targets.values()] +
+                                        [T]) + 10) - 40
     for i, (name, s) in enumerate(series.items()):
         col = colors[i % len(colors)]
         s = [p for p in s if p[1] is not None]

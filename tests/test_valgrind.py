@@ -242,7 +242,7 @@ def test_mail_processes_under_valgrind(sandbox_factory, tmp_path):
             else:
                 bucket[key] = [format_error(path, err), 1]
     failures, dovecot_leaks, other = [
-        ["%s\n    (in %d process%s)" % (t, n, "" if n == 1 else "es")
+        ["%s\n    (reported %d time%s)" % (t, n, "" if n == 1 else "s")
          for t, n in b.values()] for b in (failures, dovecot_leaks, other)]
 
     summary = ("valgrind: %d mail processes, %d distinct failing findings, "

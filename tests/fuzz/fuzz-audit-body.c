@@ -21,7 +21,11 @@ static void check_valid_body(const char *body, size_t len)
 
 	FUZZ_ASSERT(len <= MW_AUDIT_BODY_MAX);
 	FUZZ_ASSERT(memchr(body, '\n', len) == NULL);
-	FUZZ_ASSERT(fuzz_no_controls(body, len));
+	/* no raw C0 control or DEL (raw UTF-8 C1 controls and U+2028 are
+	   copied by the canonical escaping, docs/audit-log.md §2) */
+	for (i = 0; i < len; i++)
+		FUZZ_ASSERT((unsigned char)body[i] >= 0x20 &&
+			    body[i] != 0x7f);
 
 	mw_json_obj_init(&obj);
 	mw_json_buf_init(&tmp);

@@ -13,16 +13,16 @@
 #include "mailward-plugin.h"
 #include "mailward-audit-client.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include "hmac.h"
+#include "sha2.h"
 
 static const char *mailward_audit_remote(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
 	const char *ip;
 	char prefix[MW_PREFIX_BUF_SIZE];
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int mac_len = 0;
+	unsigned char mac[SHA256_RESULTLEN];
+	struct hmac_context hctx;
 
 	if (user->conn.remote_ip == NULL || user->conn.remote_ip->family == 0)
 		return NULL;
@@ -37,11 +37,12 @@ static const char *mailward_audit_remote(struct mailward_user *muser)
 	if (strcmp(muser->set.audit_remote, "pseudonym") == 0) {
 		/* keyed with the user's device key: stable per user, not
 		   reversible without the key */
-		if (!muser->device_key_loaded ||
-		    HMAC(EVP_sha256(), muser->device_key,
-			 sizeof(muser->device_key), (const unsigned char *)ip,
-			 strlen(ip), mac, &mac_len) == NULL)
+		if (!muser->device_key_loaded)
 			return "pseudonym-unavailable";
+		hmac_init(&hctx, muser->device_key, sizeof(muser->device_key),
+			  &hash_method_sha256);
+		hmac_update(&hctx, ip, strlen(ip));
+		hmac_final(&hctx, mac);
 		return t_strconcat("ps:", binary_to_hex(mac, 16), NULL);
 	}
 	return ip;

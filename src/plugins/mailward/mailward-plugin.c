@@ -6,6 +6,9 @@
 #include "net.h"
 #include "str.h"
 #include "hex-binary.h"
+#include "hmac.h"
+#include "sha2.h"
+#include "safe-memset.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
@@ -219,10 +222,20 @@ mailward_device_register(struct mailward_user *muser,
 	muser->device_source = src.explicit_device != NULL ? "explicit" :
 		(id != NULL && id->name[0] != '\0' ? "imap-id" : "network");
 
-	if (mw_device_id(muser->device_key, identity, NULL, id_hex) < 0) {
-		mailward_user_set_fail_safe(muser,
-			"Device id: HMAC-SHA-256 failed (OpenSSL)");
-		return;
+	/* HMAC-SHA-256 with Dovecot's implementation: the same value as
+	   mw_device_id(), without initialising OpenSSL per session */
+	{
+		struct hmac_context hctx;
+		unsigned char digest[SHA256_RESULTLEN];
+
+		hmac_init(&hctx, muser->device_key, sizeof(muser->device_key),
+			  &hash_method_sha256);
+		hmac_update(&hctx, identity, strlen(identity));
+		hmac_final(&hctx, digest);
+		i_assert(MW_DEVICE_ID_SIZE * 2 + 1 == sizeof(id_hex));
+		memcpy(id_hex, binary_to_hex(digest, MW_DEVICE_ID_SIZE),
+		       sizeof(id_hex));
+		safe_memset(digest, 0, sizeof(digest));
 	}
 	ret = mw_store_device_register(muser->store, id_hex, label,
 				       user->service, ioloop_time,
@@ -333,6 +346,43 @@ int mailward_state_flush(struct mailward_user *muser)
 	return 0;
 }
 
+void mailward_msg_key(const char *guid, unsigned char key[MW_MSG_KEY_SIZE])
+{
+	unsigned char digest[SHA256_RESULTLEN];
+
+	sha256_get_digest(guid, strlen(guid), digest);
+	memcpy(key, digest, MW_MSG_KEY_SIZE);
+}
+
+void mailward_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
+			       const char *mailbox_guid, const char *guid,
+			       uint32_t uid, enum mw_msg_field field, time_t t)
+{
+	unsigned char key[MW_MSG_KEY_SIZE];
+
+	mailward_msg_key(guid, key);
+	mw_batch_msg_update_key(batch, dev_no, mailbox_guid, key, uid,
+				field, t);
+}
+
+int mailward_store_msg_get(struct mailward_user *muser, uint16_t dev_no,
+			   const char *mailbox_guid, const char *guid,
+			   struct mw_msg_rec *rec_r, const char **error_r)
+{
+	unsigned char key[MW_MSG_KEY_SIZE];
+
+	mailward_msg_key(guid, key);
+	return mw_store_msg_get_key(muser->store, dev_no, mailbox_guid, key,
+				    rec_r, error_r);
+}
+
+bool mailward_user_needs_sweep(struct mailward_user *muser)
+{
+	return muser->set.expunge_delay_secs > 0 ||
+		muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES;
+}
+
 const char *mailward_mailbox_guid(struct mailward_user *muser,
 				  struct mailbox *box)
 {
@@ -360,7 +410,8 @@ static void mailward_user_deinit(struct mail_user *user)
 			mail_namespace_find_inbox(user->namespaces);
 		struct mw_batch *batch = mailward_state_batch(muser);
 
-		if (ns != NULL && strcmp(user->service, "doveadm") != 0) {
+		if (ns != NULL && strcmp(user->service, "doveadm") != 0 &&
+		    mailward_user_needs_sweep(muser)) {
 			struct mailbox *box =
 				mailbox_alloc(ns->list, "INBOX", 0);
 			if (mailbox_open(box) == 0)

@@ -65,7 +65,7 @@ static uint64_t msg_key_u64(const char *guid)
 	unsigned char key[MW_MSG_KEY_SIZE];
 	uint64_t v;
 
-	mw_msg_key(guid, key);
+	mailward_msg_key(guid, key);
 	memcpy(&v, key, sizeof(v));
 	return v;
 }
@@ -130,7 +130,13 @@ static void mailward_pop3_load_hidden(struct mailward_user *muser,
 	ctx.muser = muser;
 	ctx.s = s;
 	ctx.now = ioloop_time;
-	if (mw_store_msg_iter(muser->store, -1, s->mailbox_guid,
+	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+	    muser->set.expunge_delay_secs == 0)
+		return;		/* nothing is ever hidden */
+	/* other devices' records matter only for due expunges */
+	if (mw_store_msg_iter(muser->store,
+			      muser->set.expunge_delay_secs > 0 ? -1 :
+			      (int)muser->device.dev_no, s->mailbox_guid,
 			      hidden_iter_cb, &ctx, &error) < 0) {
 		/* can't tell what this device has: show everything */
 		array_clear(&s->hidden);
@@ -191,7 +197,7 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	mbox_guid = mailward_mailbox_guid(muser, mail->box);
 	if (mbox_guid == NULL)
 		return;
-	mw_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
+	mailward_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
 			    mail->uid, MW_MSG_RETRIEVED, ioloop_time);
 	muser->imap_body_fetches++;
 }
@@ -471,7 +477,12 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 		return;
 	array_foreach(&mt->expunged, exp) {
 		if (exp->guid[0] != '\0')
-			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
+			{
+			unsigned char key[MW_MSG_KEY_SIZE];
+
+			mailward_msg_key(exp->guid, key);
+			mw_batch_msg_prune_key(batch, mbox_guid, key);
+		}
 	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
 		/* IMAP/doveadm expunge: one write transaction per command */
