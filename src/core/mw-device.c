@@ -1,6 +1,7 @@
 /* mailward core: device identity (see mw-device.h). */
 
 #include "mw-device.h"
+#include "mw-crypto.h"
 #include "mw-util.h"
 
 #include <arpa/inet.h>
@@ -15,10 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #define KEY_HEX_LEN (MW_DEVICE_KEY_SIZE * 2)
 
@@ -232,33 +229,9 @@ void mw_device_describe(const struct mw_device_source *src,
 	}
 }
 
-int mw_device_id(const unsigned char key[MW_DEVICE_KEY_SIZE],
-		 const char *identity, unsigned char id_r[MW_DEVICE_ID_SIZE],
-		 char id_hex_r[MW_DEVICE_ID_HEX_SIZE])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-
-	if (HMAC(EVP_sha256(), key, MW_DEVICE_KEY_SIZE,
-		 (const unsigned char *)identity, strlen(identity),
-		 md, &md_len) == NULL || md_len < MW_DEVICE_ID_SIZE) {
-		if (id_r != NULL)
-			memset(id_r, 0, MW_DEVICE_ID_SIZE);
-		if (id_hex_r != NULL)
-			memset(id_hex_r, 0, MW_DEVICE_ID_HEX_SIZE);
-		return -1;
-	}
-	if (id_r != NULL)
-		memcpy(id_r, md, MW_DEVICE_ID_SIZE);
-	if (id_hex_r != NULL)
-		mw_hex_encode(md, MW_DEVICE_ID_SIZE, id_hex_r);
-	OPENSSL_cleanse(md, sizeof(md));
-	return 0;
-}
-
 void mw_device_key_cleanse(void *key, size_t size)
 {
-	OPENSSL_cleanse(key, size);
+	mw_cleanse(key, size);
 }
 
 static int key_parse(const char *text, size_t len,
@@ -274,7 +247,7 @@ static int key_parse(const char *text, size_t len,
 	memcpy(hex, text, KEY_HEX_LEN);
 	hex[KEY_HEX_LEN] = '\0';
 	ret = mw_hex_decode(hex, key_r, MW_DEVICE_KEY_SIZE);
-	OPENSSL_cleanse(hex, sizeof(hex));
+	mw_cleanse(hex, sizeof(hex));
 	return ret;
 }
 
@@ -284,7 +257,7 @@ int mw_device_key_from_hex(const char *hex,
 {
 	if (hex == NULL || strnlen(hex, KEY_HEX_LEN + 1) != KEY_HEX_LEN ||
 	    key_parse(hex, KEY_HEX_LEN, key_r) < 0) {
-		OPENSSL_cleanse(key_r, MW_DEVICE_KEY_SIZE);
+		mw_cleanse(key_r, MW_DEVICE_KEY_SIZE);
 		*error_r = "device key must be exactly 64 hex digits";
 		return -1;
 	}
@@ -321,7 +294,7 @@ static int key_read(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 			set_error("device key %s: read() failed: %s", path,
 				  strerror(errno));
 			(void)close(fd);
-			OPENSSL_cleanse(buf, sizeof(buf));
+			mw_cleanse(buf, sizeof(buf));
 			return -1;
 		}
 		if (ret == 0)
@@ -330,13 +303,13 @@ static int key_read(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	}
 	(void)close(fd);
 	if (key_parse(buf, len, key_r) < 0) {
-		OPENSSL_cleanse(buf, sizeof(buf));
-		OPENSSL_cleanse(key_r, MW_DEVICE_KEY_SIZE);
+		mw_cleanse(buf, sizeof(buf));
+		mw_cleanse(key_r, MW_DEVICE_KEY_SIZE);
 		set_error("device key %s: invalid content "
 			  "(expected 64 hex digits and a newline)", path);
 		return -1;
 	}
-	OPENSSL_cleanse(buf, sizeof(buf));
+	mw_cleanse(buf, sizeof(buf));
 	return 1;
 }
 
@@ -388,9 +361,9 @@ static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	char rnd_hex[sizeof(rnd) * 2 + 1];
 	int fd, ret;
 
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1 ||
-	    RAND_bytes(key_r, MW_DEVICE_KEY_SIZE) != 1) {
-		set_error("device key %s: RAND_bytes() failed", path);
+	if (mw_random_bytes(rnd, sizeof(rnd)) < 0 ||
+	    mw_random_bytes(key_r, MW_DEVICE_KEY_SIZE) < 0) {
+		set_error("device key %s: no random bytes", path);
 		return -1;
 	}
 	mw_hex_encode(rnd, sizeof(rnd), rnd_hex);
@@ -413,12 +386,12 @@ static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	if (write_all(fd, hex, KEY_HEX_LEN + 1) < 0 || fsync(fd) < 0) {
 		set_error("device key %s: write/fsync of %s failed: %s", path,
 			  tmp_path, strerror(errno));
-		OPENSSL_cleanse(hex, sizeof(hex));
+		mw_cleanse(hex, sizeof(hex));
 		(void)close(fd);
 		(void)unlink(tmp_path);
 		return -1;
 	}
-	OPENSSL_cleanse(hex, sizeof(hex));
+	mw_cleanse(hex, sizeof(hex));
 	if (close(fd) < 0) {
 		set_error("device key %s: close(%s) failed: %s", path,
 			  tmp_path, strerror(errno));
@@ -461,7 +434,7 @@ int mw_device_key_load_or_create(const char *path,
 			ret = key_create(path, key_r);
 		if (ret > 0)
 			return 0;
-		OPENSSL_cleanse(key_r, MW_DEVICE_KEY_SIZE);
+		mw_cleanse(key_r, MW_DEVICE_KEY_SIZE);
 		if (ret < 0) {
 			*error_r = device_error;
 			return -1;

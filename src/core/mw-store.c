@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include <lmdb.h>
-#include <openssl/evp.h>
 
 /* error already formatted into store->error */
 #define MW_RC_FAILED (-1)
@@ -358,20 +357,6 @@ static void msg_decode(const unsigned char *k, const unsigned char *d,
 	rec->deleted = (time_t)mw_get_be32(d + 12);
 	rec->expunge_due = (time_t)mw_get_be32(d + 16);
 	rec->uid = mw_get_be32(d + 20);
-}
-
-void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-
-	if (EVP_Digest(msg_guid, strlen(msg_guid), md, &md_len,
-		       EVP_sha256(), NULL) != 1 || md_len < MW_MSG_KEY_SIZE) {
-		/* cannot happen with a working libcrypto; never crash */
-		memset(out, 0, MW_MSG_KEY_SIZE);
-		return;
-	}
-	memcpy(out, md, MW_MSG_KEY_SIZE);
 }
 
 /* ---- small DB helpers (return 0, MDB_NOTFOUND, error code) ---- */

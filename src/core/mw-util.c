@@ -282,3 +282,8 @@ bool mw_ascii_strcaseeq(const char *a, const char *b)
 	} while (ca != '\0');
 	return true;
 }
+
+void mw_cleanse(void *data, size_t size)
+{
+	explicit_bzero(data, size);
+}

@@ -14,6 +14,9 @@
 #  define MW_ATTR_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
 #  define MW_ATTR_FORMAT(fmt, args)
+/* Zeroes secret material in a way the compiler may not optimise away. */
+void mw_cleanse(void *data, size_t size);
+
 #endif
 
 /* Writes 2*size lowercase hex digits plus NUL to out (out must hold
@@ -97,5 +100,8 @@ uint32_t mw_add_u32_sat(uint32_t a, uint32_t b);
 
 /* ASCII-only case-insensitive equality (locale independent). */
 bool mw_ascii_strcaseeq(const char *a, const char *b);
+
+/* Zeroes secret material in a way the compiler may not optimise away. */
+void mw_cleanse(void *data, size_t size);
 
 #endif

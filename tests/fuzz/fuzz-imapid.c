@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	p = data;
 	end = data + size;
-	while (nfields < MAX_FIELDS && p <= end) {
+	while (nfields < MAX_FIELDS && p != NULL) {
 		z = memchr(p, '\0', (size_t)(end - p));
 		if (z == NULL)
 			z = end;
@@ -107,7 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fields[nfields++] = NULL;
 		else
 			fields[nfields++] = fuzz_strndup(p, (size_t)(z - p));
-		p = z + 1;
+		/* NULL after the last field */
+		p = z != end ? z + 1 : NULL;
 	}
 	while (nfields < 4)
 		fields[nfields++] = NULL;

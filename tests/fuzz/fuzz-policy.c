@@ -174,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ctx.userdb_mask = *p++;
 	if (p < end)
 		ctx.userdb_mask |= (uint32_t)*p++ << 8;
-	for (i = 0; i < N_SETTINGS && p <= end; i++) {
+	for (i = 0; i < N_SETTINGS && p != NULL; i++) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (nl == NULL)
 			nl = end;
@@ -182,7 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ctx.values[i] = fuzz_strndup(p, 0);
 		else if (nl > p)
 			ctx.values[i] = fuzz_strndup(p, (size_t)(nl - p));
-		p = nl + 1;
+		/* NULL after the last value */
+		p = nl != end ? nl + 1 : NULL;
 	}
 	mw_settings_read(&set, lookup, &ctx, errors, &error_count);
 	FUZZ_ASSERT(ctx.lookups >= N_SETTINGS);

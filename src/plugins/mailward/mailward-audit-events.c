@@ -14,6 +14,8 @@
 #include "mailward-audit-client.h"
 
 #include "hmac.h"
+
+#define MAILWARD_AUDIT_BATCH_RECORDS 500
 #include "sha2.h"
 
 static const char *mailward_audit_remote(struct mailward_user *muser)
@@ -111,6 +113,10 @@ void mailward_audit_queue_event(struct mailward_user *muser,
 	if (muser->audit == NULL)
 		return;
 	mailward_audit_queue(muser->audit, ev);
+	/* a long session (RETR of a large mailbox) sends its records in
+	   batches instead of letting the queue fill up */
+	if (mailward_audit_queued(muser->audit) >= MAILWARD_AUDIT_BATCH_RECORDS)
+		(void)mailward_audit_commit(muser, FALSE);
 }
 
 int mailward_audit_commit(struct mailward_user *muser, bool destructive)

@@ -348,10 +348,7 @@ int mailward_state_flush(struct mailward_user *muser)
 
 void mailward_msg_key(const char *guid, unsigned char key[MW_MSG_KEY_SIZE])
 {
-	unsigned char digest[SHA256_RESULTLEN];
-
-	sha256_get_digest(guid, strlen(guid), digest);
-	memcpy(key, digest, MW_MSG_KEY_SIZE);
+	mw_msg_key(guid, key);
 }
 
 void mailward_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
