@@ -526,7 +526,8 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	}
 	MAILWARD_FAULT_POINT(muser, "before-state-write");
 	(void)mailward_state_flush(muser);
-	(void)mailward_audit_commit(muser, FALSE);
+	/* the session's remaining audit records (logout included) are
+	   flushed once, at user deinit right after this */
 
 	e_info(muser->event, "pop3 session %s: policy=%s%s device=%s "
 	       "retr=%u top=%u dele=%u expunged=%u kept=%u delayed=%u "
