@@ -425,6 +425,11 @@ static void mailward_user_deinit(struct mail_user *user)
 		(void)mailward_state_flush(muser);
 	}
 	mailward_audit_user_deinit(muser);
+	if (muser->pop3 != NULL) {
+		hash_table_destroy(&muser->pop3->msgs);
+		pool_unref(&muser->pop3->pool);
+		muser->pop3 = NULL;
+	}
 	if (muser->batch != NULL)
 		mw_batch_abort(&muser->batch);
 	mw_store_unref(&muser->store);
