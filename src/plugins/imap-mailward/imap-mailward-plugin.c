@@ -17,6 +17,8 @@ void imap_mailward_plugin_deinit(void);
 
 /* RFC 2971: at most 30 field-value pairs */
 #define IMAP_ID_MAX_STRINGS 60
+/* sync summaries kept in memory before they are written anyway */
+#define IMAP_SUMMARY_BATCH_MAX 256
 
 static struct module *imap_mailward_module_ptr;
 static imap_client_created_func_t *next_hook_client_created;
@@ -110,9 +112,14 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 		else if (client->mailbox != NULL &&
 			 imap_mailward_is_sync_cmd(cmd->name))
 			imap_mailward_summary(muser, client->mailbox);
-		/* one LMDB write transaction per command, and the
-		   command's audit records made durable */
-		(void)mailward_state_flush(muser);
+		/* at most one LMDB write transaction per command: when it
+		   recorded retrievals. Sync summaries alone wait for that or
+		   for the end of the session (bounded batch). */
+		if (muser->state_dirty ||
+		    (muser->batch != NULL &&
+		     mw_batch_count(muser->batch) >= IMAP_SUMMARY_BATCH_MAX))
+			(void)mailward_state_flush(muser);
+		/* the command's audit records made durable */
 		(void)mailward_audit_commit(muser, FALSE);
 	} T_END;
 }

@@ -123,7 +123,7 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 {
 	const char *error;
 
-	if (muser->audit == NULL)
+	if (muser->audit == NULL || mailward_audit_queued(muser->audit) == 0)
 		return 0;
 	if (mailward_audit_flush(muser->audit, &error) == 0) {
 		muser->audit_broken = FALSE;

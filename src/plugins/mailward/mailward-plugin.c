@@ -332,6 +332,7 @@ int mailward_state_flush(struct mailward_user *muser)
 {
 	const char *error;
 
+	muser->state_dirty = FALSE;
 	if (muser->batch == NULL)
 		return 0;
 	if (mw_batch_count(muser->batch) == 0) {

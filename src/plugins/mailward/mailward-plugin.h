@@ -72,6 +72,9 @@ struct mailward_user {
 	/* state changes of the current command / session, committed in one
 	   LMDB write transaction by mailward_state_flush() */
 	struct mw_batch *batch;
+	/* the batch holds message records (not only IMAP sync summaries,
+	   which wait for the next such flush or the end of the session) */
+	bool state_dirty;
 	unsigned int imap_body_fetches;
 
 	struct mailward_pop3_session *pop3;

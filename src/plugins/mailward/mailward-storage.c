@@ -199,6 +199,7 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 		return;
 	mailward_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
 			    mail->uid, MW_MSG_RETRIEVED, ioloop_time);
+	muser->state_dirty = TRUE;
 	muser->imap_body_fetches++;
 }
 
