@@ -9,7 +9,8 @@ export MAILWARD_BUILD_DIR="$MW_BUILD"
 MW_PACKAGES="build-essential autoconf automake libtool pkg-config
   dovecot-dev dovecot-core dovecot-imapd dovecot-pop3d
   liblmdb-dev lmdb-utils libssl-dev openssl libcmocka-dev
-  python3 python3-pytest fetchmail getmail6 isync util-linux procps"
+  python3 python3-pytest fetchmail getmail6 isync util-linux procps
+  clang valgrind"
 
 mw_install_packages() {
 	local missing=""
