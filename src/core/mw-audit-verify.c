@@ -14,7 +14,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-/* a verifier derives at most this many keys to reach the first epoch */
 /* keys derived at most this far ahead of the last verified epoch: 2^20
    hourly epochs are 119 years, and a crafted log cannot make verify spend
    more than a few seconds deriving keys (6.8 us each) */
