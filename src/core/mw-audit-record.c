@@ -8,6 +8,7 @@
 #endif
 
 #include "mw-audit.h"
+#include "mw-audit-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,9 +85,8 @@ static const struct {
 
 static char static_error[512];
 
-static int fail_static(const char **error_r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int fail_static(const char **error_r, const char *fmt, ...)
+#define fail_static mw_audit_fail_static
+int mw_audit_fail_static(const char **error_r, const char *fmt, ...)
 {
 	va_list args;
 

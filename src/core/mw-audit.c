@@ -7,6 +7,7 @@
 #endif
 
 #include "mw-audit.h"
+#include "mw-audit-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,20 +40,7 @@
 static const char zero_hash[MW_AUDIT_HASH_HEX_LEN + 1] =
 	"0000000000000000000000000000000000000000000000000000000000000000";
 
-static char static_error[512];
-
-static int fail_static(const char **error_r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int fail_static(const char **error_r, const char *fmt, ...)
-{
-	va_list args;
-
-	va_start(args, fmt);
-	vsnprintf(static_error, sizeof(static_error), fmt, args);
-	va_end(args);
-	*error_r = static_error;
-	return -1;
-}
+#define fail_static mw_audit_fail_static
 
 /* --- crypto --- */
 

@@ -338,33 +338,10 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 }
 
 /* TRUE if every other active device has retrieved or deleted the
-   message (expunge-after-all-devices). */
-struct all_devices_ctx {
-	struct mailward_user *muser;
-	time_t now;
-	ARRAY(uint16_t) devices;
-};
-
-static int all_devices_dev_cb(const struct mw_device_rec *rec, void *context)
-{
-	struct all_devices_ctx *ctx = context;
-	struct mailward_user *muser = ctx->muser;
-
-	if (rec->dev_no == muser->device.dev_no)
-		return 0;
-	if (muser->set.device_expire_secs > 0 &&
-	    rec->last_seen + (time_t)muser->set.device_expire_secs < ctx->now)
-		return 0;
-	if (!muser->set.imap_counts_as_retrieval &&
-	    strcmp(rec->protocol, "pop3") != 0)
-		return 0;
-	array_push_back(&ctx->devices, &rec->dev_no);
-	return 0;
-}
-
+   message (expunge-after-all-devices) */
 static bool
 all_other_devices_have(struct mailward_user *muser,
-		       struct all_devices_ctx *ctx, const char *mbox_guid,
+		       struct active_devices_ctx *ctx, const char *mbox_guid,
 		       const char *guid, bool *error_r)
 {
 	struct mw_msg_rec rec;
@@ -373,6 +350,8 @@ all_other_devices_have(struct mailward_user *muser,
 	int ret;
 
 	array_foreach_elem(&ctx->devices, dev_no) {
+		if (dev_no == muser->device.dev_no)
+			continue;
 		ret = mailward_store_msg_get(muser, dev_no, mbox_guid, guid,
 				       &rec, &error);
 		if (ret < 0) {
@@ -398,7 +377,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	void *key;
 	ARRAY_TYPE(expunge_target) targets;
 	struct expunge_target *target;
-	struct all_devices_ctx adctx;
+	struct active_devices_ctx adctx;
 	enum mw_pop3_policy policy = muser->set.pop3_policy;
 	const char *mbox_guid = NULL, *error;
 	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
@@ -420,7 +399,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	if (mbox_guid != NULL &&
 	    policy == MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
 	    quit_seen && update_ok) {
-		if (mw_store_device_iter(muser->store, all_devices_dev_cb,
+		if (mw_store_device_iter(muser->store, active_devices_cb,
 					 &adctx, &error) < 0) {
 			mailward_user_set_fail_safe(muser, t_strdup_printf(
 				"State store error: %s", error));
