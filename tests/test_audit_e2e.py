@@ -236,3 +236,19 @@ def test_concurrent_sessions_one_chain(sandbox_factory):
     assert seqs == list(range(1, len(seqs) + 1))
     out = stop_and_verify(sbx)
     assert "PASS" in out
+
+
+def test_device_forgotten_by_admin_is_audited(sandbox_factory):
+    sbx = sandbox_factory(users={"alice": {"mailward_device": "old-phone"}},
+                          audit=True)
+    pop3(sbx).quit()
+    wait_session_end(sbx, "alice")
+    dev = sbx.doveadm_json("mailward", "devices", "-u", "alice")[0]
+    sbx.doveadm("mailward", "forget", "-u", "alice", "-d", dev["id"])
+    recs = [r for r in sbx.audit_records()
+            if r["event"] == "device_forgotten"]
+    assert len(recs) == 1, sbx.audit_records()
+    assert recs[0]["device"] == dev["id"]
+    assert recs[0]["device_label"] == "old-phone"
+    assert recs[0]["cause"] == "admin" and recs[0]["service"] == "doveadm"
+    stop_and_verify(sbx)

@@ -13,6 +13,7 @@
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "mailward-plugin.h"
+#include "mw-audit.h"
 
 #include <stdio.h>
 #include <sysexits.h>
@@ -491,9 +492,19 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
 		return -1;
 	}
-	/* audit hook point: device forgotten (cause admin) */
 	e_info(muser->event, "device %s forgotten by doveadm: %s",
 	       rec.id_hex, rec.label);
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "device_forgotten", "ok");
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec.id_hex);
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec.label);
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, "admin");
+		mailward_audit_queue_event(muser, &ev);
+		if (mailward_audit_commit(muser, FALSE) < 0)
+			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+	}
 	doveadm_print(user->username);
 	doveadm_print(rec.id_hex);
 	doveadm_print(rec.label);
