@@ -3,6 +3,7 @@ produce exactly the expected records, field by field, through the writer
 service; verify passes; concurrent sessions form one valid chain; and with
 the writer unreachable, destructive acts are refused and mail is kept."""
 import concurrent.futures
+import os
 import imaplib
 import re
 import time
@@ -252,3 +253,65 @@ def test_device_forgotten_by_admin_is_audited(sandbox_factory):
     assert recs[0]["device_label"] == "old-phone"
     assert recs[0]["cause"] == "admin" and recs[0]["service"] == "doveadm"
     stop_and_verify(sbx)
+
+
+def test_cli_query_export_verify_json(sandbox_factory):
+    import json
+    import subprocess
+    import mwharness
+    users = {"alice": {"mailward_pop3_policy": "expunge-after-retrieval"},
+             "bob": {}}
+    sbx = sandbox_factory(users=users, audit=True)
+    for u in users:
+        sbx.deliver(u, [make_message(i, msgid="<%s-%d@q.invalid>" % (u, i))
+                        for i in (1, 2)])
+        p = pop3(sbx, u)
+        p.retr(1)
+        p.quit()
+        wait_session_end(sbx, u)
+    sbx.stop(check=True)
+    cli = mwharness.AUDIT_CLI
+    log = sbx.audit_log_path
+
+    def run(*args):
+        return subprocess.run([cli] + list(args), capture_output=True,
+                              text=True, timeout=60)
+
+    # who retrieved or removed this message, from which device, under
+    # which policy
+    r = run("query", "--msg", "<alice-1@q.invalid>", log)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [x["event"] for x in recs] == ["retr", "expunge_intent"], recs
+    assert all(x["user"] == "alice" for x in recs)
+    assert recs[1]["policy"] == "expunge-after-retrieval"
+    assert recs[1]["cause"] == "policy"
+    r = run("query", "--user", "bob", "--event", "retr", log)
+    recs = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(recs) == 1 and recs[0]["message_id"] == "<bob-1@q.invalid>"
+    dev = recs[0]["device"]
+    r = run("query", "--device", dev, log)
+    assert r.returncode == 0
+    assert {json.loads(l)["user"] for l in r.stdout.splitlines()} == {"bob"}
+    r = run("query", "--user", "nobody", log)
+    assert r.returncode == 1 and r.stdout == ""
+    r = run("query", "--since", "2000-01-01T00:00:00Z", "--until",
+            "2001-01-01T00:00:00Z", log)
+    assert r.returncode == 1
+    r = run("export", "--json", "--user", "alice", log)
+    assert r.returncode == 0
+    exported = json.loads(r.stdout)
+    assert exported and all(x["user"] == "alice" for x in exported)
+    # verify for SIEMs
+    r = run("verify", "--json", "--key",
+            os.path.join(sbx.audit_keys, "verify.key"), "--pubkey",
+            os.path.join(sbx.audit_keys, "checkpoint.pub"), log)
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = json.loads(r.stdout)
+    assert v.get("result", v.get("status")) in ("PASS", "pass"), v
+    # a third party holding only the public key
+    r = run("verify", "--pubkey",
+            os.path.join(sbx.audit_keys, "checkpoint.pub"), log)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run("frobnicate")
+    assert r.returncode == 2
