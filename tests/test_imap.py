@@ -273,3 +273,22 @@ def test_pop3_laptop_and_imap_phone_all_devices(sandbox_factory, tmp_path):
     i.logout()
     sbx.wait_log(r"imap\(alice\).*mailward: expunged 1 message", count=2)
     assert sbx.maildir_count("alice") == 0
+
+
+def test_imap_not_counting_as_retrieval(sandbox_factory):
+    # mailward_imap_counts_as_retrieval = no: IMAP devices do not hold
+    # back expunge-after-all-devices; POP3 devices alone decide
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_pop3_policy": "expunge-after-all-devices",
+                         "mailward_imap_counts_as_retrieval": "no"}},
+        app_passwords={"alice": {"laptoppw": "laptop", "phonepw": "phone"}})
+    i = imap(sbx, password="phonepw")
+    i.logout()
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    p = pop3(sbx, password="laptoppw")
+    p.retr(1)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    assert sbx.maildir_count("alice") == 1
+    # and with the default (yes) the IMAP phone would have held it back:
+    # see test_pop3_laptop_and_imap_phone_all_devices
