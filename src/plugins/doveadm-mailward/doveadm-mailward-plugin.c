@@ -539,7 +539,7 @@ struct expunge_print_ctx {
 	struct mail_user *user;
 };
 
-static void expunge_print_cb(void *context, uint32_t uid, const char *key,
+static void expunge_print_cb(void *context, uint32_t uid, const char *guid,
 			     time_t due)
 {
 	struct expunge_print_ctx *ctx = context;
@@ -547,7 +547,7 @@ static void expunge_print_cb(void *context, uint32_t uid, const char *key,
 	doveadm_print(ctx->user->username);
 	doveadm_print("INBOX");
 	doveadm_print(dec2str(uid));
-	doveadm_print(key);
+	doveadm_print(guid);
 	doveadm_print(time_str(due));
 }
 
@@ -591,7 +591,7 @@ cmd_mailward_expunge_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 	doveadm_print_header_simple("user");
 	doveadm_print_header_simple("mailbox");
 	doveadm_print_header_simple("uid");
-	doveadm_print_header_simple("msg_key");
+	doveadm_print_header_simple("guid");
 	doveadm_print_header_simple("due");
 }
 

@@ -149,6 +149,12 @@ bool mailward_audit_may_read(struct mailward_user *muser)
 		!muser->audit_broken;
 }
 
+static bool mailward_audit_is_session(struct mailward_user *muser)
+{
+	return strcmp(muser->user->service, "pop3") == 0 ||
+		strcmp(muser->user->service, "imap") == 0;
+}
+
 void mailward_audit_user_init(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
@@ -165,8 +171,9 @@ void mailward_audit_login(struct mailward_user *muser)
 {
 	struct mw_audit_event ev;
 
-	if (muser->audit == NULL ||
-	    strcmp(muser->user->service, "doveadm") == 0)
+	/* sessions of people's clients; LMTP deliveries and doveadm runs
+	   are not logins (their expunges are still audited) */
+	if (muser->audit == NULL || !mailward_audit_is_session(muser))
 		return;
 	mailward_audit_event_init(muser, &ev, "login", "ok");
 	mailward_audit_event_policy(muser, &ev);
@@ -187,7 +194,7 @@ void mailward_audit_user_deinit(struct mailward_user *muser)
 
 	if (muser->audit == NULL)
 		return;
-	if (strcmp(muser->user->service, "doveadm") != 0) {
+	if (mailward_audit_is_session(muser)) {
 		mailward_audit_event_init(muser, &ev, "logout", "ok");
 		mw_audit_event_set_num(&ev, MW_AF_RETRIEVED,
 				       muser->audit_retrieved);

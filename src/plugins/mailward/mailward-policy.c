@@ -90,8 +90,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			need_scan = TRUE;
 			continue;
 		}
-		/* audit hook point: expunge intent (cause) */
 		mail_expunge(mail);
+		target->guid = t_strdup(guid);
 		done[i] = TRUE;
 		count++;
 	}
@@ -116,6 +116,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 				if (!done[i] &&
 				    memcmp(key, target->key, sizeof(key)) == 0) {
 					mail_expunge(smail);
+					target->uid = smail->uid;
+					target->guid = t_strdup(guid);
 					done[i] = TRUE;
 					count++;
 				}
@@ -323,7 +325,8 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 		if (batch != NULL)
 			mw_batch_msg_prune_key(batch, mbox_guid, target->key);
 		if (print_cb != NULL) {
-			print_cb(context, target->uid,
+			print_cb(context, target->uid, target->guid != NULL ?
+				 target->guid :
 				 binary_to_hex(target->key, sizeof(target->key)),
 				 target->due);
 		}
