@@ -19,6 +19,7 @@ void imap_mailward_plugin_deinit(void);
 #define IMAP_ID_MAX_STRINGS 60
 /* sync summaries kept in memory before they are written anyway */
 #define IMAP_SUMMARY_BATCH_MAX 256
+#define IMAP_STATE_FLUSH_SECS 30
 
 static struct module *imap_mailward_module_ptr;
 static imap_client_created_func_t *next_hook_client_created;
@@ -112,10 +113,13 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 		else if (client->mailbox != NULL &&
 			 imap_mailward_is_sync_cmd(cmd->name))
 			imap_mailward_summary(muser, client->mailbox);
-		/* at most one LMDB write transaction per command: when it
-		   recorded retrievals. Sync summaries alone wait for that or
-		   for the end of the session (bounded batch). */
-		if (muser->state_dirty ||
+		/* state changes of IMAP commands are written at the end of
+		   the session, and in long sessions at most every
+		   IMAP_STATE_FLUSH_SECS (or when the batch grows): never one
+		   write transaction per message, rarely one per command */
+		if ((muser->state_dirty &&
+		     ioloop_time - muser->last_state_flush >=
+		     IMAP_STATE_FLUSH_SECS) ||
 		    (muser->batch != NULL &&
 		     mw_batch_count(muser->batch) >= IMAP_SUMMARY_BATCH_MAX))
 			(void)mailward_state_flush(muser);

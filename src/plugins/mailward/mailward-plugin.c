@@ -333,6 +333,7 @@ int mailward_state_flush(struct mailward_user *muser)
 	const char *error;
 
 	muser->state_dirty = FALSE;
+	muser->last_state_flush = ioloop_time;
 	if (muser->batch == NULL)
 		return 0;
 	if (mw_batch_count(muser->batch) == 0) {
@@ -406,10 +407,17 @@ static void mailward_user_deinit(struct mail_user *user)
 		   end of the session and record the device's activity */
 		struct mail_namespace *ns =
 			mail_namespace_find_inbox(user->namespaces);
-		struct mw_batch *batch = mailward_state_batch(muser);
+		struct mw_batch *batch;
+		bool sweep = ns != NULL &&
+			strcmp(user->service, "doveadm") != 0 &&
+			mailward_user_needs_sweep(muser);
 
-		if (ns != NULL && strcmp(user->service, "doveadm") != 0 &&
-		    mailward_user_needs_sweep(muser)) {
+		/* the sweep reads committed state: this session's records
+		   first (one more write transaction only when sweeping) */
+		if (sweep && muser->state_dirty)
+			(void)mailward_state_flush(muser);
+		batch = mailward_state_batch(muser);
+		if (sweep) {
 			struct mailbox *box =
 				mailbox_alloc(ns->list, "INBOX", 0);
 			if (mailbox_open(box) == 0)
@@ -462,6 +470,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 	user->vlast = &muser->module_ctx.super;
 	v->deinit = mailward_user_deinit;
 	muser->user = user;
+	muser->last_state_flush = ioloop_time;
 	MODULE_CONTEXT_SET(user, mailward_user_module, muser);
 
 	muser->event = event_create(user->event);

@@ -75,6 +75,7 @@ struct mailward_user {
 	/* the batch holds message records (not only IMAP sync summaries,
 	   which wait for the next such flush or the end of the session) */
 	bool state_dirty;
+	time_t last_state_flush;
 	unsigned int imap_body_fetches;
 
 	struct mailward_pop3_session *pop3;

@@ -486,8 +486,13 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 		}
 	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
-		/* IMAP/doveadm expunge: one write transaction per command */
-		(void)mailward_state_flush(muser);
+		if (strcmp(muser->user->service, "imap") == 0) {
+			/* written with the session's next state flush */
+			muser->state_dirty = TRUE;
+		} else {
+			/* doveadm and others: now */
+			(void)mailward_state_flush(muser);
+		}
 	}
 }
 
