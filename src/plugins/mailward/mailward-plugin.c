@@ -348,33 +348,6 @@ int mailward_state_flush(struct mailward_user *muser)
 	return 0;
 }
 
-void mailward_msg_key(const char *guid, unsigned char key[MW_MSG_KEY_SIZE])
-{
-	mw_msg_key(guid, key);
-}
-
-void mailward_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
-			       const char *mailbox_guid, const char *guid,
-			       uint32_t uid, enum mw_msg_field field, time_t t)
-{
-	unsigned char key[MW_MSG_KEY_SIZE];
-
-	mailward_msg_key(guid, key);
-	mw_batch_msg_update_key(batch, dev_no, mailbox_guid, key, uid,
-				field, t);
-}
-
-int mailward_store_msg_get(struct mailward_user *muser, uint16_t dev_no,
-			   const char *mailbox_guid, const char *guid,
-			   struct mw_msg_rec *rec_r, const char **error_r)
-{
-	unsigned char key[MW_MSG_KEY_SIZE];
-
-	mailward_msg_key(guid, key);
-	return mw_store_msg_get_key(muser->store, dev_no, mailbox_guid, key,
-				    rec_r, error_r);
-}
-
 bool mailward_user_needs_sweep(struct mailward_user *muser)
 {
 	return muser->set.expunge_delay_secs > 0 ||

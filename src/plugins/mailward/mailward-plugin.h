@@ -143,16 +143,6 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser);
    -1 (logged, session made fail-safe). */
 int mailward_state_flush(struct mailward_user *muser);
 
-/* mw_msg_key() of a message GUID, computed with Dovecot's SHA-256 so the
-   mail process never initialises OpenSSL on its hot path. */
-void mailward_msg_key(const char *guid, unsigned char key[MW_MSG_KEY_SIZE]);
-/* mw_batch_msg_update() / mw_store_msg_get() by GUID, via mailward_msg_key */
-void mailward_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
-			       const char *mailbox_guid, const char *guid,
-			       uint32_t uid, enum mw_msg_field field, time_t t);
-int mailward_store_msg_get(struct mailward_user *muser, uint16_t dev_no,
-			   const char *mailbox_guid, const char *guid,
-			   struct mw_msg_rec *rec_r, const char **error_r);
 /* TRUE if expunges can become due or complete for this user at session
    end (a delay or expunge-after-all-devices): otherwise the sweep over the
    user's records is skipped (doveadm mailward expunge sweeps anyway). */

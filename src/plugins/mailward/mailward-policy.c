@@ -84,7 +84,7 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			need_scan = TRUE;
 			continue;
 		}
-		mailward_msg_key(guid, key);
+		mw_msg_key(guid, key);
 		if (memcmp(key, target->key, sizeof(key)) != 0) {
 			/* UID hint is stale (UIDVALIDITY changed) */
 			need_scan = TRUE;
@@ -110,7 +110,7 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 		while (mailbox_search_next(ctx, &smail)) {
 			if (mail_get_special(smail, MAIL_FETCH_GUID, &guid) < 0)
 				continue;
-			mailward_msg_key(guid, key);
+			mw_msg_key(guid, key);
 			array_foreach_modifiable(targets, target) {
 				i = array_foreach_idx(targets, target);
 				if (!done[i] &&
@@ -355,7 +355,7 @@ all_other_devices_have(struct mailward_user *muser,
 	array_foreach_elem(&ctx->devices, dev_no) {
 		if (dev_no == muser->device.dev_no)
 			continue;
-		ret = mailward_store_msg_get(muser, dev_no, mbox_guid, guid,
+		ret = mw_store_msg_get(muser->store, dev_no, mbox_guid, guid,
 				       &rec, &error);
 		if (ret < 0) {
 			mailward_user_set_fail_safe(muser, t_strdup_printf(
@@ -420,12 +420,12 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				continue;
 			}
 			if (mbox_guid != NULL && msg->retrieved)
-				mailward_batch_msg_update(batch, muser->device.dev_no,
+				mw_batch_msg_update(batch, muser->device.dev_no,
 						    mbox_guid, msg->guid,
 						    msg->uid, MW_MSG_RETRIEVED,
 						    now);
 			if (mbox_guid != NULL && msg->deleted)
-				mailward_batch_msg_update(batch, muser->device.dev_no,
+				mw_batch_msg_update(batch, muser->device.dev_no,
 						    mbox_guid, msg->guid,
 						    msg->uid, MW_MSG_DELETED,
 						    now);
@@ -456,14 +456,14 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				struct mw_msg_rec rec;
 				time_t due = now + muser->set.expunge_delay_secs;
 
-				if (mailward_store_msg_get(muser,
+				if (mw_store_msg_get(muser->store,
 						     muser->device.dev_no,
 						     mbox_guid, msg->guid,
 						     &rec, &error) > 0 &&
 				    rec.expunge_due != 0 &&
 				    rec.expunge_due < due)
 					due = rec.expunge_due;
-				mailward_batch_msg_update(batch, muser->device.dev_no,
+				mw_batch_msg_update(batch, muser->device.dev_no,
 						    mbox_guid, msg->guid,
 						    msg->uid, MW_MSG_DUE, due);
 				due_count++;
@@ -472,7 +472,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			target = array_append_space(&targets);
 			target->uid = msg->uid;
 			target->guid = msg->guid;
-			mailward_msg_key(msg->guid, target->key);
+			mw_msg_key(msg->guid, target->key);
 		}
 		hash_table_iterate_deinit(&iter);
 	}

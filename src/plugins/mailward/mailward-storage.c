@@ -65,7 +65,7 @@ static uint64_t msg_key_u64(const char *guid)
 	unsigned char key[MW_MSG_KEY_SIZE];
 	uint64_t v;
 
-	mailward_msg_key(guid, key);
+	mw_msg_key(guid, key);
 	memcpy(&v, key, sizeof(v));
 	return v;
 }
@@ -197,7 +197,7 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	mbox_guid = mailward_mailbox_guid(muser, mail->box);
 	if (mbox_guid == NULL)
 		return;
-	mailward_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
+	mw_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
 			    mail->uid, MW_MSG_RETRIEVED, ioloop_time);
 	muser->state_dirty = TRUE;
 	muser->imap_body_fetches++;
@@ -478,12 +478,7 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 		return;
 	array_foreach(&mt->expunged, exp) {
 		if (exp->guid[0] != '\0')
-			{
-			unsigned char key[MW_MSG_KEY_SIZE];
-
-			mailward_msg_key(exp->guid, key);
-			mw_batch_msg_prune_key(batch, mbox_guid, key);
-		}
+			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
 	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
 		if (strcmp(muser->user->service, "imap") == 0) {
