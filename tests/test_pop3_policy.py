@@ -322,3 +322,18 @@ def test_hold_keeps_pop3_dele(sandbox_factory):
     wait_session_end(sbx, "alice")
     assert sbx.maildir_count("alice") == 2
     assert imap_count(sbx) == 2
+
+
+def test_delay_without_state_store_keeps_mail(sandbox_factory):
+    # a delay needs the state store to remember when a message is due:
+    # without it (mailward_state = no) the message is kept, not expunged
+    # early
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-retrieval",
+        "mailward_expunge_delay": "1h", "mailward_state": "no"}})
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    p = pop3(sbx)
+    p.retr(1)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    assert sbx.maildir_count("alice") == 2

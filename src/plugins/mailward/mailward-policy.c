@@ -452,7 +452,13 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				continue;
 			}
 			if (muser->set.expunge_delay_secs > 0 &&
-			    mbox_guid != NULL) {
+			    mbox_guid == NULL) {
+				/* the due time cannot be recorded (no state
+				   store): keep it rather than expunge early */
+				kept++;
+				continue;
+			}
+			if (muser->set.expunge_delay_secs > 0) {
 				struct mw_msg_rec rec;
 				time_t due = now + muser->set.expunge_delay_secs;
 
