@@ -119,6 +119,16 @@ void mailward_audit_queue_event(struct mailward_user *muser,
 		(void)mailward_audit_commit(muser, FALSE);
 }
 
+bool mailward_audit_queue_required(struct mailward_user *muser,
+				   const struct mw_audit_event *ev)
+{
+	unsigned int before = mailward_audit_queued(muser->audit);
+
+	/* no automatic batch flush here: the caller flushes before acting */
+	mailward_audit_queue(muser->audit, ev);
+	return mailward_audit_queued(muser->audit) > before;
+}
+
 int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 {
 	const char *error;

@@ -106,6 +106,8 @@ struct mailward_transaction {
 	ARRAY(struct mailward_expunged) expunged;
 	/* audit intents queued that must be durable before commit */
 	unsigned int audit_intents;
+	/* an intent could not be queued: the commit is refused */
+	bool audit_intent_lost;
 	pool_t pool;
 };
 
@@ -186,6 +188,11 @@ void mailward_audit_event_policy(struct mailward_user *muser,
 /* Queues an event (no I/O); no-op when audit is off. */
 void mailward_audit_queue_event(struct mailward_user *muser,
 				const struct mw_audit_event *ev);
+/* Queues a record an act depends on (audit client required). Returns
+   FALSE if it could not be queued (client queue full): the act must not
+   happen. */
+bool mailward_audit_queue_required(struct mailward_user *muser,
+				   const struct mw_audit_event *ev);
 /* Makes queued records durable. Returns 0, or -1 when the writer failed
    (logged; destructive=TRUE: the caller must not expunge). */
 int mailward_audit_commit(struct mailward_user *muser, bool destructive);

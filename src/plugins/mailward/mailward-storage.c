@@ -334,8 +334,10 @@ static void mailward_note_expunged(struct mailward_user *muser,
 		mailward_audit_event_policy(muser, &ev);
 		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
 			mailward_expunge_cause(muser, mail->transaction, mt));
-		mailward_audit_queue_event(muser, &ev);
-		mt->audit_intents++;
+		if (mailward_audit_queue_required(muser, &ev))
+			mt->audit_intents++;
+		else
+			mt->audit_intent_lost = TRUE;
 	} T_END;
 }
 
@@ -546,8 +548,13 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 	}
 	if (mt->audit_intents > 0)
 		MAILWARD_FAULT_POINT(muser, "before-audit-intent");
-	if (muser != NULL && mt->audit_intents > 0 &&
-	    mailward_audit_commit(muser, TRUE) < 0) {
+	if (muser != NULL && mt->audit_intent_lost) {
+		e_error(muser->event, "Audit record of an expunge could not "
+			"be queued, expunge refused and mail kept");
+	}
+	if (muser != NULL && (mt->audit_intent_lost ||
+	    (mt->audit_intents > 0 &&
+	     mailward_audit_commit(muser, TRUE) < 0))) {
 		/* audit before act: no durable intent, no expunge */
 		mailward_audit_expunge_result(muser, box, mt,
 					      "expunge_rollback");
