@@ -358,15 +358,23 @@ bool mailward_user_needs_sweep(struct mailward_user *muser)
 const char *mailward_mailbox_guid(struct mailward_user *muser,
 				  struct mailbox *box)
 {
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
 	struct mailbox_metadata metadata;
+	const char *hex;
 
+	/* looked up per message (fetch records, audit, prunes): once */
+	if (mbox != NULL && mbox->guid_hex[0] != '\0')
+		return mbox->guid_hex;
 	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
 		e_error(muser->event, "Mailbox %s: GUID lookup failed: %s",
 			mailbox_get_vname(box),
 			mailbox_get_last_internal_error(box, NULL));
 		return NULL;
 	}
-	return binary_to_hex(metadata.guid, sizeof(metadata.guid));
+	hex = binary_to_hex(metadata.guid, sizeof(metadata.guid));
+	if (mbox != NULL)
+		i_strocpy(mbox->guid_hex, hex, sizeof(mbox->guid_hex));
+	return hex;
 }
 
 static void mailward_user_deinit(struct mail_user *user)

@@ -8,6 +8,7 @@
 #include "hash.h"
 #include "module-context.h"
 #include "mail-user.h"
+#include "guid.h"
 #include "mail-storage-private.h"
 #include "mw-policy.h"
 #include "mw-device.h"
@@ -30,14 +31,12 @@ struct mailward_pop3_msg {
 struct mailward_pop3_session {
 	pool_t pool;
 	struct mailbox *box;
-	const char *mailbox_guid;	/* hex */
 	/* uid -> struct mailward_pop3_msg */
 	HASH_TABLE(void *, struct mailward_pop3_msg *) msgs;
 	unsigned int retr_count, top_count, dele_count;
 	/* per-device view: sorted message keys hidden from this device */
 	ARRAY(uint64_t) hidden;
 	bool hidden_loaded:1;
-	bool view_failed:1;
 	unsigned int hidden_count;
 };
 
@@ -116,6 +115,8 @@ struct mailward_mailbox {
 	bool pop3_session:1;
 	/* mailward's own searches see past the per-device view */
 	bool view_bypass:1;
+	/* the mailbox GUID in hex, once looked up ("" = not yet) */
+	char guid_hex[GUID_128_SIZE * 2 + 1];
 };
 
 extern MODULE_CONTEXT_DEFINE(mailward_user_module, &mail_user_module_register);

@@ -115,32 +115,28 @@ static void mailward_pop3_load_hidden(struct mailward_user *muser,
 				      struct mailward_pop3_session *s)
 {
 	struct hidden_ctx ctx;
-	const char *error;
+	const char *mbox_guid, *error;
 
 	s->hidden_loaded = TRUE;
 	if (muser->store == NULL || !muser->device_registered)
 		return;
-	s->mailbox_guid = p_strdup(s->pool,
-				   mailward_mailbox_guid(muser, s->box));
-	if (s->mailbox_guid == NULL) {
-		s->view_failed = TRUE;
-		return;
-	}
+	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+	    muser->set.expunge_delay_secs == 0)
+		return;		/* nothing is ever hidden */
+	mbox_guid = mailward_mailbox_guid(muser, s->box);
+	if (mbox_guid == NULL)
+		return;		/* logged; show everything */
 	i_zero(&ctx);
 	ctx.muser = muser;
 	ctx.s = s;
 	ctx.now = ioloop_time;
-	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
-	    muser->set.expunge_delay_secs == 0)
-		return;		/* nothing is ever hidden */
 	/* other devices' records matter only for due expunges */
 	if (mw_store_msg_iter(muser->store,
 			      muser->set.expunge_delay_secs > 0 ? -1 :
-			      (int)muser->device.dev_no, s->mailbox_guid,
+			      (int)muser->device.dev_no, mbox_guid,
 			      hidden_iter_cb, &ctx, &error) < 0) {
 		/* can't tell what this device has: show everything */
 		array_clear(&s->hidden);
-		s->view_failed = TRUE;
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
 		return;
