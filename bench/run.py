@@ -810,14 +810,7 @@ def foreign_activity(own_dirs):
     """Other Dovecot masters on this host (e.g. a test suite running in
     parallel) and the load average: both add noise to the figures."""
     masters = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for _pid, argv in mwharness.proc_cmdlines():
         if argv and argv[0].endswith(b"dovecot") and b"-c" in argv and \
                 not any(d.encode() in a for d in own_dirs for a in argv):
             masters += 1

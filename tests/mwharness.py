@@ -6,7 +6,6 @@ state_dir, log, passwd-file users, maildir homes and high ports, and is
 stopped by stop() (the pytest fixture calls it also when a test fails).
 """
 
-import grp
 import json
 import os
 import pwd
@@ -34,28 +33,38 @@ BAD_LOG = re.compile(r"Panic:|Fatal:|killed with signal|dumped core|"
                      r"AddressSanitizer|runtime error:")
 
 
-def ensure_test_user():
-    """The mail uid of sandbox users: a system user, never root."""
+def _ensure_system_user(name):
+    """A system user without home or shell (created if missing)."""
     try:
-        pw = pwd.getpwnam(TEST_USER)
+        pw = pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home",
                         "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", TEST_USER], check=True)
-        pw = pwd.getpwnam(TEST_USER)
+                        "/usr/sbin/nologin", name], check=True)
+        pw = pwd.getpwnam(name)
     return pw.pw_uid, pw.pw_gid
+
+
+def ensure_test_user():
+    """The mail uid of sandbox users: a system user, never root."""
+    return _ensure_system_user(TEST_USER)
 
 
 def ensure_audit_user():
     """The audit writer's own system user (owns the log and its keys)."""
-    try:
-        pw = pwd.getpwnam(AUDIT_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", AUDIT_USER], check=True)
-        pw = pwd.getpwnam(AUDIT_USER)
-    return pw.pw_uid, pw.pw_gid
+    return _ensure_system_user(AUDIT_USER)
+
+
+def proc_cmdlines():
+    """(pid, argv as a list of bytes) of every process still readable."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                yield int(name), f.read().split(b"\0")
+        except OSError:
+            continue
 
 
 _deliver_seq = 0
@@ -274,17 +283,10 @@ class Sandbox:
     def audit_writer_pids(self):
         """Pids of this sandbox's mailward-auditd processes."""
         pids = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % name, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
+        for pid, argv in proc_cmdlines():
             if (argv and argv[0].endswith(b"mailward-auditd") and
                     self.audit_log_path.encode() in argv):
-                pids.append(int(name))
+                pids.append(pid)
         return pids
 
     @property
@@ -558,6 +560,23 @@ def imap(sbx, user="alice", password=PASSWORD, host="127.0.0.1"):
     i = _imaplib.IMAP4(host, sbx.imap_port, timeout=30)
     i.login(user, password)
     return i
+
+
+_imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+
+
+def imap_id(i, params):
+    """Sends RFC 2971 ID with params as quoted strings; asserts OK."""
+    args = "(" + " ".join('"%s"' % p.replace("\\", "\\\\")
+                          .replace('"', '\\"') for p in params) + ")"
+    typ, data = i._simple_command("ID", args)
+    assert typ == "OK", data
+
+
+def devices(sbx, user="alice"):
+    """doveadm mailward devices, by label."""
+    return {d["label"]: d for d in
+            sbx.doveadm_json("mailward", "devices", "-u", user)}
 
 
 def imap_count(sbx, user="alice", folder="INBOX"):

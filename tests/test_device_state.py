@@ -7,27 +7,8 @@ import os
 import socket
 import time
 
-import imaplib
-
-import mwharness
-from mwharness import make_message, pop3, imap, imap_count, \
-    wait_session_end
-
-
-imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
-
-
-def imap_id(i, params):
-    """Sends ID with a parameter list built by imaplib (quoted strings)."""
-    args = "(" + " ".join('"%s"' % p.replace("\\", "\\\\").replace('"', '\\"')
-                          for p in params) + ")"
-    typ, data = i._simple_command("ID", args)
-    assert typ == "OK", data
-
-
-def devices(sbx, user="alice"):
-    return {d["label"]: d for d in
-            sbx.doveadm_json("mailward", "devices", "-u", user)}
+from mwharness import devices, imap, imap_count, imap_id, make_message, \
+    pop3, wait_session_end
 
 
 def test_three_device_kinds_listed_and_forgotten(sandbox_factory):

@@ -8,23 +8,11 @@ import imaplib
 import time
 
 import mwclients
-from mwharness import make_message, pop3, imap, imap_count, \
-    wait_session_end
+from mwharness import devices, imap, imap_count, imap_id, make_message, \
+    pop3, wait_session_end
 
-imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 imaplib.Commands.setdefault("UID", ("SELECTED",))
-
-
-def send_id(i, params):
-    args = "(" + " ".join('"%s"' % p for p in params) + ")"
-    typ, data = i._simple_command("ID", args)
-    assert typ == "OK", data
-
-
-def devices(sbx, user="alice"):
-    return {d["label"]: d for d in
-            sbx.doveadm_json("mailward", "devices", "-u", user)}
 
 
 def test_prelogin_and_postlogin_id(sandbox_factory):
@@ -34,7 +22,7 @@ def test_prelogin_and_postlogin_id(sandbox_factory):
 
     # pre-login ID (imap_id_retain = yes)
     i = imaplib.IMAP4("127.0.0.1", sbx.imap_port, timeout=30)
-    send_id(i, ["name", "Thunderbird", "version", "128.3", "os", "linux"])
+    imap_id(i, ["name", "Thunderbird", "version", "128.3", "os", "linux"])
     i.login("alice", "secret")
     i.select("INBOX")
     i.fetch("1", "(BODY[])")
@@ -44,7 +32,7 @@ def test_prelogin_and_postlogin_id(sandbox_factory):
     i = imap(sbx)
     i.select("INBOX")
     i.fetch("1", "(BODY[])")            # network device
-    send_id(i, ["name", "Apple Mail", "version", "16.0", "os", "iOS"])
+    imap_id(i, ["name", "Apple Mail", "version", "16.0", "os", "iOS"])
     i.fetch("2", "(BODY[TEXT])")        # Apple Mail
     i.logout()
     time.sleep(0.3)
@@ -61,7 +49,7 @@ def test_sync_summary_and_body_vs_header(sandbox_factory):
     sbx = sandbox_factory()
     sbx.deliver("alice", [make_message(i) for i in range(5)])
     i = imap(sbx)
-    send_id(i, ["name", "Phone"])
+    imap_id(i, ["name", "Phone"])
     typ, data = i.select("INBOX")
     assert data == [b"5"]
     # headers and sizes are not retrieval; bodies and parts are
@@ -86,7 +74,7 @@ def test_sync_summary_and_body_vs_header(sandbox_factory):
     # a new message: the summary follows the next SELECT
     sbx.deliver("alice", [make_message(9)])
     i = imap(sbx)
-    send_id(i, ["name", "Phone"])
+    imap_id(i, ["name", "Phone"])
     i.select("INBOX")
     i.logout()
     time.sleep(0.3)
