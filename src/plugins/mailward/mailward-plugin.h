@@ -78,6 +78,9 @@ struct mailward_user {
 	unsigned int imap_body_fetches;
 
 	struct mailward_pop3_session *pop3;
+	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
+	   instead of expunging a DELE'd message; NULL otherwise */
+	const char *pop3_deleted_flag;
 
 	/* audit writer client; NULL when audit is off */
 	struct mailward_audit_client *audit;

@@ -356,6 +356,100 @@ mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
 	} T_END;
 }
 
+/* A POP3 DELE that Dovecot carries out at QUIT, by expunge or (with
+   pop3_deleted_flag and pop3_delete_type=flag) by adding a keyword that
+   hides the message from every POP3 listing. Records the DELE for this
+   device. Returns TRUE if Dovecot's own act may go ahead (client policy,
+   not held, not fail-safe); otherwise the act is suppressed and audited,
+   and the per-device view and the policy at session end take over. */
+static bool
+mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
+		   bool by_flag)
+{
+	struct mailward_pop3_session *s =
+		mailward_pop3_session_get(muser, mail->box);
+	struct mailward_pop3_msg *msg = s == NULL ? NULL :
+		mailward_pop3_msg_get(s, mail);
+
+	if (msg != NULL && !msg->deleted) {
+		msg->deleted = TRUE;
+		s->dele_count++;
+		muser->audit_deleted++;
+	}
+	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+	    mailward_user_may_expunge(muser)) {
+		if (msg != NULL && !by_flag)
+			msg->client_expunged = TRUE;
+		if (by_flag && muser->audit != NULL) T_BEGIN {
+			/* not an expunge: the message stays (for IMAP) */
+			struct mw_audit_event ev;
+
+			mailward_audit_event_init(muser, &ev, "dele", "flagged");
+			mailward_audit_event_mail(muser, &ev, mail, NULL);
+			mailward_audit_event_policy(muser, &ev);
+			mw_audit_event_set_str(&ev, MW_AF_CAUSE, "client");
+			mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
+				"pop3_deleted_flag ", muser->pop3_deleted_flag,
+				" set: hidden from every POP3 listing", NULL));
+			mailward_audit_queue_event(muser, &ev);
+		} T_END;
+		return TRUE;
+	}
+	/* kept (and, with pop3_deleted_flag, not flagged: other devices
+	   still list it): policy decides at session end */
+	mailward_note_suppressed(muser, mail, "dele",
+		muser->set.hold ? "hold" :
+		(muser->fail_safe ? "fail_safe" : "policy"));
+	return FALSE;
+}
+
+/* TRUE if keywords holds the POP3 deleted flag */
+static bool
+mailward_keywords_have(struct mail *mail, const struct mail_keywords *keywords,
+		       const char *name)
+{
+	const ARRAY_TYPE(keywords) *names;
+	const char *const *kw;
+	unsigned int i, count;
+
+	if (keywords == NULL)
+		return FALSE;
+	names = mail_index_get_keywords(mail->box->index);
+	kw = array_get(names, &count);
+	for (i = 0; i < keywords->count; i++) {
+		if (keywords->idx[i] < count &&
+		    strcasecmp(kw[keywords->idx[i]], name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void
+mailward_mail_update_keywords(struct mail *_mail, enum modify_type modify_type,
+			      struct mail_keywords *keywords)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
+	struct mailward_user *muser = mailward_box_user(_mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+
+	if (muser != NULL && mbox != NULL && mbox->pop3_session &&
+	    muser->pop3_deleted_flag != NULL && !_mail->expunged &&
+	    modify_type != MODIFY_REMOVE &&
+	    mailward_keywords_have(_mail, keywords,
+				   muser->pop3_deleted_flag)) {
+		/* pop3_delete_type=flag: this is a DELE at QUIT */
+		bool go_ahead;
+
+		T_BEGIN {
+			go_ahead = mailward_pop3_dele(muser, _mail, TRUE);
+		} T_END;
+		if (!go_ahead)
+			return;
+	}
+	mmail->super.update_keywords(_mail, modify_type, keywords);
+}
+
 static void mailward_mail_expunge(struct mail *_mail)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
@@ -378,29 +472,11 @@ static void mailward_mail_expunge(struct mail *_mail)
 	}
 	if (mbox->pop3_session) {
 		/* POP3 DELE, reaching here at QUIT */
-		struct mailward_pop3_session *s =
-			mailward_pop3_session_get(muser, _mail->box);
-		struct mailward_pop3_msg *msg = s == NULL ? NULL :
-			mailward_pop3_msg_get(s, _mail);
-
-		if (msg != NULL && !msg->deleted) {
-			msg->deleted = TRUE;
-			s->dele_count++;
-			muser->audit_deleted++;
-		}
-		if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
-		    mailward_user_may_expunge(muser)) {
+		if (mailward_pop3_dele(muser, _mail, FALSE)) {
 			/* Dovecot's own behaviour */
-			if (msg != NULL)
-				msg->client_expunged = TRUE;
 			mailward_note_expunged(muser, mt, _mail);
 			mmail->super.expunge(_mail);
-			return;
 		}
-		/* kept: policy decides at session end */
-		mailward_note_suppressed(muser, _mail, "dele",
-			muser->set.hold ? "hold" :
-			(muser->fail_safe ? "fail_safe" : "policy"));
 		return;
 	}
 	if (muser->set.hold ||
@@ -429,6 +505,8 @@ void mailward_storage_hooks_mail_allocated(struct mail *_mail)
 	mail->vlast = &mmail->super;
 	v->expunge = mailward_mail_expunge;
 	v->get_stream = mailward_mail_get_stream;
+	if ((_mail->box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
+		v->update_keywords = mailward_mail_update_keywords;
 	MODULE_CONTEXT_SET_SELF(mail, mailward_mail_module, mmail);
 }
 

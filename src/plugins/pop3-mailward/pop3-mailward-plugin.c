@@ -150,6 +150,15 @@ static void pop3_mailward_client_created(struct client **clientp)
 		client->v.destroy = pop3_mailward_client_destroy;
 		MODULE_CONTEXT_SET(client, pop3_mailward_module, mclient);
 
+		/* pop3_deleted_flag: Dovecot flags DELE'd messages instead
+		   of expunging them; mailward sees that keyword update */
+		if (client->set->parsed_delete_type == POP3_DELETE_TYPE_FLAG &&
+		    client->set->pop3_deleted_flag[0] != '\0') {
+			muser->pop3_deleted_flag = p_strdup(
+				client->user->pool,
+				client->set->pop3_deleted_flag);
+		}
+
 		/* The per-device view hides messages from the listing. Without
 		   pop3_deleted_flag Dovecot would assume the visible messages
 		   are sequences 1..N: make it record the real ones. */
