@@ -386,9 +386,8 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		pool_unref(&sctx.pool);
 		return -1;
 	}
-	if (mbox_guid == NULL) {
-		struct mail_namespace *ns =
-			mail_namespace_find_inbox(user->namespaces);
+	if (mbox_guid == NULL && mailward_user_inbox_ns(user) != NULL) {
+		struct mail_namespace *ns = mailward_user_inbox_ns(user);
 		struct mailbox *box = mailbox_alloc(ns->list, "INBOX", 0);
 
 		mbox_guid = t_strdup(mailward_mailbox_guid(muser, box));
@@ -563,7 +562,13 @@ cmd_mailward_expunge_run(struct doveadm_mail_cmd_context *ctx,
 
 	if (muser == NULL)
 		return -1;
-	ns = mail_namespace_find_inbox(user->namespaces);
+	ns = mailward_user_inbox_ns(user);
+	if (ns == NULL) {
+		i_error("mailward: user %s has no INBOX namespace",
+			user->username);
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
 	box = mailbox_alloc(ns->list, "INBOX", 0);
 	if (mailbox_open(box) < 0) {
 		i_error("mailward: Can't open INBOX of %s: %s", user->username,

@@ -377,17 +377,34 @@ const char *mailward_mailbox_guid(struct mailward_user *muser,
 	return hex;
 }
 
+struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user)
+{
+	struct mail_namespace *ns;
+
+	/* mail_namespace_find_inbox() asserts that there is one */
+	for (ns = user->namespaces; ns != NULL; ns = ns->next) {
+		if ((ns->flags & NAMESPACE_FLAG_INBOX_USER) != 0)
+			return ns;
+	}
+	return NULL;
+}
+
 static void mailward_user_deinit(struct mail_user *user)
 {
 	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
 
+	if (!user->namespaces_created) {
+		/* the session never started (e.g. a namespace configuration
+		   error, logged by Dovecot): no device activity to record */
+		muser->device_pending = FALSE;
+	}
 	mailward_user_device_resolve(muser);
 	if (muser->store != NULL && muser->device_registered &&
+	    user->namespaces_created &&
 	    strcmp(user->service, "pop3") != 0) {
 		/* IMAP and other sessions: carry out due expunges at the
 		   end of the session and record the device's activity */
-		struct mail_namespace *ns =
-			mail_namespace_find_inbox(user->namespaces);
+		struct mail_namespace *ns = mailward_user_inbox_ns(user);
 		struct mw_batch *batch;
 		bool sweep = ns != NULL &&
 			strcmp(user->service, "doveadm") != 0 &&
@@ -401,10 +418,22 @@ static void mailward_user_deinit(struct mail_user *user)
 		if (sweep) {
 			struct mailbox *box =
 				mailbox_alloc(ns->list, "INBOX", 0);
-			if (mailbox_open(box) == 0)
+			enum mail_error error;
+			const char *errstr;
+
+			if (mailbox_open(box) == 0) {
 				(void)mailward_expunge_due(muser, box,
 							   ioloop_time,
 							   NULL, NULL);
+			} else {
+				errstr = mailbox_get_last_internal_error(
+					box, &error);
+				if (error != MAIL_ERROR_NOTFOUND) {
+					e_error(muser->event, "Due expunges "
+						"not carried out (mail kept): "
+						"Can't open INBOX: %s", errstr);
+				}
+			}
 			mailbox_free(&box);
 		}
 		if (batch != NULL && strcmp(user->service, "doveadm") != 0) {

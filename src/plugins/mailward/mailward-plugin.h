@@ -154,6 +154,11 @@ int mailward_state_flush(struct mailward_user *muser);
    user's records is skipped (doveadm mailward expunge sweeps anyway). */
 bool mailward_user_needs_sweep(struct mailward_user *muser);
 
+/* The user's INBOX namespace, or NULL when there is none (namespaces not
+   created because of a configuration or storage error). Unlike
+   mail_namespace_find_inbox() it never asserts. */
+struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user);
+
 /* Hex GUID of a mailbox, or NULL on error (logged). */
 const char *mailward_mailbox_guid(struct mailward_user *muser,
 				  struct mailbox *box);

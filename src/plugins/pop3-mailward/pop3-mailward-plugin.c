@@ -123,7 +123,10 @@ static void pop3_mailward_client_destroy(struct client *client,
 {
 	struct pop3_mailward_client *mclient = POP3_MAILWARD_CONTEXT(client);
 
-	if (client->mailbox != NULL && mclient->muser != NULL) T_BEGIN {
+	/* (no mailbox, or one that could not be opened: the session
+	   never started and Dovecot has logged why) */
+	if (client->mailbox != NULL && client->mailbox->opened &&
+	    mclient->muser != NULL) T_BEGIN {
 		/* QUIT has committed Dovecot's transaction already; a dropped
 		   connection's transaction is still open and only carries
 		   \Seen flags */
