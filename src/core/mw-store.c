@@ -86,6 +86,14 @@ struct mw_batch {
 	bool failed;
 	char error[256];
 
+	/* mw_batch_bind_device(): the device that made the dev_no ops */
+	bool bound;
+	uint16_t bound_dev_no;
+	unsigned char bound_id[MW_DEVICE_ID_SIZE];
+	unsigned int *bound_dropped_r;
+	unsigned int bound_dropped;
+	bool bound_gone;
+
 	/* state of one apply attempt */
 	uint16_t *dev_nos;
 	unsigned int dev_count;
@@ -1110,6 +1118,70 @@ static int devices_expire_evict(struct mw_store *s, MDB_txn *txn,
 	return 0;
 }
 
+/* Hands out device numbers in increasing order from meta "next_dev_no"
+   (wrapping after MAX_DEV_NO, skipping numbers in use): a removed
+   device's number is not given to the next device, so a session that
+   still holds it cannot be mistaken for the new one (mw_batch_bind_device
+   checks the device id as well, for the wrap). A store without the
+   counter (older versions) starts after max_used, the highest number seen
+   in this transaction. Leftover records under the chosen number are
+   removed, so a new device always starts empty. */
+static int dev_no_allocate(struct mw_store *s, MDB_txn *txn,
+			   const unsigned char *used, unsigned int max_used,
+			   unsigned int *dev_no_r)
+{
+	uint32_t next;
+	unsigned int i, dev_no;
+	int rc;
+
+	rc = meta_get_u32(s, txn, "next_dev_no", &next);
+	if (rc == MDB_NOTFOUND)
+		next = max_used + 1;
+	else if (rc != 0)
+		return rc;
+	if (next == 0 || next > MAX_DEV_NO)
+		next = 1;
+	for (i = 0, dev_no = next; i < MAX_DEV_NO; i++) {
+		if ((used[dev_no / 8] & (1 << (dev_no % 8))) == 0)
+			break;
+		dev_no = dev_no == MAX_DEV_NO ? 1 : dev_no + 1;
+	}
+	if (i == MAX_DEV_NO) {
+		store_set_error(s, "too many devices");
+		return MW_RC_FAILED;
+	}
+	if ((rc = delete_dev_prefix(txn, s->dbi_messages, (uint16_t)dev_no,
+				    MDB_NODUPDATA)) != 0 ||
+	    (rc = delete_dev_prefix(txn, s->dbi_summaries, (uint16_t)dev_no,
+				    0)) != 0 ||
+	    (rc = meta_put_u32(s, txn, "next_dev_no",
+			       dev_no == MAX_DEV_NO ? 1 : dev_no + 1)) != 0)
+		return rc;
+	*dev_no_r = dev_no;
+	return 0;
+}
+
+/* Stores without "next_dev_no" (older versions) get it before a device is
+   removed, so the removed number is not handed out next. */
+static int dev_no_counter_ensure(struct mw_store *s, MDB_txn *txn,
+				 const struct mw_device_rec *recs,
+				 unsigned int count)
+{
+	unsigned int i, max_used = 0;
+	uint32_t next;
+	int rc;
+
+	rc = meta_get_u32(s, txn, "next_dev_no", &next);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	for (i = 0; i < count; i++) {
+		if (recs[i].dev_no > max_used)
+			max_used = recs[i].dev_no;
+	}
+	return meta_put_u32(s, txn, "next_dev_no",
+			    max_used >= MAX_DEV_NO ? 1 : max_used + 1);
+}
+
 struct register_ctx {
 	unsigned char id[MW_DEVICE_ID_SIZE];
 	const char *label, *protocol;
@@ -1125,7 +1197,7 @@ static int device_register_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	struct register_ctx *ctx = _ctx;
 	struct mw_device_rec *recs;
 	unsigned char used[(MAX_DEV_NO + 1) / 8];
-	unsigned int count, i, dev_no;
+	unsigned int count, i, dev_no, max_used = 0;
 	int rc;
 
 	ctx->ev.count = 0;
@@ -1147,6 +1219,10 @@ static int device_register_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	rc = devices_load(s, txn, &recs, &count);
 	if (rc != 0)
 		return rc;
+	for (i = 0; i < count; i++) {
+		if (recs[i].dev_no > max_used)
+			max_used = recs[i].dev_no;
+	}
 	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
 				  ctx->expire_secs, ctx->max_devices,
 				  &ctx->ev);
@@ -1158,14 +1234,9 @@ static int device_register_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	free(recs);
 	if (rc != 0)
 		return rc;
-	for (dev_no = 1; dev_no <= MAX_DEV_NO; dev_no++) {
-		if ((used[dev_no / 8] & (1 << (dev_no % 8))) == 0)
-			break;
-	}
-	if (dev_no > MAX_DEV_NO) {
-		store_set_error(s, "too many devices");
-		return MW_RC_FAILED;
-	}
+	rc = dev_no_allocate(s, txn, used, max_used, &dev_no);
+	if (rc != 0)
+		return rc;
 	memset(&ctx->rec, 0, sizeof(ctx->rec));
 	dev_rec_set_id(&ctx->rec, ctx->id);
 	ctx->rec.dev_no = (uint16_t)dev_no;
@@ -1242,8 +1313,12 @@ static int device_expire_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 
 	ctx->ev.count = 0;
 	rc = devices_load(s, txn, &recs, &count);
-	if (rc != 0)
+	if (rc == 0)
+		rc = dev_no_counter_ensure(s, txn, recs, count);
+	if (rc != 0) {
+		free(recs);
 		return rc;
+	}
 	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
 				  ctx->expire_secs, 0, &ctx->ev);
 	free(recs);
@@ -1323,8 +1398,12 @@ static int device_forget_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 
 	ctx->found = false;
 	rc = devices_load(s, txn, &recs, &count);
-	if (rc != 0)
+	if (rc == 0)
+		rc = dev_no_counter_ensure(s, txn, recs, count);
+	if (rc != 0) {
+		free(recs);
 		return rc;
+	}
 	for (i = 0; i < count; i++) {
 		if (strncmp(recs[i].id_hex, ctx->prefix,
 			    ctx->prefix_len) != 0)
@@ -1699,6 +1778,25 @@ static bool batch_guid(struct mw_batch *b, const char *hex,
 	return false;
 }
 
+void mw_batch_bind_device(struct mw_batch *b, const char *id_hex,
+			  uint16_t dev_no, unsigned int *dropped_r)
+{
+	unsigned char id[MW_DEVICE_ID_SIZE];
+
+	if (dropped_r != NULL)
+		*dropped_r = 0;
+	if (!batch_guid(b, id_hex, id, "device id"))
+		return;
+	if (dev_no == 0) {
+		batch_set_error(b, "invalid device number 0");
+		return;
+	}
+	b->bound = true;
+	b->bound_dev_no = dev_no;
+	memcpy(b->bound_id, id, sizeof(id));
+	b->bound_dropped_r = dropped_r;
+}
+
 void mw_batch_msg_update_key(struct mw_batch *b, uint16_t dev_no,
 			     const char *mailbox_guid_hex,
 			     const unsigned char key[MW_MSG_KEY_SIZE],
@@ -1810,6 +1908,14 @@ static bool batch_dev_exists(const struct mw_batch *b, uint16_t dev_no)
 	return (b->devmap[dev_no / 8] & (1 << (dev_no % 8))) != 0;
 }
 
+/* An op for a missing device is dropped; those of the bound device are
+   counted for the caller. */
+static void batch_count_dropped(struct mw_batch *b, const struct batch_op *op)
+{
+	if (b->bound && op->dev_no == b->bound_dev_no)
+		b->bound_dropped++;
+}
+
 /* Mailbox number with a one-entry cache (reset per attempt). create=false:
    returns MDB_NOTFOUND for unknown mailboxes. */
 static int batch_mailbox(struct mw_batch *b, MDB_txn *txn,
@@ -1843,8 +1949,10 @@ static int apply_msg_update(struct mw_batch *b, MDB_txn *txn,
 	size_t off = op->field == MW_MSG_RETRIEVED ? 8 :
 		op->field == MW_MSG_DELETED ? 12 : 16;
 
-	if (!batch_dev_exists(b, op->dev_no))
+	if (!batch_dev_exists(b, op->dev_no)) {
+		batch_count_dropped(b, op);
 		return 0;
+	}
 	rc = batch_mailbox(b, txn, op->guid, true, &mbox);
 	if (rc != 0)
 		return rc;
@@ -1936,6 +2044,13 @@ static int apply_device_touch(struct mw_batch *b, MDB_txn *txn,
 	time_t t = mw_time_from_u64(op->t);
 	int rc;
 
+	if (b->bound_gone &&
+	    memcmp(op->guid, b->bound_id, MW_DEVICE_ID_SIZE) == 0) {
+		/* the session's device was removed: a device of the same id
+		   registered since is another incarnation */
+		b->bound_dropped++;
+		return 0;
+	}
 	rc = device_get_txn(b->store, txn, op->guid, &rec);
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
@@ -1955,8 +2070,10 @@ static int apply_summary_set(struct mw_batch *b, MDB_txn *txn,
 	uint32_t mbox;
 	int rc;
 
-	if (!batch_dev_exists(b, op->dev_no))
+	if (!batch_dev_exists(b, op->dev_no)) {
+		batch_count_dropped(b, op);
 		return 0;
+	}
 	rc = batch_mailbox(b, txn, op->guid, true, &mbox);
 	if (rc != 0)
 		return rc;
@@ -1996,6 +2113,21 @@ static int batch_apply_txn(struct mw_store *s, MDB_txn *txn, void *ctx)
 		b->devmap[recs[i].dev_no / 8] |= 1 << (recs[i].dev_no % 8);
 	}
 	b->dev_count = count;
+	b->bound_gone = false;
+	b->bound_dropped = 0;
+	if (b->bound) {
+		/* the session's device must still exist with its number */
+		for (i = 0; i < count; i++) {
+			if (memcmp(recs[i].id, b->bound_id,
+				   MW_DEVICE_ID_SIZE) == 0)
+				break;
+		}
+		if (i == count || recs[i].dev_no != b->bound_dev_no) {
+			b->bound_gone = true;
+			b->devmap[b->bound_dev_no / 8] &=
+				(unsigned char)~(1 << (b->bound_dev_no % 8));
+		}
+	}
 	free(recs);
 
 	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
@@ -2046,6 +2178,8 @@ int mw_batch_commit(struct mw_batch **_batch, const char **error_r)
 	} else if (b->count > 0 &&
 		   store_write(s, "committing batch", batch_apply_txn, b) < 0) {
 		ret = -1;
+	} else if (b->bound_dropped_r != NULL) {
+		*b->bound_dropped_r = b->bound_dropped;
 	}
 	batch_free(b);
 	if (ret < 0)

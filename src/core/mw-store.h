@@ -50,7 +50,9 @@ struct mw_batch;
 struct mw_device_rec {
 	unsigned char id[MW_DEVICE_ID_SIZE];
 	char id_hex[MW_DEVICE_ID_HEX_SIZE];
-	uint16_t dev_no;			/* >= 1, unique while the device exists */
+	uint16_t dev_no;	/* >= 1, unique while the device exists; not
+				   given to another device until 65535 more
+				   have been registered */
 	char protocol[MW_PROTOCOL_MAX + 1];
 	char label[MW_LABEL_MAX + 1];
 	time_t first_seen, last_seen;
@@ -149,8 +151,10 @@ int mw_store_device_get(struct mw_store *store, const char *id_hex,
    more before now; otherwise this is read-only. Creating a device first
    removes devices idle longer than expire_secs (0 = never) and then, while
    max_devices (0 = unlimited) or more exist, the least recently seen one
-   (ties: lowest dev_no), with all their records; dev_no is the smallest
-   free one. cb (may be NULL) is called after commit for each removed and
+   (ties: lowest dev_no), with all their records; dev_no is the next one
+   of a counter kept in the store (wrapping after 65535, skipping numbers
+   in use), so a removed device's number is not reused by the next
+   devices. cb (may be NULL) is called after commit for each removed and
    the registered device. label/protocol are sanitized (mw_sanitize():
    already-escaped text such as mw_device_describe() labels is kept as is,
    control bytes and invalid UTF-8 become \xNN) and truncated here.
@@ -248,6 +252,19 @@ void mw_batch_summary_set(struct mw_batch *batch, uint16_t dev_no,
 			  const char *mailbox_guid_hex, uint32_t uidvalidity,
 			  uint32_t highest_uid, uint64_t highestmodseq,
 			  time_t t);
+/* Declares that the dev_no operations of this batch (message records,
+   summaries) and the device_touch of id_hex were made by a session of the
+   device id_hex, registered as dev_no. At commit, inside the write
+   transaction, if that device no longer exists with this number (evicted,
+   expired or forgotten since the session registered it), those operations
+   are dropped: records are never attributed to another device, nor to a
+   later registration of the same id. After a successful commit
+   *dropped_r (may be NULL; the caller's memory, which must stay valid
+   until commit or abort) is the number of operations dropped that way
+   (> 0: the device was removed); it is 0 until then. Binding again
+   replaces the previous binding. */
+void mw_batch_bind_device(struct mw_batch *batch, const char *id_hex,
+			  uint16_t dev_no, unsigned int *dropped_r);
 /* Number of operations queued so far. */
 unsigned int mw_batch_count(const struct mw_batch *batch);
 /* Applies all operations in one write transaction, in the order given,

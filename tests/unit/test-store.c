@@ -324,13 +324,14 @@ static void test_device_eviction(void **state)
 	assert_string_equal(log.recs[0].id_hex, d2.id_hex);
 	assert_int_equal(log.events[1], MW_DEVICE_EVENT_REGISTERED);
 	assert_string_equal(log.recs[1].id_hex, id);
-	/* the freed number is reused, it is the smallest free one */
-	assert_int_equal(d4.dev_no, d2.dev_no);
+	/* the freed number is not reused: numbers only go up */
+	assert_int_equal(d4.dev_no, 4);
 	assert_int_equal(mw_store_device_get(s, d2.id_hex, &rec, &error), 0);
 	/* the evicted device's records went with it, d1's stayed */
-	assert_int_equal(count_msgs(s, d4.dev_no, NULL), 0);
-	assert_int_equal(mw_store_summary_get(s, d4.dev_no, MBOX_A, &sum,
+	assert_int_equal(count_msgs(s, d2.dev_no, NULL), 0);
+	assert_int_equal(mw_store_summary_get(s, d2.dev_no, MBOX_A, &sum,
 					      &error), 0);
+	assert_int_equal(count_msgs(s, d4.dev_no, NULL), 0);
 	assert_int_equal(count_msgs(s, d1.dev_no, NULL), 5);
 	assert_int_equal(mw_store_device_get(s, d1.id_hex, &rec, &error), 1);
 	assert_int_equal(mw_store_device_get(s, d3.id_hex, &rec, &error), 1);
@@ -345,7 +346,7 @@ static void test_device_eviction(void **state)
 	assert_string_equal(log.recs[0].id_hex, d3.id_hex); /* 300 */
 	assert_string_equal(log.recs[1].id_hex, d1.id_hex); /* 400 */
 	assert_string_equal(log.recs[2].id_hex, d4.id_hex); /* 500 */
-	assert_int_equal(rec.dev_no, 1);
+	assert_int_equal(rec.dev_no, 5);
 	assert_int_equal(count_msgs(s, -1, NULL), 0);
 	mw_store_unref(&s);
 }
@@ -383,7 +384,7 @@ static void test_device_expiry(void **state)
 	assert_int_equal(log.count, 2);
 	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EXPIRED);
 	assert_string_equal(log.recs[0].id_hex, d1.id_hex);
-	assert_int_equal(d3.dev_no, 1);
+	assert_int_equal(d3.dev_no, 3);
 	assert_int_equal(count_msgs(s, -1, NULL), 0);
 
 	/* periodic expiry */
@@ -764,6 +765,203 @@ static void test_summary_and_touch(void **state)
 	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_A, &sum,
 					      &error), 1);
 	assert_int_equal(sum.uidvalidity, 1235);
+	mw_store_unref(&s);
+}
+
+static void raw_put(const char *dir, const char *dbname,
+		    const void *key, size_t klen,
+		    const void *val, size_t vlen);
+
+/* Deletes a raw key with plain LMDB (no mailward handle may be open). */
+static void raw_del(const char *dir, const char *dbname,
+		    const void *key, size_t klen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key };
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, dbname, 0, &dbi), 0);
+	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* A session's records go to its own device only: the batch is bound to
+   the device (id + number) that registered at session start; if that
+   device is removed before the commit, its operations are dropped and
+   counted, never given to a device that took its place. */
+enum removal { RM_NONE, RM_EVICT, RM_EXPIRE, RM_FORGET, RM_FORGET_REREG };
+
+static void test_batch_bound_device(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		enum removal removal;
+		unsigned int dropped;	/* 3 records + summary + touch */
+	} cases[] = {
+		{ RM_NONE, 0 },
+		{ RM_EVICT, 5 },
+		{ RM_EXPIRE, 5 },
+		{ RM_FORGET, 5 },
+		{ RM_FORGET_REREG, 5 },
+	};
+	unsigned int i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char dir[300];
+		struct mw_store *s;
+		struct mw_device_rec phone, laptop, tablet, rec;
+		struct mw_summary_rec sum;
+		struct mw_batch *b;
+		const char *error;
+		unsigned int dropped = 99, max = 0;
+		time_t expire = 0;
+
+		snprintf(dir, sizeof(dir), "%s/case%u", f->dir, i);
+		s = open_ok(dir);
+		phone = register_ok(s, 1, 100, 2, 0, 1);
+		laptop = register_ok(s, 2, 200, 2, 0, 1);
+
+		/* the phone's session queues its records... */
+		b = mw_batch_begin(s);
+		mw_batch_bind_device(b, phone.id_hex, phone.dev_no, &dropped);
+		assert_int_equal(dropped, 0);
+		mw_batch_msg_update(b, phone.dev_no, MBOX_A, "m1", 1,
+				    MW_MSG_RETRIEVED, 300);
+		mw_batch_msg_update(b, phone.dev_no, MBOX_A, "m2", 2,
+				    MW_MSG_RETRIEVED, 300);
+		mw_batch_msg_update(b, phone.dev_no, MBOX_A, "m3", 3,
+				    MW_MSG_DELETED, 300);
+		mw_batch_summary_set(b, phone.dev_no, MBOX_A, 1, 3, 3, 300);
+		mw_batch_device_touch(b, phone.id_hex, 300, 1, 2, 1);
+		/* ...another device's record in the same batch is unbound */
+		mw_batch_msg_update(b, laptop.dev_no, MBOX_A, "m1", 1,
+				    MW_MSG_RETRIEVED, 300);
+
+		/* ...while another session or doveadm removes the phone */
+		switch (cases[i].removal) {
+		case RM_NONE:
+			break;
+		case RM_EVICT:
+			max = 2;
+			break;
+		case RM_EXPIRE:
+			expire = 1000;
+			(void)register_ok(s, 2, 1250, 0, 0, 0);
+			break;
+		case RM_FORGET:
+		case RM_FORGET_REREG:
+			assert_int_equal(mw_store_device_forget(
+				s, phone.id_hex, NULL, &error), 1);
+			break;
+		}
+		if (cases[i].removal == RM_FORGET_REREG) {
+			/* the same id registers again: a new number */
+			rec = register_ok(s, 1, 1200, 0, 0, 1);
+			assert_int_equal(rec.dev_no, 3);
+		}
+		tablet = register_ok(s, 3, 1200, max, expire, 1);
+		assert_true(tablet.dev_no != phone.dev_no);
+		commit_ok(&b);
+		assert_int_equal(dropped, cases[i].dropped);
+
+		/* the tablet never has the phone's records */
+		assert_int_equal(count_msgs(s, tablet.dev_no, NULL), 0);
+		assert_int_equal(mw_store_summary_get(s, tablet.dev_no, MBOX_A,
+						      &sum, &error), 0);
+		assert_int_equal(mw_store_device_get(s, tablet.id_hex, &rec,
+						     &error), 1);
+		assert_int_equal(rec.sessions, 0);
+		assert_int_equal(rec.retrieved, 0);
+		assert_int_equal(count_msgs(s, laptop.dev_no, NULL), 1);
+		if (cases[i].removal == RM_NONE) {
+			assert_int_equal(count_msgs(s, phone.dev_no, NULL), 3);
+			assert_int_equal(mw_store_device_get(
+				s, phone.id_hex, &rec, &error), 1);
+			assert_int_equal(rec.sessions, 1);
+			assert_int_equal(rec.retrieved, 2);
+		} else {
+			/* nothing under the old number; a new registration
+			   of the phone's id starts empty */
+			assert_int_equal(count_msgs(s, phone.dev_no, NULL), 0);
+			if (mw_store_device_get(s, phone.id_hex, &rec,
+						&error) == 1) {
+				assert_int_equal(rec.sessions, 0);
+				assert_int_equal(rec.retrieved, 0);
+				assert_int_equal(count_msgs(s, rec.dev_no,
+							    NULL), 0);
+			}
+		}
+		mw_store_unref(&s);
+	}
+}
+
+/* Device numbers: handed out in increasing order, never the number of a
+   device removed since (also in stores written before the counter
+   existed), wrapping after 65535 and skipping numbers in use. */
+static void test_dev_no_allocation(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_device_rec d1, d2, d3, rec;
+	static const unsigned char next_65534[4] = { 0, 0, 0xff, 0xfe };
+	static const unsigned char next_bad[4] = { 0, 0x01, 0, 0 };
+	char dir[300];
+	const char *error;
+
+	/* forget the highest number: the next device does not get it */
+	s = open_ok(f->store_dir);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	assert_int_equal(mw_store_device_forget(s, d2.id_hex, NULL, &error),
+			 1);
+	d3 = register_ok(s, 3, 100, 0, 0, 1);
+	assert_int_equal(d3.dev_no, 3);
+	mw_store_unref(&s);
+
+	/* near the top: 65534, 65535, then wraps to the lowest free one
+	   (1 is in use by d1) */
+	raw_put(f->store_dir, "meta", "next_dev_no", 11, next_65534, 4);
+	s = open_ok(f->store_dir);
+	assert_int_equal(register_ok(s, 4, 100, 0, 0, 1).dev_no, 65534);
+	assert_int_equal(register_ok(s, 5, 100, 0, 0, 1).dev_no, 65535);
+	assert_int_equal(register_ok(s, 6, 100, 0, 0, 1).dev_no, 2);
+	assert_int_equal(register_ok(s, 7, 100, 0, 0, 1).dev_no, 4);
+	(void)d1;
+	mw_store_unref(&s);
+
+	/* a counter out of range starts again at 1, skipping used ones */
+	raw_put(f->store_dir, "meta", "next_dev_no", 11, next_bad, 4);
+	s = open_ok(f->store_dir);
+	assert_int_equal(register_ok(s, 8, 100, 0, 0, 1).dev_no, 5);
+	mw_store_unref(&s);
+
+	/* a store without the counter (older version): removing a device
+	   first records max + 1, so its number is not the next one */
+	snprintf(dir, sizeof(dir), "%s/old", f->dir);
+	s = open_ok(dir);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	mw_store_unref(&s);
+	raw_del(dir, "meta", "next_dev_no", 11);
+	s = open_ok(dir);
+	assert_int_equal(mw_store_device_forget(s, d2.id_hex, NULL, &error),
+			 1);
+	rec = register_ok(s, 3, 100, 0, 0, 1);
+	assert_int_equal(rec.dev_no, 3);
+	mw_store_unref(&s);
+	/* eviction by the registration itself: the same (devices 1 and 3
+	   seen at once: 1 is evicted, the new one gets 4) */
+	raw_del(dir, "meta", "next_dev_no", 11);
+	s = open_ok(dir);
+	rec = register_ok(s, 4, 50, 2, 0, 1);
+	assert_int_equal(rec.dev_no, 4);
+	assert_int_equal(mw_store_device_get(s, d1.id_hex, &rec, &error), 0);
 	mw_store_unref(&s);
 }
 
@@ -1379,6 +1577,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_summary_and_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_bound_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dev_no_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_per_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_truncated, setup, teardown),

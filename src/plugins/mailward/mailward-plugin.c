@@ -328,9 +328,35 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser)
 	return muser->batch;
 }
 
+void mailward_user_device_removed(struct mailward_user *muser,
+				  const char *what)
+{
+	if (muser->device_removed) {
+		/* warned and audited already */
+		e_info(muser->event, "device %s (%s) removed during this "
+		       "session: %s", muser->device.id_hex,
+		       muser->device.label, what);
+		return;
+	}
+	muser->device_removed = TRUE;
+	e_warning(muser->event, "device %s (%s) was removed from the state "
+		  "store during this session (evicted, expired or forgotten): "
+		  "%s", muser->device.id_hex, muser->device.label, what);
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_discarded",
+					  "dropped");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
+			"device removed during the session: ", what, NULL));
+		mailward_audit_queue_event(muser, &ev);
+	}
+}
+
 int mailward_state_flush(struct mailward_user *muser)
 {
 	const char *error;
+	unsigned int dropped = 0;
 
 	muser->state_dirty = FALSE;
 	muser->last_state_flush = ioloop_time;
@@ -340,10 +366,21 @@ int mailward_state_flush(struct mailward_user *muser)
 		mw_batch_abort(&muser->batch);
 		return 0;
 	}
+	/* records of this session go to its device only: if another
+	   session removed the device meanwhile, the commit drops them */
+	if (muser->device_registered) {
+		mw_batch_bind_device(muser->batch, muser->device.id_hex,
+				     muser->device.dev_no, &dropped);
+	}
 	if (mw_batch_commit(&muser->batch, &error) < 0) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
 		return -1;
+	}
+	if (dropped > 0) {
+		mailward_user_device_removed(muser, t_strdup_printf(
+			"%u state record(s) of this session discarded, not "
+			"given to another device", dropped));
 	}
 	return 0;
 }

@@ -65,6 +65,9 @@ struct mailward_user {
 	struct mw_device_rec device;
 	const char *device_source;	/* explicit, imap-id, network */
 	bool device_registered;
+	/* the device was evicted, expired or forgotten during the session:
+	   its records are discarded, its retrievals never expunge */
+	bool device_removed;
 	/* IMAP: not identified yet; an ID command may still come */
 	bool device_pending;
 
@@ -148,6 +151,12 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser);
 /* Commits pending state changes in one write transaction. Returns 0 or
    -1 (logged, session made fail-safe). */
 int mailward_state_flush(struct mailward_user *muser);
+/* The session's device no longer exists in the store (another session or
+   doveadm removed it): logs a warning naming the device and what, and
+   audits a state_discarded event (later calls of the session log at info
+   level only). */
+void mailward_user_device_removed(struct mailward_user *muser,
+				  const char *what);
 
 /* TRUE if expunges can become due or complete for this user at session
    end (a delay or expunge-after-all-devices): otherwise the sweep over the

@@ -184,6 +184,8 @@ struct active_devices_ctx {
 	struct mailward_user *muser;
 	time_t now;
 	ARRAY_TYPE(mw_dev_no) devices;
+	/* the session's device exists (same id and number) */
+	bool self_found;
 };
 
 /* The devices that count for expunge-after-all-devices: not idle past
@@ -194,6 +196,9 @@ static int active_devices_cb(const struct mw_device_rec *rec, void *context)
 	struct active_devices_ctx *ctx = context;
 	struct mailward_user *muser = ctx->muser;
 
+	if (muser->device_registered && rec->dev_no == muser->device.dev_no &&
+	    memcmp(rec->id, muser->device.id, sizeof(rec->id)) == 0)
+		ctx->self_found = TRUE;
 	if (muser->set.device_expire_secs > 0 &&
 	    rec->last_seen + (time_t)muser->set.device_expire_secs < ctx->now)
 		return 0;
@@ -385,7 +390,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	const char *mbox_guid = NULL, *error;
 	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
 	int expunged = 0, due_expunged = 0;
-	bool *done, store_error = FALSE;
+	bool *done, store_error = FALSE, device_gone = FALSE;
 	time_t now = ioloop_time;
 	pool_t pool;
 
@@ -407,6 +412,15 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			mailward_user_set_fail_safe(muser, t_strdup_printf(
 				"State store error: %s", error));
 			store_error = TRUE;
+		} else if (!adctx.self_found) {
+			/* another session evicted or expired this device,
+			   or doveadm forgot it: what it retrieved is no
+			   longer state, so it expunges nothing (and its
+			   number may not be read as another device's) */
+			mailward_user_device_removed(muser,
+				"its retrievals do not count for "
+				"expunge-after-all-devices, messages kept");
+			device_gone = TRUE;
 		}
 	}
 
@@ -441,6 +455,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			case MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES:
 				wanted = (msg->retrieved || msg->deleted) &&
 					mbox_guid != NULL && !store_error &&
+					!device_gone &&
 					all_other_devices_have(
 						muser, &adctx, mbox_guid,
 						msg->guid, &store_error);
