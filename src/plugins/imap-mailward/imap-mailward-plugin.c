@@ -21,6 +21,20 @@ void imap_mailward_plugin_deinit(void);
 #define IMAP_SUMMARY_BATCH_MAX 256
 #define IMAP_STATE_FLUSH_SECS 30
 
+/* the state block carrying the session's ID across hibernation */
+#define IMAP_MAILWARD_STATE_ID "mailward-id\n"
+
+#define IMAP_MAILWARD_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, imap_mailward_imap_module)
+
+struct imap_mailward_client {
+	union imap_module_context module_ctx;
+	/* arguments of the ID command that identified the device */
+	const char *id_args;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(imap_mailward_imap_module,
+				  &imap_module_register);
 static struct module *imap_mailward_module_ptr;
 static imap_client_created_func_t *next_hook_client_created;
 
@@ -56,15 +70,21 @@ static void imap_mailward_summary(struct mailward_user *muser,
 	struct mw_batch *batch;
 	const char *guid;
 
-	if (!muser->device_registered || muser->store == NULL)
-		return;
-	batch = mailward_state_batch(muser);
-	if (batch == NULL)
+	if ((!muser->device_registered && !muser->device_pending) ||
+	    muser->store == NULL)
 		return;
 	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
 				STATUS_HIGHESTMODSEQ, &status);
 	guid = mailward_mailbox_guid(muser, box);
 	if (guid == NULL)
+		return;
+	if (mailward_user_pending_add(muser, guid, NULL, 0, status.uidvalidity,
+				      status.uidnext > 0 ?
+				      status.uidnext - 1 : 0,
+				      status.highest_modseq))
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL || !muser->device_registered)
 		return;
 	mw_batch_summary_set(batch, muser->device.dev_no, guid,
 			     status.uidvalidity,
@@ -80,19 +100,10 @@ static bool imap_mailward_is_sync_cmd(const char *name)
 		strcmp(name, "CHECK") == 0;
 }
 
-static void imap_mailward_cmd_pre(struct client_command_context *cmd)
+static void imap_mailward_cmd_pre(struct client_command_context *cmd ATTR_UNUSED)
 {
-	struct mailward_user *muser;
-
-	if (cmd->name == NULL || strcmp(cmd->name, "ID") == 0 ||
-	    strcmp(cmd->name, "CAPABILITY") == 0 ||
-	    strcmp(cmd->name, "NOOP") == 0)
-		return;
-	muser = imap_mailward_user(cmd->client);
-	if (muser != NULL && muser->device_pending) T_BEGIN {
-		/* no ID before the first real command: network identity */
-		mailward_user_device_resolve(muser);
-	} T_END;
+	/* nothing before a command: the device is not resolved by the
+	   first command but by ID or when something must be recorded */
 }
 
 static void imap_mailward_cmd_post(struct client_command_context *cmd)
@@ -108,9 +119,19 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 	if (muser == NULL)
 		return;
 	T_BEGIN {
-		if (strcmp(cmd->name, "ID") == 0)
+		if (strcmp(cmd->name, "ID") == 0) {
+			struct imap_mailward_client *mclient =
+				IMAP_MAILWARD_CONTEXT(client);
+
 			imap_mailward_id(muser, cmd->args);
-		else if (client->mailbox != NULL &&
+			/* kept for a session restored from hibernation,
+			   where the client does not send it again */
+			if (mclient != NULL && muser->device_registered &&
+			    strcmp(muser->device_source, "imap-id") == 0) {
+				mclient->id_args =
+					p_strdup(client->pool, cmd->args);
+			}
+		} else if (client->mailbox != NULL &&
 			 imap_mailward_is_sync_cmd(cmd->name))
 			imap_mailward_summary(muser, client->mailbox);
 		/* state changes of IMAP commands are written at the end of
@@ -128,12 +149,91 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 	} T_END;
 }
 
+static void imap_mailward_client_destroy(struct client *client,
+					 const char *reason)
+{
+	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
+	struct mailward_user *muser = imap_mailward_user(client);
+
+	if (muser != NULL && client->hibernated) {
+		/* the session goes on in imap-hibernate: not a logout */
+		muser->hibernating = TRUE;
+		e_debug(muser->event, "imap session moves to imap-hibernate");
+	}
+	mclient->module_ctx.super.destroy(client, reason);
+}
+
+/* The device identified by a post-login ID goes with the session into
+   hibernation: one block "mailward-id\n" <ID arguments> NUL before
+   Dovecot's own state (whose "base" block takes the rest). */
+static int
+imap_mailward_state_export(struct client *client, bool internal,
+			   buffer_t *dest, const char **error_r)
+{
+	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
+
+	if (internal && mclient->id_args != NULL) {
+		buffer_append(dest, IMAP_MAILWARD_STATE_ID,
+			      strlen(IMAP_MAILWARD_STATE_ID));
+		buffer_append(dest, mclient->id_args,
+			      strlen(mclient->id_args) + 1);
+	}
+	return mclient->module_ctx.super.state_export(client, internal, dest,
+						      error_r);
+}
+
+static ssize_t
+imap_mailward_state_import(struct client *client, bool internal,
+			   const unsigned char *data, size_t size,
+			   const char **error_r)
+{
+	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
+	size_t prefix_len = strlen(IMAP_MAILWARD_STATE_ID);
+	struct mailward_user *muser;
+	const unsigned char *end;
+
+	if (!internal || size < prefix_len ||
+	    memcmp(data, IMAP_MAILWARD_STATE_ID, prefix_len) != 0) {
+		return mclient->module_ctx.super.state_import(
+			client, internal, data, size, error_r);
+	}
+	end = memchr(data + prefix_len, '\0', size - prefix_len);
+	if (end == NULL) {
+		*error_r = "mailward: truncated device state";
+		return 0;
+	}
+	mclient->id_args = p_strndup(client->pool, data + prefix_len,
+				     end - (data + prefix_len));
+	muser = imap_mailward_user(client);
+	if (muser != NULL) T_BEGIN {
+		/* the same device as before hibernation (a known device:
+		   looked up, not registered again); it replaces what the
+		   login knew (network or pre-login ID) and did nothing yet */
+		if (muser->set.device == NULL)
+			muser->device_pending = TRUE;
+		imap_mailward_id(muser, mclient->id_args);
+	} T_END;
+	return end - data + 1;
+}
+
 static void imap_mailward_client_created(struct client **clientp)
 {
-	struct mailward_user *muser = imap_mailward_user(*clientp);
+	struct client *client = *clientp;
+	struct mailward_user *muser = imap_mailward_user(client);
 
-	if (muser != NULL)
-		e_debug(muser->event, "imap session started");
+	if (muser != NULL) {
+		struct imap_mailward_client *mclient;
+
+		mclient = p_new(client->pool, struct imap_mailward_client, 1);
+		mclient->module_ctx.super = client->v;
+		client->v.destroy = imap_mailward_client_destroy;
+		client->v.state_export = imap_mailward_state_export;
+		client->v.state_import = imap_mailward_state_import;
+		MODULE_CONTEXT_SET(client, imap_mailward_imap_module, mclient);
+		e_debug(muser->event, "imap session %s",
+			client->user->session_restored ?
+			"restored from hibernation" : "started");
+	}
 	if (next_hook_client_created != NULL)
 		next_hook_client_created(clientp);
 }

@@ -185,7 +185,9 @@ void mailward_audit_login(struct mailward_user *muser)
 	   are not logins (their expunges are still audited) */
 	if (muser->audit == NULL || !mailward_audit_is_session(muser))
 		return;
-	mailward_audit_event_init(muser, &ev, "login", "ok");
+	/* an IMAP session restored from hibernation is not a new login */
+	mailward_audit_event_init(muser, &ev, muser->user->session_restored ?
+				  "unhibernate" : "login", "ok");
 	mailward_audit_event_policy(muser, &ev);
 	if (muser->fail_safe) {
 		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
@@ -205,7 +207,10 @@ void mailward_audit_user_deinit(struct mailward_user *muser)
 	if (muser->audit == NULL)
 		return;
 	if (mailward_audit_is_session(muser)) {
-		mailward_audit_event_init(muser, &ev, "logout", "ok");
+		/* moving to imap-hibernate is not a logout: the counts are
+		   those of this part of the session */
+		mailward_audit_event_init(muser, &ev, muser->hibernating ?
+					  "hibernate" : "logout", "ok");
 		mw_audit_event_set_num(&ev, MW_AF_RETRIEVED,
 				       muser->audit_retrieved);
 		mw_audit_event_set_num(&ev, MW_AF_DELETED, muser->audit_deleted);

@@ -20,6 +20,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+/* records kept in memory while an IMAP session's device is pending */
+#define MAILWARD_PENDING_MAX 1000
+
 const char *mailward_plugin_version = DOVECOT_ABI_VERSION;
 
 struct event_category event_category_mailward = {
@@ -282,13 +285,89 @@ mailward_prelogin_id(struct mailward_user *muser, struct mw_id_params *id_r)
 	return id_r->name[0] != '\0';
 }
 
+/* records what waited for the device: now muser->device's */
+static void mailward_pending_replay(struct mailward_user *muser)
+{
+	const struct mailward_pending_rec *rec;
+	struct mw_batch *batch;
+
+	if (!array_is_created(&muser->pending_recs))
+		return;
+	batch = muser->device_registered ? mailward_state_batch(muser) : NULL;
+	if (batch != NULL) {
+		array_foreach(&muser->pending_recs, rec) {
+			if (rec->msg_guid != NULL) {
+				mw_batch_msg_update(batch, muser->device.dev_no,
+						    rec->mbox_guid,
+						    rec->msg_guid, rec->uid,
+						    MW_MSG_RETRIEVED,
+						    rec->time);
+				muser->state_dirty = TRUE;
+			} else {
+				mw_batch_summary_set(batch,
+						     muser->device.dev_no,
+						     rec->mbox_guid,
+						     rec->uidvalidity,
+						     rec->highest_uid,
+						     rec->highest_modseq,
+						     rec->time);
+			}
+		}
+	}
+	array_clear(&muser->pending_recs);
+}
+
+bool mailward_user_pending_add(struct mailward_user *muser,
+			       const char *mbox_guid, const char *msg_guid,
+			       uint32_t uid, uint32_t uidvalidity,
+			       uint32_t highest_uid, uint64_t highest_modseq)
+{
+	struct mailward_pending_rec *rec;
+
+	if (!muser->device_pending)
+		return FALSE;
+	if (!array_is_created(&muser->pending_recs))
+		p_array_init(&muser->pending_recs, muser->user->pool, 16);
+	if (array_count(&muser->pending_recs) >= MAILWARD_PENDING_MAX) {
+		/* a client that never sends ID: stop waiting */
+		mailward_user_device_resolve(muser);
+		return FALSE;
+	}
+	if (msg_guid == NULL) {
+		/* a summary replaces the mailbox's earlier one */
+		struct mailward_pending_rec *found = NULL;
+
+		array_foreach_modifiable(&muser->pending_recs, rec) {
+			if (rec->msg_guid == NULL &&
+			    strcmp(rec->mbox_guid, mbox_guid) == 0) {
+				found = rec;
+				break;
+			}
+		}
+		rec = found != NULL ? found :
+			array_append_space(&muser->pending_recs);
+	} else {
+		rec = array_append_space(&muser->pending_recs);
+		rec->msg_guid = p_strdup(muser->user->pool, msg_guid);
+		rec->uid = uid;
+	}
+	i_strocpy(rec->mbox_guid, mbox_guid, sizeof(rec->mbox_guid));
+	rec->uidvalidity = uidvalidity;
+	rec->highest_uid = highest_uid;
+	rec->highest_modseq = highest_modseq;
+	rec->time = ioloop_time;
+	return TRUE;
+}
+
 void mailward_user_device_resolve(struct mailward_user *muser)
 {
 	if (!muser->device_pending)
 		return;
 	muser->device_pending = FALSE;
-	if (muser->store != NULL)
+	if (muser->store != NULL) {
 		mailward_device_register(muser, NULL);
+		mailward_pending_replay(muser);
+	}
 }
 
 void mailward_user_set_imap_id(struct mailward_user *muser,
@@ -303,8 +382,17 @@ void mailward_user_set_imap_id(struct mailward_user *muser,
 		mailward_user_device_resolve(muser);
 		return;
 	}
-	muser->device_pending = FALSE;
-	/* what the previous device did so far stays attributed to it */
+	if (muser->device_pending) {
+		/* the first identification of this session, whatever
+		   commands came before it: one client, one device */
+		muser->device_pending = FALSE;
+		mailward_device_register(muser, &id);
+		mailward_pending_replay(muser);
+		return;
+	}
+	/* a second, different ID (or one after the client had to be
+	   identified by network): what the previous device did so far
+	   stays attributed to it */
 	if (muser->device_registered) {
 		struct mw_batch *batch = mailward_state_batch(muser);
 
@@ -435,7 +523,13 @@ static void mailward_user_deinit(struct mail_user *user)
 		   error, logged by Dovecot): no device activity to record */
 		muser->device_pending = FALSE;
 	}
-	mailward_user_device_resolve(muser);
+	if (!muser->hibernating ||
+	    (array_is_created(&muser->pending_recs) &&
+	     array_count(&muser->pending_recs) > 0)) {
+		/* (an IMAP session moving to imap-hibernate with nothing to
+		   record keeps waiting for its ID in the restored process) */
+		mailward_user_device_resolve(muser);
+	}
 	if (muser->store != NULL && muser->device_registered &&
 	    user->namespaces_created &&
 	    strcmp(user->service, "pop3") != 0) {
@@ -443,7 +537,7 @@ static void mailward_user_deinit(struct mail_user *user)
 		   end of the session and record the device's activity */
 		struct mail_namespace *ns = mailward_user_inbox_ns(user);
 		struct mw_batch *batch;
-		bool sweep = ns != NULL &&
+		bool sweep = ns != NULL && !muser->hibernating &&
 			strcmp(user->service, "doveadm") != 0 &&
 			mailward_user_needs_sweep(muser);
 
@@ -474,8 +568,11 @@ static void mailward_user_deinit(struct mail_user *user)
 			mailbox_free(&box);
 		}
 		if (batch != NULL && strcmp(user->service, "doveadm") != 0) {
+			/* a session counts once: at its real end, not when
+			   it moves to imap-hibernate */
 			mw_batch_device_touch(batch, muser->device.id_hex,
-					      ioloop_time, 1,
+					      ioloop_time,
+					      muser->hibernating ? 0 : 1,
 					      muser->imap_body_fetches, 0);
 		}
 		(void)mailward_state_flush(muser);

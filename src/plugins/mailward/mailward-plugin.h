@@ -40,6 +40,17 @@ struct mailward_pop3_session {
 	unsigned int hidden_count;
 };
 
+/* A record made while the IMAP session's device is still pending: a body
+   fetch (msg_guid != NULL) or a sync summary. */
+struct mailward_pending_rec {
+	char mbox_guid[MW_MAILBOX_GUID_HEX_SIZE];
+	const char *msg_guid;
+	uint32_t uid;
+	uint32_t uidvalidity, highest_uid;
+	uint64_t highest_modseq;
+	time_t time;
+};
+
 struct mailward_user {
 	union mail_user_module_context module_ctx;
 	struct mail_user *user;
@@ -68,8 +79,14 @@ struct mailward_user {
 	/* the device was evicted, expired or forgotten during the session:
 	   its records are discarded, its retrievals never expunge */
 	bool device_removed;
-	/* IMAP: not identified yet; an ID command may still come */
+	/* IMAP: not identified yet; an ID command may still come. What the
+	   session does meanwhile waits in pending_recs (bounded) and is
+	   recorded for the device the session turns out to be. */
 	bool device_pending;
+	ARRAY(struct mailward_pending_rec) pending_recs;
+	/* IMAP hibernation: this process hands the session to
+	   imap-hibernate (not a logout) / took it over (not a login) */
+	bool hibernating;
 
 	/* state changes of the current command / session, committed in one
 	   LMDB write transaction by mailward_state_flush() */
@@ -143,8 +160,18 @@ bool mailward_user_may_expunge(struct mailward_user *muser);
 void mailward_user_set_imap_id(struct mailward_user *muser,
 			       const char *const *pairs, unsigned int count);
 /* Registers the session's device from what is known now (explicit field
-   or network) if that was deferred to wait for an IMAP ID. */
+   or network) if that was deferred to wait for an IMAP ID, and records
+   what waited for it. */
 void mailward_user_device_resolve(struct mailward_user *muser);
+/* While the IMAP device is pending: keeps a body fetch (msg_guid set) or
+   sync summary (msg_guid NULL) of mbox_guid for the device the session
+   turns out to be and returns TRUE. Returns FALSE when no device is
+   pending (the caller records it for muser->device itself); when too
+   many records wait, the device is resolved first. */
+bool mailward_user_pending_add(struct mailward_user *muser,
+			       const char *mbox_guid, const char *msg_guid,
+			       uint32_t uid, uint32_t uidvalidity,
+			       uint32_t highest_uid, uint64_t highest_modseq);
 /* The batch of the current command, begun on first use; NULL when the
    state store is off. */
 struct mw_batch *mailward_state_batch(struct mailward_user *muser);

@@ -183,15 +183,24 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	struct mw_batch *batch;
 	const char *guid, *mbox_guid;
 
-	if (!muser->device_registered || muser->store == NULL)
-		return;
-	batch = mailward_state_batch(muser);
-	if (batch == NULL)
+	if ((!muser->device_registered && !muser->device_pending) ||
+	    muser->store == NULL)
 		return;
 	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
 		return;
 	mbox_guid = mailward_mailbox_guid(muser, mail->box);
 	if (mbox_guid == NULL)
+		return;
+	if (mailward_user_pending_add(muser, mbox_guid, guid, mail->uid,
+				      0, 0, 0)) {
+		/* recorded for the device the session turns out to be */
+		muser->imap_body_fetches++;
+		return;
+	}
+	if (!muser->device_registered)
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL)
 		return;
 	mw_batch_msg_update(batch, muser->device.dev_no, mbox_guid, guid,
 			    mail->uid, MW_MSG_RETRIEVED, ioloop_time);
