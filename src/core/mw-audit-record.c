@@ -88,11 +88,15 @@ static char static_error[512];
 #define fail_static mw_audit_fail_static
 int mw_audit_fail_static(const char **error_r, const char *fmt, ...)
 {
+	char tmp[sizeof(static_error)];
 	va_list args;
 
+	/* format into a copy first: an argument may be static_error itself
+	   (passing on an error of another core function) */
 	va_start(args, fmt);
-	vsnprintf(static_error, sizeof(static_error), fmt, args);
+	vsnprintf(tmp, sizeof(tmp), fmt, args);
 	va_end(args);
+	memcpy(static_error, tmp, sizeof(static_error));
 	*error_r = static_error;
 	return -1;
 }

@@ -3,6 +3,8 @@
 
 #include "mw-audit-verify.h"
 #include "mw-audit.h"
+#include "mw-audit-private.h"
+#include "mw-util.h"
 #include "mw-json.h"
 
 #include <errno.h>
@@ -184,6 +186,17 @@ static int verr(struct verifier *v, const char **error_r, const char *fmt,
 	va_end(args);
 	*error_r = v->error;
 	return -1;
+}
+
+/* an input file cannot be opened: what (role), where, why */
+static int verr_open(struct verifier *v, const char **error_r,
+		     const char *role, const char *path, int err)
+{
+	char hint[MW_HINT_MAX];
+
+	return verr(v, error_r, "%s %s: open failed: %s%s", role, path,
+		    strerror(err), mw_access_hint(path, err, hint,
+						  sizeof(hint)));
 }
 
 static bool checkpoint_sig_ok(struct verifier *v)
@@ -435,8 +448,7 @@ static int load_kept(struct verifier *v, const char *path,
 
 	f = fopen(path, "re");
 	if (f == NULL)
-		return verr(v, error_r, "fopen(%s) failed: %s", path,
-			    strerror(errno));
+		return verr_open(v, error_r, "checkpoint file", path, errno);
 	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
 		fclose(f);
 		return verr(v, error_r, "out of memory");
@@ -498,8 +510,7 @@ static int verify_file(struct verifier *v, const char *path, bool last,
 
 	f = fopen(path, "re");
 	if (f == NULL)
-		return verr(v, error_r, "fopen(%s) failed: %s", path,
-			    strerror(errno));
+		return verr_open(v, error_r, "log file", path, errno);
 	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
 		fclose(f);
 		return verr(v, error_r, "out of memory");
@@ -608,6 +619,7 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 	unsigned int i;
 	int ret = -1;
 
+	*error_r = NULL;
 	memset(result, 0, sizeof(*result));
 	memset(&v, 0, sizeof(v));
 	v.opts = opts;
@@ -618,7 +630,7 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 	if (opts->key_path != NULL) {
 		if (mw_audit_key_load(opts->key_path, &v.key_epoch, v.key,
 				      &kerr) < 0) {
-			verr(&v, error_r, "%s", kerr);
+			verr(&v, error_r, "verify key file: %s", kerr);
 			goto out;
 		}
 		v.have_key = true;
@@ -628,8 +640,8 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 		FILE *f = fopen(opts->pubkey_path, "re");
 
 		if (f == NULL) {
-			verr(&v, error_r, "fopen(%s) failed: %s",
-			     opts->pubkey_path, strerror(errno));
+			verr_open(&v, error_r, "public key file",
+				  opts->pubkey_path, errno);
 			goto out;
 		}
 		v.pub = PEM_read_PUBKEY(f, NULL, NULL, NULL);
@@ -658,6 +670,10 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 	finish(&v);
 	ret = 0;
 out:
+	/* the error may be in v, which lives on this stack frame */
+	if (ret < 0)
+		(void)mw_audit_fail_static(error_r, "%s", *error_r != NULL ?
+					   *error_r : "unknown error");
 	verifier_free(&v);
 	return ret;
 }

@@ -8,6 +8,7 @@
 
 #include "mw-audit.h"
 #include "mw-audit-private.h"
+#include "mw-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -247,16 +248,20 @@ static int fsync_parent_dir(const char *path)
 int mw_audit_key_load(const char *path, uint32_t *epoch_r,
 		      uint8_t key[MW_AUDIT_KEY_LEN], const char **error_r)
 {
-	char buf[MW_AUDIT_KEY_FILE_MAX + 1];
+	char buf[MW_AUDIT_KEY_FILE_MAX + 1], hint[MW_HINT_MAX];
 	unsigned long long epoch;
 	char *p, *end;
 	ssize_t n;
 	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail_static(error_r, "open(%s) failed: %s", path,
-				   strerror(errno));
+	if (fd < 0) {
+		int err = errno;
+
+		return fail_static(error_r, "open(%s) failed: %s%s", path,
+				   strerror(err), mw_access_hint(path, err,
+				   hint, sizeof(hint)));
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0)
@@ -859,13 +864,18 @@ static int open_log_fd(struct mw_audit_writer *w, bool excl,
 		       const char **error_r)
 {
 	struct stat st;
+	char hint[MW_HINT_MAX];
 	int fd;
 
 	fd = open(w->log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
 		  (excl ? O_EXCL : 0), 0600);
-	if (fd < 0)
-		return wfail(w, error_r, "open(%s) failed: %s", w->log_path,
-			     strerror(errno));
+	if (fd < 0) {
+		int err = errno;
+
+		return wfail(w, error_r, "open(%s) failed: %s%s", w->log_path,
+			     strerror(err), mw_access_hint(w->log_path, err,
+			     hint, sizeof(hint)));
+	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return wfail(w, error_r, "%s is not a regular file",
@@ -1166,10 +1176,15 @@ static int load_sign_key(struct mw_audit_writer *w, const char *path,
 			 const char **error_r)
 {
 	FILE *f = fopen(path, "re");
+	char hint[MW_HINT_MAX];
 
-	if (f == NULL)
-		return wfail(w, error_r, "fopen(%s) failed: %s", path,
-			     strerror(errno));
+	if (f == NULL) {
+		int err = errno;
+
+		return wfail(w, error_r, "fopen(%s) failed: %s%s", path,
+			     strerror(err), mw_access_hint(path, err, hint,
+							   sizeof(hint)));
+	}
 	w->sign_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
 	if (w->sign_key == NULL ||
@@ -1321,7 +1336,8 @@ int mw_audit_writer_open(const char *log_path, const char *key_path,
 
 	if (mw_audit_key_load(key_path, &w->epoch, w->key, &kerr) < 0) {
 		writer_free(w);
-		return fail_static(error_r, "%s", kerr);
+		*error_r = kerr; /* already in the static error buffer */
+		return -1;
 	}
 	if (load_sign_key(w, sign_key_path, error_r) < 0 ||
 	    open_log_fd(w, false, error_r) < 0 ||

@@ -2,9 +2,14 @@
 
 #include "mw-util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -264,6 +269,57 @@ time_t mw_time_from_u64(uint64_t v)
 uint32_t mw_add_u32_sat(uint32_t a, uint32_t b)
 {
 	return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+const char *mw_access_hint(const char *path, int err, char *out,
+			   size_t outsize)
+{
+	struct mw_buf buf;
+	struct stat st;
+	int saved_errno = errno;
+
+	mw_buf_init(&buf, out, outsize);
+	if (err != EACCES && err != EPERM)
+		return out;
+	mw_buf_printf(&buf, " (process uid %ld gid %ld; ", (long)geteuid(),
+		      (long)getegid());
+	mw_buf_append_literal(&buf, path);
+	if (stat(path, &st) < 0) {
+		/* name the first directory on the way that is not
+		   searchable */
+		char dir[PATH_MAX];
+		size_t i, len = strlen(path);
+		bool found = false;
+
+		for (i = 1; i < len && i < sizeof(dir); i++) {
+			if (path[i] != '/')
+				continue;
+			memcpy(dir, path, i);
+			dir[i] = '\0';
+			if (faccessat(AT_FDCWD, dir, X_OK, AT_EACCESS) < 0 &&
+			    stat(dir, &st) == 0) {
+				found = true;
+				break;
+			}
+		}
+		if (found) {
+			mw_buf_printf(&buf, ": directory ");
+			mw_buf_append_literal(&buf, dir);
+			mw_buf_printf(&buf, " owned by uid %ld gid %ld mode "
+				      "0%03o is not searchable)",
+				      (long)st.st_uid, (long)st.st_gid,
+				      (unsigned int)(st.st_mode & 07777));
+		} else {
+			mw_buf_printf(&buf, ": stat failed: %s)",
+				      strerror(errno));
+		}
+	} else {
+		mw_buf_printf(&buf, " owned by uid %ld gid %ld mode 0%03o)",
+			      (long)st.st_uid, (long)st.st_gid,
+			      (unsigned int)(st.st_mode & 07777));
+	}
+	errno = saved_errno;
+	return out;
 }
 
 bool mw_ascii_strcaseeq(const char *a, const char *b)

@@ -98,6 +98,17 @@ time_t mw_time_from_u64(uint64_t v);
 /* Saturating u32 addition (counters). */
 uint32_t mw_add_u32_sat(uint32_t a, uint32_t b);
 
+/* Why an access to path failed with errno err, for error messages: for
+   EACCES/EPERM writes " (process uid U gid G; PATH owned by uid X gid Y
+   mode 0NNN)" (or "; PATH: directory D owned by ... is not searchable"
+   when a directory on the way blocks it), for
+   other errors an empty string. PATH is shown escaped (mw_sanitize()).
+   out[outsize] (outsize >= 1) always ends up NUL-terminated; returns
+   out. Reads errno-independent state only: errno is preserved. */
+#define MW_HINT_MAX 512
+const char *mw_access_hint(const char *path, int err, char *out,
+			   size_t outsize);
+
 /* ASCII-only case-insensitive equality (locale independent). */
 bool mw_ascii_strcaseeq(const char *a, const char *b);
 

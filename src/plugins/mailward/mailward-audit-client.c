@@ -9,6 +9,7 @@
 #include "str-sanitize.h"
 #include "time-util.h"
 #include "mailward-audit-client.h"
+#include "mw-util.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -282,7 +283,13 @@ static int audit_connect(struct mailward_audit_client *client,
 	client->fd = net_connect_unix_with_retries(client->socket_path,
 						   I_MIN(left, 1000));
 	if (client->fd == -1) {
-		audit_set_error(client, "connect() failed: %m");
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		/* EACCES: say who tried and who owns the socket */
+		audit_set_error(client, "connect() failed: %s%s",
+				strerror(err), mw_access_hint(
+				client->socket_path, err, hint, sizeof(hint)));
 		return AUDIT_IO_FAILED;
 	}
 	client->conn_e_lines = 0;
