@@ -106,7 +106,12 @@ class Sandbox:
     def __init__(self, users=None, plugin=None, extra_conf="",
                  app_passwords=None,
                  protocols="imap pop3", log_debug=True, root=None,
-                 mail_plugins=True, audit=False, audit_args=""):
+                 mail_plugins=True, audit=False, audit_args="",
+                 plugins=()):
+        """plugins: Dovecot's own mail plugins to load besides mailward,
+        e.g. ["acl", "imap_acl"]: imap_* ones in IMAP only, pop3_* ones
+        in POP3 only, the others in every protocol (Dovecot orders them
+        by their lib number, so they load before mailward)."""
         self.uid, self.gid = ensure_test_user()
         self.dir = root or tempfile.mkdtemp(prefix="mailward-sbx-")
         os.chmod(self.dir, 0o755)
@@ -119,6 +124,7 @@ class Sandbox:
         self.have_v6 = _have_ipv6()
         self.plugin = dict(plugin or {})
         self.extra_conf = extra_conf
+        self.plugins = list(plugins)
         self.protocols = protocols
         self.log_debug = log_debug
         self.mail_plugins = mail_plugins
@@ -172,6 +178,32 @@ class Sandbox:
         if not os.path.exists(os.path.join(MODULES,
                                            "lib20_mailward_plugin.so")):
             raise RuntimeError("plugins not built in %s: run make" % MODULES)
+        # Dovecot's own plugins: mail_plugin_dir is one directory
+        for plugin in self.plugins:
+            suffix = "_%s_plugin.so" % plugin
+            found = [n for n in os.listdir(STOCK_MODULES)
+                     if n.startswith("lib") and n.endswith(suffix) and
+                     n[3:-len(suffix)].isdigit()]
+            if not found:
+                raise RuntimeError("Dovecot plugin %s not in %s" %
+                                   (plugin, STOCK_MODULES))
+            link = os.path.join(self.moddir, found[0])
+            if not os.path.exists(link):
+                os.symlink(os.path.join(STOCK_MODULES, found[0]), link)
+
+    def _mail_plugins(self, protocol=None):
+        """The mail_plugins value of all protocols (protocol None) or the
+        extra ones of one protocol."""
+        if protocol is None:
+            names = [p for p in self.plugins
+                     if not p.startswith(("imap_", "pop3_"))]
+            names += ["mailward"] if self.mail_plugins else []
+        else:
+            names = [p for p in self.plugins
+                     if p.startswith(protocol + "_")]
+            names += (["%s_mailward" % protocol] if self.mail_plugins
+                      else [])
+        return " ".join(["$mail_plugins"] + names)
 
     def _passwd_line(self, user, fields):
         extra = " ".join("userdb_%s=%s" % (k, v) for k, v in fields.items())
@@ -296,12 +328,9 @@ class Sandbox:
     def write_config(self):
         plugin_lines = "\n".join("  %s = %s" % kv for kv in
                                  self.plugin.items())
-        mp_all = "$mail_plugins mailward" if self.mail_plugins else \
-            "$mail_plugins"
-        mp_pop3 = "$mail_plugins pop3_mailward" if self.mail_plugins else \
-            "$mail_plugins"
-        mp_imap = "$mail_plugins imap_mailward" if self.mail_plugins else \
-            "$mail_plugins"
+        mp_all = self._mail_plugins()
+        mp_pop3 = self._mail_plugins("pop3")
+        mp_imap = self._mail_plugins("imap")
         debug = "log_debug = category=mailward\n" if self.log_debug else ""
         app_passdbs = "".join(
             "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN "

@@ -121,6 +121,9 @@ struct mailward_transaction {
 	const char *cause;
 	/* expunges refused (hold / imap_expunge=deny): rolls back */
 	unsigned int refused;
+	/* copies saved here whose move (or lazy_expunge copy) mailward
+	   refuses or suppresses in the source: the commit saves nothing */
+	unsigned int kept_move_copies;
 	const char *refuse_reason;
 	/* expunges mailward itself decided (policy, delay, admin) */
 	bool policy_expunge;

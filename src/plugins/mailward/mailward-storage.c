@@ -294,8 +294,8 @@ static const char *mailward_refuse_reason(struct mailward_user *muser)
 {
 	if (muser->set.hold)
 		return "Mailbox is under legal hold (mailward_hold): "
-			"messages cannot be expunged";
-	return "Expunging is not allowed for this user "
+			"messages cannot be expunged or moved";
+	return "Expunging or moving is not allowed for this user "
 		"(mailward_imap_expunge=deny)";
 }
 
@@ -365,6 +365,41 @@ mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
 	} T_END;
 }
 
+/* TRUE if Dovecot's own POP3 DELE may go ahead: client policy, not
+   held, not fail-safe (otherwise the message stays on the server) */
+static bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser)
+{
+	return muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+		mailward_user_may_expunge(muser);
+}
+
+/* TRUE if an expunge requested by a client or a tool in this mailbox is
+   refused, and the requester told so (hold, imap_expunge=deny) */
+static bool
+mailward_expunge_refused(struct mailward_user *muser)
+{
+	return muser->set.hold ||
+		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
+		 strcmp(muser->user->service, "imap") == 0);
+}
+
+/* TRUE if mailward will not let the expunge of this mail happen: it is
+   refused or, for a POP3 DELE, suppressed. A move whose expunge half does
+   not happen must leave no copy (see mailward_copy()). */
+static bool mailward_mail_expunge_kept(struct mail *mail)
+{
+	struct mailward_user *muser = mailward_box_user(mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(mail->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(mail->transaction);
+
+	if (muser == NULL || mbox == NULL || mt == NULL || mail->expunged ||
+	    mt->policy_expunge)
+		return FALSE;
+	if (mbox->pop3_session)
+		return !mailward_pop3_dele_goes_ahead(muser);
+	return mailward_expunge_refused(muser);
+}
+
 /* A POP3 DELE that Dovecot carries out at QUIT, by expunge or (with
    pop3_deleted_flag and pop3_delete_type=flag) by adding a keyword that
    hides the message from every POP3 listing. Records the DELE for this
@@ -385,8 +420,7 @@ mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
 		s->dele_count++;
 		muser->audit_deleted++;
 	}
-	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
-	    mailward_user_may_expunge(muser)) {
+	if (mailward_pop3_dele_goes_ahead(muser)) {
 		if (msg != NULL && !by_flag)
 			msg->client_expunged = TRUE;
 		if (by_flag && muser->audit != NULL) T_BEGIN {
@@ -488,9 +522,7 @@ static void mailward_mail_expunge(struct mail *_mail)
 		}
 		return;
 	}
-	if (muser->set.hold ||
-	    (muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
-	     strcmp(muser->user->service, "imap") == 0)) {
+	if (mailward_expunge_refused(muser)) {
 		mt->refused++;
 		mt->refuse_reason = mailward_refuse_reason(muser);
 		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
@@ -535,6 +567,27 @@ mailward_transaction_begin(struct mailbox *box,
 	mt = i_new(struct mailward_transaction, 1);
 	MODULE_CONTEXT_SET(t, mailward_storage_module, mt);
 	return t;
+}
+
+/* A copy into this mailbox. When it is the first half of a move (IMAP
+   MOVE, doveadm move, lazy_expunge's copy of an expunged message) whose
+   expunge half mailward refuses or suppresses, the copy must not stay:
+   it is counted here and the destination transaction is rolled back at
+   commit. Dovecot commits the destination before the source's expunges
+   (and lazy_expunge's transaction_commit wraps mailward's), so this is
+   the point where nothing has been committed yet. */
+static int mailward_copy(struct mail_save_context *ctx, struct mail *mail)
+{
+	struct mailbox_transaction_context *t = ctx->transaction;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	bool kept = ctx->moving && mailward_mail_expunge_kept(mail);
+
+	if (mbox->module_ctx.super.copy(ctx, mail) < 0)
+		return -1;
+	if (kept && mt != NULL)
+		mt->kept_move_copies++;
+	return 0;
 }
 
 static void mailward_transaction_free(struct mailward_transaction *mt)
@@ -614,6 +667,42 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 	struct mailward_user *muser = mailward_box_user(box);
 	int ret;
 
+	if (mt->kept_move_copies > 0) {
+		/* copies of messages whose move mailward refused or
+		   suppressed: the destination stays unchanged (RFC 3501:
+		   a failed COPY leaves it so; MOVE is defined on COPY) */
+		unsigned int kept = mt->kept_move_copies;
+		bool others = t->save_count != kept;
+
+		mbox->module_ctx.super.transaction_rollback(t);
+		mailward_transaction_free(mt);
+		if (others) {
+			/* also other saves: none commits, the source keeps
+			   its messages (the move fails as a whole) */
+			if (muser != NULL) {
+				e_error(muser->event, "%s: copies of %u kept "
+					"message(s) mixed with other saves: "
+					"nothing saved", mailbox_get_vname(box),
+					kept);
+			}
+			mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
+				"Messages cannot be moved out of a mailbox "
+				"whose messages are kept (mailward)");
+			return -1;
+		}
+		if (muser != NULL) {
+			e_debug(muser->event, "%s: %u copied message(s) not "
+				"saved: their move or expunge does not happen",
+				mailbox_get_vname(box), kept);
+		}
+		/* nothing was saved: the source transaction, committed
+		   next, refuses or suppresses the expunges and says so */
+		i_zero(changes_r);
+		changes_r->pool = pool_alloconly_create(
+			"mailward kept moves", 128);
+		p_array_init(&changes_r->saved_uids, changes_r->pool, 1);
+		return 0;
+	}
 	if (mt->refused > 0) {
 		/* never a silent no-op: the client is told */
 		const char *reason = t_strdup(mt->refuse_reason);
@@ -720,6 +809,7 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	v->transaction_begin = mailward_transaction_begin;
 	v->transaction_commit = mailward_transaction_commit;
 	v->transaction_rollback = mailward_transaction_rollback;
+	v->copy = mailward_copy;
 	if (mbox->pop3_session)
 		v->search_next_nonblock = mailward_search_next_nonblock;
 	MODULE_CONTEXT_SET(box, mailward_storage_module, mbox);
