@@ -13,7 +13,6 @@
 #include "ostream.h"
 #include "net.h"
 #include "str.h"
-#include "str-sanitize.h"
 #include "llist.h"
 #include "sleep.h"
 #include "time-util.h"
@@ -23,6 +22,7 @@
 #include "master-service-settings.h"
 
 #include "mw-audit.h"
+#include "mailward-display.h"
 
 #include <sys/stat.h>
 #include <time.h>
@@ -300,7 +300,7 @@ static int auditd_client_send(struct auditd_client *c, const char *line)
 
 static void auditd_client_error(struct auditd_client *c, const char *reason)
 {
-	const char *safe = str_sanitize(reason, 200);
+	const char *safe = mailward_display(reason, 200);
 
 	i_error("client %s: %s", c->label, safe);
 	if (auditd_client_send(c, t_strconcat("ERROR\t", safe, NULL)) == 0)
@@ -357,7 +357,7 @@ static int auditd_event(struct auditd_client *c, const char *body,
 	if (c->lost)
 		return 0;
 	if (mw_audit_body_validate(body, len, &error) < 0) {
-		const char *safe = str_sanitize(error, 200);
+		const char *safe = mailward_display(error, 200);
 
 		c->rejects++;
 		i_error("client %s: rejected event body #%llu: %s",
@@ -521,7 +521,7 @@ static void auditd_client_answer(struct auditd_client *c)
 		return;
 	if (c->lost) {
 		reason = writer_error != NULL ?
-			str_sanitize(writer_error, 400) :
+			mailward_display(writer_error, 400) :
 			"audit writer unavailable";
 	} else {
 		i_assert(c->last_serial <= durable_serial);

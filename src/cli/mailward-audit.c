@@ -4,6 +4,7 @@
 #include "mw-audit.h"
 #include "mw-audit-verify.h"
 #include "mw-json.h"
+#include "mw-util.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,40 @@ static void usage(FILE *out)
 "exit: 0 pass/ok, 1 fail (tampered) or no match, 2 usage, 3 I/O error,\n"
 "      4 pass with a torn tail (crash artefact)\n",
 		progname, progname, progname, progname);
+}
+
+/* Human-facing output (text, CSV) goes through the core's one escaping
+   rule (mw_escape_item()): no control, format or direction character
+   reaches a terminal or spreadsheet. JSON output stays byte-exact. */
+static void put_escaped(FILE *out, const char *data, size_t len,
+			const char *extra)
+{
+	char esc[MW_ESC_ITEM_MAX + 1];
+	size_t n, esc_len;
+
+	while (len > 0) {
+		n = mw_escape_item(data, len, 0, extra, esc, &esc_len);
+		if (esc_len > 0)
+			fwrite(esc, 1, esc_len, out);
+		else
+			fwrite(data, 1, n, out);
+		data += n;
+		len -= n;
+	}
+}
+
+static void puts_escaped(FILE *out, const char *str)
+{
+	put_escaped(out, str, strlen(str), NULL);
+}
+
+/* "mailward-audit: <what>: <error>" on stderr, the error escaped (it may
+   quote paths or log content) */
+static void print_error(const char *what, const char *error)
+{
+	fprintf(stderr, "%s: %s: ", progname, what);
+	puts_escaped(stderr, error);
+	putc('\n', stderr);
 }
 
 static int parse_u64(const char *s, uint64_t *v_r)
@@ -77,7 +112,7 @@ static int cmd_keygen(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (mw_audit_keygen(dir, force, &error) < 0) {
-		fprintf(stderr, "%s: keygen: %s\n", progname, error);
+		print_error("keygen", error);
 		return EXIT_IO;
 	}
 	printf("%s/writer.key      writer's evolving MAC key (epoch 1), for the "
@@ -97,10 +132,13 @@ static void print_result_text(const struct mw_audit_verify_result *r,
 			      const char *const *paths, bool quiet)
 {
 	if (r->status == MW_AUDIT_VERIFY_FAIL) {
-		printf("FAIL: %s at seq %llu (%s, byte offset %llu): %s\n",
-		       mw_audit_fail_reason_name(r->reason),
-		       (unsigned long long)r->bad_seq, paths[r->bad_file],
-		       (unsigned long long)r->bad_offset, r->message);
+		printf("FAIL: %s at seq %llu (", mw_audit_fail_reason_name(
+		       r->reason), (unsigned long long)r->bad_seq);
+		puts_escaped(stdout, paths[r->bad_file]);
+		printf(", byte offset %llu): ",
+		       (unsigned long long)r->bad_offset);
+		puts_escaped(stdout, r->message);
+		putc('\n', stdout);
 		if (r->records > 0 && !quiet)
 			printf("verified before the failure: seq %llu..%llu\n",
 			       (unsigned long long)r->first_seq,
@@ -134,12 +172,14 @@ static void print_result_text(const struct mw_audit_verify_result *r,
 	if (r->kept_checkpoints_matched > 0)
 		printf("kept checkpoints matched: %llu\n",
 		       (unsigned long long)r->kept_checkpoints_matched);
-	if (r->torn)
-		printf("crash artefact (torn tail %llu bytes) at %s byte "
-		       "offset %llu: not a record; the writer moves it aside "
-		       "at its next start\n",
-		       (unsigned long long)r->torn_bytes, paths[r->torn_file],
+	if (r->torn) {
+		printf("crash artefact (torn tail %llu bytes) at ",
+		       (unsigned long long)r->torn_bytes);
+		puts_escaped(stdout, paths[r->torn_file]);
+		printf(" byte offset %llu: not a record; the writer moves it "
+		       "aside at its next start\n",
 		       (unsigned long long)r->torn_offset);
+	}
 }
 
 static void json_kv_u64(struct mw_json_buf *b, const char *k, uint64_t v)
@@ -264,7 +304,7 @@ static int cmd_verify(int argc, char **argv)
 	if (mw_audit_verify_files((const char *const *)argv + optind,
 				  (unsigned int)(argc - optind), &opts, &res,
 				  &error) < 0) {
-		fprintf(stderr, "%s: verify: %s\n", progname, error);
+		print_error("verify", error);
 		free(cpfiles);
 		return EXIT_IO;
 	}
@@ -386,31 +426,30 @@ static bool filter_match(const struct filter *flt,
 
 enum output_mode { OUT_LINES, OUT_CSV, OUT_JSON };
 
-/* CSV cell per RFC 4180, with spreadsheet formula injection defused:
-   a cell starting with = + - @ TAB or CR gets a leading '. Bytes that
-   are not valid UTF-8 and controls other than TAB/CR/LF are shown as
-   \xNN (export is a view; the log is the evidence). */
+/* CSV cell per RFC 4180 and OWASP's CSV injection advice: always
+   quoted, '"' doubled; a cell starting with = + - @ TAB or CR gets a
+   leading '; controls, DEL, C1, format/direction characters and invalid
+   UTF-8 are shown as \xNN (mw_escape_item()), and so is '\\' itself, so
+   the cell stays reversible (export is a view; the log is the evidence). */
 static void csv_cell(FILE *out, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, n;
+	char esc[MW_ESC_ITEM_MAX + 1];
+	size_t n, esc_len;
 
 	putc('"', out);
-	if (len > 0 && (p[0] == '=' || p[0] == '+' || p[0] == '-' ||
-			p[0] == '@' || p[0] == '\t' || p[0] == '\r'))
+	if (len > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' ||
+			s[0] == '@' || s[0] == '\t' || s[0] == '\r'))
 		putc('\'', out);
-	while (i < len) {
-		n = mw_json_utf8_seq_len(p + i, len - i);
-		if (n == 0 || (p[i] < 0x20 && p[i] != '\t' && p[i] != '\r' &&
-			       p[i] != '\n') || p[i] == 0x7f) {
-			fprintf(out, "\\x%02x", p[i]);
-			i++;
-			continue;
-		}
-		if (p[i] == '"')
-			putc('"', out);
-		fwrite(p + i, 1, n, out);
-		i += n;
+	while (len > 0) {
+		n = mw_escape_item(s, len, 0, "\\", esc, &esc_len);
+		if (esc_len > 0)
+			fwrite(esc, 1, esc_len, out);
+		else if (s[0] == '"')
+			fputs("\"\"", out);
+		else
+			fwrite(s, 1, n, out);
+		s += n;
+		len -= n;
 	}
 	putc('"', out);
 }
@@ -547,9 +586,13 @@ static int cmd_select(int argc, char **argv, bool export)
 				if (mode == OUT_JSON)
 					fputs(matches == 1 ? "\n" : ",\n",
 					      stdout);
-				fwrite(line, 1, len, stdout);
-				if (mode == OUT_LINES)
+				if (mode == OUT_JSON) {
+					/* exact bytes of the record */
+					fwrite(line, 1, len, stdout);
+				} else {
+					put_escaped(stdout, line, len, NULL);
 					putc('\n', stdout);
+				}
 			}
 		}
 		if (ret < 0) {

@@ -56,22 +56,24 @@ int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
 	return hex[size * 2] == '\0' ? 0 : -1;
 }
 
-size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r)
+size_t mw_utf8_seq_len_n(const unsigned char *p, size_t len,
+			 uint32_t *cp_r)
 {
 	uint32_t cp, min;
-	size_t len, i;
+	size_t n, i;
 
-	if (p[0] < 0xc2 || p[0] > 0xf4)
+	if (len == 0 || p[0] < 0xc2 || p[0] > 0xf4)
 		return 0; /* ASCII, continuation, overlong lead or > U+10FFFF */
 	if (p[0] < 0xe0) {
-		len = 2; cp = p[0] & 0x1f; min = 0x80;
+		n = 2; cp = p[0] & 0x1f; min = 0x80;
 	} else if (p[0] < 0xf0) {
-		len = 3; cp = p[0] & 0x0f; min = 0x800;
+		n = 3; cp = p[0] & 0x0f; min = 0x800;
 	} else {
-		len = 4; cp = p[0] & 0x07; min = 0x10000;
+		n = 4; cp = p[0] & 0x07; min = 0x10000;
 	}
-	for (i = 1; i < len; i++) {
-		/* stops at NUL: NUL is not a continuation byte */
+	if (len < n)
+		return 0;
+	for (i = 1; i < n; i++) {
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;
 		cp = (cp << 6) | (p[i] & 0x3f);
@@ -80,15 +82,62 @@ size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r)
 		return 0;
 	if (cp_r != NULL)
 		*cp_r = cp;
-	return len;
+	return n;
 }
 
-static bool utf8_cp_is_unsafe(uint32_t cp)
+size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r)
 {
-	return (cp >= 0x80 && cp <= 0x9f) ||
-		(cp >= 0x2028 && cp <= 0x202e) ||
-		(cp >= 0x2066 && cp <= 0x2069) ||
-		cp == 0xfeff;
+	/* a NUL is not a continuation byte: the bounded check stops there */
+	return mw_utf8_seq_len_n(p, 4, cp_r);
+}
+
+bool mw_cp_is_unsafe(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f ||
+		(cp >= 0x80 && cp <= 0x9f) ||		/* C1 controls */
+		cp == 0x061c ||				/* arabic letter mark */
+		cp == 0x180e ||				/* mongolian vowel sep. */
+		(cp >= 0x200b && cp <= 0x200f) ||	/* zero widths, LRM, RLM */
+		(cp >= 0x2028 && cp <= 0x202e) ||	/* separators, embeddings */
+		(cp >= 0x2060 && cp <= 0x206f) ||	/* word joiner, isolates,
+							   invisible operators */
+		cp == 0xfeff ||				/* BOM / ZWNBSP */
+		(cp >= 0xfff9 && cp <= 0xfffb) ||	/* interlinear annotation */
+		(cp >= 0xe0000 && cp <= 0xe007f);	/* tag characters */
+}
+
+size_t mw_escape_item(const void *data, size_t len, unsigned int flags,
+		      const char *extra, char esc[MW_ESC_ITEM_MAX + 1],
+		      size_t *esc_len_r)
+{
+	const unsigned char *p = data;
+	uint32_t cp;
+	size_t n, i;
+
+	*esc_len_r = 0;
+	if (p[0] >= 0x20 && p[0] < 0x7f) {
+		if (((flags & MW_ESC_QUOTES) != 0 &&
+		     (p[0] == '"' || p[0] == '\\')) ||
+		    (extra != NULL && strchr(extra, p[0]) != NULL))
+			n = 1;
+		else
+			return 1; /* copy */
+	} else {
+		n = p[0] < 0x80 ? 0 : mw_utf8_seq_len_n(p, len, &cp);
+		if (n > 0 && !mw_cp_is_unsafe(cp))
+			return n; /* copy */
+		if (n == 0)
+			n = 1; /* control, DEL or a byte of invalid UTF-8 */
+	}
+	for (i = 0; i < n; i++) {
+		esc[i * 4] = '\\';
+		esc[i * 4 + 1] = 'x';
+		esc[i * 4 + 2] = hexdigits[p[i] >> 4];
+		esc[i * 4 + 3] = hexdigits[p[i] & 0x0f];
+	}
+	esc[n * 4] = '\0';
+	*esc_len_r = n * 4;
+	return n;
 }
 
 void mw_buf_init(struct mw_buf *buf, char *data, size_t size)
@@ -114,65 +163,33 @@ static bool buf_put(struct mw_buf *buf, const void *data, size_t n)
 	return true;
 }
 
-static bool buf_put_hexbyte(struct mw_buf *buf, unsigned char c)
+static void buf_append(struct mw_buf *buf, const char *str,
+		       unsigned int flags, const char *extra)
 {
-	char esc[4] = { '\\', 'x', hexdigits[c >> 4], hexdigits[c & 0x0f] };
+	const char *p = str;
+	size_t left = strlen(str), n, esc_len;
+	char esc[MW_ESC_ITEM_MAX + 1];
 
-	return buf_put(buf, esc, sizeof(esc));
+	while (left > 0 && !buf->truncated) {
+		n = mw_escape_item(p, left, flags, extra, esc, &esc_len);
+		if (esc_len > 0)
+			buf_put(buf, esc, esc_len);
+		else
+			buf_put(buf, p, n);
+		p += n;
+		left -= n;
+	}
 }
 
 void mw_buf_append_escaped(struct mw_buf *buf, const char *str,
 			   const char *extra)
 {
-	const unsigned char *p = (const unsigned char *)str;
-	uint32_t cp;
-	size_t n, i;
-
-	while (*p != '\0' && !buf->truncated) {
-		if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\' &&
-		    (extra == NULL || strchr(extra, *p) == NULL)) {
-			buf_put(buf, p, 1);
-			p++;
-			continue;
-		}
-		n = *p < 0x80 ? 0 : mw_utf8_seq_len(p, &cp);
-		if (n > 0 && !utf8_cp_is_unsafe(cp)) {
-			buf_put(buf, p, n);
-			p += n;
-		} else if (n > 0) {
-			for (i = 0; i < n; i++)
-				buf_put_hexbyte(buf, p[i]);
-			p += n;
-		} else {
-			buf_put_hexbyte(buf, *p);
-			p++;
-		}
-	}
+	buf_append(buf, str, MW_ESC_QUOTES, extra);
 }
 
 void mw_buf_append_literal(struct mw_buf *buf, const char *str)
 {
-	const unsigned char *p = (const unsigned char *)str;
-	uint32_t cp;
-	size_t n, i;
-
-	while (*p != '\0' && !buf->truncated) {
-		if (*p >= 0x20 && *p < 0x7f) {
-			buf_put(buf, p, 1);
-			p++;
-			continue;
-		}
-		n = *p < 0x80 ? 0 : mw_utf8_seq_len(p, &cp);
-		if (n > 0 && !utf8_cp_is_unsafe(cp)) {
-			buf_put(buf, p, n);
-		} else {
-			if (n == 0)
-				n = 1;
-			for (i = 0; i < n; i++)
-				buf_put_hexbyte(buf, p[i]);
-		}
-		p += n;
-	}
+	buf_append(buf, str, 0, NULL);
 }
 
 size_t mw_sanitize(const char *str, char *out, size_t outsize)

@@ -32,18 +32,44 @@ int mw_hex_decode(const char *hex, unsigned char *out, size_t size);
    bytes at p are not one. p must be NUL-terminated or hold 4 bytes. If
    cp_r is non-NULL, the code point is stored there. */
 size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r);
+/* Same for the len bytes at p (may hold NULs): 0 also if the sequence is
+   cut off by the end. */
+size_t mw_utf8_seq_len_n(const unsigned char *p, size_t len,
+			 uint32_t *cp_r);
 
-/* Escaping rule used for all untrusted text (IMAP ID values, labels):
-   - printable ASCII 0x20..0x7e is copied, except '"', '\\' and the bytes in
-     extra (may be NULL), which become "\xNN" (lowercase hex);
-   - a well-formed UTF-8 sequence is copied unless its code point is a C1
-     control (U+0080..U+009F), a line/paragraph separator or bidi control
-     (U+2028..U+202E, U+2066..U+2069) or U+FEFF: then each byte becomes
-     "\xNN";
-   - every other byte (controls, 0x7f, invalid UTF-8) becomes "\xNN".
-   The result is printable ASCII/valid UTF-8 with no control characters.
-   Because '\\' is always escaped, the mapping is reversible (injective)
-   as long as nothing was truncated. */
+/* The code points that are never shown raw to a human (terminal,
+   spreadsheet, log file): C0 controls, DEL, C1 controls
+   (U+0080..U+009F), and the Unicode format and direction controls that
+   hide or reorder text: U+061C, U+180E, U+200B..U+200F,
+   U+2028..U+202E, U+2060..U+206F, U+FEFF, U+FFF9..U+FFFB and the tag
+   characters U+E0000..U+E007F. */
+bool mw_cp_is_unsafe(uint32_t cp);
+
+/* THE escaping rule of mailward for human-facing output and for untrusted
+   text (IMAP ID values, labels, mailbox names, Message-IDs, log lines):
+   - printable ASCII 0x20..0x7e is copied, except the bytes in extra (may
+     be NULL) and, with MW_ESC_QUOTES, '"' and '\\', which become "\xNN"
+     (lowercase hex);
+   - a well-formed UTF-8 sequence is copied unless its code point is
+     unsafe (mw_cp_is_unsafe()): then each of its bytes becomes "\xNN";
+   - every other byte (controls, DEL, invalid UTF-8) becomes "\xNN".
+   The result is printable ASCII/valid UTF-8 with no control, format or
+   direction character. With MW_ESC_QUOTES the mapping is reversible
+   (injective) as long as nothing was truncated; without it, text that
+   contains no "\x" of its own (JSON, already escaped labels) stays
+   unambiguous.
+
+   mw_escape_item() applies the rule to the next item of data[0..len)
+   (len >= 1): returns the number of input bytes it covers (>= 1) and sets
+   *esc_len_r to 0 if they are to be copied as they are, or to the length
+   of their escape written to esc (NUL-terminated). Every other escaping
+   function (mw_buf_*, mw_escape, mw_sanitize, the CLI's text and CSV
+   output, the doveadm and log output of the plugins) goes through it. */
+#define MW_ESC_QUOTES 0x01
+#define MW_ESC_ITEM_MAX 16
+size_t mw_escape_item(const void *data, size_t len, unsigned int flags,
+		      const char *extra, char esc[MW_ESC_ITEM_MAX + 1],
+		      size_t *esc_len_r);
 
 /* Bounded output buffer: appends never overflow; an item (character or
    escape) that does not fit entirely is dropped together with everything
@@ -57,15 +83,14 @@ struct mw_buf {
 
 /* Starts an empty string in data[size] (size >= 1). */
 void mw_buf_init(struct mw_buf *buf, char *data, size_t size);
-/* Appends str escaped per the rule above; extra as above. Reads str only
-   as far as needed (stops when the buffer is full). */
+/* Appends str escaped per the rule above with MW_ESC_QUOTES (reversible);
+   extra as above. */
 void mw_buf_append_escaped(struct mw_buf *buf, const char *str,
 			   const char *extra);
 /* Appends trusted or already-escaped text (format literals, numbers,
-   addresses, labels built by mw_device_describe()): printable ASCII
-   including '"' and '\\' and well-formed UTF-8 without the unsafe code
-   points above are copied as is; any other byte still becomes "\xNN", so
-   the buffer invariant always holds. Idempotent: clean text passes
+   addresses, labels built by mw_device_describe()): the rule above
+   without MW_ESC_QUOTES ('"' and '\\' copied), so the buffer invariant
+   always holds. Idempotent: clean text passes
    unchanged. Not reversible: use mw_buf_append_escaped() for untrusted
    values that must stay distinguishable. */
 void mw_buf_append_literal(struct mw_buf *buf, const char *str);

@@ -13,6 +13,7 @@
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "mailward-plugin.h"
+#include "mailward-display.h"
 #include "mw-audit.h"
 
 #include <stdio.h>
@@ -58,8 +59,7 @@ cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
 		i_error("mailward state store of user %s is not available%s%s",
 			user->username,
 			muser->fail_safe_reason == NULL ? "" : ": ",
-			muser->fail_safe_reason == NULL ? "" :
-			muser->fail_safe_reason);
+			mailward_display(muser->fail_safe_reason, 0));
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
 		return NULL;
 	}
@@ -104,17 +104,16 @@ cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx,
 	if (muser == NULL)
 		return -1;
 	set = &muser->set;
-	doveadm_print(user->username);
+	doveadm_print(mailward_display(user->username, 0));
 	doveadm_print(mw_pop3_policy_name(set->pop3_policy));
 	doveadm_print(mw_setting_source_name(set->pop3_policy_source));
 	doveadm_print(dec2str(set->expunge_delay_secs));
 	doveadm_print(set->hold ? "yes" : "no");
 	doveadm_print(set->imap_expunge == MW_IMAP_EXPUNGE_DENY ?
 		      "deny" : "allow");
-	doveadm_print(set->device == NULL ? "" : set->device);
+	doveadm_print(mailward_display(set->device, 0));
 	doveadm_print(muser->fail_safe ? "yes" : "no");
-	doveadm_print(muser->fail_safe_reason == NULL ? "" :
-		      muser->fail_safe_reason);
+	doveadm_print(mailward_display(muser->fail_safe_reason, 0));
 	return 0;
 }
 
@@ -150,10 +149,10 @@ static int devices_print_cb(const struct mw_device_rec *rec, void *context)
 	struct mail_user *user = context;
 
 	T_BEGIN {
-		doveadm_print(user->username);
+		doveadm_print(mailward_display(user->username, 0));
 		doveadm_print(rec->id_hex);
-		doveadm_print(rec->label);
-		doveadm_print(rec->protocol);
+		doveadm_print(mailward_display(rec->label, 0));
+		doveadm_print(mailward_display(rec->protocol, 0));
 		doveadm_print(time_str(rec->first_seen));
 		doveadm_print(time_str(rec->last_seen));
 		doveadm_print(dec2str(rec->sessions));
@@ -371,7 +370,8 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		mailbox_free(&box);
 		if (mbox_guid == NULL) {
 			i_error("mailward: mailbox %s of user %s not found",
-				ctx->mailbox, user->username);
+				mailward_display(ctx->mailbox, 0),
+				user->username);
 			doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
 			return -1;
 		}
@@ -410,10 +410,12 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		dctx.dev_no = row->dev_no;
 		(void)mw_store_device_iter(muser->store, device_lookup_cb,
 					   &dctx, &error);
-		doveadm_print(user->username);
+		doveadm_print(mailward_display(user->username, 0));
 		doveadm_print(dctx.found ? dctx.rec.id_hex : "");
-		doveadm_print(dctx.found ? dctx.rec.label : "");
-		doveadm_print(mailbox_name_by_guid(user, row->mailbox_guid));
+		doveadm_print(dctx.found ?
+			      mailward_display(dctx.rec.label, 0) : "");
+		doveadm_print(mailward_display(
+			mailbox_name_by_guid(user, row->mailbox_guid), 0));
 		doveadm_print(row->mailbox_guid);
 		doveadm_print(dec2str(row->retrieved));
 		doveadm_print(dec2str(row->deleted));
@@ -492,7 +494,7 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	}
 	e_info(muser->event, "device %s forgotten by doveadm: %s",
-	       rec.id_hex, rec.label);
+	       rec.id_hex, mailward_display(rec.label, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
@@ -504,9 +506,9 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 		if (mailward_audit_commit(muser, FALSE) < 0)
 			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 	}
-	doveadm_print(user->username);
+	doveadm_print(mailward_display(user->username, 0));
 	doveadm_print(rec.id_hex);
-	doveadm_print(rec.label);
+	doveadm_print(mailward_display(rec.label, 0));
 	return 0;
 }
 
@@ -543,7 +545,7 @@ static void expunge_print_cb(void *context, uint32_t uid, const char *guid,
 {
 	struct expunge_print_ctx *ctx = context;
 
-	doveadm_print(ctx->user->username);
+	doveadm_print(mailward_display(ctx->user->username, 0));
 	doveadm_print("INBOX");
 	doveadm_print(dec2str(uid));
 	doveadm_print(guid);

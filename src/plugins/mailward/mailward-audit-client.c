@@ -6,10 +6,10 @@
 #include "ioloop.h"
 #include "net.h"
 #include "str.h"
-#include "str-sanitize.h"
 #include "time-util.h"
 #include "mailward-audit-client.h"
 #include "mw-util.h"
+#include "mailward-display.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -175,7 +175,7 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 	if (mw_audit_body_build(ev, &buf, &error) < 0) {
 		e_error(client->event, "audit event %s not recorded: %s",
 			ev->str[MW_AF_EVENT] == NULL ? "(none)" :
-			str_sanitize(ev->str[MW_AF_EVENT], 64), error);
+			mailward_display(ev->str[MW_AF_EVENT], 64), error);
 	} else if (array_count(&client->queue) >=
 		   MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
 		   client->queue_bytes + buf.len >
@@ -430,7 +430,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 			    i != AUDIT_MAJOR) {
 				audit_set_error(client, "not a mailward audit "
 					"writer (protocol %u expected): %s",
-					AUDIT_MAJOR, str_sanitize(line, 80));
+					AUDIT_MAJOR, mailward_display(line, 80));
 				return AUDIT_IO_FAILED;
 			}
 			client->version_received = TRUE;
@@ -446,8 +446,8 @@ static int audit_flush_once(struct mailward_audit_client *client,
 				e_error(client->event, "writer %s rejected "
 					"record %s: %s (dropped)",
 					client->socket_path,
-					str_sanitize(bodies[i], 512),
-					str_sanitize(args[2], 200));
+					mailward_display(bodies[i], 512),
+					mailward_display(args[2], 200));
 			}
 			continue;
 		}
@@ -457,18 +457,18 @@ static int audit_flush_once(struct mailward_audit_client *client,
 				return AUDIT_IO_OK;
 			audit_set_error(client, "writer failed: %s",
 					args[3] == NULL ? "(no reason)" :
-					str_sanitize(args[3], 400));
+					mailward_display(args[3], 400));
 			return AUDIT_IO_FAILED;
 		}
 		if (strcmp(args[0], "ERROR") == 0) {
 			audit_set_error(client, "writer refused the "
 					"connection: %s",
 					args[1] == NULL ? "(no reason)" :
-					str_sanitize(args[1], 200));
+					mailward_display(args[1], 200));
 			return AUDIT_IO_FAILED;
 		}
 		audit_set_error(client, "unexpected reply: %s",
-				str_sanitize(line, 80));
+				mailward_display(line, 80));
 		return AUDIT_IO_FAILED;
 	}
 }

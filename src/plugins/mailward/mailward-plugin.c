@@ -16,6 +16,7 @@
 #include "mailward-plugin.h"
 #include "mw-imapid.h"
 #include "mw-audit.h"
+#include "mailward-display.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -72,7 +73,7 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 			muser->user->pool, reason);
 	}
 	e_error(muser->event, "%s - session is fail-safe: "
-		"policy expunges nothing", reason);
+		"policy expunges nothing", mailward_display(reason, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
@@ -136,7 +137,7 @@ mailward_device_event(enum mw_device_event event,
 	struct mailward_user *muser = context;
 
 	e_info(muser->event, "device %s %s: %s", rec->id_hex,
-	       device_event_name(event), rec->label);
+	       device_event_name(event), mailward_display(rec->label, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
@@ -423,13 +424,14 @@ void mailward_user_device_removed(struct mailward_user *muser,
 		/* warned and audited already */
 		e_info(muser->event, "device %s (%s) removed during this "
 		       "session: %s", muser->device.id_hex,
-		       muser->device.label, what);
+		       mailward_display(muser->device.label, 0), what);
 		return;
 	}
 	muser->device_removed = TRUE;
 	e_warning(muser->event, "device %s (%s) was removed from the state "
 		  "store during this session (evicted, expired or forgotten): "
-		  "%s", muser->device.id_hex, muser->device.label, what);
+		  "%s", muser->device.id_hex,
+		  mailward_display(muser->device.label, 0), what);
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
@@ -492,7 +494,7 @@ const char *mailward_mailbox_guid(struct mailward_user *muser,
 		return mbox->guid_hex;
 	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
 		e_error(muser->event, "Mailbox %s: GUID lookup failed: %s",
-			mailbox_get_vname(box),
+			mailward_display(mailbox_get_vname(box), 0),
 			mailbox_get_last_internal_error(box, NULL));
 		return NULL;
 	}
@@ -628,8 +630,8 @@ static void mailward_mail_user_created(struct mail_user *user)
 	for (i = 0; i < error_count; i++) {
 		e_error(muser->event,
 			"Invalid setting %s=%s for user %s: %s",
-			errors[i].name, errors[i].value, user->username,
-			errors[i].reason);
+			errors[i].name, mailward_display(errors[i].value, 256),
+			user->username, errors[i].reason);
 	}
 	if (error_count > 0) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(

@@ -11,6 +11,7 @@
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
+#include "mailward-display.h"
 
 struct expunge_target {
 	uint32_t uid;
@@ -41,7 +42,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 		return 0;
 	if (!mailward_user_may_expunge(muser)) {
 		e_info(muser->event, "%u %s expunge(s) in %s suppressed: %s",
-		       array_count(targets), cause, mailbox_get_vname(box),
+		       array_count(targets), cause,
+		       mailward_display(mailbox_get_vname(box), 0),
 		       muser->set.hold ? "legal hold (mailward_hold=yes)" :
 		       muser->fail_safe_reason);
 		muser->audit_suppressed += array_count(targets);
@@ -130,7 +132,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0) {
 		e_error(muser->event, "Policy expunge in %s failed "
-			"(messages kept): %s", mailbox_get_vname(box),
+			"(messages kept): %s",
+			mailward_display(mailbox_get_vname(box), 0),
 			mailbox_get_last_internal_error(box, NULL));
 		for (i = 0; i < array_count(targets); i++)
 			done[i] = FALSE;
@@ -138,7 +141,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	}
 	if (mailbox_sync(box, 0) < 0) {
 		e_error(muser->event, "Sync of %s after policy expunge "
-			"failed: %s", mailbox_get_vname(box),
+			"failed: %s",
+			mailward_display(mailbox_get_vname(box), 0),
 			mailbox_get_last_internal_error(box, NULL));
 	}
 	return count;
@@ -339,7 +343,7 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	if (ret > 0) {
 		e_info(muser->event, "expunged %d message(s) in %s whose "
 		       "delay has passed or that every device has", ret,
-		       mailbox_get_vname(box));
+		       mailward_display(mailbox_get_vname(box), 0));
 	}
 	pool_unref(&pool);
 	return ret;

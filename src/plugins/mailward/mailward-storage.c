@@ -10,6 +10,7 @@
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
+#include "mailward-display.h"
 
 #define MAILWARD_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailward_mail_module)
@@ -710,7 +711,8 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 		if (muser != NULL) {
 			e_info(muser->event, "Refused to expunge %u message(s) "
 			       "in %s: %s", mt->refused,
-			       mailbox_get_vname(box), reason);
+			       mailward_display(mailbox_get_vname(box), 0),
+			       reason);
 			(void)mailward_audit_commit(muser, FALSE);
 		}
 		mbox->module_ctx.super.transaction_rollback(t);
