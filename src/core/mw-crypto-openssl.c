@@ -25,16 +25,28 @@ int mw_random_bytes(void *buf, size_t size)
 
 void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
+	unsigned char md[EVP_MAX_MD_SIZE], md2[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0, md2_len = 0;
+	const char *slash = strchr(msg_guid, '/');
 
 	if (EVP_Digest(msg_guid, strlen(msg_guid), md, &md_len,
-		       EVP_sha256(), NULL) != 1 || md_len < MW_MSG_KEY_SIZE) {
+		       EVP_sha256(), NULL) != 1 || md_len < MW_MSG_KEY_SIZE ||
+	    (slash != NULL &&
+	     (EVP_Digest(msg_guid, slash - msg_guid, md2, &md2_len,
+			 EVP_sha256(), NULL) != 1 ||
+	      md2_len < MW_MSG_KEY_GUID_PART))) {
 		/* cannot happen with a working libcrypto; never crash */
 		memset(out, 0, MW_MSG_KEY_SIZE);
 		return;
 	}
-	memcpy(out, md, MW_MSG_KEY_SIZE);
+	if (slash == NULL) {
+		memcpy(out, md, MW_MSG_KEY_SIZE);
+		return;
+	}
+	/* "GUID/hash": GUID part first (see mw-store.h) */
+	memcpy(out, md2, MW_MSG_KEY_GUID_PART);
+	memcpy(out + MW_MSG_KEY_GUID_PART, md,
+	       MW_MSG_KEY_SIZE - MW_MSG_KEY_GUID_PART);
 }
 
 int mw_device_id(const unsigned char key[MW_DEVICE_KEY_SIZE],

@@ -20,7 +20,10 @@
    DB "mailboxes":   mailbox GUID[16] -> mailbox_no u32
    DB "mailbox_nos": mailbox_no u32 -> mailbox GUID[16]
    DB "summaries":   dev_no u16 + mailbox_no u32 -> uidvalidity u32,
-                     highest_uid u32, highestmodseq u64, time u64 */
+                     highest_uid u32, highestmodseq u64, time u64
+   Mailbox names (in "meta"): "mbname:" + name -> mailbox GUID[16], the
+                     GUID last seen for the name, so that records follow a
+                     mailbox whose GUID was regenerated (lost index). */
 
 #include "mw-store.h"
 #include "mw-util.h"
@@ -1710,6 +1713,167 @@ int mw_store_summary_get(struct mw_store *s, uint16_t dev_no,
 		return store_fail(s, error_r);
 	}
 	return 1;
+}
+
+/* ---- mailbox names ---- */
+
+#define MBNAME_PREFIX "mbname:"
+
+static int mbname_key(struct mw_store *s, const char *name,
+		      char buf[sizeof(MBNAME_PREFIX) + MW_MAILBOX_NAME_MAX])
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > MW_MAILBOX_NAME_MAX) {
+		store_set_error(s, "mailbox name of %zu bytes not supported",
+				len);
+		return -1;
+	}
+	memcpy(buf, MBNAME_PREFIX, strlen(MBNAME_PREFIX));
+	memcpy(buf + strlen(MBNAME_PREFIX), name, len + 1);
+	return 0;
+}
+
+int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
+			      char guid_hex_r[MW_MAILBOX_GUID_HEX_SIZE],
+			      const char **error_r)
+{
+	char kbuf[sizeof(MBNAME_PREFIX) + MW_MAILBOX_NAME_MAX];
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc;
+
+	if (mbname_key(s, name, kbuf) < 0 ||
+	    store_txn_begin(s, MDB_RDONLY, &txn) < 0)
+		return store_fail(s, error_r);
+	k.mv_size = strlen(kbuf);
+	k.mv_data = kbuf;
+	rc = mdb_get(txn, s->dbi_meta, &k, &v);
+	if (rc == 0 && v.mv_size != GUID_SIZE) {
+		store_set_error(s, "corrupt mailbox name record (%zu bytes)",
+				v.mv_size);
+		rc = MW_RC_FAILED;
+	}
+	if (rc == 0)
+		mw_hex_encode(v.mv_data, GUID_SIZE, guid_hex_r);
+	store_txn_abort(s, txn);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0) {
+		store_read_error(s, "reading mailbox name", rc);
+		return store_fail(s, error_r);
+	}
+	return 1;
+}
+
+struct mbname_ctx {
+	const char *key;
+	unsigned char old_guid[GUID_SIZE], new_guid[GUID_SIZE];
+	bool have_old;
+	int moved;
+};
+
+/* Deletes every record and summary of mailbox_no, of every device. */
+static int mailbox_records_delete(struct mw_store *s, MDB_txn *txn,
+				  uint32_t mailbox_no)
+{
+	struct mw_device_rec *recs;
+	unsigned char kb[MSG_DBKEY_SIZE];
+	MDB_val k = { sizeof(kb), kb };
+	unsigned int i, count;
+	int rc;
+
+	rc = devices_load(s, txn, &recs, &count);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < count && rc == 0; i++) {
+		msg_dbkey(kb, recs[i].dev_no, mailbox_no);
+		rc = mdb_del(txn, s->dbi_messages, &k, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		if (rc == 0)
+			rc = mdb_del(txn, s->dbi_summaries, &k, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	free(recs);
+	return rc;
+}
+
+static int mailbox_name_set_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
+{
+	struct mbname_ctx *ctx = _ctx;
+	MDB_val k = { strlen(ctx->key), (void *)ctx->key };
+	MDB_val v = { GUID_SIZE, ctx->new_guid };
+	MDB_val ok = { GUID_SIZE, ctx->old_guid }, nk;
+	unsigned char nobuf[4];
+	uint32_t old_no, new_no;
+	int rc;
+
+	ctx->moved = 0;
+	if (ctx->have_old &&
+	    memcmp(ctx->old_guid, ctx->new_guid, GUID_SIZE) != 0 &&
+	    (rc = mailbox_lookup(s, txn, ctx->old_guid, &old_no)) !=
+	    MDB_NOTFOUND) {
+		if (rc != 0)
+			return rc;
+		rc = mailbox_lookup(s, txn, ctx->new_guid, &new_no);
+		if (rc == MDB_NOTFOUND) {
+			/* the records stay under their number, which now
+			   belongs to the new GUID */
+			MDB_val nv = { 4, nobuf }, gv = { GUID_SIZE,
+							  ctx->new_guid };
+
+			mw_put_be32(nobuf, old_no);
+			nk.mv_size = 4;
+			nk.mv_data = nobuf;
+			if ((rc = mdb_del(txn, s->dbi_mailboxes, &ok,
+					  NULL)) != 0 ||
+			    (rc = mdb_put(txn, s->dbi_mailboxes, &v, &nv,
+					  0)) != 0 ||
+			    (rc = mdb_put(txn, s->dbi_mailbox_nos, &nk, &gv,
+					  0)) != 0)
+				return rc;
+			ctx->moved = 1;
+		} else if (rc == 0) {
+			/* the new GUID has records of its own already: the
+			   old mailbox's go (it no longer exists) */
+			if ((rc = mailbox_records_delete(s, txn, old_no)) != 0)
+				return rc;
+			mw_put_be32(nobuf, old_no);
+			nk.mv_size = 4;
+			nk.mv_data = nobuf;
+			if ((rc = mdb_del(txn, s->dbi_mailboxes, &ok,
+					  NULL)) != 0 ||
+			    (rc = mdb_del(txn, s->dbi_mailbox_nos, &nk,
+					  NULL)) != 0)
+				return rc;
+		} else {
+			return rc;
+		}
+	}
+	return mdb_put(txn, s->dbi_meta, &k, &v, 0);
+}
+
+int mw_store_mailbox_name_set(struct mw_store *s, const char *name,
+			      const char *old_guid_hex,
+			      const char *new_guid_hex, const char **error_r)
+{
+	char kbuf[sizeof(MBNAME_PREFIX) + MW_MAILBOX_NAME_MAX];
+	struct mbname_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	if (mbname_key(s, name, kbuf) < 0 ||
+	    parse_mailbox_guid(s, new_guid_hex, ctx.new_guid) < 0 ||
+	    (old_guid_hex != NULL &&
+	     parse_mailbox_guid(s, old_guid_hex, ctx.old_guid) < 0))
+		return store_fail(s, error_r);
+	ctx.key = kbuf;
+	ctx.have_old = old_guid_hex != NULL;
+	if (store_write(s, "recording mailbox name", mailbox_name_set_txn,
+			&ctx) < 0)
+		return store_fail(s, error_r);
+	return ctx.moved;
 }
 
 /* ---- batches ---- */

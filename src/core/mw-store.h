@@ -104,8 +104,14 @@ struct mw_store_stat {
 	unsigned int map_grows;	/* growths done by this handle */
 };
 
+/* Bytes of a "GUID/hash" message key that depend on the GUID alone. */
+#define MW_MSG_KEY_GUID_PART 4
 /* Message key of a message GUID: the first 8 bytes of SHA-256 of the GUID
-   string (as given, without NUL). */
+   string (as given, without NUL). An identity "GUID/hash" (a GUID that
+   several messages can share, such as mbox's header hash, plus a hash of
+   the message) gets the first MW_MSG_KEY_GUID_PART bytes of SHA-256 of
+   the GUID followed by the first bytes of SHA-256 of the whole string:
+   messages whose GUID part matches no key need no hash of the message. */
 void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE]);
 
 /* Opens (creating dir with missing parents 0700, and the environment) the
@@ -211,6 +217,27 @@ int mw_store_msg_iter(struct mw_store *store, int dev_no,
 int mw_store_summary_get(struct mw_store *store, uint16_t dev_no,
 			 const char *mailbox_guid_hex,
 			 struct mw_summary_rec *rec_r, const char **error_r);
+
+/* --- mailbox names --- */
+
+/* Longest mailbox name whose GUID is remembered. */
+#define MW_MAILBOX_NAME_MAX 400
+
+/* The GUID last recorded for mailbox name (any string of 1 to
+   MW_MAILBOX_NAME_MAX bytes) into guid_hex_r. Returns 1 found, 0 unknown,
+   -1 error (also for a name that is empty or too long). */
+int mw_store_mailbox_name_get(struct mw_store *store, const char *name,
+			      char guid_hex_r[MW_MAILBOX_GUID_HEX_SIZE],
+			      const char **error_r);
+/* Records that name is mailbox new_guid_hex now, in one write
+   transaction. old_guid_hex (NULL: none) is a GUID the caller knows no
+   longer exists as a mailbox (e.g. the name's previous GUID, regenerated
+   after its index was lost): its records and summaries become
+   new_guid_hex's when new_guid_hex has none yet, and are removed
+   otherwise. Returns 1 records were carried over, 0 not, -1 error. */
+int mw_store_mailbox_name_set(struct mw_store *store, const char *name,
+			      const char *old_guid_hex,
+			      const char *new_guid_hex, const char **error_r);
 
 /* --- writes: one transaction per batch --- */
 

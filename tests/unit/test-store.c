@@ -723,6 +723,70 @@ static void test_prune(void **state)
 	mw_store_unref(&s);
 }
 
+/* a mailbox whose GUID was regenerated keeps its records */
+static void test_mailbox_name_rebind(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1;
+	struct mw_summary_rec sum;
+	struct mw_batch *b;
+	char hex[MW_MAILBOX_GUID_HEX_SIZE], longname[MW_MAILBOX_NAME_MAX + 2];
+	unsigned char k1[MW_MSG_KEY_SIZE], k2[MW_MSG_KEY_SIZE];
+	const char *error;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	assert_int_equal(mw_store_mailbox_name_get(s, "INBOX", hex, &error), 0);
+	assert_int_equal(mw_store_mailbox_name_set(s, "INBOX", NULL, MBOX_A,
+						   &error), 0);
+	assert_int_equal(mw_store_mailbox_name_get(s, "INBOX", hex, &error), 1);
+	assert_string_equal(hex, MBOX_A);
+	add_msgs(s, d1.dev_no, MBOX_A, 5, 100);
+	b = mw_batch_begin(s);
+	mw_batch_summary_set(b, d1.dev_no, MBOX_A, 7, 5, 0, 100);
+	commit_ok(&b);
+
+	/* INBOX is MBOX_B now and MBOX_A is gone: the records follow */
+	assert_int_equal(mw_store_mailbox_name_set(s, "INBOX", MBOX_A, MBOX_B,
+						   &error), 1);
+	assert_int_equal(mw_store_mailbox_name_get(s, "INBOX", hex, &error), 1);
+	assert_string_equal(hex, MBOX_B);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 0);
+	assert_int_equal(count_msgs(s, -1, MBOX_B), 5);
+	assert_int_equal(mw_store_summary_get(s, d1.dev_no, MBOX_B, &sum,
+					      &error), 1);
+	assert_int_equal(sum.uidvalidity, 7);
+	/* again: nothing left to move */
+	assert_int_equal(mw_store_mailbox_name_set(s, "INBOX", MBOX_A, MBOX_B,
+						   &error), 0);
+
+	/* the new GUID has records of its own: the old ones go */
+	add_msgs(s, d1.dev_no, MBOX_C, 2, 100);
+	assert_int_equal(mw_store_mailbox_name_set(s, "INBOX", MBOX_B, MBOX_C,
+						   &error), 0);
+	assert_int_equal(count_msgs(s, -1, MBOX_B), 0);
+	assert_int_equal(count_msgs(s, -1, MBOX_C), 2);
+	assert_int_equal(count_msgs(s, -1, NULL), 2);
+
+	/* names out of range are errors, not crashes */
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(mw_store_mailbox_name_get(s, longname, hex, &error),
+			 -1);
+	assert_int_equal(mw_store_mailbox_name_set(s, "", NULL, MBOX_A,
+						   &error), -1);
+	assert_int_equal(mw_store_mailbox_name_set(s, "INBOX", NULL, "xyz",
+						   &error), -1);
+
+	/* "GUID/hash" keys share their first bytes with the GUID's key */
+	mw_msg_key("abc", k1);
+	mw_msg_key("abc/0123", k2);
+	assert_memory_equal(k1, k2, MW_MSG_KEY_GUID_PART);
+	mw_msg_key("abc/4567", k1);
+	assert_memory_not_equal(k1, k2, MW_MSG_KEY_SIZE);
+	mw_store_unref(&s);
+}
+
 static void test_summary_and_touch(void **state)
 {
 	struct fixture *f = *state;
@@ -1575,6 +1639,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msg_update_get, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_iter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mailbox_name_rebind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_summary_and_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_bound_device, setup, teardown),

@@ -18,7 +18,16 @@ int mw_random_bytes(void *buf, size_t size)
 void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE])
 {
 	unsigned char digest[SHA256_RESULTLEN];
+	const char *slash = strchr(msg_guid, '/');
 
 	sha256_get_digest(msg_guid, strlen(msg_guid), digest);
-	memcpy(out, digest, MW_MSG_KEY_SIZE);
+	if (slash == NULL) {
+		memcpy(out, digest, MW_MSG_KEY_SIZE);
+		return;
+	}
+	/* "GUID/hash": GUID part first (see mw-store.h) */
+	memcpy(out + MW_MSG_KEY_GUID_PART, digest,
+	       MW_MSG_KEY_SIZE - MW_MSG_KEY_GUID_PART);
+	sha256_get_digest(msg_guid, slash - msg_guid, digest);
+	memcpy(out, digest, MW_MSG_KEY_GUID_PART);
 }

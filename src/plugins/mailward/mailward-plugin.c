@@ -11,6 +11,7 @@
 #include "safe-memset.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
+#include "mailbox-list-iter.h"
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "mailward-plugin.h"
@@ -23,6 +24,8 @@
 
 /* records kept in memory while an IMAP session's device is pending */
 #define MAILWARD_PENDING_MAX 1000
+/* mailboxes looked at to tell whether a GUID is still in use */
+#define MAILWARD_GUID_SCAN_MAX 1000
 
 const char *mailward_plugin_version = DOVECOT_ABI_VERSION;
 
@@ -482,6 +485,89 @@ bool mailward_user_needs_sweep(struct mailward_user *muser)
 		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES;
 }
 
+/* 1 if some other mailbox of the user has this GUID (or that cannot be
+   told: too many mailboxes), 0 if none has */
+static int
+mailward_mailbox_guid_in_use(struct mailward_user *muser, struct mailbox *box,
+			     const char *guid_hex)
+{
+	static const char *const patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct mailbox_metadata metadata;
+	unsigned int count = 0;
+	int ret = 0;
+
+	iter = mailbox_list_iter_init_namespaces(muser->user->namespaces,
+		patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+		MAILBOX_LIST_ITER_SKIP_ALIASES |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while (ret == 0 && (info = mailbox_list_iter_next(iter)) != NULL) {
+		struct mailbox *other;
+
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0 ||
+		    strcmp(info->vname, mailbox_get_vname(box)) == 0)
+			continue;
+		if (++count > MAILWARD_GUID_SCAN_MAX) {
+			ret = 1;
+			break;
+		}
+		other = mailbox_alloc(info->ns->list, info->vname,
+				      MAILBOX_FLAG_READONLY);
+		if (mailbox_get_metadata(other, MAILBOX_METADATA_GUID,
+					 &metadata) == 0 &&
+		    strcasecmp(binary_to_hex(metadata.guid,
+					     sizeof(metadata.guid)),
+			       guid_hex) == 0)
+			ret = 1;
+		mailbox_free(&other);
+	}
+	(void)mailbox_list_iter_deinit(&iter);
+	return ret;
+}
+
+/* Records the mailbox's GUID under its name. A name whose GUID changed
+   while the old GUID exists nowhere else is the same mailbox with a
+   regenerated GUID (index or uidlist lost): its records carry over, so
+   no device sees again what it deleted or retrieved. */
+static void
+mailward_mailbox_name_check(struct mailward_user *muser, struct mailbox *box,
+			    const char *guid_hex)
+{
+	const char *name = mailbox_get_vname(box), *old = NULL, *error;
+	char old_hex[MW_MAILBOX_GUID_HEX_SIZE];
+	int ret;
+
+	if (muser->store == NULL || mailbox_get_namespace(box)->type !=
+	    MAIL_NAMESPACE_TYPE_PRIVATE || box->storage->user != muser->user ||
+	    name[0] == '\0' || strlen(name) > MW_MAILBOX_NAME_MAX)
+		return;
+	ret = mw_store_mailbox_name_get(muser->store, name, old_hex, &error);
+	if (ret < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		return;
+	}
+	if (ret > 0) {
+		if (strcasecmp(old_hex, guid_hex) == 0)
+			return;
+		if (mailward_mailbox_guid_in_use(muser, box, old_hex) == 0)
+			old = old_hex;
+	}
+	ret = mw_store_mailbox_name_set(muser->store, name, old, guid_hex,
+					&error);
+	if (ret < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+	} else if (ret > 0) {
+		e_info(muser->event, "Mailbox %s: GUID changed from %s to %s "
+		       "(index rebuilt): device records carried over",
+		       name, old_hex, guid_hex);
+	}
+}
+
 const char *mailward_mailbox_guid(struct mailward_user *muser,
 				  struct mailbox *box)
 {
@@ -499,8 +585,11 @@ const char *mailward_mailbox_guid(struct mailward_user *muser,
 		return NULL;
 	}
 	hex = binary_to_hex(metadata.guid, sizeof(metadata.guid));
-	if (mbox != NULL)
+	if (mbox != NULL) {
 		i_strocpy(mbox->guid_hex, hex, sizeof(mbox->guid_hex));
+		mailward_mailbox_name_check(muser, box, mbox->guid_hex);
+		return mbox->guid_hex;
+	}
 	return hex;
 }
 

@@ -36,6 +36,9 @@ struct mailward_pop3_session {
 	unsigned int retr_count, top_count, dele_count;
 	/* per-device view: sorted message keys hidden from this device */
 	ARRAY(uint64_t) hidden;
+	/* their first MW_MSG_KEY_GUID_PART bytes, sorted: an mbox message is
+	   read to tell its identity only when its GUID part is here */
+	ARRAY(uint32_t) hidden_guid_parts;
 	bool hidden_loaded:1;
 	unsigned int hidden_count;
 };
@@ -112,7 +115,8 @@ struct mailward_user {
 
 struct mailward_expunged {
 	uint32_t uid;
-	const char *guid;
+	const char *guid;	/* Dovecot's ("" if unknown) */
+	const char *identity;	/* mailward_mail_identity(), or NULL */
 };
 
 struct mailward_transaction {
@@ -216,6 +220,15 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 			 void (*print_cb)(void *ctx, uint32_t uid,
 					  const char *guid, time_t due),
 			 void *ctx);
+/* mailward's identity of a message in its records: Dovecot's GUID, or
+   for mbox, whose GUID is a hash of some headers that two different
+   messages can share, "GUID/" plus a hash of the whole message (read for
+   it). Returns NULL on error. Allocated from the data stack. */
+const char *mailward_mail_identity(struct mail *mail);
+/* TRUE if mw_msg_key() of the mail's identity is key; reads an mbox
+   message only when the GUID part of key matches. */
+bool mailward_mail_has_key(struct mail *mail,
+			   const unsigned char key[MW_MSG_KEY_SIZE]);
 /* The POP3 per-device view: TRUE if the mail is hidden from this
    device's listing. */
 bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);

@@ -35,7 +35,6 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	struct expunge_target *target;
 	const char *guid;
 	unsigned int i, count = 0;
-	unsigned char key[MW_MSG_KEY_SIZE];
 	bool need_scan = FALSE;
 
 	if (array_count(targets) == 0)
@@ -86,8 +85,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			need_scan = TRUE;
 			continue;
 		}
-		mw_msg_key(guid, key);
-		if (memcmp(key, target->key, sizeof(key)) != 0) {
+		guid = t_strdup(guid);
+		if (!mailward_mail_has_key(mail, target->key)) {
 			/* UID hint is stale (UIDVALIDITY changed) */
 			need_scan = TRUE;
 			continue;
@@ -112,16 +111,17 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 		while (mailbox_search_next(ctx, &smail)) {
 			if (mail_get_special(smail, MAIL_FETCH_GUID, &guid) < 0)
 				continue;
-			mw_msg_key(guid, key);
+			guid = t_strdup(guid);
 			array_foreach_modifiable(targets, target) {
 				i = array_foreach_idx(targets, target);
 				if (!done[i] &&
-				    memcmp(key, target->key, sizeof(key)) == 0) {
+				    mailward_mail_has_key(smail, target->key)) {
 					mail_expunge(smail);
 					target->uid = smail->uid;
-					target->guid = t_strdup(guid);
+					target->guid = guid;
 					done[i] = TRUE;
 					count++;
+					break;
 				}
 			}
 		}
@@ -496,7 +496,9 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			}
 			target = array_append_space(&targets);
 			target->uid = msg->uid;
-			target->guid = msg->guid;
+			/* (Dovecot's GUID for logs; the key is mailward's
+			   identity of the message) */
+			target->guid = t_strcut(msg->guid, '/');
 			mw_msg_key(msg->guid, target->key);
 		}
 		hash_table_iterate_deinit(&iter);

@@ -7,6 +7,9 @@
 #include "ioloop.h"
 #include "str.h"
 #include "mail-user.h"
+#include "istream.h"
+#include "hex-binary.h"
+#include "sha2.h"
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
@@ -21,6 +24,70 @@ static MODULE_CONTEXT_DEFINE_INIT(mailward_mail_module,
 static struct mailward_user *mailward_box_user(struct mailbox *box)
 {
 	return MAILWARD_USER_CONTEXT(box->storage->user);
+}
+
+/* ---------------------------------------------------------------- */
+/* message identity                                                 */
+
+/* mbox's GUID is a hash of some headers: two different messages (no
+   Message-ID, same Date) can share it */
+static bool mailward_guid_is_shared(struct mail *mail)
+{
+	return strcmp(mail->box->storage->name, "mbox") == 0;
+}
+
+const char *mailward_mail_identity(struct mail *mail)
+{
+	struct istream *input;
+	struct sha256_ctx ctx;
+	unsigned char digest[SHA256_RESULTLEN];
+	const unsigned char *data;
+	const char *guid;
+	size_t size;
+	int ret;
+
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return NULL;
+	if (!mailward_guid_is_shared(mail))
+		return guid;
+	guid = t_strdup(guid);
+	if (mail_get_stream_because(mail, NULL, NULL, "mailward identity",
+				    &input) < 0)
+		return NULL;
+	sha256_init(&ctx);
+	i_stream_seek(input, 0);
+	while ((ret = i_stream_read_more(input, &data, &size)) > 0) {
+		sha256_loop(&ctx, data, size);
+		i_stream_skip(input, size);
+	}
+	if (input->stream_errno != 0) {
+		i_stream_seek(input, 0);
+		return NULL;
+	}
+	i_stream_seek(input, 0);
+	sha256_result(&ctx, digest);
+	return t_strconcat(guid, "/", binary_to_hex(digest, 16), NULL);
+}
+
+bool mailward_mail_has_key(struct mail *mail,
+			   const unsigned char key[MW_MSG_KEY_SIZE])
+{
+	unsigned char k[MW_MSG_KEY_SIZE];
+	const char *guid;
+
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return FALSE;
+	mw_msg_key(guid, k);
+	if (!mailward_guid_is_shared(mail))
+		return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
+	/* the GUID part first: only then is the message read */
+	if (memcmp(k, key, MW_MSG_KEY_GUID_PART) != 0)
+		return FALSE;
+	guid = mailward_mail_identity(mail);
+	if (guid == NULL)
+		return FALSE;
+	mw_msg_key(guid, k);
+	return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -39,6 +106,7 @@ mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
 	s->box = box;
 	hash_table_create_direct(&s->msgs, pool, 0);
 	p_array_init(&s->hidden, pool, 16);
+	p_array_init(&s->hidden_guid_parts, pool, 16);
 	muser->pop3 = s;
 	return s;
 }
@@ -52,7 +120,7 @@ mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
 	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
 	if (msg != NULL)
 		return msg;
-	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+	if ((guid = mailward_mail_identity(mail)) == NULL)
 		return NULL;
 	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
 	msg->uid = mail->uid;
@@ -72,6 +140,11 @@ static uint64_t msg_key_u64(const char *guid)
 }
 
 static int uint64_cmp(const uint64_t *a, const uint64_t *b)
+{
+	return *a < *b ? -1 : (*a > *b ? 1 : 0);
+}
+
+static int uint32_cmp(const uint32_t *a, const uint32_t *b)
 {
 	return *a < *b ? -1 : (*a > *b ? 1 : 0);
 }
@@ -106,8 +179,12 @@ static int hidden_iter_cb(const struct mw_msg_rec *rec, void *context)
 		}
 	}
 	if (hide) {
+		uint32_t prefix;
+
 		memcpy(&v, rec->key, sizeof(v));
 		array_push_back(&ctx->s->hidden, &v);
+		memcpy(&prefix, rec->key, sizeof(prefix));
+		array_push_back(&ctx->s->hidden_guid_parts, &prefix);
 	}
 	return 0;
 }
@@ -138,11 +215,13 @@ static void mailward_pop3_load_hidden(struct mailward_user *muser,
 			      hidden_iter_cb, &ctx, &error) < 0) {
 		/* can't tell what this device has: show everything */
 		array_clear(&s->hidden);
+		array_clear(&s->hidden_guid_parts);
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
 		return;
 	}
 	array_sort(&s->hidden, uint64_cmp);
+	array_sort(&s->hidden_guid_parts, uint32_cmp);
 }
 
 bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
@@ -160,6 +239,19 @@ bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
 		return FALSE;
 	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
 		return FALSE;
+	if (mailward_guid_is_shared(mail)) {
+		/* the message is read only if its GUID part is hidden */
+		unsigned char key[MW_MSG_KEY_SIZE];
+		uint32_t prefix;
+
+		mw_msg_key(guid, key);
+		memcpy(&prefix, key, sizeof(prefix));
+		if (array_bsearch(&s->hidden_guid_parts, &prefix,
+				  uint32_cmp) == NULL)
+			return FALSE;
+		if ((guid = mailward_mail_identity(mail)) == NULL)
+			return FALSE;
+	}
 	v = msg_key_u64(guid);
 	if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL)
 		return FALSE;
@@ -187,7 +279,7 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	if ((!muser->device_registered && !muser->device_pending) ||
 	    muser->store == NULL)
 		return;
-	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+	if ((guid = mailward_mail_identity(mail)) == NULL)
 		return;
 	mbox_guid = mailward_mailbox_guid(muser, mail->box);
 	if (mbox_guid == NULL)
@@ -332,6 +424,8 @@ static void mailward_note_expunged(struct mailward_user *muser,
 	exp = array_append_space(&mt->expunged);
 	exp->uid = mail->uid;
 	exp->guid = p_strdup(mt->pool, guid);
+	exp->identity = p_strdup(mt->pool, guid[0] == '\0' ? NULL :
+				 mailward_mail_identity(mail));
 	if (muser->audit != NULL) T_BEGIN {
 		struct mw_audit_event ev;
 
@@ -616,8 +710,8 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 	if (mbox_guid == NULL)
 		return;
 	array_foreach(&mt->expunged, exp) {
-		if (exp->guid[0] != '\0')
-			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
+		if (exp->identity != NULL)
+			mw_batch_msg_prune(batch, mbox_guid, exp->identity);
 	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
 		if (strcmp(muser->user->service, "imap") == 0) {

@@ -1,0 +1,118 @@
+"""Per-device records survive a regenerated mailbox GUID (lost index files
+of an mbox INBOX, lost dovecot-uidlist of a maildir), and two different
+mbox messages that share one Dovecot GUID (same headers, no Message-ID)
+are told apart: hiding one does not hide the other."""
+import glob
+import os
+import shutil
+
+from mwharness import make_message, pop3, wait_session_end
+
+MBOX_CONF = "mail_location = mbox:~/mail:INBOX=~/inbox\n"
+
+
+def _write_mbox(sbx, user, messages):
+    home = sbx.home(user)
+    os.makedirs(os.path.join(home, "mail"), exist_ok=True)
+    with open(os.path.join(home, "inbox"), "wb") as f:
+        for msg in messages:
+            f.write(b"From sender@test.invalid Sat Nov 28 12:00:00 2026\n")
+            f.write(msg.replace(b"\r\n", b"\n").rstrip(b"\n") + b"\n\n")
+    sbx._chown_tree(home)
+
+
+def _subjects(p):
+    subjects = []
+    for n in range(1, p.stat()[0] + 1):
+        for line in p.top(n, 0)[1]:
+            if line.lower().startswith(b"subject:"):
+                subjects.append(line[8:].strip().decode())
+    return subjects
+
+
+def _sandbox(sandbox_factory, extra_conf=""):
+    return sandbox_factory(
+        users={"alice": {"mailward_pop3_policy": "leave-on-server"}},
+        app_passwords={"alice": {"phonepw": "phone"}},
+        extra_conf=extra_conf)
+
+
+def _dele_two_and_lose_index(sbx, lose_index):
+    p = pop3(sbx, password="phonepw")
+    assert p.stat()[0] == 5
+    p.dele(1)
+    p.dele(2)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    p = pop3(sbx, password="phonepw")
+    before = _subjects(p)
+    p.quit()
+    wait_session_end(sbx, "alice", count=2)
+    assert before == ["message 2", "message 3", "message 4"]
+    lose_index()
+    p = pop3(sbx, password="phonepw")
+    after = _subjects(p)
+    p.quit()
+    wait_session_end(sbx, "alice", count=3)
+    assert after == before
+    sbx.wait_log(r"pop3\(alice\).*mailward: Mailbox INBOX: GUID changed "
+                 r"from [0-9a-f]{32} to [0-9a-f]{32} \(index rebuilt\): "
+                 r"device records carried over")
+    # the old GUID's records moved: one mailbox in the state
+    rows = sbx.doveadm_json("mailward", "state", "-u", "alice")
+    assert len(rows) == 1 and rows[0]["deleted"] == "2", rows
+
+
+def test_mbox_index_lost_keeps_device_view(sandbox_factory):
+    sbx = _sandbox(sandbox_factory, MBOX_CONF)
+    _write_mbox(sbx, "alice", [make_message(i) for i in range(5)])
+
+    def lose_index():
+        index = os.path.join(sbx.home("alice"), "mail", ".imap", "INBOX")
+        assert glob.glob(os.path.join(index, "dovecot.index*"))
+        shutil.rmtree(index)
+
+    _dele_two_and_lose_index(sbx, lose_index)
+    with open(os.path.join(sbx.home("alice"), "inbox"), "rb") as f:
+        assert f.read().count(b"\nFrom sender@") + 1 == 5
+
+
+def test_maildir_uidlist_lost_keeps_device_view(sandbox_factory):
+    sbx = _sandbox(sandbox_factory)
+    sbx.deliver("alice", [make_message(i) for i in range(5)])
+
+    def lose_index():
+        files = glob.glob(os.path.join(sbx.maildir("alice"), "dovecot*"))
+        assert any(f.endswith("dovecot-uidlist") for f in files), files
+        for f in files:
+            os.unlink(f)
+
+    _dele_two_and_lose_index(sbx, lose_index)
+    assert sbx.maildir_count("alice") == 5
+
+
+def test_mbox_messages_sharing_a_guid(sandbox_factory):
+    sbx = _sandbox(sandbox_factory, MBOX_CONF)
+
+    def twin(body):
+        # no Message-ID, same Date, same headers: Dovecot's mbox GUID
+        # (a hash of the headers) is the same for both
+        return ("From: monitor@test.invalid\nTo: alice@test.invalid\n"
+                "Subject: disk alert\nDate: Sat, 28 Nov 2026 12:00:00 "
+                "+0000\n\n%s\n" % body).encode()
+
+    _write_mbox(sbx, "alice", [make_message(1), twin("disk A full"),
+                               twin("disk B full"), make_message(4)])
+    p = pop3(sbx, password="phonepw")
+    assert p.stat()[0] == 4
+    bodies = [b"\n".join(p.retr(n)[1]) for n in (2, 3)]
+    assert b"disk A" in bodies[0] and b"disk B" in bodies[1]
+    p.dele(2)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    p = pop3(sbx, password="phonepw")
+    assert p.stat()[0] == 3
+    listed = [b"\n".join(p.retr(n)[1]) for n in (1, 2, 3)]
+    p.quit()
+    assert not [b for b in listed if b"disk A" in b]
+    assert [b for b in listed if b"disk B" in b]
