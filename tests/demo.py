@@ -2,6 +2,7 @@
 import inspect
 import json
 import os
+import re
 import sys
 import time
 
@@ -23,10 +24,19 @@ def show(rows, cols):
                                for c, w in zip(cols, widths)))
 
 
+def log_excerpt_line(line):
+    """A Dovecot log line as the demo shows it: without the date, pid and
+    session id, but with the process and user it belongs to
+    ("pop3(alice): Info: mailward: ...")."""
+    m = re.match(r"^\w{3} +\d+ [\d:]+ ([^<:\s]+(?:\([^)]*\))?)(?:<[^>]*>)*: "
+                 r"(.*)$", line)
+    return "%s: %s" % (m.group(1), m.group(2)) if m else line
+
+
 def mailward_log(sbx, since):
     for line in sbx.read_log().splitlines()[since:]:
         if "mailward:" in line and "Debug:" not in line:
-            print("  " + line.split(": ", 1)[1] if ": " in line else line)
+            print("  " + log_excerpt_line(line))
 
 
 def main():

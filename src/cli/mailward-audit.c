@@ -24,6 +24,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 "usage: %s keygen --out DIR [--force]\n"
+"       %s --version | --help\n"
 "       %s verify [--key VERIFY.KEY] [--pubkey CHECKPOINT.PUB]\n"
 "              [--checkpoint-file FILE]... [--expect-seq N]\n"
 "              [--min-checkpoint SEQ] [--partial] [--json] [--quiet] FILE...\n"
@@ -33,7 +34,7 @@ static void usage(FILE *out)
 "         --session S  --since TIME  --until TIME\n"
 "exit: 0 pass/ok, 1 fail (tampered) or no match, 2 usage, 3 I/O error,\n"
 "      4 pass with a torn tail (crash artefact)\n",
-		progname, progname, progname, progname);
+		progname, progname, progname, progname, progname);
 }
 
 /* Human-facing output (text, CSV) goes through the core's one escaping
@@ -68,6 +69,16 @@ static void print_error(const char *what, const char *error)
 	fprintf(stderr, "%s: %s: ", progname, what);
 	puts_escaped(stderr, error);
 	putc('\n', stderr);
+}
+
+/* a bad option value: say which and why, point to --help */
+static int bad_value(const char *option, const char *value,
+		     const char *why)
+{
+	fprintf(stderr, "%s: %s: invalid value '", progname, option);
+	puts_escaped(stderr, value);
+	fprintf(stderr, "': %s\nTry '%s --help'.\n", why, progname);
+	return EXIT_USAGE;
 }
 
 static int parse_u64(const char *s, uint64_t *v_r)
@@ -283,12 +294,18 @@ static int cmd_verify(int argc, char **argv)
 		case 'p': opts.pubkey_path = optarg; break;
 		case 'c': cpfiles[ncp++] = optarg; break;
 		case 'e':
-			if (parse_u64(optarg, &opts.expect_seq) < 0)
-				goto bad_usage;
+			if (parse_u64(optarg, &opts.expect_seq) < 0) {
+				free(cpfiles);
+				return bad_value("--expect-seq", optarg,
+						 "not a record number");
+			}
 			break;
 		case 'm':
-			if (parse_u64(optarg, &opts.min_checkpoint) < 0)
-				goto bad_usage;
+			if (parse_u64(optarg, &opts.min_checkpoint) < 0) {
+				free(cpfiles);
+				return bad_value("--min-checkpoint", optarg,
+						 "not a record number");
+			}
 			break;
 		case 'P': opts.partial = true; break;
 		case 'j': json = true; break;
@@ -334,16 +351,38 @@ struct filter {
 	bool have_since, have_until;
 };
 
+static bool leap_year(unsigned int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned int digits(const char *p, unsigned int n)
+{
+	unsigned int v = 0;
+
+	while (n-- > 0)
+		v = v * 10 + (unsigned int)(*p++ - '0');
+	return v;
+}
+
+#define TIME_FORMAT "YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z] (UTC)"
+
 /* Normalises YYYY-MM-DD[THH:MM[:SS[.f{1,6}]]][Z] to the 27-byte record
-   time format (missing parts are zero). */
-static int time_bound(const char *in, char out[32])
+   time format (missing parts are zero). Returns -1 with *error_r set for
+   text of another shape or an impossible date or time (2026-02-30,
+   month 13, 24:00). */
+static int time_bound(const char *in, char out[32], const char **error_r)
 {
 	static const char tmpl[] = "0000-01-01T00:00:00.000000";
 	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddddd";
+	static const unsigned char mdays[12] =
+		{ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	size_t n = strlen(in), i;
+	unsigned int year, month, day, max_day;
 
 	if (n > 0 && in[n - 1] == 'Z')
 		n--;
+	*error_r = "expected " TIME_FORMAT;
 	if (!(n == 10 || n == 16 || n == 19 || (n >= 21 && n <= 26)))
 		return -1;
 	for (i = 0; i < n; i++) {
@@ -360,6 +399,24 @@ static int time_bound(const char *in, char out[32])
 	memcpy(out + n, tmpl + n, sizeof(tmpl) - 1 - n);
 	out[26] = 'Z';
 	out[27] = '\0';
+
+	year = digits(out, 4);
+	month = digits(out + 5, 2);
+	day = digits(out + 8, 2);
+	if (month < 1 || month > 12) {
+		*error_r = "no such month";
+		return -1;
+	}
+	max_day = mdays[month - 1] + (month == 2 && leap_year(year) ? 1 : 0);
+	if (day < 1 || day > max_day) {
+		*error_r = "no such day in that month";
+		return -1;
+	}
+	if (digits(out + 11, 2) > 23 || digits(out + 14, 2) > 59 ||
+	    digits(out + 17, 2) > 59) {
+		*error_r = "no such time of day (00:00:00 to 23:59:59)";
+		return -1;
+	}
 	return 0;
 }
 
@@ -521,13 +578,13 @@ static int cmd_select(int argc, char **argv, bool export)
 		case 'E': flt.event = optarg; break;
 		case 'S': flt.session = optarg; break;
 		case 's':
-			if (time_bound(optarg, flt.since) < 0)
-				goto bad_usage;
+			if (time_bound(optarg, flt.since, &err) < 0)
+				return bad_value("--since", optarg, err);
 			flt.have_since = true;
 			break;
 		case 't':
-			if (time_bound(optarg, flt.until) < 0)
-				goto bad_usage;
+			if (time_bound(optarg, flt.until, &err) < 0)
+				return bad_value("--until", optarg, err);
 			flt.have_until = true;
 			break;
 		case 'C':
@@ -641,6 +698,10 @@ int main(int argc, char **argv)
 		return cmd_select(argc, argv, false);
 	if (strcmp(cmd, "export") == 0)
 		return cmd_select(argc, argv, true);
+	if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("%s (mailward) %s\n", progname, PACKAGE_VERSION);
+		return EXIT_PASS;
+	}
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		usage(stdout);
 		return EXIT_PASS;

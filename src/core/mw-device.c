@@ -229,6 +229,30 @@ void mw_device_describe(const struct mw_device_source *src,
 	}
 }
 
+int mw_device_id_prefix_norm(const char *in,
+			     char out[MW_DEVICE_ID_HEX_SIZE])
+{
+	size_t i;
+
+	if (in == NULL)
+		return -1;
+	for (i = 0; in[i] != '\0'; i++) {
+		char c = in[i];
+
+		if (i >= MW_DEVICE_ID_HEX_SIZE - 1)
+			return -1;
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return -1;
+		out[i] = c;
+	}
+	if (i < 6)
+		return -1;
+	out[i] = '\0';
+	return (int)i;
+}
+
 void mw_device_key_cleanse(void *key, size_t size)
 {
 	mw_cleanse(key, size);

@@ -107,6 +107,12 @@ int mw_device_key_from_hex(const char *hex,
 			   const char **error_r);
 
 /* OPENSSL_cleanse() of a key (or any secret) buffer. */
+/* A device id or id prefix as an administrator types it: 6 to 32 hex
+   digits, either case. Writes the lowercase digits + NUL to out and
+   returns their count, or returns -1 if in (may be NULL) is not one. */
+int mw_device_id_prefix_norm(const char *in,
+			     char out[MW_DEVICE_ID_HEX_SIZE]);
+
 void mw_device_key_cleanse(void *key, size_t size);
 
 #endif

@@ -28,6 +28,8 @@ struct mailward_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	const char *device;
 	const char *mailbox;
+	/* expunge: users run in this process, rows printed */
+	unsigned int local_runs, rows;
 };
 
 static const char *time_str(time_t t)
@@ -90,6 +92,84 @@ static struct mailward_cmd_context *cmd_mailward_alloc_common(void)
 	ctx->ctx.v.parse_arg = cmd_mailward_parse_arg;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return ctx;
+}
+
+/* -d as given: 6 to 32 hex digits (a unique prefix is enough, as in
+   'doveadm mailward devices' output); anything else is a usage error */
+static void cmd_mailward_check_device_arg(const char *cmd, const char *device)
+{
+	char prefix[MW_DEVICE_ID_HEX_SIZE];
+
+	if (device != NULL && mw_device_id_prefix_norm(device, prefix) < 0) {
+		i_fatal_status(EX_USAGE, "%s: invalid device id '%s': need 6 "
+			       "to 32 hex digits (see 'doveadm mailward "
+			       "devices')", cmd, mailward_display(device, 80));
+	}
+}
+
+struct device_find_ctx {
+	const char *prefix;
+	size_t len;
+	unsigned int matches;
+	struct mw_device_rec rec;
+};
+
+static int device_find_cb(const struct mw_device_rec *rec, void *context)
+{
+	struct device_find_ctx *ctx = context;
+
+	if (strncmp(rec->id_hex, ctx->prefix, ctx->len) != 0)
+		return 0;
+	if (ctx->matches++ == 0)
+		ctx->rec = *rec;
+	return 0;
+}
+
+/* The user's device whose id is -d or starts with it. Returns 0 with
+   rec_r filled, or -1 after logging why and setting the exit code (not
+   found, ambiguous prefix, malformed id, store error). */
+static int
+cmd_mailward_find_device(struct doveadm_mail_cmd_context *_ctx,
+			 struct mail_user *user, struct mailward_user *muser,
+			 struct mw_device_rec *rec_r)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+	char prefix[MW_DEVICE_ID_HEX_SIZE];
+	struct device_find_ctx fctx;
+	const char *error;
+	int len;
+
+	len = mw_device_id_prefix_norm(ctx->device, prefix);
+	if (len < 0) {
+		i_error("mailward: invalid device id '%s': need 6 to 32 hex "
+			"digits", mailward_display(ctx->device, 80));
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	i_zero(&fctx);
+	fctx.prefix = prefix;
+	fctx.len = len;
+	if (mw_store_device_iter(muser->store, device_find_cb, &fctx,
+				 &error) < 0) {
+		i_error("mailward: %s", error);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (fctx.matches == 0) {
+		i_error("mailward: user %s has no device %s (see 'doveadm "
+			"mailward devices')", user->username, prefix);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+		return -1;
+	}
+	if (fctx.matches > 1) {
+		i_error("mailward: device id prefix %s matches %u devices of "
+			"user %s: give more digits", prefix, fctx.matches,
+			user->username);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	*rec_r = fctx.rec;
+	return 0;
 }
 
 /* ---- doveadm mailward settings ---- */
@@ -339,26 +419,13 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 	const struct state_row *row;
 	const char *error, *mbox_guid = NULL;
 	struct mw_device_rec dev;
-	int dev_no = -1, ret;
+	int dev_no = -1;
 
 	if (muser == NULL)
 		return -1;
 	if (ctx->device != NULL) {
-		ret = strlen(ctx->device) == 32 ?
-			mw_store_device_get(muser->store, ctx->device, &dev,
-					    &error) : 0;
-		if (ret < 0) {
-			i_error("mailward: %s", error);
-			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		if (cmd_mailward_find_device(_ctx, user, muser, &dev) < 0)
 			return -1;
-		}
-		if (ret == 0) {
-			i_error("mailward: user %s has no device %s "
-				"(give the 32-digit id from 'doveadm mailward "
-				"devices')", user->username, ctx->device);
-			doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
-			return -1;
-		}
 		dev_no = dev.dev_no;
 	}
 	if (ctx->mailbox != NULL) {
@@ -443,6 +510,7 @@ cmd_mailward_state_init(struct doveadm_mail_cmd_context *_ctx,
 		if (args[1] != NULL)
 			doveadm_mail_help_name("mailward state");
 	}
+	cmd_mailward_check_device_arg("mailward state", ctx->device);
 	doveadm_print_header_simple("user");
 	doveadm_print_header_simple("device");
 	doveadm_print_header_simple("label");
@@ -473,7 +541,6 @@ static int
 cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 			struct mail_user *user)
 {
-	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
 	struct mailward_user *muser = cmd_mailward_get_user(_ctx, user, TRUE);
 	struct mw_device_rec rec;
 	const char *error;
@@ -481,15 +548,18 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 
 	if (muser == NULL)
 		return -1;
-	ret = mw_store_device_forget(muser->store, ctx->device, &rec, &error);
+	if (cmd_mailward_find_device(_ctx, user, muser, &rec) < 0)
+		return -1;
+	ret = mw_store_device_forget(muser->store, rec.id_hex, &rec, &error);
 	if (ret < 0) {
 		i_error("mailward: %s", error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
 	if (ret == 0) {
+		/* removed by someone else since the lookup */
 		i_error("mailward: user %s has no device %s", user->username,
-			ctx->device);
+			rec.id_hex);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
 		return -1;
 	}
@@ -520,6 +590,7 @@ cmd_mailward_forget_init(struct doveadm_mail_cmd_context *_ctx,
 
 	if (ctx->device == NULL || args[0] != NULL)
 		doveadm_mail_help_name("mailward forget");
+	cmd_mailward_check_device_arg("mailward forget", ctx->device);
 	doveadm_print_header_simple("user");
 	doveadm_print_header_simple("id");
 	doveadm_print_header_simple("label");
@@ -537,6 +608,7 @@ static struct doveadm_mail_cmd_context *cmd_mailward_forget_alloc(void)
 /* ---- doveadm mailward expunge ---- */
 
 struct expunge_print_ctx {
+	struct mailward_cmd_context *cmd;
 	struct mail_user *user;
 };
 
@@ -545,6 +617,7 @@ static void expunge_print_cb(void *context, uint32_t uid, const char *guid,
 {
 	struct expunge_print_ctx *ctx = context;
 
+	ctx->cmd->rows++;
 	doveadm_print(mailward_display(ctx->user->username, 0));
 	doveadm_print("INBOX");
 	doveadm_print(dec2str(uid));
@@ -557,11 +630,14 @@ cmd_mailward_expunge_run(struct doveadm_mail_cmd_context *ctx,
 			 struct mail_user *user)
 {
 	struct mailward_user *muser = cmd_mailward_get_user(ctx, user, TRUE);
-	struct expunge_print_ctx pctx = { .user = user };
+	struct expunge_print_ctx pctx = {
+		.cmd = (struct mailward_cmd_context *)ctx, .user = user,
+	};
 	struct mail_namespace *ns;
 	struct mailbox *box;
 	int ret;
 
+	pctx.cmd->local_runs++;
 	if (muser == NULL)
 		return -1;
 	ns = mailward_user_inbox_ns(user);
@@ -602,6 +678,20 @@ cmd_mailward_expunge_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 	doveadm_print_header_simple("due");
 }
 
+/* Nothing due: no header either, so that a cron job running
+   'doveadm mailward expunge -A' mails nothing. The table formatter prints
+   its header at the final flush, after deinit; rows of users proxied to
+   another doveadm server are not counted here, so the header is kept
+   whenever some user did not run in this process. (The tab formatter
+   writes its header when the columns are declared and keeps it.) */
+static void cmd_mailward_expunge_deinit(struct doveadm_mail_cmd_context *_ctx)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+
+	if (ctx->local_runs > 0 && ctx->rows == 0)
+		doveadm_print_hide_titles = TRUE;
+}
+
 static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 {
 	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
@@ -609,6 +699,7 @@ static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 	ctx->ctx.getopt_args = "";
 	ctx->ctx.v.init = cmd_mailward_expunge_init;
 	ctx->ctx.v.run = cmd_mailward_expunge_run;
+	ctx->ctx.v.deinit = cmd_mailward_expunge_deinit;
 	return &ctx->ctx;
 }
 
