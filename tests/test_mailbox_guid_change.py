@@ -1,12 +1,16 @@
 """Per-device records survive a regenerated mailbox GUID (lost index files
 of an mbox INBOX, lost dovecot-uidlist of a maildir), and two different
 mbox messages that share one Dovecot GUID (same headers, no Message-ID)
-are told apart: hiding one does not hide the other."""
+are told apart: hiding one does not hide the other. A deleted mailbox's
+records go with it."""
 import glob
 import os
+import re
 import shutil
+import subprocess
+import time
 
-from mwharness import make_message, pop3, wait_session_end
+from mwharness import imap, imap_id, make_message, pop3, wait_session_end
 
 MBOX_CONF = "mail_location = mbox:~/mail:INBOX=~/inbox\n"
 
@@ -28,6 +32,14 @@ def _subjects(p):
             if line.lower().startswith(b"subject:"):
                 subjects.append(line[8:].strip().decode())
     return subjects
+
+
+def _db_entries(sbx, db, user="alice"):
+    """Entries of one LMDB database of the user's state store."""
+    r = subprocess.run(["mdb_stat", "-s", db, sbx.state_dir(user)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return int(re.search(r"Entries: (\d+)", r.stdout).group(1))
 
 
 def _sandbox(sandbox_factory, extra_conf=""):
@@ -116,3 +128,46 @@ def test_mbox_messages_sharing_a_guid(sandbox_factory):
     p.quit()
     assert not [b for b in listed if b"disk A" in b]
     assert [b for b in listed if b"disk B" in b]
+
+
+def test_deleted_mailbox_records_pruned(sandbox_factory):
+    sbx = _sandbox(sandbox_factory)
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    sbx.deliver("alice", [make_message(i) for i in range(3)],
+                folder="Archive")
+    i = imap(sbx)
+    imap_id(i, ["name", "Phone"])
+    for box in ("INBOX", "Archive"):
+        i.select(box)
+        i.fetch("1", "(BODY[])")
+    i.close()
+    i.logout()
+    time.sleep(0.3)
+    rows = sbx.doveadm_json("mailward", "state", "-u", "alice")
+    assert sorted(r["retrieved"] for r in rows) == ["1", "1"], rows
+    assert _db_entries(sbx, "mailboxes") == 2
+    assert _db_entries(sbx, "summaries") == 2
+    # IMAP DELETE and doveadm mailbox delete: the records (and the
+    # mailbox's sync summaries and number) go with it
+    i = imap(sbx)
+    typ, data = i.delete("Archive")
+    assert typ == "OK", data
+    i.logout()
+    time.sleep(0.3)
+    rows = sbx.doveadm_json("mailward", "state", "-u", "alice")
+    assert [r["mailbox"] for r in rows] == ["INBOX"], rows
+    assert _db_entries(sbx, "mailboxes") == 1
+    assert _db_entries(sbx, "summaries") == 1
+    sbx.deliver("alice", [make_message(7)], folder="Other")
+    i = imap(sbx)
+    imap_id(i, ["name", "Phone"])
+    i.select("Other")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+    time.sleep(0.3)
+    assert len(sbx.doveadm_json("mailward", "state", "-u", "alice")) == 2
+    sbx.doveadm("mailbox", "delete", "-u", "alice", "Other")
+    rows = sbx.doveadm_json("mailward", "state", "-u", "alice")
+    assert [r["mailbox"] for r in rows] == ["INBOX"], rows
+    assert _db_entries(sbx, "mailboxes") == 1
+    assert _db_entries(sbx, "summaries") == 1

@@ -11,6 +11,7 @@
 #include "hex-binary.h"
 #include "sha2.h"
 #include "mail-storage-private.h"
+#include "mail-namespace.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
 #include "mailward-display.h"
@@ -889,6 +890,35 @@ mailward_search_next_nonblock(struct mail_search_context *ctx,
 	}
 }
 
+/* A deleted mailbox's records and summaries go with it. */
+static int mailward_delete_box(struct mailbox *box)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_box_user(box);
+	struct mailbox_metadata metadata;
+	char guid_hex[GUID_128_SIZE * 2 + 1] = "";
+
+	if (muser != NULL && muser->store != NULL &&
+	    box->storage->user == muser->user &&
+	    mailbox_get_namespace(box)->type == MAIL_NAMESPACE_TYPE_PRIVATE &&
+	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) == 0) {
+		i_strocpy(guid_hex, binary_to_hex(metadata.guid,
+						  sizeof(metadata.guid)),
+			  sizeof(guid_hex));
+	}
+	if (mbox->module_ctx.super.delete_box(box) < 0)
+		return -1;
+	if (guid_hex[0] != '\0') T_BEGIN {
+		struct mw_batch *batch = mailward_state_batch(muser);
+
+		if (batch != NULL) {
+			mw_batch_mailbox_forget(batch, guid_hex);
+			(void)mailward_state_flush(muser);
+		}
+	} T_END;
+	return 0;
+}
+
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 {
 	struct mailward_user *muser = mailward_box_user(box);
@@ -905,6 +935,7 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	v->transaction_begin = mailward_transaction_begin;
 	v->transaction_commit = mailward_transaction_commit;
 	v->transaction_rollback = mailward_transaction_rollback;
+	v->delete_box = mailward_delete_box;
 	v->copy = mailward_copy;
 	if (mbox->pop3_session)
 		v->search_next_nonblock = mailward_search_next_nonblock;
