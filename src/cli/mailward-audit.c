@@ -30,8 +30,8 @@ static void usage(FILE *out)
 "              [--min-checkpoint SEQ] [--partial] [--json] [--quiet] FILE...\n"
 "       %s query [FILTER]... FILE...\n"
 "       %s export --csv|--json [FILTER]... FILE...\n"
-"filters: --user U  --device D  --msg GUID|MESSAGE-ID  --event E\n"
-"         --session S  --since TIME  --until TIME\n"
+"filters: --user U  --actor A  --device D  --msg GUID|MESSAGE-ID\n"
+"         --event E  --session S  --since TIME  --until TIME\n"
 "exit: 0 pass/ok, 1 fail (tampered) or no match, 2 usage, 3 I/O error,\n"
 "      4 pass with a torn tail (crash artefact)\n",
 		progname, progname, progname, progname, progname);
@@ -346,7 +346,7 @@ bad_usage:
 /* --- query / export --- */
 
 struct filter {
-	const char *user, *device, *msg, *event, *session;
+	const char *user, *actor, *device, *msg, *event, *session;
 	char since[32], until[32];
 	bool have_since, have_until;
 };
@@ -459,6 +459,8 @@ static bool filter_match(const struct filter *flt,
 
 	if (flt->user != NULL && !member_eq(obj, "user", flt->user))
 		return false;
+	if (flt->actor != NULL && !member_eq(obj, "actor", flt->actor))
+		return false;
 	if (flt->device != NULL && !member_eq(obj, "device", flt->device) &&
 	    !member_eq(obj, "device_label", flt->device))
 		return false;
@@ -547,6 +549,7 @@ static int cmd_select(int argc, char **argv, bool export)
 {
 	static const struct option longopts[] = {
 		{ "user", required_argument, NULL, 'u' },
+		{ "actor", required_argument, NULL, 'a' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "msg", required_argument, NULL, 'M' },
 		{ "event", required_argument, NULL, 'E' },
@@ -569,10 +572,11 @@ static int cmd_select(int argc, char **argv, bool export)
 	int c, i, ret, exit_code = EXIT_PASS;
 
 	memset(&flt, 0, sizeof(flt));
-	while ((c = getopt_long(argc, argv, "u:d:M:E:S:s:t:CJh", longopts,
+	while ((c = getopt_long(argc, argv, "u:a:d:M:E:S:s:t:CJh", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'u': flt.user = optarg; break;
+		case 'a': flt.actor = optarg; break;
 		case 'd': flt.device = optarg; break;
 		case 'M': flt.msg = optarg; break;
 		case 'E': flt.event = optarg; break;
