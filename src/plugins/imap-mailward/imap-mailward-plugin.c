@@ -73,6 +73,11 @@ static void imap_mailward_summary(struct mailward_user *muser,
 	if ((!muser->device_registered && !muser->device_pending) ||
 	    muser->store == NULL)
 		return;
+	if (mailward_mailbox_user(box) != muser) {
+		/* another owner's mailbox (shared, public): the session's
+		   device state is kept for its own mail only */
+		return;
+	}
 	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
 				STATUS_HIGHESTMODSEQ, &status);
 	guid = mailward_mailbox_guid(muser, box);

@@ -54,21 +54,28 @@ void mailward_audit_event_init(struct mailward_user *muser,
 			       struct mw_audit_event *ev, const char *event,
 			       const char *outcome)
 {
-	struct mail_user *user = muser->user;
+	/* the session acting: for another owner's mail, its actor */
+	struct mailward_user *session =
+		muser->actor != NULL ? muser->actor : muser;
+	struct mail_user *user = session->user;
 
 	mw_audit_event_init(ev);
 	mw_audit_event_set_str(ev, MW_AF_SERVICE, user->service);
 	mw_audit_event_set_str(ev, MW_AF_SESSION, user->session_id);
 	mw_audit_event_set_str(ev, MW_AF_EVENT, event);
 	mw_audit_event_set_str(ev, MW_AF_OUTCOME, outcome);
-	mw_audit_event_set_str(ev, MW_AF_USER, user->username);
+	/* user: whose mail it is (none for a public namespace) */
+	mw_audit_event_set_str(ev, MW_AF_USER, muser->actor == NULL ?
+			       user->username : muser->owner_name);
+	mw_audit_event_set_str(ev, MW_AF_ACTOR, mailward_user_actor(muser));
+	/* the device is the acting session's, known in its own store only */
 	if (muser->device_registered) {
 		mw_audit_event_set_str(ev, MW_AF_DEVICE,
 				       t_strdup(muser->device.id_hex));
 		mw_audit_event_set_str(ev, MW_AF_DEVICE_LABEL,
 				       t_strdup(muser->device.label));
 	}
-	mw_audit_event_set_str(ev, MW_AF_REMOTE, mailward_audit_remote(muser));
+	mw_audit_event_set_str(ev, MW_AF_REMOTE, mailward_audit_remote(session));
 }
 
 void mailward_audit_event_mail(struct mailward_user *muser,
@@ -156,7 +163,9 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 bool mailward_audit_may_read(struct mailward_user *muser)
 {
 	return muser->audit == NULL || !muser->set.audit_required ||
-		!muser->audit_broken;
+		(!muser->audit_broken &&
+		 /* the session's flushes of a shared client count too */
+		 !(muser->audit_shared && muser->actor->audit_broken));
 }
 
 static bool mailward_audit_is_session(struct mailward_user *muser)

@@ -668,6 +668,7 @@ static void mailward_user_deinit(struct mail_user *user)
 		}
 		(void)mailward_state_flush(muser);
 	}
+	mailward_others_deinit(muser);
 	mailward_audit_user_deinit(muser);
 	if (muser->pop3 != NULL) {
 		hash_table_destroy(&muser->pop3->msgs);
@@ -679,7 +680,36 @@ static void mailward_user_deinit(struct mail_user *user)
 	mw_store_unref(&muser->store);
 	mw_device_key_cleanse(muser->device_key, sizeof(muser->device_key));
 	muser->module_ctx.super.deinit(user);
+	mailward_others_free(muser);
 	event_unref(&muser->event);
+}
+
+void mailward_user_read_settings(struct mailward_user *muser,
+				 mw_setting_lookup_t *lookup, void *context)
+{
+	struct mail_user *user = muser->user;
+	const char *username = muser->owner_name != NULL ?
+		muser->owner_name : user->username;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	unsigned int i, error_count;
+
+	mw_settings_read(&muser->set, lookup, context, errors, &error_count);
+	for (i = 0; i < error_count; i++) {
+		e_error(muser->event,
+			"Invalid setting %s=%s for user %s: %s",
+			errors[i].name, mailward_display(errors[i].value, 256),
+			username, errors[i].reason);
+	}
+	if (error_count > 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"%u invalid setting(s) for user %s",
+			error_count, username));
+	}
+	muser->set.device = p_strdup(user->pool, muser->set.device);
+	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
+	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);
+	muser->set.audit_socket = p_strdup(user->pool, muser->set.audit_socket);
+	muser->set.audit_remote = p_strdup(user->pool, muser->set.audit_remote);
 }
 
 static bool mailward_service_has_state(const char *service)
@@ -692,11 +722,13 @@ static void mailward_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
 	struct mailward_user *muser;
-	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
-	unsigned int i, error_count;
 
 	if (user->autocreated) {
-		/* raw user of LDA, owners of shared mailboxes: not a login */
+		/* raw user of LDA, owners of shared mailboxes: not a login.
+		   A shared namespace owner gets a settings context of its
+		   own: decisions about its mail use its settings. */
+		if (user->creator != NULL)
+			mailward_owner_user_created(user);
 		return;
 	}
 
@@ -714,24 +746,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 
 	/* settings are read once, here: mail_user_plugin_getenv()
 	   returns userdb fields before plugin {} settings */
-	mw_settings_read(&muser->set, mailward_setting_lookup, user,
-			 errors, &error_count);
-	for (i = 0; i < error_count; i++) {
-		e_error(muser->event,
-			"Invalid setting %s=%s for user %s: %s",
-			errors[i].name, mailward_display(errors[i].value, 256),
-			user->username, errors[i].reason);
-	}
-	if (error_count > 0) {
-		mailward_user_set_fail_safe(muser, t_strdup_printf(
-			"%u invalid setting(s) for user %s",
-			error_count, user->username));
-	}
-	muser->set.device = p_strdup(user->pool, muser->set.device);
-	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
-	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);
-	muser->set.audit_socket = p_strdup(user->pool, muser->set.audit_socket);
-	muser->set.audit_remote = p_strdup(user->pool, muser->set.audit_remote);
+	mailward_user_read_settings(muser, mailward_setting_lookup, user);
 
 	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
 		"expunge_delay=%us hold=%s (%s) imap_expunge=%s",
@@ -775,10 +790,12 @@ static struct mail_storage_hooks mailward_mail_storage_hooks = {
 void mailward_plugin_init(struct module *module)
 {
 	mailward_module = module;
+	mailward_owner_init();
 	mail_storage_hooks_add(module, &mailward_mail_storage_hooks);
 }
 
 void mailward_plugin_deinit(void)
 {
 	mail_storage_hooks_remove(&mailward_mail_storage_hooks);
+	mailward_owner_deinit();
 }

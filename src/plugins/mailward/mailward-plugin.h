@@ -105,6 +105,25 @@ struct mailward_user {
 	   instead of expunging a DELE'd message; NULL otherwise */
 	const char *pop3_deleted_flag;
 
+	/* Settings context of mail that is not the session user's own: the
+	   owner of a shared namespace, or a public namespace (no owner).
+	   actor is the session acting on it; NULL for a session's own
+	   context. Such a context has no state store and no device. */
+	struct mailward_user *actor;
+	/* owner's username; NULL for a public namespace */
+	const char *owner_name;
+	/* the owner's settings could not be determined: nothing of its
+	   mail is expunged here (the reason, for logs and replies) */
+	const char *settings_unknown;
+	/* the audit client is the actor's (same socket): not freed here */
+	bool audit_shared;
+	/* a session's contexts for other owners' mail (freed with it) */
+	ARRAY(struct mailward_user *) others;
+	/* a session's context for public namespaces, once needed */
+	struct mailward_user *public_ctx;
+	/* ... and for shared namespace mailboxes with no owner user */
+	struct mailward_user *unknown_ctx;
+
 	/* audit writer client; NULL when audit is off */
 	struct mailward_audit_client *audit;
 	/* the last flush failed */
@@ -145,6 +164,9 @@ struct mailward_mailbox {
 	bool pop3_session:1;
 	/* mailward's own searches see past the per-device view */
 	bool view_bypass:1;
+	/* whose settings decide for this mailbox's mail (the session's own,
+	   a shared namespace owner's or the public namespace context) */
+	struct mailward_user *muser;
 	/* the mailbox GUID in hex, once looked up ("" = not yet) */
 	char guid_hex[GUID_128_SIZE * 2 + 1];
 };
@@ -153,6 +175,40 @@ extern MODULE_CONTEXT_DEFINE(mailward_user_module, &mail_user_module_register);
 extern MODULE_CONTEXT_DEFINE(mailward_storage_module,
 			     &mail_storage_module_register);
 extern struct event_category event_category_mailward;
+
+/* The settings context that decides for box's mail: the session user's
+   own for its private namespaces, the owner's for a shared namespace, the
+   public context (global settings) for a public namespace. NULL when
+   mailward is not active for the session. */
+struct mailward_user *mailward_mailbox_user(struct mailbox *box);
+/* Called for an autocreated mail_user with a creator (the owner of a
+   shared namespace): attaches the owner's settings context, read from
+   the owner's own userdb fields and the global settings. */
+void mailward_owner_user_created(struct mail_user *owner);
+/* The settings context for public namespace mailboxes of a session:
+   global (plugin {}) settings, without the session user's userdb
+   fields. Created on first use. */
+struct mailward_user *mailward_public_user(struct mailward_user *session);
+/* The context for mailboxes of a shared namespace with no owner user:
+   settings unknown, so expunges and deletes there are refused. */
+struct mailward_user *mailward_unknown_owner_user(struct mailward_user *session);
+/* Ends the contexts a session holds for other owners' mail (closes their
+   audit clients, or stops using the session's). Called at session
+   deinit, before its namespaces are freed. */
+void mailward_others_deinit(struct mailward_user *session);
+/* The acting party to name in audit records of muser's mail, or NULL
+   when it is muser's own session: "<username>" of another session,
+   "doveadm:<login>" for doveadm (login of the real uid running it),
+   "doveadm:<login>/<username>" for doveadm acting through a shared
+   namespace. */
+const char *mailward_user_actor(struct mailward_user *muser);
+/* Frees the rest of them once the session's namespaces are gone. */
+void mailward_others_free(struct mailward_user *session);
+
+/* Reads muser's settings through lookup (see mw_settings_read()); logs
+   invalid ones and makes the context fail-safe for them. */
+void mailward_user_read_settings(struct mailward_user *muser,
+				 mw_setting_lookup_t *lookup, void *context);
 
 /* Puts the session into fail-safe mode (policy expunges nothing) and logs
    the reason as an error. */
@@ -275,6 +331,11 @@ void mailward_fault_point(struct mailward_user *muser, const char *point);
 
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box);
 void mailward_storage_hooks_mail_allocated(struct mail *mail);
+
+/* Notes the real uid of the process (the administrator running doveadm)
+   before Dovecot switches to a mail user's uid; frees what it keeps. */
+void mailward_owner_init(void);
+void mailward_owner_deinit(void);
 
 void mailward_plugin_init(struct module *module);
 void mailward_plugin_deinit(void);

@@ -11,6 +11,7 @@
 #include "hex-binary.h"
 #include "sha2.h"
 #include "mail-storage-private.h"
+#include "mailbox-list-private.h"
 #include "mail-namespace.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
@@ -24,7 +25,47 @@ static MODULE_CONTEXT_DEFINE_INIT(mailward_mail_module,
 
 static struct mailward_user *mailward_box_user(struct mailbox *box)
 {
-	return MAILWARD_USER_CONTEXT(box->storage->user);
+	return mailward_mailbox_user(box);
+}
+
+/* Whose settings decide about the mail of a mailbox being allocated:
+   box->storage->user is the session user acting on it, whatever
+   namespace the mailbox is in. */
+static struct mailward_user *mailward_box_owner(struct mailbox *box)
+{
+	struct mail_user *user = box->storage->user;
+	struct mailward_user *session = MAILWARD_USER_CONTEXT(user);
+	struct mail_namespace *ns = box->list->ns;
+	struct mailward_user *owner;
+
+	if (session == NULL)
+		return NULL;
+	if (session->actor != NULL) {
+		/* a storage of an owner's own namespace (the shared
+		   namespace's backing storage): the owner's context */
+		return session;
+	}
+	switch (ns->type) {
+	case MAIL_NAMESPACE_TYPE_PRIVATE:
+		if (ns->owner == NULL || ns->owner == user ||
+		    strcmp(ns->owner->username, user->username) == 0)
+			return session;
+		break;
+	case MAIL_NAMESPACE_TYPE_SHARED:
+		if (ns->owner != NULL &&
+		    strcmp(ns->owner->username, user->username) == 0)
+			return session;
+		break;
+	case MAIL_NAMESPACE_TYPE_PUBLIC:
+		return mailward_public_user(session);
+	}
+	owner = ns->owner == NULL ? NULL : MAILWARD_USER_CONTEXT(ns->owner);
+	if (owner == NULL) {
+		/* a shared namespace without an owner user (not expanded to
+		   one): settings unknown, nothing is expunged there */
+		owner = mailward_unknown_owner_user(session);
+	}
+	return owner;
 }
 
 /* ---------------------------------------------------------------- */
@@ -386,6 +427,9 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 
 static const char *mailward_refuse_reason(struct mailward_user *muser)
 {
+	if (muser->settings_unknown != NULL)
+		return "The mailbox owner's mailward settings could not be "
+			"determined: messages cannot be expunged";
 	if (muser->set.hold)
 		return "Mailbox is under legal hold (mailward_hold): "
 			"messages cannot be expunged or moved";
@@ -402,6 +446,10 @@ mailward_expunge_cause(struct mailward_user *muser,
 		return mt->cause != NULL ? mt->cause : "policy";
 	if (t->reason != NULL && strcmp(t->reason, "autoexpunge") == 0)
 		return "autoexpunge";
+	/* Dovecot expunges a mailbox's mail before deleting it */
+	if (t->reason != NULL &&
+	    strcmp(t->reason, "mailbox_expunge_all_data") == 0)
+		return "mailbox_delete";
 	if (strcmp(muser->user->service, "doveadm") == 0)
 		return "admin";
 	return "client";
@@ -470,11 +518,12 @@ static bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser)
 }
 
 /* TRUE if an expunge requested by a client or a tool in this mailbox is
-   refused, and the requester told so (hold, imap_expunge=deny) */
+   refused, and the requester told so (hold, imap_expunge=deny, the
+   owner's settings unknown) */
 static bool
 mailward_expunge_refused(struct mailward_user *muser)
 {
-	return muser->set.hold ||
+	return muser->settings_unknown != NULL || muser->set.hold ||
 		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
 		 strcmp(muser->user->service, "imap") == 0);
 }
@@ -619,10 +668,16 @@ static void mailward_mail_expunge(struct mail *_mail)
 		return;
 	}
 	if (mailward_expunge_refused(muser)) {
+		if (mt->refused == 0 && muser->settings_unknown != NULL) {
+			e_error(muser->event, "Expunge in %s refused and mail "
+				"kept: %s", mailbox_get_vname(_mail->box),
+				muser->settings_unknown);
+		}
 		mt->refused++;
 		mt->refuse_reason = mailward_refuse_reason(muser);
 		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
-					 muser->set.hold ? "hold" : "policy");
+			muser->settings_unknown != NULL ? "fail_safe" :
+			(muser->set.hold ? "hold" : "policy"));
 		return;
 	}
 	mailward_note_expunged(muser, mt, _mail);
@@ -921,7 +976,7 @@ static int mailward_delete_box(struct mailbox *box)
 
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 {
-	struct mailward_user *muser = mailward_box_user(box);
+	struct mailward_user *muser = mailward_box_owner(box);
 	struct mailbox_vfuncs *v = box->vlast;
 	struct mailward_mailbox *mbox;
 
@@ -930,7 +985,9 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	mbox = p_new(box->pool, struct mailward_mailbox, 1);
 	mbox->module_ctx.super = *v;
 	box->vlast = &mbox->module_ctx.super;
-	mbox->pop3_session = (box->flags & MAILBOX_FLAG_POP3_SESSION) != 0;
+	mbox->muser = muser;
+	mbox->pop3_session = (box->flags & MAILBOX_FLAG_POP3_SESSION) != 0 &&
+		muser->actor == NULL;
 
 	v->transaction_begin = mailward_transaction_begin;
 	v->transaction_commit = mailward_transaction_commit;
