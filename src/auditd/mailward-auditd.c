@@ -51,7 +51,9 @@
 /* at start, wait this long for the log lock (a previous writer may still
    be closing after a reload) */
 #define AUDITD_START_WAIT_MSECS 5000
-#define AUDITD_LOG_REPEAT_SECS 60
+/* a lasting fault is logged again after these intervals (doubling) */
+#define AUDITD_FAULT_REPEAT_MIN_SECS 60
+#define AUDITD_FAULT_REPEAT_MAX_SECS 600
 
 struct auditd_client {
 	struct auditd_client *prev, *next;
@@ -90,8 +92,6 @@ static struct auditd_settings set;
 static struct mw_audit_writer *writer;
 static char *writer_error;
 static struct timeval last_open_attempt;
-static time_t last_error_log;
-static char *last_error_logged;
 
 static struct auditd_client *clients;
 static unsigned int client_count;
@@ -107,16 +107,73 @@ static void auditd_reopen_timeout(void *context);
 
 /* --- logging --- */
 
-/* Logs a writer error, but the same message at most once a minute. */
-static void auditd_log_writer_error(const char *msg)
+/* A lasting fault of the log (it cannot be opened, or writes fail): the
+   first failure is logged as an error with its cause, repeats only every
+   AUDITD_FAULT_REPEAT_MIN_SECS at first, doubling up to
+   AUDITD_FAULT_REPEAT_MAX_SECS, with the number of failures not logged in
+   between (each one is logged at debug level). When the log works again,
+   one info line says so. A relapse soon after a recovery (a disk that is
+   only just not full) continues the same rate limit, so a flapping fault
+   is bounded too. */
+static struct {
+	bool active;
+	/* an error line was logged for the current fault */
+	bool reported;
+	time_t since, last_report;
+	unsigned int interval;
+	unsigned int not_logged, not_logged_total;
+} fault;
+
+static void auditd_fault(const char *msg)
 {
-	if (last_error_logged != NULL && strcmp(last_error_logged, msg) == 0 &&
-	    ioloop_time - last_error_log < AUDITD_LOG_REPEAT_SECS)
+	time_t now = time(NULL);
+
+	if (!fault.active) {
+		fault.active = TRUE;
+		fault.reported = FALSE;
+		fault.since = now;
+		fault.not_logged_total = 0;
+		if (fault.last_report == 0 ||
+		    now - fault.last_report >= (time_t)fault.interval)
+			fault.interval = 0; /* not a relapse: report now */
+	}
+	if (fault.interval != 0 &&
+	    now - fault.last_report < (time_t)fault.interval) {
+		fault.not_logged++;
+		fault.not_logged_total++;
+		i_debug("%s (not logged as an error: rate limited)", msg);
 		return;
-	i_free(last_error_logged);
-	last_error_logged = i_strdup(msg);
-	last_error_log = ioloop_time;
-	i_error("%s", msg);
+	}
+	if (fault.interval == 0) {
+		i_error("%s", msg);
+		fault.interval = AUDITD_FAULT_REPEAT_MIN_SECS;
+	} else {
+		i_error("%s (failing since %ld s; %u failure(s) not logged "
+			"since the last report)", msg,
+			(long)(now - fault.since), fault.not_logged);
+		fault.interval = I_MIN(fault.interval * 2,
+				       AUDITD_FAULT_REPEAT_MAX_SECS);
+	}
+	fault.reported = TRUE;
+	fault.last_report = now;
+	fault.not_logged = 0;
+}
+
+static void auditd_fault_end(void)
+{
+	time_t now = time(NULL);
+
+	if (!fault.active)
+		return;
+	fault.active = FALSE;
+	if (fault.reported) {
+		i_info("audit log %s recovered after %ld s (%u more failure(s) "
+		       "not logged)", set.log_path, (long)(now - fault.since),
+		       fault.not_logged_total);
+	} else {
+		i_debug("audit log %s recovered after %ld s", set.log_path,
+			(long)(now - fault.since));
+	}
 }
 
 /* --- writer state --- */
@@ -139,7 +196,7 @@ static int auditd_writer_open(void)
 				 &error) < 0) {
 		auditd_set_writer_error(t_strdup_printf(
 			"audit log %s unavailable: %s", set.log_path, error));
-		auditd_log_writer_error(writer_error);
+		auditd_fault(writer_error);
 		if (to_reopen == NULL) {
 			to_reopen = timeout_add(AUDITD_REOPEN_MSECS,
 						auditd_reopen_timeout, NULL);
@@ -147,7 +204,7 @@ static int auditd_writer_open(void)
 		return -1;
 	}
 	timeout_remove(&to_reopen);
-	i_free(last_error_logged);
+	auditd_fault_end();
 	i_info("audit log %s opened: seq %llu, epoch %u", set.log_path,
 	       (unsigned long long)mw_audit_writer_seq(writer),
 	       mw_audit_writer_epoch(writer));
@@ -194,8 +251,9 @@ static void auditd_writer_failed(const char *what, const char *error)
 
 	auditd_set_writer_error(t_strdup_printf("audit log %s: %s failed: %s",
 						set.log_path, what, error));
-	i_error("%s (records not yet acknowledged are dropped; clients "
-		"resend them)", writer_error);
+	auditd_fault(t_strdup_printf("%s (records not yet acknowledged are "
+				     "dropped; clients resend them)",
+				     writer_error));
 	mw_audit_writer_abort(&writer);
 	for (c = clients; c != NULL; c = c->next) {
 		if (c->last_serial > durable_serial)
@@ -711,7 +769,6 @@ int main(int argc, char *argv[])
 			i_info("audit log %s closed", set.log_path);
 	}
 	i_free(writer_error);
-	i_free(last_error_logged);
 	master_service_deinit(&master_service);
 	return 0;
 }

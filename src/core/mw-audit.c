@@ -1151,21 +1151,31 @@ static int move_torn(struct mw_audit_writer *w, struct resume_info *ri,
 	buf = malloc((size_t)ri->torn_bytes);
 	if (buf == NULL) {
 		close(fd);
+		(void)unlink(ri->torn_file);
 		return wfail(w, error_r, "out of memory");
 	}
 	if (pread_full(w->fd, buf, (size_t)ri->torn_bytes,
 		       ri->good_end) < 0 ||
 	    write_full(fd, buf, (size_t)ri->torn_bytes) < 0 ||
 	    fsync(fd) < 0) {
+		int err = errno;
+
 		free(buf);
 		close(fd);
+		/* no litter: the tail stays in the log until it can be
+		   saved whole (e.g. once a full disk has room again) */
+		(void)unlink(ri->torn_file);
 		return wfail(w, error_r, "saving torn tail to %s failed: %s",
-			     ri->torn_file, strerror(errno));
+			     ri->torn_file, strerror(err));
 	}
 	free(buf);
-	if (close(fd) < 0 || fsync_parent_dir(ri->torn_file) < 0)
+	if (close(fd) < 0 || fsync_parent_dir(ri->torn_file) < 0) {
+		int err = errno;
+
+		(void)unlink(ri->torn_file);
 		return wfail(w, error_r, "saving torn tail to %s failed: %s",
-			     ri->torn_file, strerror(errno));
+			     ri->torn_file, strerror(err));
+	}
 	if (ftruncate(w->fd, ri->good_end) < 0 || fsync(w->fd) < 0)
 		return wfail(w, error_r, "truncating %s failed: %s",
 			     w->log_path, strerror(errno));
