@@ -53,7 +53,8 @@ def cli(*args):
 
 
 def test_outputs_escape_c1_and_bidi(sandbox_factory):
-    sbx = sandbox_factory(users={"alice": {}}, audit=True)
+    sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"}},
+                          audit=True)
     box = "Box" + CSI + "31m" + RLO + "X"
     msgid = "<a" + CSI + "[31m" + RLO + "@spoof.invalid>"
     i = imap(sbx)
@@ -64,7 +65,15 @@ def test_outputs_escape_c1_and_bidi(sandbox_factory):
                     make_message(1, msgid=msgid))[0] == "OK"
     assert i.select('"%s"' % mutf7(box))[0] == "OK"
     assert i.fetch("1", "(BODY[])")[0] == "OK"
+    # a refused expunge (legal hold) is logged naming the mailbox
+    i.store("1", "+FLAGS", "\\Deleted")
+    try:
+        i.expunge()
+    except i.error:
+        pass
     i.logout()
+    sbx.wait_log(r"mailward: Refused to expunge 1 message\(s\) in "
+                 r"Box\\xc2\\x9b31m\\xe2\\x80\\xaeX")
     # cells a spreadsheet would run as formulas, through the real writer
     c = AuditConn(sbx.audit_socket_path)
     c.event('"service":"pop3","session":"f1","event":"retr",'

@@ -259,7 +259,7 @@ mailward_device_register(struct mailward_user *muser,
 	muser->device_registered = TRUE;
 	e_debug(muser->event, "device %s (%s, %s): %s", muser->device.id_hex,
 		muser->device_source, ret > 0 ? "new" : "known",
-		muser->device.label);
+		mailward_display(muser->device.label, 0));
 }
 
 /* The pre-login IMAP ID: with imap_id_retain=yes Dovecot gives it to auth
@@ -564,7 +564,7 @@ mailward_mailbox_name_check(struct mailward_user *muser, struct mailbox *box,
 	} else if (ret > 0) {
 		e_info(muser->event, "Mailbox %s: GUID changed from %s to %s "
 		       "(index rebuilt): device records carried over",
-		       name, old_hex, guid_hex);
+		       mailward_display(name, 0), old_hex, guid_hex);
 	}
 }
 

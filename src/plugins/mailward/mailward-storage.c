@@ -670,7 +670,9 @@ static void mailward_mail_expunge(struct mail *_mail)
 	if (mailward_expunge_refused(muser)) {
 		if (mt->refused == 0 && muser->settings_unknown != NULL) {
 			e_error(muser->event, "Expunge in %s refused and mail "
-				"kept: %s", mailbox_get_vname(_mail->box),
+				"kept: %s",
+				mailward_display(mailbox_get_vname(_mail->box),
+						 0),
 				muser->settings_unknown);
 		}
 		mt->refused++;
@@ -833,7 +835,9 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 			if (muser != NULL) {
 				e_error(muser->event, "%s: copies of %u kept "
 					"message(s) mixed with other saves: "
-					"nothing saved", mailbox_get_vname(box),
+					"nothing saved",
+					mailward_display(mailbox_get_vname(box),
+							 0),
 					kept);
 			}
 			mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
@@ -844,7 +848,8 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 		if (muser != NULL) {
 			e_debug(muser->event, "%s: %u copied message(s) not "
 				"saved: their move or expunge does not happen",
-				mailbox_get_vname(box), kept);
+				mailward_display(mailbox_get_vname(box), 0),
+				kept);
 		}
 		/* nothing was saved: the source transaction, committed
 		   next, refuses or suppresses the expunges and says so */
