@@ -3,7 +3,9 @@ Dovecot: three kinds of device identity, doveadm devices/state/forget with
 JSON output, the device bound and expiry, per-message records (RETR not
 TOP, DELE, pruned after expunge), concurrent POP3 + IMAP sessions, hostile
 IMAP ID values, and a broken store making the session fail-safe."""
+import glob
 import os
+import re
 import socket
 import time
 
@@ -222,24 +224,31 @@ def test_unwritable_store_is_fail_safe(sandbox_factory):
         wait_session_end(sbx, u)
     # alice: data file not writable by the mail uid
     os.chmod(os.path.join(sbx.state_dir("alice"), "data.mdb"), 0o400)
-    # bob: data file truncated mid-file
+    # bob: data file truncated mid-file (damaged: moved aside, fresh
+    # store; tests/test_store_damage.py has the rest)
     path = os.path.join(sbx.state_dir("bob"), "data.mdb")
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(size // 2)
-    for u in ("alice", "bob"):
+    for u, err in (("alice", "State store error: "),
+                   ("bob", "State store %s was damaged: moved aside to "
+                    % sbx.state_dir("bob"))):
         p = pop3(sbx, u)
         assert p.stat()[0] == 3
         p.retr(1)
         p.dele(1)
         p.dele(2)
         p.quit()
-        sbx.wait_log(r"pop3\(%s\).*Error: mailward: State store error: .*%s"
-                     % (u, sbx.state_dir(u)))
+        sbx.wait_log(r"pop3\(%s\).*Error: mailward: %s.*%s"
+                     % (u, re.escape(err), sbx.state_dir(u)))
         sbx.wait_log(r"pop3\(%s\).*session is fail-safe" % u)
         # client policy, but fail-safe: nothing expunged
         assert sbx.maildir_count(u) == 3
         assert imap_count(sbx, u) == 3
-    r = sbx.doveadm("mailward", "devices", "-u", "bob", check=False)
+    r = sbx.doveadm("mailward", "devices", "-u", "alice", check=False)
     assert r.returncode == 75, (r.returncode, r.stderr)     # EX_TEMPFAIL
-    assert sbx.state_dir("bob") in r.stderr
+    assert sbx.state_dir("alice") in r.stderr
+    assert len(glob.glob(path + ".corrupt.*")) == 1
+    # bob's fresh store works: it knows the devices of the sessions since
+    assert sorted(d["protocol"] for d in sbx.doveadm_json(
+        "mailward", "devices", "-u", "bob")) == ["imap", "pop3"]

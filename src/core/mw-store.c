@@ -31,6 +31,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,17 @@ struct mw_store {
 	MDB_dbi dbi_mailbox_nos, dbi_summaries;
 	unsigned int map_grows;
 	bool txn_active;
+	MDB_txn *cur_txn;	/* the active transaction, for a fault */
+	bool cur_txn_write;
+	/* LMDB reported damage, or a decoder found a malformed record */
+	bool corrupt;
+	/* moved aside as corrupt: the handle only returns errors */
+	bool dead;
+	/* data.mdb as opened (a quarantine renames only this file) */
+	dev_t data_dev;
+	ino_t data_ino;
+	/* where a corrupt store was moved (this handle's doing), or NULL */
+	char *reset_path;
 	char error[PATH_MAX + 512];
 };
 
@@ -157,6 +170,139 @@ static int store_fail(struct mw_store *s, const char **error_r)
 	return -1;
 }
 
+/* A damaged store: the error is set and the store will be moved aside
+   when the public call returns. */
+static void MW_ATTR_FORMAT(2, 3)
+store_set_corrupt(struct mw_store *s, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list args;
+
+	va_start(args, fmt);
+	(void)vsnprintf(tmp, sizeof(tmp), fmt, args);
+	va_end(args);
+	store_set_error(s, "%s", tmp);
+	s->corrupt = true;
+}
+
+static bool lmdb_rc_is_corrupt(int rc)
+{
+	return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+		rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+		/* a read transaction whose page fetch failed */
+		rc == MDB_BAD_TXN;
+}
+
+/* ---- fault guard ----
+
+   LMDB trusts page contents: a damaged data page (disk corruption, a bad
+   restore) can make it read outside the map (SIGSEGV), beyond the end of
+   the file (SIGBUS) or fail an assertion (abort). Every public function
+   that touches the environment runs under a guard: such a fault while
+   the guard is active jumps back to the public function, which moves the
+   store aside (store_quarantine) and returns an error, so a damaged store
+   never crashes the process, let alone every login of its user.
+
+   The handlers are installed once per process while a handle exists (no
+   system call per store call); a fault outside a guard (another bug, or
+   a callback of the caller) restores the previous disposition and
+   re-executes, so it crashes as it would have without mailward.
+   Callbacks of the caller run with the guard suspended. */
+
+static sigjmp_buf *guard_jmp = NULL;
+static volatile sig_atomic_t guard_signo = 0;
+static unsigned int guard_handlers = 0;
+static struct sigaction guard_old_segv, guard_old_bus;
+
+static void store_fault_handler(int signo, siginfo_t *si, void *uctx)
+{
+	sigjmp_buf *jmp = guard_jmp;
+
+	(void)si;
+	(void)uctx;
+	if (jmp != NULL) {
+		guard_jmp = NULL;
+		guard_signo = signo;
+		siglongjmp(*jmp, 1);
+	}
+	/* not inside the store: let the fault happen as without us */
+	(void)sigaction(signo, signo == SIGBUS ? &guard_old_bus :
+			&guard_old_segv, NULL);
+}
+
+static void store_assert_handler(MDB_env *env, const char *msg)
+{
+	sigjmp_buf *jmp = guard_jmp;
+
+	(void)env;
+	(void)msg;
+	if (jmp != NULL) {
+		guard_jmp = NULL;
+		guard_signo = SIGABRT;
+		siglongjmp(*jmp, 1);
+	}
+	/* LMDB calls abort() after this returns */
+}
+
+static void guard_handlers_ref(void)
+{
+	struct sigaction sa;
+
+	if (guard_handlers++ > 0)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = store_fault_handler;
+	/* NODEFER: the jump out leaves the signal unblocked */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGSEGV, &sa, &guard_old_segv);
+	(void)sigaction(SIGBUS, &sa, &guard_old_bus);
+}
+
+static void guard_handlers_unref(void)
+{
+	if (guard_handlers == 0 || --guard_handlers > 0)
+		return;
+	(void)sigaction(SIGSEGV, &guard_old_segv, NULL);
+	(void)sigaction(SIGBUS, &guard_old_bus, NULL);
+}
+
+/* Around callbacks of the caller: their faults are not the store's. */
+#define GUARD_SUSPEND(saved) \
+	do { (saved) = guard_jmp; guard_jmp = NULL; } while (0)
+#define GUARD_RESUME(saved) \
+	do { guard_jmp = (saved); } while (0)
+
+static int store_quarantine(struct mw_store *s, bool faulted,
+			    const char *why);
+
+/* Runs expr (an int-returning call on store s) under the fault guard and
+   returns its result from the enclosing function; nested use runs expr
+   directly. A fault or a detected corruption moves the store aside. */
+#define STORE_GUARDED(s, error_r, expr) do { \
+	sigjmp_buf guard_buf_; \
+	volatile int guard_ret_; \
+	if (guard_jmp != NULL) \
+		return (expr); \
+	if ((s)->dead) \
+		return store_fail((s), (error_r)); \
+	if (sigsetjmp(guard_buf_, 0) != 0) { \
+		(void)store_quarantine((s), true, guard_signo == SIGBUS ? \
+			"bus error reading it" : guard_signo == SIGABRT ? \
+			"LMDB assertion failed" : \
+			"segmentation fault reading it"); \
+		return store_fail((s), (error_r)); \
+	} \
+	guard_jmp = &guard_buf_; \
+	guard_ret_ = (expr); \
+	guard_jmp = NULL; \
+	if (guard_ret_ < 0 && (s)->corrupt) { \
+		(void)store_quarantine((s), false, NULL); \
+		*(error_r) = (s)->error; \
+	} \
+	return guard_ret_; \
+} while (0)
+
 /* ---- transactions ---- */
 
 static int store_txn_begin(struct mw_store *s, unsigned int flags,
@@ -189,6 +335,8 @@ static int store_txn_begin(struct mw_store *s, unsigned int flags,
 		return -1;
 	}
 	s->txn_active = true;
+	s->cur_txn = *txn_r;
+	s->cur_txn_write = (flags & MDB_RDONLY) == 0;
 	return 0;
 }
 
@@ -196,6 +344,7 @@ static void store_txn_abort(struct mw_store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	s->txn_active = false;
+	s->cur_txn = NULL;
 }
 
 static int store_txn_commit(struct mw_store *s, MDB_txn *txn)
@@ -203,6 +352,9 @@ static int store_txn_commit(struct mw_store *s, MDB_txn *txn)
 	int rc = mdb_txn_commit(txn); /* frees txn even on failure */
 
 	s->txn_active = false;
+	s->cur_txn = NULL;
+	if (lmdb_rc_is_corrupt(rc))
+		s->corrupt = true;
 	return rc;
 }
 
@@ -266,6 +418,8 @@ static int store_write(struct mw_store *s, const char *what,
 		if (rc != MW_RC_FAILED) {
 			store_set_error(s, "%s failed: %s", what,
 					mdb_strerror(rc));
+			if (lmdb_rc_is_corrupt(rc))
+				s->corrupt = true;
 		}
 		return -1;
 	}
@@ -274,8 +428,11 @@ static int store_write(struct mw_store *s, const char *what,
 /* Reports an LMDB error of a read operation. */
 static int store_read_error(struct mw_store *s, const char *what, int rc)
 {
-	if (rc != MW_RC_FAILED)
+	if (rc != MW_RC_FAILED) {
 		store_set_error(s, "%s failed: %s", what, mdb_strerror(rc));
+		if (lmdb_rc_is_corrupt(rc))
+			s->corrupt = true;
+	}
 	return -1;
 }
 
@@ -322,7 +479,7 @@ static int dev_decode(struct mw_store *s, const MDB_val *key,
 	memset(rec, 0, sizeof(*rec));
 	if (key->mv_size != MW_DEVICE_ID_SIZE ||
 	    val->mv_size < DEV_FIXED_SIZE) {
-		store_set_error(s, "corrupt device record (key %zu, value %zu "
+		store_set_corrupt(s, "corrupt device record (key %zu, value %zu "
 				"bytes)", key->mv_size, val->mv_size);
 		return MW_RC_FAILED;
 	}
@@ -331,7 +488,7 @@ static int dev_decode(struct mw_store *s, const MDB_val *key,
 	if (plen > MW_PROTOCOL_MAX || llen > MW_LABEL_MAX ||
 	    val->mv_size != DEV_FIXED_SIZE + plen + llen ||
 	    mw_get_be16(p) == 0) {
-		store_set_error(s, "corrupt device record (value %zu bytes)",
+		store_set_corrupt(s, "corrupt device record (value %zu bytes)",
 				val->mv_size);
 		return MW_RC_FAILED;
 	}
@@ -383,7 +540,7 @@ static int mailbox_lookup(struct mw_store *s, MDB_txn *txn,
 	if (rc != 0)
 		return rc;
 	if (v.mv_size != 4 || mw_get_be32(v.mv_data) == 0) {
-		store_set_error(s, "corrupt mailbox record (%zu bytes)",
+		store_set_corrupt(s, "corrupt mailbox record (%zu bytes)",
 				v.mv_size);
 		return MW_RC_FAILED;
 	}
@@ -401,7 +558,7 @@ static int meta_get_u32(struct mw_store *s, MDB_txn *txn, const char *name,
 	if (rc != 0)
 		return rc;
 	if (v.mv_size != 4) {
-		store_set_error(s, "corrupt meta record %s (%zu bytes)",
+		store_set_corrupt(s, "corrupt meta record %s (%zu bytes)",
 				name, v.mv_size);
 		return MW_RC_FAILED;
 	}
@@ -635,7 +792,7 @@ static int store_check_size(struct mw_store *s)
 	}
 	need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 	if ((uint64_t)fst.st_size < need) {
-		store_set_error(s, "corrupt store: data.mdb is %llu bytes but "
+		store_set_corrupt(s, "corrupt store: data.mdb is %llu bytes but "
 				"its pages need %llu (truncated?)",
 				(unsigned long long)fst.st_size,
 				(unsigned long long)need);
@@ -672,6 +829,8 @@ static int store_init_txn(struct mw_store *s, MDB_txn *txn,
 		if (rc != 0) {
 			store_set_error(s, "mdb_dbi_open(%s) failed: %s",
 					db_names[i], mdb_strerror(rc));
+			if (lmdb_rc_is_corrupt(rc))
+				s->corrupt = true;
 			return MW_RC_FAILED;
 		}
 	}
@@ -708,19 +867,224 @@ static int store_init(struct mw_store *s)
 
 static void store_free(struct mw_store *s)
 {
-	if (s->env != NULL && s->pid == getpid())
-		mdb_env_close(s->env);
+	sigjmp_buf buf, *saved;
+
+	if (s->env != NULL && s->pid == getpid()) {
+		/* closing reads no data pages; guarded all the same */
+		saved = guard_jmp;
+		if (sigsetjmp(buf, 0) == 0) {
+			guard_jmp = &buf;
+			mdb_env_close(s->env);
+		}
+		guard_jmp = saved;
+	}
+	if (s->pid == getpid())
+		guard_handlers_unref();
+	free(s->reset_path);
 	free(s->path);
 	free(s);
+}
+
+/* snprintf() into a buffer that may truncate (paths in messages). */
+static void MW_ATTR_FORMAT(3, 4)
+fmt_buf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	(void)vsnprintf(buf, size, fmt, args);
+	va_end(args);
+}
+
+static void stores_unlink(struct mw_store *s)
+{
+	struct mw_store **p;
+
+	for (p = &stores; *p != NULL; p = &(*p)->next) {
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	}
+	s->next = NULL;
+}
+
+/* Moves the damaged data.mdb of s aside as data.mdb.corrupt.<UTC time>
+   (kept for forensics, never deleted) and removes its lock file, unless
+   another process did so already (the path no longer is the file this
+   handle opened). The handle is closed and dead afterwards: every call
+   fails, and the next mw_store_open() of the directory creates a fresh
+   store. faulted: LMDB faulted inside a call (its state is unknown).
+   why: what went wrong (NULL: the error already set). Returns 0
+   moved (s->reset_path set), -1 not moved. */
+static int store_quarantine(struct mw_store *s, bool faulted,
+			    const char *why)
+{
+	char data[PATH_MAX + 16], lock[PATH_MAX + 16];
+	char target[PATH_MAX + 64], stamp[32], reason[600];
+	sigjmp_buf buf;
+	struct stat st;
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (why != NULL) {
+		fmt_buf(reason, sizeof(reason), "corrupt store (%s)",
+			       why);
+	} else {
+		/* the error set by the failing call, without its prefix */
+		const char *p = strstr(s->error, ": ");
+
+		fmt_buf(reason, sizeof(reason), "%s",
+			       p != NULL ? p + 2 : s->error);
+	}
+	/* let go of the environment. After a fault LMDB's state is unknown
+	   (a transaction may link cursors on the stack frames the jump
+	   left): it is abandoned, never touched again (its memory, map and
+	   descriptors stay until the process ends; a write transaction's
+	   lock too, which only processes still using the moved file wait
+	   for). An error LMDB returned left it consistent: close it. */
+	if (!faulted && sigsetjmp(buf, 0) == 0) {
+		guard_jmp = &buf;
+		if (s->cur_txn != NULL && s->cur_txn_write)
+			mdb_txn_abort(s->cur_txn);
+		s->cur_txn = NULL;
+		if (s->env != NULL)
+			mdb_env_close(s->env);
+	}
+	guard_jmp = NULL;
+	s->env = NULL;
+	s->cur_txn = NULL;
+	s->txn_active = false;
+	s->dead = true;
+	stores_unlink(s);
+
+	fmt_buf(data, sizeof(data), "%s/data.mdb", s->path);
+	fmt_buf(lock, sizeof(lock), "%s/lock.mdb", s->path);
+	(void)gmtime_r(&now, &tm);
+	(void)strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	fmt_buf(target, sizeof(target), "%s.corrupt.%s", data, stamp);
+	if (stat(data, &st) < 0 || st.st_dev != s->data_dev ||
+	    st.st_ino != s->data_ino) {
+		fmt_buf(s->error, sizeof(s->error),
+			       "mailward store %s: %s; already moved aside by "
+			       "another process", s->path, reason);
+		return -1;
+	}
+	if (access(target, F_OK) == 0) {
+		fmt_buf(target, sizeof(target), "%s.corrupt.%s.%ld",
+			       data, stamp, (long)getpid());
+	}
+	if (rename(data, target) < 0) {
+		fmt_buf(s->error, sizeof(s->error),
+			       "mailward store %s: %s; moving %s aside to %s "
+			       "failed: %s", s->path, reason, data, target,
+			       strerror(errno));
+		return -1;
+	}
+	(void)unlink(lock);
+	free(s->reset_path);
+	s->reset_path = strdup(target);
+	fmt_buf(s->error, sizeof(s->error),
+		       "mailward store %s: %s: moved aside to %s; the next "
+		       "session starts with a fresh store", s->path, reason,
+		       target);
+	return 0;
+}
+
+/* Creates and opens the environment of s and its databases. */
+static int store_env_open(struct mw_store *s, size_t mapsize)
+{
+	struct stat st;
+	int rc, dead, fd;
+
+	if ((rc = mdb_env_create(&s->env)) != 0) {
+		store_set_error(s, "mdb_env_create() failed: %s",
+				mdb_strerror(rc));
+		return -1;
+	}
+	(void)mdb_env_set_assert(s->env, store_assert_handler);
+	if ((rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 2)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->env, mapsize)) != 0) {
+		store_set_error(s, "setting up the environment failed: %s",
+				mdb_strerror(rc));
+		return -1;
+	}
+	if (store_prealloc_lock(s, s->path) < 0)
+		return -1;
+	/* MDB_NOMETASYNC: one fdatasync per commit instead of two; a system
+	   crash may undo the last transaction but never breaks integrity
+	   (the state is advisory: losing the last session's records means
+	   a device sees a message again, never that mail is lost) */
+	if ((rc = mdb_env_open(s->env, s->path, MDB_NOMETASYNC, 0600)) != 0) {
+		store_set_error(s, "mdb_env_open() failed: %s%s",
+				mdb_strerror(rc),
+				lmdb_rc_is_corrupt(rc) ? " (corrupt store)" : "");
+		if (lmdb_rc_is_corrupt(rc)) {
+			/* LMDB closed nothing: remember the file to move */
+			char data[PATH_MAX + 16];
+
+			(void)snprintf(data, sizeof(data), "%s/data.mdb",
+				       s->path);
+			if (stat(data, &st) == 0) {
+				s->data_dev = st.st_dev;
+				s->data_ino = st.st_ino;
+				s->corrupt = true;
+			}
+		}
+		return -1;
+	}
+	if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &st) == 0) {
+		s->data_dev = st.st_dev;
+		s->data_ino = st.st_ino;
+	}
+	if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
+		store_set_error(s, "mdb_reader_check() failed: %s",
+				mdb_strerror(rc));
+		return -1;
+	}
+	if (store_check_size(s) < 0 || store_init(s) < 0)
+		return -1;
+	return 0;
+}
+
+static int store_env_open_guarded(struct mw_store *s, size_t mapsize)
+{
+	const char *error;
+
+	STORE_GUARDED(s, &error, store_env_open(s, mapsize));
+}
+
+static struct mw_store *store_alloc(const char *real)
+{
+	struct mw_store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL || (s->path = strdup(real)) == NULL) {
+		free(s);
+		set_open_error("mailward store %s: out of memory", real);
+		return NULL;
+	}
+	s->pid = getpid();
+	s->refcount = 1;
+	guard_handlers_ref();
+	return s;
+}
+
+static int store_check_cached(struct mw_store *s)
+{
+	unsigned int cleared;
+	const char *error;
+
+	if (mw_store_reader_check(s, &cleared, &error) < 0)
+		return -1;
+	STORE_GUARDED(s, &error, store_check_size(s));
 }
 
 int mw_store_open_mapsize(const char *dir, size_t mapsize,
 			  struct mw_store **store_r, const char **error_r)
 {
-	char real[PATH_MAX];
+	char real[PATH_MAX], *reset_path = NULL;
 	struct mw_store *s;
-	unsigned int cleared;
-	int rc, dead;
+	unsigned int attempt;
 
 	*store_r = NULL;
 	*error_r = open_error;
@@ -746,69 +1110,48 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
 			break;
 	}
 	if (s != NULL) {
-		if (mw_store_reader_check(s, &cleared, error_r) < 0 ||
-		    store_check_size(s) < 0) {
+		if (store_check_cached(s) < 0) {
 			set_open_error("%s", s->error);
-			*error_r = open_error;
-			return -1;
+			if (!s->dead)
+				return -1;
+			/* moved aside: the old handle stays with its
+			   holders; open a fresh one below */
+			reset_path = s->reset_path == NULL ? NULL :
+				strdup(s->reset_path);
+		} else {
+			s->refcount++;
+			*store_r = s;
+			return 0;
 		}
-		s->refcount++;
-		*store_r = s;
-		return 0;
 	}
 
-	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->path = strdup(real)) == NULL) {
-		free(s);
-		set_open_error("mailward store %s: out of memory", real);
-		return -1;
-	}
-	s->pid = getpid();
-	s->refcount = 1;
 	if (mapsize == 0)
 		mapsize = (size_t)MW_STORE_DEFAULT_MAPSIZE;
 	mapsize = (mapsize + MAPSIZE_ROUND - 1) / MAPSIZE_ROUND * MAPSIZE_ROUND;
-
-	if ((rc = mdb_env_create(&s->env)) != 0) {
-		store_set_error(s, "mdb_env_create() failed: %s",
-				mdb_strerror(rc));
-		goto fail;
+	/* a damaged store is moved aside and opened again, once */
+	for (attempt = 0;; attempt++) {
+		if ((s = store_alloc(real)) == NULL) {
+			free(reset_path);
+			return -1;
+		}
+		if (store_env_open_guarded(s, mapsize) == 0)
+			break;
+		set_open_error("%s", s->error);
+		if (attempt > 0 || !s->dead || s->reset_path == NULL) {
+			free(reset_path);
+			store_free(s);
+			return -1;
+		}
+		free(reset_path);
+		reset_path = s->reset_path;
+		s->reset_path = NULL;
+		store_free(s);
 	}
-	if ((rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 2)) != 0 ||
-	    (rc = mdb_env_set_mapsize(s->env, mapsize)) != 0) {
-		store_set_error(s, "setting up the environment failed: %s",
-				mdb_strerror(rc));
-		goto fail;
-	}
-	if (store_prealloc_lock(s, real) < 0)
-		goto fail;
-	/* MDB_NOMETASYNC: one fdatasync per commit instead of two; a system
-	   crash may undo the last transaction but never breaks integrity
-	   (the state is advisory: losing the last session's records means
-	   a device sees a message again, never that mail is lost) */
-	if ((rc = mdb_env_open(s->env, real, MDB_NOMETASYNC, 0600)) != 0) {
-		store_set_error(s, "mdb_env_open() failed: %s%s",
-				mdb_strerror(rc),
-				rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ?
-				" (corrupt store?)" : "");
-		goto fail;
-	}
-	if ((rc = mdb_reader_check(s->env, &dead)) != 0) {
-		store_set_error(s, "mdb_reader_check() failed: %s",
-				mdb_strerror(rc));
-		goto fail;
-	}
-	if (store_check_size(s) < 0 || store_init(s) < 0)
-		goto fail;
-
+	s->reset_path = reset_path;
 	s->next = stores;
 	stores = s;
 	*store_r = s;
 	return 0;
-fail:
-	set_open_error("%s", s->error);
-	store_free(s);
-	return -1;
 }
 
 int mw_store_open(const char *dir, struct mw_store **store_r,
@@ -819,20 +1162,20 @@ int mw_store_open(const char *dir, struct mw_store **store_r,
 
 void mw_store_unref(struct mw_store **_store)
 {
-	struct mw_store *s = *_store, **p;
+	struct mw_store *s = *_store;
 
 	if (s == NULL)
 		return;
 	*_store = NULL;
 	if (--s->refcount > 0)
 		return;
-	for (p = &stores; *p != NULL; p = &(*p)->next) {
-		if (*p == s) {
-			*p = s->next;
-			break;
-		}
-	}
+	stores_unlink(s);
 	store_free(s);
+}
+
+const char *mw_store_get_reset(struct mw_store *store)
+{
+	return store->reset_path;
 }
 
 const char *mw_store_get_path(struct mw_store *store)
@@ -845,7 +1188,7 @@ unsigned int mw_store_get_refcount(struct mw_store *store)
 	return store->refcount;
 }
 
-int mw_store_reader_check(struct mw_store *s, unsigned int *cleared_r,
+static int store_reader_check(struct mw_store *s, unsigned int *cleared_r,
 			  const char **error_r)
 {
 	int rc, dead = 0;
@@ -859,6 +1202,12 @@ int mw_store_reader_check(struct mw_store *s, unsigned int *cleared_r,
 	if (cleared_r != NULL)
 		*cleared_r = dead < 0 ? 0 : (unsigned int)dead;
 	return 0;
+}
+
+int mw_store_reader_check(struct mw_store *s, unsigned int *cleared_r,
+			  const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_reader_check(s, cleared_r, error_r));
 }
 
 struct reader_count_ctx {
@@ -879,7 +1228,7 @@ static int reader_list_cb(const char *msg, void *context)
 	return 0;
 }
 
-int mw_store_reader_count_others(struct mw_store *s, unsigned int *count_r,
+static int store_reader_count_others(struct mw_store *s, unsigned int *count_r,
 				 const char **error_r)
 {
 	struct reader_count_ctx ctx = { getpid(), 0 };
@@ -893,6 +1242,12 @@ int mw_store_reader_count_others(struct mw_store *s, unsigned int *count_r,
 	}
 	*count_r = ctx.count;
 	return 0;
+}
+
+int mw_store_reader_count_others(struct mw_store *s, unsigned int *count_r,
+				 const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_reader_count_others(s, count_r, error_r));
 }
 
 /* Pages on LMDB's freelist (DBI 0): each value is an ID list whose first
@@ -918,7 +1273,7 @@ static int count_free_pages(MDB_txn *txn, uint64_t *count_r)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int mw_store_get_stat(struct mw_store *s, struct mw_store_stat *stat_r,
+static int store_get_stat(struct mw_store *s, struct mw_store_stat *stat_r,
 		      const char **error_r)
 {
 	MDB_envinfo info;
@@ -957,6 +1312,12 @@ int mw_store_get_stat(struct mw_store *s, struct mw_store_stat *stat_r,
 		return store_fail(s, error_r);
 	}
 	return 0;
+}
+
+int mw_store_get_stat(struct mw_store *s, struct mw_store_stat *stat_r,
+		      const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_get_stat(s, stat_r, error_r));
 }
 
 /* ---- devices ---- */
@@ -1013,7 +1374,7 @@ static int device_put(struct mw_store *s, MDB_txn *txn,
 	return mdb_put(txn, s->dbi_devices, &k, &v, 0);
 }
 
-int mw_store_device_get(struct mw_store *s, const char *id_hex,
+static int store_device_get(struct mw_store *s, const char *id_hex,
 			struct mw_device_rec *rec_r, const char **error_r)
 {
 	unsigned char id[MW_DEVICE_ID_SIZE];
@@ -1032,6 +1393,12 @@ int mw_store_device_get(struct mw_store *s, const char *id_hex,
 		return store_fail(s, error_r);
 	}
 	return 1;
+}
+
+int mw_store_device_get(struct mw_store *s, const char *id_hex,
+			struct mw_device_rec *rec_r, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_device_get(s, id_hex, rec_r, error_r));
 }
 
 struct dev_event {
@@ -1067,12 +1434,15 @@ static int dev_events_add(struct dev_events *ev, enum mw_device_event event,
 static void dev_events_emit(struct dev_events *ev, mw_device_event_cb *cb,
 			    void *ctx)
 {
+	sigjmp_buf *saved;
 	unsigned int i;
 
+	GUARD_SUSPEND(saved);
 	if (cb != NULL) {
 		for (i = 0; i < ev->count; i++)
 			cb(ev->events[i].event, &ev->events[i].rec, ctx);
 	}
+	GUARD_RESUME(saved);
 	free(ev->events);
 	memset(ev, 0, sizeof(*ev));
 }
@@ -1255,7 +1625,7 @@ static int device_register_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	return rc;
 }
 
-int mw_store_device_register(struct mw_store *s, const char *id_hex,
+static int store_device_register(struct mw_store *s, const char *id_hex,
 			     const char *label, const char *protocol,
 			     time_t now, unsigned int max_devices,
 			     time_t expire_secs, mw_device_event_cb *cb,
@@ -1302,6 +1672,16 @@ int mw_store_device_register(struct mw_store *s, const char *id_hex,
 	return ctx.created ? 1 : 0;
 }
 
+int mw_store_device_register(struct mw_store *s, const char *id_hex,
+			     const char *label, const char *protocol,
+			     time_t now, unsigned int max_devices,
+			     time_t expire_secs, mw_device_event_cb *cb,
+			     void *cb_ctx, struct mw_device_rec *rec_r,
+			     const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_device_register(s, id_hex, label, protocol, now, max_devices, expire_secs, cb, cb_ctx, rec_r, error_r));
+}
+
 struct expire_ctx {
 	time_t now, expire_secs;
 	struct dev_events ev;
@@ -1328,7 +1708,7 @@ static int device_expire_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	return rc;
 }
 
-int mw_store_device_expire(struct mw_store *s, time_t now,
+static int store_device_expire(struct mw_store *s, time_t now,
 			   time_t expire_secs, mw_device_event_cb *cb,
 			   void *cb_ctx, const char **error_r)
 {
@@ -1349,6 +1729,13 @@ int mw_store_device_expire(struct mw_store *s, time_t now,
 	return count;
 }
 
+int mw_store_device_expire(struct mw_store *s, time_t now,
+			   time_t expire_secs, mw_device_event_cb *cb,
+			   void *cb_ctx, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_device_expire(s, now, expire_secs, cb, cb_ctx, error_r));
+}
+
 static int dev_rec_cmp(const void *a, const void *b)
 {
 	const struct mw_device_rec *ra = a, *rb = b;
@@ -1356,12 +1743,13 @@ static int dev_rec_cmp(const void *a, const void *b)
 	return (int)ra->dev_no - (int)rb->dev_no;
 }
 
-int mw_store_device_iter(struct mw_store *s,
+static int store_device_iter(struct mw_store *s,
 			 int (*cb)(const struct mw_device_rec *rec, void *ctx),
 			 void *ctx, const char **error_r)
 {
 	struct mw_device_rec *recs;
 	unsigned int count, i;
+	sigjmp_buf *saved;
 	MDB_txn *txn;
 	int rc, ret = 0;
 
@@ -1375,14 +1763,23 @@ int mw_store_device_iter(struct mw_store *s,
 	}
 	if (count > 0)
 		qsort(recs, count, sizeof(*recs), dev_rec_cmp);
+	GUARD_SUSPEND(saved);
 	for (i = 0; i < count; i++) {
 		if (cb(&recs[i], ctx) != 0) {
 			ret = 1;
 			break;
 		}
 	}
+	GUARD_RESUME(saved);
 	free(recs);
 	return ret;
+}
+
+int mw_store_device_iter(struct mw_store *s,
+			 int (*cb)(const struct mw_device_rec *rec, void *ctx),
+			 void *ctx, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_device_iter(s, cb, ctx, error_r));
 }
 
 struct forget_ctx {
@@ -1426,7 +1823,7 @@ static int device_forget_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	return device_delete_all(s, txn, &ctx->rec);
 }
 
-int mw_store_device_forget(struct mw_store *s, const char *id_prefix,
+static int store_device_forget(struct mw_store *s, const char *id_prefix,
 			   struct mw_device_rec *rec_r, const char **error_r)
 {
 	char prefix[MW_DEVICE_ID_HEX_SIZE];
@@ -1464,6 +1861,12 @@ int mw_store_device_forget(struct mw_store *s, const char *id_prefix,
 	return ctx.found ? 1 : 0;
 }
 
+int mw_store_device_forget(struct mw_store *s, const char *id_prefix,
+			   struct mw_device_rec *rec_r, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_device_forget(s, id_prefix, rec_r, error_r));
+}
+
 /* ---- message reads ---- */
 
 static int mailbox_guid_of(struct mw_store *s, MDB_txn *txn,
@@ -1477,14 +1880,14 @@ static int mailbox_guid_of(struct mw_store *s, MDB_txn *txn,
 	mw_put_be32(nobuf, mailbox_no);
 	rc = mdb_get(txn, s->dbi_mailbox_nos, &k, &v);
 	if (rc == MDB_NOTFOUND) {
-		store_set_error(s, "corrupt store: mailbox number %u has no "
+		store_set_corrupt(s, "corrupt store: mailbox number %u has no "
 				"GUID", mailbox_no);
 		return MW_RC_FAILED;
 	}
 	if (rc != 0)
 		return rc;
 	if (v.mv_size != GUID_SIZE) {
-		store_set_error(s, "corrupt mailbox number record (%zu bytes)",
+		store_set_corrupt(s, "corrupt mailbox number record (%zu bytes)",
 				v.mv_size);
 		return MW_RC_FAILED;
 	}
@@ -1510,7 +1913,7 @@ static int msg_find(struct mw_store *s, MDB_cursor *cur, uint16_t dev_no,
 	if (rc != 0)
 		return rc;
 	if (d.mv_size != MSG_DATA_SIZE) {
-		store_set_error(s, "corrupt message record (%zu bytes)",
+		store_set_corrupt(s, "corrupt message record (%zu bytes)",
 				d.mv_size);
 		return MW_RC_FAILED;
 	}
@@ -1520,7 +1923,7 @@ static int msg_find(struct mw_store *s, MDB_cursor *cur, uint16_t dev_no,
 	return 0;
 }
 
-int mw_store_msg_get_key(struct mw_store *s, uint16_t dev_no,
+static int store_msg_get_key(struct mw_store *s, uint16_t dev_no,
 			 const char *mailbox_guid_hex,
 			 const unsigned char key[MW_MSG_KEY_SIZE],
 			 struct mw_msg_rec *rec_r, const char **error_r)
@@ -1556,6 +1959,14 @@ int mw_store_msg_get_key(struct mw_store *s, uint16_t dev_no,
 	return 1;
 }
 
+int mw_store_msg_get_key(struct mw_store *s, uint16_t dev_no,
+			 const char *mailbox_guid_hex,
+			 const unsigned char key[MW_MSG_KEY_SIZE],
+			 struct mw_msg_rec *rec_r, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_msg_get_key(s, dev_no, mailbox_guid_hex, key, rec_r, error_r));
+}
+
 int mw_store_msg_get(struct mw_store *s, uint16_t dev_no,
 		     const char *mailbox_guid_hex, const char *msg_guid,
 		     struct mw_msg_rec *rec_r, const char **error_r)
@@ -1580,6 +1991,8 @@ static int msg_iter_txn(struct mw_store *s, MDB_txn *txn, int dev_no,
 	MDB_val k, d;
 	uint16_t kdev;
 	uint32_t kmbox;
+	sigjmp_buf *saved;
+	bool stop;
 	int rc;
 
 	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
@@ -1592,7 +2005,7 @@ static int msg_iter_txn(struct mw_store *s, MDB_txn *txn, int dev_no,
 	while (rc == 0) {
 		if (k.mv_size != MSG_DBKEY_SIZE ||
 		    d.mv_size != MSG_DATA_SIZE) {
-			store_set_error(s, "corrupt message record (key %zu, "
+			store_set_corrupt(s, "corrupt message record (key %zu, "
 					"value %zu bytes)", k.mv_size,
 					d.mv_size);
 			rc = MW_RC_FAILED;
@@ -1627,7 +2040,10 @@ static int msg_iter_txn(struct mw_store *s, MDB_txn *txn, int dev_no,
 			guid_no = kmbox;
 		}
 		memcpy(rec.mailbox_guid_hex, guid_hex, sizeof(guid_hex));
-		if (cb(&rec, ctx) != 0) {
+		GUARD_SUSPEND(saved);
+		stop = cb(&rec, ctx) != 0;
+		GUARD_RESUME(saved);
+		if (stop) {
 			*ret_r = 1;
 			rc = MDB_NOTFOUND;
 			break;
@@ -1638,7 +2054,7 @@ static int msg_iter_txn(struct mw_store *s, MDB_txn *txn, int dev_no,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int mw_store_msg_iter(struct mw_store *s, int dev_no,
+static int store_msg_iter(struct mw_store *s, int dev_no,
 		      const char *mailbox_guid_hex,
 		      int (*cb)(const struct mw_msg_rec *rec, void *ctx),
 		      void *ctx, const char **error_r)
@@ -1674,7 +2090,15 @@ int mw_store_msg_iter(struct mw_store *s, int dev_no,
 	return ret;
 }
 
-int mw_store_summary_get(struct mw_store *s, uint16_t dev_no,
+int mw_store_msg_iter(struct mw_store *s, int dev_no,
+		      const char *mailbox_guid_hex,
+		      int (*cb)(const struct mw_msg_rec *rec, void *ctx),
+		      void *ctx, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_msg_iter(s, dev_no, mailbox_guid_hex, cb, ctx, error_r));
+}
+
+static int store_summary_get(struct mw_store *s, uint16_t dev_no,
 			 const char *mailbox_guid_hex,
 			 struct mw_summary_rec *rec_r, const char **error_r)
 {
@@ -1694,7 +2118,7 @@ int mw_store_summary_get(struct mw_store *s, uint16_t dev_no,
 		rc = mdb_get(txn, s->dbi_summaries, &k, &v);
 	}
 	if (rc == 0 && v.mv_size != SUMMARY_SIZE) {
-		store_set_error(s, "corrupt summary record (%zu bytes)",
+		store_set_corrupt(s, "corrupt summary record (%zu bytes)",
 				v.mv_size);
 		rc = MW_RC_FAILED;
 	}
@@ -1713,6 +2137,13 @@ int mw_store_summary_get(struct mw_store *s, uint16_t dev_no,
 		return store_fail(s, error_r);
 	}
 	return 1;
+}
+
+int mw_store_summary_get(struct mw_store *s, uint16_t dev_no,
+			 const char *mailbox_guid_hex,
+			 struct mw_summary_rec *rec_r, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_summary_get(s, dev_no, mailbox_guid_hex, rec_r, error_r));
 }
 
 /* ---- mailbox names ---- */
@@ -1734,7 +2165,7 @@ static int mbname_key(struct mw_store *s, const char *name,
 	return 0;
 }
 
-int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
+static int store_mailbox_name_get(struct mw_store *s, const char *name,
 			      char guid_hex_r[MW_MAILBOX_GUID_HEX_SIZE],
 			      const char **error_r)
 {
@@ -1750,7 +2181,7 @@ int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
 	k.mv_data = kbuf;
 	rc = mdb_get(txn, s->dbi_meta, &k, &v);
 	if (rc == 0 && v.mv_size != GUID_SIZE) {
-		store_set_error(s, "corrupt mailbox name record (%zu bytes)",
+		store_set_corrupt(s, "corrupt mailbox name record (%zu bytes)",
 				v.mv_size);
 		rc = MW_RC_FAILED;
 	}
@@ -1764,6 +2195,14 @@ int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
 		return store_fail(s, error_r);
 	}
 	return 1;
+}
+
+int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
+			      char guid_hex_r[MW_MAILBOX_GUID_HEX_SIZE],
+			      const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_mailbox_name_get(s, name, guid_hex_r,
+							 error_r));
 }
 
 struct mbname_ctx {
@@ -1855,7 +2294,7 @@ static int mailbox_name_set_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
 	return mdb_put(txn, s->dbi_meta, &k, &v, 0);
 }
 
-int mw_store_mailbox_name_set(struct mw_store *s, const char *name,
+static int store_mailbox_name_set(struct mw_store *s, const char *name,
 			      const char *old_guid_hex,
 			      const char *new_guid_hex, const char **error_r)
 {
@@ -1874,6 +2313,15 @@ int mw_store_mailbox_name_set(struct mw_store *s, const char *name,
 			&ctx) < 0)
 		return store_fail(s, error_r);
 	return ctx.moved;
+}
+
+int mw_store_mailbox_name_set(struct mw_store *s, const char *name,
+			      const char *old_guid_hex,
+			      const char *new_guid_hex, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_mailbox_name_set(s, name, old_guid_hex,
+							 new_guid_hex,
+							 error_r));
 }
 
 /* ---- batches ---- */
@@ -2329,6 +2777,18 @@ static void batch_free(struct mw_batch *b)
 	free(b);
 }
 
+static int batch_write(struct mw_store *s, struct mw_batch *b)
+{
+	return store_write(s, "committing batch", batch_apply_txn, b);
+}
+
+static int batch_write_guarded(struct mw_store *s, struct mw_batch *b)
+{
+	const char *error;
+
+	STORE_GUARDED(s, &error, batch_write(s, b));
+}
+
 int mw_batch_commit(struct mw_batch **_batch, const char **error_r)
 {
 	struct mw_batch *b = *_batch;
@@ -2339,8 +2799,7 @@ int mw_batch_commit(struct mw_batch **_batch, const char **error_r)
 	if (b->failed) {
 		store_set_error(s, "batch rejected: %s", b->error);
 		ret = -1;
-	} else if (b->count > 0 &&
-		   store_write(s, "committing batch", batch_apply_txn, b) < 0) {
+	} else if (b->count > 0 && batch_write_guarded(s, b) < 0) {
 		ret = -1;
 	} else if (b->bound_dropped_r != NULL) {
 		*b->bound_dropped_r = b->bound_dropped;

@@ -11,13 +11,15 @@
      mw_store_open call). Read functions return 1 found / 0 not found.
    - LMDB's recoverable conditions (MDB_MAP_FULL, MDB_MAP_RESIZED, stale
      readers) are handled inside; the caller never sees them.
-   - Corrupt data (wrong-sized values, unknown format, invalid meta pages,
-     zeroed pages, a data file shorter than its pages) are errors, never
-     crashes. Limitation: LMDB has no page checksums, so random damage
-     inside a single B-tree page is only detected where LMDB checks
-     (MDB_CORRUPTED, MDB_PAGE_NOTFOUND); elsewhere it can still crash the
-     process (SIGBUS/SIGSEGV or an LMDB assertion), as with every LMDB
-     user. The state is rebuildable: moving the directory aside recovers.
+   - Corrupt data (wrong-sized values, invalid meta pages, zeroed pages,
+     a data file shorter than its pages, random bytes in B-tree pages that
+     make LMDB fault) are errors, never crashes: the damaged file is moved
+     aside and the store starts afresh (see mw_store_get_reset()). LMDB has
+     no page checksums, so damage it does not trip over is read as data;
+     the record decoders bound what it can do. An unknown format version
+     is an error and is left in place (a newer mailward's store).
+     While a handle exists, SIGSEGV and SIGBUS handlers are installed; a
+     fault outside a store call is passed on to the previous disposition.
    - Callbacks run outside any transaction unless documented otherwise; a
      callback documented as "inside the read transaction" must not call
      any mw_store or mw_batch function (they would fail with "nested").
@@ -126,6 +128,21 @@ int mw_store_open(const char *dir, struct mw_store **store_r,
    and tuning). Ignored when the handle is already open. */
 int mw_store_open_mapsize(const char *dir, size_t mapsize,
 			  struct mw_store **store_r, const char **error_r);
+/* The path a damaged store was moved aside to (data.mdb.corrupt.<UTC
+   time>) if this handle did it, else NULL; valid while the handle is
+   open.
+   Damage is detected where LMDB reports it (MDB_CORRUPTED,
+   MDB_PAGE_NOTFOUND, MDB_INVALID, MDB_VERSION_MISMATCH), where a record
+   is malformed or the data file is shorter than its pages, and when LMDB
+   faults on damaged pages (SIGSEGV, SIGBUS or a failed LMDB assertion
+   inside a store call are caught; the process does not crash). Then the
+   data file is renamed aside (never deleted) and its lock file removed;
+   mw_store_open*() opens a fresh store in its place and returns it with
+   this path set; any other call fails with an error naming the path, and
+   the handle stays unusable (every call fails) until unreferenced.
+   Callers must treat a reset as lost state: nothing may be expunged
+   because of it. */
+const char *mw_store_get_reset(struct mw_store *store);
 /* Drops one reference and sets *store to NULL; the last one closes the
    environment. No transaction may be active. NULL *store is a no-op. */
 void mw_store_unref(struct mw_store **store);

@@ -1268,23 +1268,47 @@ static void expect_open_error(const char *dir, const char *substr)
 		fail_msg("error '%s' lacks '%s'", error, substr);
 }
 
-static void test_corrupt_truncated(void **state)
+/* Opens dir, which holds a damaged store: the open moves the damaged
+   data.mdb aside (kept, named data.mdb.corrupt.<UTC time>) and returns a
+   fresh, working store. */
+static void expect_reset_open(const char *dir, const char *substr)
 {
-	struct fixture *f = *state;
+	struct mw_store *s = NULL;
+	struct mw_device_rec rec;
+	const char *error = NULL, *moved;
 	char data[300];
 	struct stat st;
 
-	make_populated_store(f->store_dir, 20000);
-	snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
-	assert_int_equal(stat(data, &st), 0);
-	assert_int_equal(truncate(data, st.st_size / 2), 0);
-	expect_open_error(f->store_dir, "truncated");
+	if (mw_store_open(dir, &s, &error) < 0)
+		fail_msg("open %s failed: %s", dir, error);
+	moved = mw_store_get_reset(s);
+	if (moved == NULL) {
+		fail_msg("open %s: damage not detected", dir);
+		return;
+	}
+	print_message("moved aside: %s\n", moved);
+	assert_true(strlen(dir) + 20 < sizeof(data));
+	strcpy(data, dir);
+	strcat(data, "/data.mdb.corrupt.");
+	assert_true(strncmp(moved, data, strlen(data)) == 0);
+	assert_int_equal(stat(moved, &st), 0);	/* kept for forensics */
+	if (substr != NULL)
+		assert_non_null(strstr(moved, substr));
+	/* fresh and working */
+	assert_int_equal(count_msgs(s, -1, NULL), 0);
+	rec = register_ok(s, 7, 100, 0, 0, 1);
+	assert_int_equal(rec.dev_no, 1);
+	mw_store_unref(&s);
+	/* the next open finds a sound store */
+	s = open_ok(dir);
+	assert_null(mw_store_get_reset(s));
+	mw_store_unref(&s);
 }
 
-static void overwrite(const char *path, off_t offset, size_t len, int byte)
+static void overwrite(const char *path, off_t offset, size_t len, int byte,
+		      unsigned int seed)
 {
 	unsigned char *buf = malloc(len);
-	unsigned int seed = 12345;
 	size_t i;
 	int fd;
 
@@ -1299,31 +1323,130 @@ static void overwrite(const char *path, off_t offset, size_t len, int byte)
 	free(buf);
 }
 
-static void test_corrupt_garbage(void **state)
+/* Damage at open: every kind is detected, moved aside, replaced. Random
+   bytes over the pages past the two meta pages make LMDB fault (SIGBUS,
+   SIGSEGV) or report corruption; each case runs in a child process that
+   must exit normally (never killed by a signal). */
+static void test_corrupt_reset_at_open(void **state)
 {
 	struct fixture *f = *state;
-	char data[300];
-	struct stat st;
+	enum { TRUNCATE, WHOLE, META_ZERO, DATA_ZERO, DATA_RANDOM };
+	static const struct {
+		int kind;
+		unsigned int seed;
+	} cases[] = {
+		{ TRUNCATE, 0 }, { WHOLE, 1 }, { META_ZERO, 0 },
+		{ DATA_ZERO, 0 }, { DATA_RANDOM, 1 }, { DATA_RANDOM, 2 },
+		{ DATA_RANDOM, 3 }, { DATA_RANDOM, 4 }, { DATA_RANDOM, 5 },
+		{ DATA_RANDOM, 6 }, { DATA_RANDOM, 7 }, { DATA_RANDOM, 8 },
+	};
+	unsigned int i;
 
-	/* garbage over the whole file */
-	make_populated_store(f->store_dir, 2000);
-	snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
-	assert_int_equal(stat(data, &st), 0);
-	overwrite(data, 0, (size_t)st.st_size, -1);
-	expect_open_error(f->store_dir, "mdb_env_open");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char dir[300], data[340];
+		struct stat st;
+		pid_t pid;
+		int status;
 
-	/* zeroed meta pages only */
-	make_populated_store(f->dir, 2000);
-	snprintf(data, sizeof(data), "%s/data.mdb", f->dir);
-	overwrite(data, 0, 8192, 0);
-	expect_open_error(f->dir, "mdb_env_open");
+		snprintf(dir, sizeof(dir), "%s/case%u", f->dir, i);
+		snprintf(data, sizeof(data), "%s/data.mdb", dir);
+		make_populated_store(dir, 2000);
+		assert_int_equal(stat(data, &st), 0);
+		switch (cases[i].kind) {
+		case TRUNCATE:
+			assert_int_equal(truncate(data, st.st_size / 2), 0);
+			break;
+		case WHOLE:
+			overwrite(data, 0, (size_t)st.st_size, -1,
+				  cases[i].seed);
+			break;
+		case META_ZERO:
+			overwrite(data, 0, 8192, 0, 0);
+			break;
+		case DATA_ZERO:
+			overwrite(data, 8192, (size_t)st.st_size - 8192, 0, 0);
+			break;
+		case DATA_RANDOM:
+			overwrite(data, 8192, (size_t)st.st_size - 8192, -1,
+				  cases[i].seed);
+			break;
+		}
+		fflush(NULL);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			expect_reset_open(dir, NULL);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status))
+			fail_msg("case %u: child killed by signal %d", i,
+				 WTERMSIG(status));
+		if (WEXITSTATUS(status) != 0)
+			fail_msg("case %u: child failed", i);
+	}
+}
 
-	/* intact meta pages, zeroed data pages (e.g. a sparse restore) */
-	(void)unlink(data);
-	make_populated_store(f->dir, 2000);
-	assert_int_equal(stat(data, &st), 0);
-	overwrite(data, 8192, (size_t)st.st_size - 8192, 0);
-	expect_open_error(f->dir, "MDB_CORRUPTED");
+/* Damage found while a handle is open (another process' restore, a disk
+   error): the call fails naming the path the file was moved to, the
+   handle stays unusable, and the next open starts afresh. */
+static void test_corrupt_reset_in_use(void **state)
+{
+	struct fixture *f = *state;
+	static const unsigned int seeds[] = { 11, 12, 13, 14 };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		char dir[300], data[340];
+		struct stat st;
+		pid_t pid;
+		int status;
+
+		snprintf(dir, sizeof(dir), "%s/use%u", f->dir, i);
+		snprintf(data, sizeof(data), "%s/data.mdb", dir);
+		make_populated_store(dir, 2000);
+		fflush(NULL);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct mw_store *s = open_ok(dir), *s2;
+			struct mw_device_rec rec;
+			const char *error = NULL;
+			int ret;
+
+			assert_null(mw_store_get_reset(s));
+			assert_int_equal(stat(data, &st), 0);
+			overwrite(data, 8192, (size_t)st.st_size - 8192, -1,
+				  seeds[i]);
+			ret = mw_store_msg_iter(s, -1, NULL, count_cb,
+						&(unsigned int){ 0 }, &error);
+			assert_int_equal(ret, -1);
+			print_message("in use: %s\n", error);
+			assert_non_null(strstr(error, "moved aside to"));
+			assert_non_null(mw_store_get_reset(s));
+			assert_int_equal(stat(mw_store_get_reset(s), &st), 0);
+			/* dead handle: every call fails, nothing crashes */
+			assert_int_equal(mw_store_device_iter(
+				s, collect_dev_cb, &rec, &error), -1);
+			/* a new open of the directory is a fresh store */
+			s2 = open_ok(dir);
+			assert_ptr_not_equal(s, s2);
+			assert_null(mw_store_get_reset(s2));
+			assert_int_equal(count_msgs(s2, -1, NULL), 0);
+			mw_store_unref(&s2);
+			mw_store_unref(&s);
+			s = open_ok(dir);
+			assert_null(mw_store_get_reset(s));
+			mw_store_unref(&s);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status))
+			fail_msg("seed %u: child killed by signal %d",
+				 seeds[i], WTERMSIG(status));
+		if (WEXITSTATUS(status) != 0)
+			fail_msg("seed %u: child failed", seeds[i]);
+	}
 }
 
 /* Writes raw values with plain LMDB (no mailward handle may be open). */
@@ -1349,43 +1472,71 @@ static void raw_put(const char *dir, const char *dbname,
 static void test_corrupt_values(void **state)
 {
 	struct fixture *f = *state;
-	struct mw_store *s;
+	struct mw_store *s, *s2;
 	struct mw_device_rec rec;
 	struct mw_summary_rec sum;
 	struct mw_batch *b;
 	unsigned char id[16], summary_key[6];
-	char id_hex[33];
+	char id_hex[33], dir[300];
 	const char *error;
 	static const unsigned char five[5] = { 1, 2, 3, 4, 5 };
 	static const unsigned char format2[4] = { 0, 0, 0, 2 };
 	char dir2[256];
+	unsigned int i;
+	static const char *const expect[] = {
+		"corrupt device record", "corrupt device record",
+		"corrupt summary", "corrupt device record",
+	};
 
-	make_populated_store(f->store_dir, 10);
 	memset(id, 0x42, sizeof(id));
 	mw_hex_encode(id, sizeof(id), id_hex);
-	raw_put(f->store_dir, "devices", id, sizeof(id), five, sizeof(five));
 	mw_put_be16(summary_key, 1);
 	mw_put_be32(summary_key + 2, 1);
-	raw_put(f->store_dir, "summaries", summary_key, sizeof(summary_key),
-		five, sizeof(five));
+	/* a malformed record: the call fails naming it and the path it was
+	   moved to; the handle is dead; the next open is fresh */
+	for (i = 0; i < 4; i++) {
+		int ret;
 
-	s = open_ok(f->store_dir);
-	assert_int_equal(mw_store_device_get(s, id_hex, &rec, &error), -1);
-	assert_non_null(strstr(error, "corrupt device record"));
-	assert_non_null(strstr(error, mw_store_get_path(s)));
-	assert_int_equal(mw_store_device_iter(s, collect_dev_cb, &rec,
-					      &error), -1);
-	/* registration (and batches) refuse to work on top of it */
-	assert_int_equal(mw_store_device_register(s, id_hex, "x", "pop3", 1, 0,
-						  0, NULL, NULL, &rec, &error),
-			 -1);
-	b = mw_batch_begin(s);
-	mw_batch_msg_update(b, 1, MBOX_A, "new", 1, MW_MSG_RETRIEVED, 1);
-	assert_int_equal(mw_batch_commit(&b, &error), -1);
-	assert_non_null(strstr(error, "corrupt"));
-	assert_int_equal(mw_store_summary_get(s, 1, MBOX_A, &sum, &error), -1);
-	assert_non_null(strstr(error, "corrupt summary"));
-	mw_store_unref(&s);
+		snprintf(dir, sizeof(dir), "%s/v%u", f->dir, i);
+		make_populated_store(dir, 10);
+		raw_put(dir, i == 2 ? "summaries" : "devices",
+			i == 2 ? (const void *)summary_key : (const void *)id,
+			i == 2 ? sizeof(summary_key) : sizeof(id),
+			five, sizeof(five));
+		s = open_ok(dir);
+		switch (i) {
+		case 0:
+			ret = mw_store_device_get(s, id_hex, &rec, &error);
+			break;
+		case 1:
+			ret = mw_store_device_register(s, id_hex, "x", "pop3",
+						       1, 0, 0, NULL, NULL,
+						       &rec, &error);
+			break;
+		case 2:
+			ret = mw_store_summary_get(s, 1, MBOX_A, &sum,
+						   &error);
+			break;
+		default:
+			b = mw_batch_begin(s);
+			mw_batch_msg_update(b, 1, MBOX_A, "new", 1,
+					    MW_MSG_RETRIEVED, 1);
+			ret = mw_batch_commit(&b, &error);
+			break;
+		}
+		assert_int_equal(ret, -1);
+		if (strstr(error, expect[i]) == NULL ||
+		    strstr(error, "moved aside to") == NULL ||
+		    strstr(error, mw_store_get_path(s)) == NULL)
+			fail_msg("case %u: %s", i, error);
+		assert_non_null(mw_store_get_reset(s));
+		assert_int_equal(mw_store_device_iter(s, collect_dev_cb, &rec,
+						      &error), -1);
+		s2 = open_ok(dir);
+		assert_int_equal(count_msgs(s2, -1, NULL), 0);
+		mw_store_unref(&s2);
+		mw_store_unref(&s);
+	}
 
 	/* unknown format version */
 	snprintf(dir2, sizeof(dir2), "%s/fmt", f->dir);
@@ -1646,8 +1797,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dev_no_allocation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_per_record, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_truncated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_reset_at_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_reset_in_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unusable_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),

@@ -153,6 +153,30 @@ mailward_device_event(enum mw_device_event event,
 	}
 }
 
+void mailward_state_reset_check(struct mailward_user *muser)
+{
+	const char *moved;
+
+	if (muser->store == NULL || muser->state_reset_seen ||
+	    (moved = mw_store_get_reset(muser->store)) == NULL)
+		return;
+	muser->state_reset_seen = TRUE;
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_reset", "ok");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+			"damaged state store %s moved aside to %s",
+			muser->state_dir, moved));
+		mailward_audit_queue_event(muser, &ev);
+	}
+	/* what devices had is lost: this session expunges nothing */
+	mailward_user_set_fail_safe(muser, t_strdup_printf(
+		"State store %s was damaged: moved aside to %s, continuing "
+		"with a fresh store (device state lost)",
+		muser->state_dir, moved));
+}
+
 static bool mailward_state_open(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
@@ -181,6 +205,10 @@ static bool mailward_state_open(struct mailward_user *muser)
 			"State store error: %s", error));
 		muser->store = NULL;
 		return FALSE;
+	}
+	if (mw_store_get_reset(muser->store) != NULL) {
+		/* damaged: moved aside, this is a fresh store */
+		mailward_state_reset_check(muser);
 	}
 	if (muser->set.device_key != NULL) {
 		if (mw_device_key_from_hex(muser->set.device_key,
@@ -669,6 +697,8 @@ static void mailward_user_deinit(struct mail_user *user)
 		(void)mailward_state_flush(muser);
 	}
 	mailward_others_deinit(muser);
+	/* a store moved aside during the session: audited once */
+	mailward_state_reset_check(muser);
 	mailward_audit_user_deinit(muser);
 	if (muser->pop3 != NULL) {
 		hash_table_destroy(&muser->pop3->msgs);

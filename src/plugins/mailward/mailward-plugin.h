@@ -79,6 +79,8 @@ struct mailward_user {
 	struct mw_device_rec device;
 	const char *device_source;	/* explicit, imap-id, network */
 	bool device_registered;
+	/* the store was found damaged and moved aside (audited) */
+	bool state_reset_seen;
 	/* the device was evicted, expired or forgotten during the session:
 	   its records are discarded, its retrievals never expunge */
 	bool device_removed;
@@ -241,6 +243,10 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser);
 /* Commits pending state changes in one write transaction. Returns 0 or
    -1 (logged, session made fail-safe). */
 int mailward_state_flush(struct mailward_user *muser);
+/* If the store handle moved a damaged store aside (at open or during the
+   session): audits state_reset and makes the session fail-safe (logged as
+   an error naming both paths), once per session. */
+void mailward_state_reset_check(struct mailward_user *muser);
 /* The session's device no longer exists in the store (another session or
    doveadm removed it): logs a warning naming the device and what, and
    audits a state_discarded event (later calls of the session log at info

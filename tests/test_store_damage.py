@@ -1,0 +1,132 @@
+"""A damaged state store (random bytes over data pages: disk corruption,
+a bad restore) never crashes a mail process: the damage is detected at
+the first login (LMDB faults are caught), data.mdb is moved aside with an
+error naming both paths, the session runs fail-safe (expunges nothing),
+the reset is audited, and later logins work with a fresh store."""
+import glob
+import os
+import random
+import re
+import time
+
+from mwharness import imap, make_message, pop3, wait_session_end
+
+PAGE = 4096
+
+
+def _damage(path, seed):
+    """Random bytes over every page past the two meta pages."""
+    size = os.path.getsize(path)
+    rnd = random.Random(seed)
+    with open(path, "r+b") as f:
+        f.seek(2 * PAGE)
+        f.write(bytes(rnd.getrandbits(8) for _ in range(size - 2 * PAGE)))
+
+
+def _populate(sbx, n):
+    """A normal IMAP session: the store gets a device and records."""
+    i = imap(sbx)
+    i.select("INBOX")
+    assert i.fetch("1:*", "(BODY[])")[0] == "OK"
+    i.logout()
+    # the audit logout record follows the session's last state write
+    recs = [r for r in _wait_audit(sbx, "logout", n, service="imap")]
+    assert len(recs) >= n, recs
+
+
+def _wait_audit(sbx, event, count, service=None):
+    deadline = time.time() + 10
+    while True:
+        recs = [r for r in sbx.audit_records() if r["event"] == event and
+                service in (None, r.get("service"))]
+        if len(recs) >= count or time.time() > deadline:
+            return recs
+        time.sleep(0.05)
+
+
+def test_damaged_store_moved_aside_no_crash(sandbox_factory):
+    sbx = sandbox_factory(
+        users={"alice": {
+            "mailward_pop3_policy": "expunge-after-retrieval"}},
+        audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(5)])
+    state = sbx.state_dir("alice")
+    data = os.path.join(state, "data.mdb")
+    seeds = (1, 2, 3)
+    pop3_ends = 0
+    for n, seed in enumerate(seeds, 1):
+        _populate(sbx, 2 * n - 1)
+        _damage(data, seed)
+
+        # the first login after the damage: RETR + QUIT under
+        # expunge-after-retrieval, but state is lost: nothing expunged
+        p = pop3(sbx)
+        assert p.stat()[0] == 5
+        p.retr(1)
+        p.quit()
+        pop3_ends += 1
+        wait_session_end(sbx, "alice", count=pop3_ends)
+        moved = sorted(glob.glob(data + ".corrupt.*"))
+        assert len(moved) == n, moved
+        assert re.fullmatch(re.escape(data) + r"\.corrupt\.\d{8}T\d{6}Z"
+                            r"(\.\d+)?", moved[-1]), moved
+        lines = sbx.wait_log(
+            r"pop3\(alice\).*Error: mailward: State store %s was damaged: "
+            r"moved aside to %s\.corrupt\.\S+, continuing with a fresh "
+            r"store" % (re.escape(state), re.escape(data)), count=n)
+        assert os.path.basename(moved[-1]) in "".join(lines)
+        sbx.wait_log(r"pop3\(alice\).*pop3 session ended with QUIT: "
+                     r"policy=expunge-after-retrieval \(fail-safe\).* "
+                     r"retr=1 .*expunged=0 kept=1", count=n)
+        assert sbx.maildir_count("alice") == 5
+
+        # the next login (IMAP) works on the fresh store
+        _populate(sbx, 2 * n)
+        assert sbx.maildir_count("alice") == 5
+
+    # later POP3 logins are normal sessions again, not fail-safe; the
+    # fresh store remembers what the fail-safe session retrieved (hidden
+    # from this device's view, still on the server)
+    p = pop3(sbx)
+    assert p.stat()[0] == 4
+    p.quit()
+    pop3_ends += 1
+    wait_session_end(sbx, "alice", count=pop3_ends)
+    last = sbx.wait_log(r"pop3\(alice\).*pop3 session ended",
+                        count=pop3_ends)[-1]
+    assert "fail-safe" not in last, last
+    assert len(glob.glob(data + ".corrupt.*")) == len(seeds)
+    assert sbx.maildir_count("alice") == 5
+
+    # audited: one state_reset per damaged store, naming where it went
+    resets = _wait_audit(sbx, "state_reset", len(seeds))
+    assert len(resets) == len(seeds), resets
+    for r, path in zip(resets, sorted(glob.glob(data + ".corrupt.*"))):
+        assert r["user"] == "alice" and r["service"] == "pop3", r
+        assert data + ".corrupt." in r["detail"], r
+    # no expunge intent or expunge, only the suppressed policy expunges
+    ev = [r["event"] for r in sbx.audit_records()
+          if r["event"].startswith("expunge")]
+    assert ev == ["expunge_suppressed"] * len(seeds), ev
+    assert sbx.audit_verify()[0] == 0
+
+
+def test_damaged_store_imap_first(sandbox_factory):
+    """The same for a store first opened by IMAP after the damage."""
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-retrieval"}}, audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    data = os.path.join(sbx.state_dir("alice"), "data.mdb")
+    _populate(sbx, 1)
+    _damage(data, 7)
+    _populate(sbx, 2)
+    assert len(glob.glob(data + ".corrupt.*")) == 1
+    sbx.wait_log(r"imap\(alice\).*Error: mailward: State store .* was "
+                 r"damaged: moved aside to %s\.corrupt\." % re.escape(data))
+    for _ in range(2):
+        p = pop3(sbx)
+        assert p.stat()[0] == 3
+        p.quit()
+    wait_session_end(sbx, "alice", count=2)
+    assert len(glob.glob(data + ".corrupt.*")) == 1
+    assert sbx.maildir_count("alice") == 3
