@@ -187,11 +187,14 @@ def test_shared_mailbox_follows_owner_hold(sandbox_factory):
 def test_shared_mailbox_owner_not_held(sandbox_factory):
     """The reverse: bob is held, alice is not. bob's expunge of alice's
     mail goes ahead (alice's settings decide), filed under alice."""
-    sbx = acl_sandbox(sandbox_factory, {"alice": {},
-                                        "bob": {"mailward_hold": "yes"}})
+    sbx = acl_sandbox(sandbox_factory, {
+        "alice": {}, "bob": {"mailward_hold": "yes"},
+        "carol": {"mailward_imap_expunge": "deny"}})
     sbx.deliver("alice", [make_message(i) for i in range(3)])
     sbx.deliver("bob", [make_message(i) for i in range(2)])
+    sbx.deliver("carol", [make_message(i) for i in range(2)])
     grant(sbx, "alice", "bob", "INBOX")
+    grant(sbx, "carol", "bob", "INBOX")
 
     i = imap(sbx, "bob")
     typ, data = i.select("shared/alice/INBOX")
@@ -199,15 +202,24 @@ def test_shared_mailbox_owner_not_held(sandbox_factory):
     i.store("1:2", "+FLAGS", "(\\Deleted)")
     typ, data = i.expunge()
     assert typ == "OK" and data == [b"2", b"1"], data
+    # carol's mailward_imap_expunge=deny holds for bob too
+    i.select("shared/carol/INBOX")
+    i.store("1", "+FLAGS", "(\\Deleted)")
+    typ, data = i._simple_command("EXPUNGE")
+    assert typ == "OK" and b"mailward_imap_expunge=deny" in data[-1], data
     # bob's own mail stays under bob's hold
     i.select("INBOX")
     i.store("1:*", "+FLAGS", "(\\Deleted)")
     typ, data = i._simple_command("EXPUNGE")
     assert typ == "OK" and b"legal hold" in data[-1], data
     i.logout()
-    wait_logouts(sbx, 2)
+    wait_logouts(sbx, 3)
     assert sbx.maildir_count("alice") == 1
     assert sbx.maildir_count("bob") == 2
+    assert sbx.maildir_count("carol") == 2
+    denied = recs(sbx, event="expunge_suppressed", user="carol")
+    assert len(denied) == 1 and denied[0]["actor"] == "bob" and \
+        denied[0]["cause"] == "policy", denied
 
     done = recs(sbx, event="expunge_intent", user="alice")
     assert len(done) == 2
