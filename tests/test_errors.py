@@ -3,6 +3,7 @@ auditor CLI's key, public key and log errors, the writer's key errors and
 the mail process's connect() error on the writer's socket."""
 
 import os
+import re
 import pwd
 import signal
 import subprocess
@@ -139,3 +140,24 @@ def test_socket_connect_denied_names_uid_and_owner(sandbox_factory):
     c.event(body("after"))
     assert c.flush()[0] == ["OK"]
     c.close()
+
+
+def test_state_store_permission_error_names_uids(sandbox_factory):
+    """A state directory the mail uid cannot use: the fail-safe reason
+    names the process's uid and the directory's owner and mode."""
+    sbx = sandbox_factory(users={"alice": {}})
+    d = sbx.state_dir("alice")
+    os.makedirs(d, exist_ok=True)
+    os.chown(d, 0, 0)
+    os.chmod(d, 0o700)
+    st = os.stat(sbx.home("alice"))
+    p = mwharness.pop3(sbx, "alice")
+    p.quit()
+    uid = st.st_uid
+    line = sbx.wait_log(r"pop3\(alice\).*session is fail-safe")[0]
+    m = re.search(r"open\((\S+)\) failed: Permission denied \(process "
+                  r"uid (\d+) gid \d+; \S+: directory (\S+) owned by uid 0 "
+                  r"gid 0 mode 0700 is not searchable\)", line)
+    assert m, line
+    assert m.group(1) == os.path.join(d, "lock.mdb"), line
+    assert int(m.group(2)) == uid and m.group(3) == d, line

@@ -301,8 +301,12 @@ static int key_read(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
-		set_error("device key %s: open() failed: %s", path,
-			  strerror(errno));
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		set_error("device key %s: open() failed: %s%s", path,
+			  strerror(err), mw_access_hint(path, err, hint,
+							sizeof(hint)));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -400,8 +404,12 @@ static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
 		  0600);
 	if (fd < 0) {
-		set_error("device key %s: open(%s) failed: %s", path,
-			  tmp_path, strerror(errno));
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		set_error("device key %s: open(%s) failed: %s%s", path,
+			  tmp_path, strerror(err), mw_access_hint(tmp_path,
+			  err, hint, sizeof(hint)));
 		return -1;
 	}
 	mw_hex_encode(key_r, MW_DEVICE_KEY_SIZE, hex);

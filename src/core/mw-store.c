@@ -718,8 +718,12 @@ static int store_prealloc_lock(struct mw_store *s, const char *dir)
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		store_set_error(s, "open(%s) failed: %s", path,
-				strerror(errno));
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		store_set_error(s, "open(%s) failed: %s%s", path,
+				strerror(err), mw_access_hint(path, err, hint,
+							      sizeof(hint)));
 		return -1;
 	}
 	if (fstat(fd, &st) == 0 && st.st_size > len)
@@ -750,15 +754,24 @@ static int mkdir_parents(const char *dir)
 			continue;
 		path[i] = '\0';
 		if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-			set_open_error("mailward store %s: mkdir(%s) failed: %s",
-				       dir, path, strerror(errno));
+			int err = errno;
+			char hint[MW_HINT_MAX];
+
+			set_open_error("mailward store %s: mkdir(%s) failed: "
+				       "%s%s", dir, path, strerror(err),
+				       mw_access_hint(path, err, hint,
+						      sizeof(hint)));
 			return -1;
 		}
 		path[i] = i == len ? '\0' : '/';
 	}
 	if (stat(dir, &st) < 0) {
-		set_open_error("mailward store %s: stat() failed: %s", dir,
-			       strerror(errno));
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		set_open_error("mailward store %s: stat() failed: %s%s", dir,
+			       strerror(err), mw_access_hint(dir, err, hint,
+							     sizeof(hint)));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -1016,9 +1029,13 @@ static int store_env_open(struct mw_store *s, size_t mapsize)
 	   (the state is advisory: losing the last session's records means
 	   a device sees a message again, never that mail is lost) */
 	if ((rc = mdb_env_open(s->env, s->path, MDB_NOMETASYNC, 0600)) != 0) {
+		char hint[MW_HINT_MAX];
+
 		store_set_error(s, "mdb_env_open() failed: %s%s",
 				mdb_strerror(rc),
-				lmdb_rc_is_corrupt(rc) ? " (corrupt store)" : "");
+				lmdb_rc_is_corrupt(rc) ? " (corrupt store)" :
+				mw_access_hint(s->path, rc, hint,
+					       sizeof(hint)));
 		if (lmdb_rc_is_corrupt(rc)) {
 			/* LMDB closed nothing: remember the file to move */
 			char data[PATH_MAX + 16];
