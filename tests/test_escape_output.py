@@ -7,6 +7,7 @@ while `export --json` gives the log's bytes exactly."""
 
 import base64
 import json
+import os
 import subprocess
 
 import mwharness
@@ -134,3 +135,24 @@ def test_outputs_escape_c1_and_bidi(sandbox_factory):
     assert RAW[0] in r.stdout and RAW[1] in r.stdout
     assert [x["message_id"] for x in json.loads(r.stdout)
             if x.get("uid") == 1 and x["event"] == "fetch"] == [msgid]
+
+    # verify's text output: a file name with C1/bidi in a FAIL line
+    tampered = os.path.join(os.path.dirname(log), "copy" + CSI + RLO +
+                            ".jsonl")
+    data = b"\n".join(log_lines) + b"\n"
+    with open(tampered, "wb") as f:
+        f.write(data.replace(b'"user":"alice"', b'"user":"alicf"', 1))
+    r = cli("verify", "--key", os.path.join(sbx.audit_keys, "verify.key"),
+            tampered)
+    assert r.returncode == 1 and r.stdout.startswith(b"FAIL: "), r
+    assert_escaped(r.stdout, "verify FAIL line")
+    assert b"copy\\xc2\\x9b\\xe2\\x80\\xae.jsonl" in r.stdout, r.stdout
+    r = cli("verify", "--key", os.path.join(sbx.audit_keys, "verify.key"),
+            tampered + "x")
+    assert r.returncode == 3
+    assert_escaped(r.stderr, "verify error")
+    r = cli("query", "--user", "alice", tampered + "x")
+    assert r.returncode == 3
+    assert r.stderr == b"mailward-audit: open(" + tampered.encode().replace(
+        RAW[0], ESC[0]).replace(RAW[1], ESC[1]) + \
+        b"x) failed: No such file or directory\n", r.stderr

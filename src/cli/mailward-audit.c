@@ -617,8 +617,11 @@ static int cmd_select(int argc, char **argv, bool export)
 		FILE *f = fopen(argv[i], "re");
 
 		if (f == NULL) {
-			fprintf(stderr, "%s: fopen(%s) failed: %s\n", progname,
-				argv[i], strerror(errno));
+			int err = errno;
+
+			fprintf(stderr, "%s: open(", progname);
+			puts_escaped(stderr, argv[i]);
+			fprintf(stderr, ") failed: %s\n", strerror(err));
 			exit_code = EXIT_IO;
 			break;
 		}
@@ -631,9 +634,10 @@ static int cmd_select(int argc, char **argv, bool export)
 						  &nl)) > 0) {
 			if (!nl || mw_json_parse_object(&obj, line, len,
 							&err) < 0) {
-				fprintf(stderr, "%s: %s offset %llu: skipped "
-					"%s line\n", progname, argv[i],
-					(unsigned long long)offset,
+				fprintf(stderr, "%s: ", progname);
+				puts_escaped(stderr, argv[i]);
+				fprintf(stderr, " offset %llu: skipped %s "
+					"line\n", (unsigned long long)offset,
 					nl ? "unparseable" : "torn");
 				skipped++;
 				continue;
@@ -657,8 +661,12 @@ static int cmd_select(int argc, char **argv, bool export)
 			}
 		}
 		if (ret < 0) {
-			fprintf(stderr, "%s: %s: %s\n", progname, argv[i],
-				ret == -2 ? "line too long" : strerror(errno));
+			const char *why = ret == -2 ? "line too long" :
+				strerror(errno);
+
+			fprintf(stderr, "%s: ", progname);
+			puts_escaped(stderr, argv[i]);
+			fprintf(stderr, ": %s\n", why);
 			exit_code = EXIT_IO;
 		}
 		mw_line_reader_free(&r);
