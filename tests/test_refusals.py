@@ -4,12 +4,17 @@ half mailward refuses (issue 11 item 8): clients that retry do not pile up
 copies. RFC 3501: a failed COPY leaves the destination unchanged."""
 import imaplib
 import os
+import re
 
 from mwharness import imap, make_message, pop3, wait_session_end
 
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 
-LAZY = dict(plugins=["lazy_expunge"], plugin={"lazy_expunge": "EXPUNGED"})
+# lazy_expunge copies an expunged message to EXPUNGED; mail_log (on notify)
+# logs what the storage reports as done: neither may see a kept expunge
+LAZY = dict(plugins=["lazy_expunge", "notify", "mail_log"],
+            plugin={"lazy_expunge": "EXPUNGED",
+                    "mail_log_events": "expunge copy save"})
 FOLDERS = """
 namespace inbox {
   inbox = yes
@@ -25,6 +30,12 @@ def count(sbx, user, folder=None):
     if folder is not None and not os.path.isdir(sbx.maildir(user, folder)):
         return 0
     return sbx.maildir_count(user, folder)
+
+
+def mail_log(sbx, user, event):
+    """mail_log's lines of one event ("expunge", "copy") for user."""
+    rx = re.compile(r"\((%s)\)<.*: Info: %s" % (re.escape(user), event))
+    return [l for l in sbx.read_log().splitlines() if rx.search(l)]
 
 
 def tagged(i, name, *args):
@@ -48,6 +59,7 @@ def test_lazy_expunge_copies_only_real_expunges(sandbox_factory):
     i.logout()
     assert count(sbx, "bob") == 1
     assert count(sbx, "bob", "EXPUNGED") == 2
+    assert len(mail_log(sbx, "bob", "expunge")) == 2
 
     # alice is held: the refused EXPUNGE of 2 messages, sent 3 times,
     # leaves no copy anywhere
@@ -75,6 +87,8 @@ def test_lazy_expunge_copies_only_real_expunges(sandbox_factory):
     assert count(sbx, "alice") == 3
     assert count(sbx, "alice", "EXPUNGED") == 0
     sbx.wait_log(r"imap\(alice\).*mailward: Refused to expunge 2 message")
+    assert mail_log(sbx, "alice", "expunge") == []
+    assert mail_log(sbx, "alice", "copy") == []
 
     # every refused expunge is audited as suppressed, none as done
     sbx.stop(check=True)
@@ -111,9 +125,19 @@ def test_lazy_expunge_pop3_dele_kept_leaves_no_copy(sandbox_factory):
     p = pop3(sbx, "los")
     assert p.stat()[0] == 1
     p.quit()
+    # nothing reported as expunged or copied for messages kept
+    for u in ("los", "held"):
+        assert mail_log(sbx, u, "expunge") == [], u
+        assert mail_log(sbx, u, "copy") == [], u
     # client policy: Dovecot expunges, lazy_expunge keeps its copies
     assert count(sbx, "plain") == 1
     assert count(sbx, "plain", "EXPUNGED") == 2
+    assert len(mail_log(sbx, "plain", "expunge")) == 2
+    # the device's DELEs are recorded and audited though kept
+    sbx.wait_log(r"pop3\(los\).*mailward: pop3 session ended with QUIT: "
+                 r"policy=leave-on-server .*dele=2 expunged=0 kept=2")
+    sbx.wait_log(r"pop3\(held\).*mailward: pop3 session ended with QUIT: "
+                 r"policy=client \(hold\) .*dele=2 expunged=0")
 
 
 def test_move_refused_leaves_destination_unchanged(sandbox_factory):
@@ -142,6 +166,9 @@ def test_move_refused_leaves_destination_unchanged(sandbox_factory):
         assert count(sbx, u) == 3, u
         assert count(sbx, u, "Trash") == 1, u
         assert count(sbx, u, "EXPUNGED") == 0, u
+        # only the COPY is reported as a copy; nothing as expunged
+        assert len(mail_log(sbx, u, "copy")) == 1, mail_log(sbx, u, "copy")
+        assert mail_log(sbx, u, "expunge") == [], u
 
     # doveadm move of a held user: refused, nothing copied
     r = sbx.doveadm("move", "-u", "alice", "Trash", "mailbox", "INBOX",

@@ -103,6 +103,10 @@ struct mailward_user {
 	unsigned int imap_body_fetches;
 
 	struct mailward_pop3_session *pop3;
+	/* set by the POP3 plugin: while QUIT is updating the mailbox, TRUE
+	   if the message at seq was DELE'd in this session */
+	bool (*pop3_dele_at_quit)(void *context, uint32_t seq);
+	void *pop3_dele_context;
 	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
 	   instead of expunging a DELE'd message; NULL otherwise */
 	const char *pop3_deleted_flag;
@@ -149,6 +153,8 @@ struct mailward_transaction {
 	/* copies saved here whose move (or lazy_expunge copy) mailward
 	   refuses or suppresses in the source: the commit saves nothing */
 	unsigned int kept_move_copies;
+	const char *kept_reason;
+	struct mail_storage *kept_src_storage;
 	const char *refuse_reason;
 	/* expunges mailward itself decided (policy, delay, admin) */
 	bool policy_expunge;

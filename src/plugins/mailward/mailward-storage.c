@@ -528,10 +528,10 @@ mailward_expunge_refused(struct mailward_user *muser)
 		 strcmp(muser->user->service, "imap") == 0);
 }
 
-/* TRUE if mailward will not let the expunge of this mail happen: it is
-   refused or, for a POP3 DELE, suppressed. A move whose expunge half does
-   not happen must leave no copy (see mailward_copy()). */
-static bool mailward_mail_expunge_kept(struct mail *mail)
+/* Why mailward will not let the expunge of this mail happen (a static
+   string), or NULL if it may. A move whose expunge half does not happen
+   must leave no copy (see mailward_copy()). */
+static const char *mailward_mail_expunge_kept(struct mail *mail)
 {
 	struct mailward_user *muser = mailward_box_user(mail->box);
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(mail->box);
@@ -539,10 +539,15 @@ static bool mailward_mail_expunge_kept(struct mail *mail)
 
 	if (muser == NULL || mbox == NULL || mt == NULL || mail->expunged ||
 	    mt->policy_expunge)
-		return FALSE;
-	if (mbox->pop3_session)
-		return !mailward_pop3_dele_goes_ahead(muser);
-	return mailward_expunge_refused(muser);
+		return NULL;
+	if (mbox->pop3_session) {
+		/* (a kept POP3 DELE never reaches Dovecot's expunge: see
+		   mailward_search_next_nonblock()) */
+		return mailward_pop3_dele_goes_ahead(muser) ? NULL :
+			"Message is kept on the server (mailward)";
+	}
+	return mailward_expunge_refused(muser) ?
+		mailward_refuse_reason(muser) : NULL;
 }
 
 /* A POP3 DELE that Dovecot carries out at QUIT, by expunge or (with
@@ -734,12 +739,17 @@ static int mailward_copy(struct mail_save_context *ctx, struct mail *mail)
 	struct mailbox_transaction_context *t = ctx->transaction;
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
 	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
-	bool kept = ctx->moving && mailward_mail_expunge_kept(mail);
+	const char *reason = NULL;
 
+	if (ctx->moving)
+		reason = mailward_mail_expunge_kept(mail);
 	if (mbox->module_ctx.super.copy(ctx, mail) < 0)
 		return -1;
-	if (kept && mt != NULL)
+	if (reason != NULL && mt != NULL) {
 		mt->kept_move_copies++;
+		mt->kept_reason = reason;
+		mt->kept_src_storage = mail->box->storage;
+	}
 	return 0;
 }
 
@@ -810,6 +820,21 @@ mailward_audit_expunge_result(struct mailward_user *muser, struct mailbox *box,
 	} T_END;
 }
 
+/* Logs and makes durable the audit records of expunges refused in a
+   transaction that is rolled back (also when a plugin around mailward,
+   such as lazy_expunge, rolls it back instead of committing) */
+static void
+mailward_report_refused(struct mailward_user *muser, struct mailbox *box,
+			struct mailward_transaction *mt)
+{
+	if (muser == NULL || mt->refused == 0)
+		return;
+	e_info(muser->event, "Refused to expunge %u message(s) in %s: %s",
+	       mt->refused, mailward_display(mailbox_get_vname(box), 0),
+	       mt->refuse_reason);
+	(void)mailward_audit_commit(muser, FALSE);
+}
+
 static int
 mailward_transaction_commit(struct mailbox_transaction_context *t,
 			    struct mail_transaction_commit_changes *changes_r)
@@ -821,55 +846,36 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 	int ret;
 
 	if (mt->kept_move_copies > 0) {
-		/* copies of messages whose move mailward refused or
-		   suppressed: the destination stays unchanged (RFC 3501:
-		   a failed COPY leaves it so; MOVE is defined on COPY) */
-		unsigned int kept = mt->kept_move_copies;
-		bool others = t->save_count != kept;
+		/* copies of messages whose move (or lazy_expunge's copy on
+		   expunge) mailward refuses: nothing is saved and the commit
+		   fails, so the caller keeps the source's messages too and
+		   plugins around mailward see a rollback (RFC 3501: a failed
+		   COPY leaves the destination unchanged; MOVE is COPY plus
+		   EXPUNGE) */
+		const char *reason = t_strdup(mt->kept_reason);
+		struct mail_storage *src_storage = mt->kept_src_storage;
 
-		mbox->module_ctx.super.transaction_rollback(t);
-		mailward_transaction_free(mt);
-		if (others) {
-			/* also other saves: none commits, the source keeps
-			   its messages (the move fails as a whole) */
-			if (muser != NULL) {
-				e_error(muser->event, "%s: copies of %u kept "
-					"message(s) mixed with other saves: "
-					"nothing saved",
-					mailward_display(mailbox_get_vname(box),
-							 0),
-					kept);
-			}
-			mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
-				"Messages cannot be moved out of a mailbox "
-				"whose messages are kept (mailward)");
-			return -1;
-		}
 		if (muser != NULL) {
 			e_debug(muser->event, "%s: %u copied message(s) not "
-				"saved: their move or expunge does not happen",
+				"saved: their move or expunge is refused",
 				mailward_display(mailbox_get_vname(box), 0),
-				kept);
+				mt->kept_move_copies);
 		}
-		/* nothing was saved: the source transaction, committed
-		   next, refuses or suppresses the expunges and says so */
-		i_zero(changes_r);
-		changes_r->pool = pool_alloconly_create(
-			"mailward kept moves", 128);
-		p_array_init(&changes_r->saved_uids, changes_r->pool, 1);
-		return 0;
+		mbox->module_ctx.super.transaction_rollback(t);
+		mailward_transaction_free(mt);
+		/* the source mailbox's caller reports this error too
+		   (lazy_expunge reads it from the source storage) */
+		if (src_storage != NULL && src_storage != box->storage)
+			mail_storage_set_error(src_storage, MAIL_ERROR_PERM,
+					       reason);
+		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
+		return -1;
 	}
 	if (mt->refused > 0) {
 		/* never a silent no-op: the client is told */
 		const char *reason = t_strdup(mt->refuse_reason);
 
-		if (muser != NULL) {
-			e_info(muser->event, "Refused to expunge %u message(s) "
-			       "in %s: %s", mt->refused,
-			       mailward_display(mailbox_get_vname(box), 0),
-			       reason);
-			(void)mailward_audit_commit(muser, FALSE);
-		}
+		mailward_report_refused(muser, box, mt);
 		mbox->module_ctx.super.transaction_rollback(t);
 		mailward_transaction_free(mt);
 		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
@@ -926,8 +932,31 @@ mailward_transaction_rollback(struct mailbox_transaction_context *t)
 	if (muser != NULL && mt->audit_intents > 0)
 		mailward_audit_expunge_result(muser, t->box, mt,
 					      "expunge_rollback");
+	T_BEGIN {
+		mailward_report_refused(muser, t->box, mt);
+	} T_END;
 	mbox->module_ctx.super.transaction_rollback(t);
 	mailward_transaction_free(mt);
+}
+
+/* TRUE if QUIT is carrying out this device's DELEs, the mail was DELE'd
+   and mailward keeps it on the server (policy, hold, fail-safe): the DELE
+   is recorded and audited here, and Dovecot neither expunges nor flags
+   it. */
+static bool
+mailward_pop3_dele_kept(struct mailward_user *muser, struct mail *mail)
+{
+	bool go_ahead;
+
+	if (muser->pop3_dele_at_quit == NULL ||
+	    mailward_pop3_dele_goes_ahead(muser) ||
+	    !muser->pop3_dele_at_quit(muser->pop3_dele_context, mail->seq))
+		return FALSE;
+	T_BEGIN {
+		go_ahead = mailward_pop3_dele(muser, mail, FALSE);
+	} T_END;
+	i_assert(!go_ahead);
+	return TRUE;
 }
 
 static bool
@@ -944,9 +973,17 @@ mailward_search_next_nonblock(struct mail_search_context *ctx,
 			ctx, mail_r, tryagain_r);
 		if (!ret || muser == NULL || mbox->view_bypass)
 			return ret;
-		if (!mailward_pop3_is_hidden(muser, *mail_r))
-			return TRUE;
-		/* hidden from this device's view: skip it */
+		if (mailward_pop3_is_hidden(muser, *mail_r)) {
+			/* hidden from this device's view: skip it */
+			continue;
+		}
+		if (mailward_pop3_dele_kept(muser, *mail_r)) {
+			/* a DELE kept on the server: QUIT's update never
+			   sees it, so nothing (lazy_expunge, mail_log, push
+			   notifications) treats it as expunged */
+			continue;
+		}
+		return TRUE;
 	}
 }
 

@@ -21,6 +21,10 @@
 struct pop3_mailward_client {
 	union pop3_module_context module_ctx;
 	struct mailward_user *muser;
+	struct client *client;
+	/* at QUIT: the sequences of the DELE'd messages */
+	ARRAY_TYPE(seq_range) quit_deleted;
+	bool quit_deleted_built;
 };
 
 struct capa_ostream {
@@ -118,6 +122,32 @@ capa_ostream_create(struct ostream *parent, const char *expire_line)
 			       o_stream_get_fd(parent));
 }
 
+/* The storage plugin asks this while QUIT's update searches the DELE'd
+   messages (msgnum to sequence as pop3's msgnum_to_seq()) */
+static bool pop3_mailward_dele_at_quit(void *context, uint32_t seq)
+{
+	struct pop3_mailward_client *mclient = context;
+	struct client *client = mclient->client;
+	unsigned int msgnum;
+	uint32_t mseq;
+
+	if (!client->quit_seen || client->deleted_bitmask == NULL)
+		return FALSE;
+	if (!mclient->quit_deleted_built) {
+		mclient->quit_deleted_built = TRUE;
+		p_array_init(&mclient->quit_deleted, client->pool, 16);
+		for (msgnum = 0; msgnum < client->messages_count; msgnum++) {
+			if ((client->deleted_bitmask[msgnum / CHAR_BIT] &
+			     (1 << (msgnum % CHAR_BIT))) == 0)
+				continue;
+			mseq = msgnum < client->msgnum_to_seq_map_count ?
+				client->msgnum_to_seq_map[msgnum] : msgnum + 1;
+			seq_range_array_add(&mclient->quit_deleted, mseq);
+		}
+	}
+	return seq_range_exists(&mclient->quit_deleted, seq);
+}
+
 static void pop3_mailward_client_destroy(struct client *client,
 					 const char *reason)
 {
@@ -134,6 +164,11 @@ static void pop3_mailward_client_destroy(struct client *client,
 					  client->quit_seen,
 					  client->delete_success);
 	} T_END;
+	if (mclient->muser != NULL) {
+		/* the client and its pool go away below */
+		mclient->muser->pop3_dele_at_quit = NULL;
+		mclient->muser->pop3_dele_context = NULL;
+	}
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
@@ -150,6 +185,9 @@ static void pop3_mailward_client_created(struct client **clientp)
 		mclient = p_new(client->pool, struct pop3_mailward_client, 1);
 		mclient->module_ctx.super = client->v;
 		mclient->muser = muser;
+		mclient->client = client;
+		muser->pop3_dele_at_quit = pop3_mailward_dele_at_quit;
+		muser->pop3_dele_context = mclient;
 		client->v.destroy = pop3_mailward_client_destroy;
 		MODULE_CONTEXT_SET(client, pop3_mailward_module, mclient);
 
