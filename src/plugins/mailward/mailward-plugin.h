@@ -107,6 +107,11 @@ struct mailward_user {
 	   if the message at seq was DELE'd in this session */
 	bool (*pop3_dele_at_quit)(void *context, uint32_t seq);
 	void *pop3_dele_context;
+	/* a POP3 RETR/TOP was just refused (audit required, writer away);
+	   the POP3 plugin clears it when it has replied */
+	bool pop3_read_refused;
+	/* the hold's effect on Dovecot's autoexpunge was logged */
+	bool autoexpunge_hold_logged;
 	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
 	   instead of expunging a DELE'd message; NULL otherwise */
 	const char *pop3_deleted_flag;
@@ -172,6 +177,9 @@ struct mailward_mailbox {
 	bool pop3_session:1;
 	/* mailward's own searches see past the per-device view */
 	bool view_bypass:1;
+	/* allocated by Dovecot's autoexpunge while the user is under hold:
+	   autoexpunge is told it does not exist */
+	bool autoexpunge_held:1;
 	/* whose settings decide for this mailbox's mail (the session's own,
 	   a shared namespace owner's or the public namespace context) */
 	struct mailward_user *muser;
@@ -269,6 +277,15 @@ bool mailward_user_needs_sweep(struct mailward_user *muser);
    created because of a configuration or storage error). Unlike
    mail_namespace_find_inbox() it never asserts. */
 struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user);
+
+/* Why a read is refused while mailward_audit_required=yes and the audit
+   writer is away */
+#define MAILWARD_AUDIT_UNAVAILABLE_READ \
+	"Audit log unavailable, try again later"
+/* The storage error of a refusal because the audit writer is away: a
+   temporary condition, told as such by each protocol (IMAP
+   [UNAVAILABLE], POP3 [SYS/TEMP]). */
+enum mail_error mailward_error_unavailable(struct mailward_user *muser);
 
 /* Hex GUID of a mailbox, or NULL on error (logged). */
 const char *mailward_mailbox_guid(struct mailward_user *muser,

@@ -382,9 +382,14 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 		}
 	}
 	if (kind != READ_NONE && !mailward_audit_may_read(muser)) {
-		/* mailward_audit_required=yes: no read without its record */
-		mail_storage_set_error(_mail->box->storage, MAIL_ERROR_TEMP,
-			"Audit log unavailable, try again later");
+		/* mailward_audit_required=yes: no read without its record
+		   (POP3 answers every failed RETR/TOP with "Message N
+		   expunged": the POP3 plugin puts this reason instead) */
+		if (mbox->pop3_session)
+			muser->pop3_read_refused = TRUE;
+		mail_storage_set_error(_mail->box->storage,
+			mailward_error_unavailable(muser),
+			MAILWARD_AUDIT_UNAVAILABLE_READ);
 		return -1;
 	}
 	ret = mmail->super.get_stream(_mail, get_body, hdr_size, body_size,
@@ -423,6 +428,15 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 		}
 	} T_END;
 	return ret;
+}
+
+enum mail_error mailward_error_unavailable(struct mailward_user *muser)
+{
+	/* IMAP: [UNAVAILABLE] (MAIL_ERROR_TEMP is [SERVERBUG]); POP3 maps
+	   only TEMP to [SYS/TEMP], everything else to [SYS/PERM] */
+	if (muser != NULL && strcmp(muser->user->service, "pop3") == 0)
+		return MAIL_ERROR_TEMP;
+	return MAIL_ERROR_UNAVAILABLE;
 }
 
 static const char *mailward_refuse_reason(struct mailward_user *muser)
@@ -895,7 +909,8 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 					      "expunge_rollback");
 		mbox->module_ctx.super.transaction_rollback(t);
 		mailward_transaction_free(mt);
-		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
+		mail_storage_set_error(box->storage,
+			mailward_error_unavailable(muser),
 			"Audit log unavailable: message(s) not expunged");
 		return -1;
 	}
@@ -1016,6 +1031,57 @@ static int mailward_delete_box(struct mailbox *box)
 	return 0;
 }
 
+/* TRUE while Dovecot's autoexpunge runs (mail_user_autoexpunge() marks
+   its work with this event reason code, in 2.3 and 2.4) */
+static bool mailward_in_autoexpunge(void)
+{
+	struct event *event = event_get_global();
+	const struct event_field *field;
+	const char *code;
+
+	if (event == NULL)
+		return FALSE;
+	field = event_find_field_recursive(event, EVENT_REASON_CODE);
+	if (field == NULL ||
+	    field->value_type != EVENT_FIELD_VALUE_TYPE_STRLIST ||
+	    !array_is_created(&field->value.strlist))
+		return FALSE;
+	array_foreach_elem(&field->value.strlist, code) {
+		if (strcmp(code, "storage:autoexpunge") == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* A mailbox Dovecot's autoexpunge is about to work on while the user is
+   under legal hold: Dovecot would select the messages, mailward would
+   refuse the commit, and Dovecot would log "Failed to autoexpunge" as an
+   error in every session of the user. Autoexpunge skips a mailbox whose
+   status lookup says it does not exist (yet), without logging, so this
+   one says so; the hold is logged once per session at info level. */
+static int
+mailward_autoexpunge_get_status(struct mailbox *box,
+				enum mailbox_status_items items,
+				struct mailbox_status *status_r)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_box_user(box);
+
+	if (!mbox->autoexpunge_held || (items & STATUS_MESSAGES) == 0 ||
+	    muser == NULL)
+		return mbox->module_ctx.super.get_status(box, items, status_r);
+	if (!muser->autoexpunge_hold_logged) {
+		muser->autoexpunge_hold_logged = TRUE;
+		e_info(muser->event, "Legal hold (mailward_hold): Dovecot's "
+		       "autoexpunge is not run for this user");
+	}
+	e_debug(muser->event, "autoexpunge of %s skipped: legal hold",
+		mailward_display(mailbox_get_vname(box), 0));
+	mail_storage_set_error(box->storage, MAIL_ERROR_NOTFOUND,
+		"Mailbox is under legal hold: autoexpunge skipped (mailward)");
+	return -1;
+}
+
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 {
 	struct mailward_user *muser = mailward_box_owner(box);
@@ -1038,5 +1104,9 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	v->copy = mailward_copy;
 	if (mbox->pop3_session)
 		v->search_next_nonblock = mailward_search_next_nonblock;
+	if (muser->set.hold && mailward_in_autoexpunge()) {
+		mbox->autoexpunge_held = TRUE;
+		v->get_status = mailward_autoexpunge_get_status;
+	}
 	MODULE_CONTEXT_SET(box, mailward_storage_module, mbox);
 }

@@ -1,9 +1,10 @@
 /* mailward POP3 plugin: POP3 session state (QUIT vs drop, RETR/TOP/DELE),
-   the per-device view's UIDL consistency and the RFC 2449 EXPIRE
-   capability */
+   the per-device view's UIDL consistency, the RFC 2449 EXPIRE capability
+   and truthful replies where mailward changed what Dovecot reports */
 
 #include "lib.h"
 #include "array.h"
+#include "str.h"
 #include "seq-range-array.h"
 #include "ostream-private.h"
 #include "pop3-common.h"
@@ -17,6 +18,11 @@
 
 /* cmd_capa() sends exactly this, in one write */
 #define POP3_CAPA_REPLY "+OK\r\n" POP3_CAPABILITY_REPLY ".\r\n"
+/* cmd_quit()'s reply when DELE'd messages were expunged */
+#define POP3_QUIT_DELETED_REPLY "+OK Logging out, messages deleted.\r\n"
+/* fetch()'s reply to every RETR/TOP whose message can't be read */
+#define POP3_EXPUNGED_PREFIX "-ERR Message "
+#define POP3_EXPUNGED_SUFFIX " expunged.\r\n"
 
 struct pop3_mailward_client {
 	union pop3_module_context module_ctx;
@@ -27,9 +33,12 @@ struct pop3_mailward_client {
 	bool quit_deleted_built;
 };
 
-struct capa_ostream {
+/* Rewrites single reply lines (client_send_line() and cmd_capa() write
+   each reply in one call) */
+struct reply_ostream {
 	struct ostream_private ostream;
-	char *expire_line;	/* "EXPIRE NEVER\r\n" */
+	struct mailward_user *muser;
+	char *expire_line;	/* "EXPIRE NEVER\r\n", or NULL */
 };
 
 const char *pop3_mailward_plugin_version = DOVECOT_ABI_VERSION;
@@ -59,11 +68,90 @@ static bool iov_equals(const struct const_iovec *iov, unsigned int count,
 	return pos == len;
 }
 
-static ssize_t
-capa_ostream_sendv(struct ostream_private *stream,
-		   const struct const_iovec *iov, unsigned int iov_count)
+/* The reply line in iov as a string, if iov holds exactly one line */
+static const char *
+iov_line(const struct const_iovec *iov, unsigned int count, size_t total)
 {
-	struct capa_ostream *cstream = (struct capa_ostream *)stream;
+	string_t *str;
+	unsigned int i;
+
+	/* replies start with +OK or -ERR; message data is not touched */
+	if (total > 256 || count == 0 || iov[0].iov_len == 0 ||
+	    (((const char *)iov[0].iov_base)[0] != '+' &&
+	     ((const char *)iov[0].iov_base)[0] != '-'))
+		return NULL;
+	str = t_str_new(total + 1);
+	for (i = 0; i < count; i++)
+		str_append_data(str, iov[i].iov_base, iov[i].iov_len);
+	if (str_len(str) < 2 ||
+	    strstr(str_c(str), "\r\n") != str_c(str) + str_len(str) - 2)
+		return NULL;
+	return str_c(str);
+}
+
+static bool str_has_suffix(const char *str, const char *suffix)
+{
+	size_t len = strlen(str), slen = strlen(suffix);
+
+	return len >= slen && strcmp(str + len - slen, suffix) == 0;
+}
+
+/* The reply mailward makes true, or NULL to send Dovecot's as is */
+static const char *
+reply_rewrite(struct reply_ostream *rstream, const char *line)
+{
+	struct mailward_user *muser = rstream->muser;
+
+	if (strcmp(line, POP3_QUIT_DELETED_REPLY) == 0) {
+		/* DELE'd messages stay on the server under hold and in a
+		   fail-safe session (they come back in the next listing).
+		   Under the leave-on-server policy they leave this device's
+		   view, which is what a POP3 client's deletion means, and
+		   the expunge-after-* policies expunge them after QUIT:
+		   there Dovecot's reply stays. */
+		if (muser->set.hold)
+			return "+OK Logging out, messages kept "
+				"(legal hold).\r\n";
+		if (muser->fail_safe)
+			return "+OK Logging out, messages kept "
+				"(server in fail-safe mode).\r\n";
+		return NULL;
+	}
+	if (muser->pop3_read_refused &&
+	    str_begins(line, POP3_EXPUNGED_PREFIX) &&
+	    str_has_suffix(line, POP3_EXPUNGED_SUFFIX)) {
+		/* mailward refused the read: the message exists */
+		muser->pop3_read_refused = FALSE;
+		return "-ERR [SYS/TEMP] "MAILWARD_AUDIT_UNAVAILABLE_READ"\r\n";
+	}
+	return NULL;
+}
+
+static ssize_t
+reply_ostream_send_parent(struct ostream_private *stream,
+			  const struct const_iovec *iov, unsigned int count,
+			  size_t total)
+{
+	ssize_t ret;
+
+	ret = o_stream_sendv(stream->parent, iov, count);
+	if (ret < 0) {
+		o_stream_copy_error_from_parent(stream);
+		return -1;
+	}
+	/* the parent buffers without limit: all was taken; the caller is
+	   told the length it wrote (client_send_line() asserts it) */
+	stream->ostream.offset += total;
+	return total;
+}
+
+static ssize_t
+reply_ostream_sendv(struct ostream_private *stream,
+		    const struct const_iovec *iov, unsigned int iov_count)
+{
+	struct reply_ostream *rstream = (struct reply_ostream *)stream;
+	struct const_iovec new_iov[3];
+	const char *line, *new_line;
 	size_t total = 0;
 	unsigned int i;
 	ssize_t ret;
@@ -71,54 +159,57 @@ capa_ostream_sendv(struct ostream_private *stream,
 	for (i = 0; i < iov_count; i++)
 		total += iov[i].iov_len;
 
-	if (iov_equals(iov, iov_count, POP3_CAPA_REPLY,
+	if (rstream->expire_line != NULL &&
+	    iov_equals(iov, iov_count, POP3_CAPA_REPLY,
 		       strlen(POP3_CAPA_REPLY))) {
 		/* post-login CAPA: add EXPIRE before the final "." */
-		struct const_iovec new_iov[3];
 		size_t head_len = strlen(POP3_CAPA_REPLY) - 3;
 
 		new_iov[0].iov_base = POP3_CAPA_REPLY;
 		new_iov[0].iov_len = head_len;
-		new_iov[1].iov_base = cstream->expire_line;
-		new_iov[1].iov_len = strlen(cstream->expire_line);
+		new_iov[1].iov_base = rstream->expire_line;
+		new_iov[1].iov_len = strlen(rstream->expire_line);
 		new_iov[2].iov_base = ".\r\n";
 		new_iov[2].iov_len = 3;
-		ret = o_stream_sendv(stream->parent, new_iov, 3);
-		if (ret < 0) {
-			o_stream_copy_error_from_parent(stream);
-			return -1;
+		return reply_ostream_send_parent(stream, new_iov, 3, total);
+	}
+	T_BEGIN {
+		line = iov_line(iov, iov_count, total);
+		new_line = line == NULL ? NULL :
+			reply_rewrite(rstream, line);
+		if (new_line != NULL) {
+			new_iov[0].iov_base = new_line;
+			new_iov[0].iov_len = strlen(new_line);
+			ret = reply_ostream_send_parent(stream, new_iov, 1,
+							total);
+		} else {
+			ret = reply_ostream_send_parent(stream, iov,
+							iov_count, total);
 		}
-		/* the parent buffers without limit: all was taken */
-		stream->ostream.offset += total;
-		return total;
-	}
-	ret = o_stream_sendv(stream->parent, iov, iov_count);
-	if (ret < 0) {
-		o_stream_copy_error_from_parent(stream);
-		return -1;
-	}
-	stream->ostream.offset += ret;
+	} T_END;
 	return ret;
 }
 
-static void capa_ostream_destroy(struct iostream_private *stream)
+static void reply_ostream_destroy(struct iostream_private *stream)
 {
-	struct capa_ostream *cstream = (struct capa_ostream *)stream;
+	struct reply_ostream *rstream = (struct reply_ostream *)stream;
 
-	i_free(cstream->expire_line);
-	o_stream_unref(&cstream->ostream.parent);
+	i_free(rstream->expire_line);
+	o_stream_unref(&rstream->ostream.parent);
 }
 
 static struct ostream *
-capa_ostream_create(struct ostream *parent, const char *expire_line)
+reply_ostream_create(struct ostream *parent, struct mailward_user *muser,
+		     const char *expire_line)
 {
-	struct capa_ostream *cstream;
+	struct reply_ostream *rstream;
 
-	cstream = i_new(struct capa_ostream, 1);
-	cstream->expire_line = i_strdup(expire_line);
-	cstream->ostream.sendv = capa_ostream_sendv;
-	cstream->ostream.iostream.destroy = capa_ostream_destroy;
-	return o_stream_create(&cstream->ostream, parent,
+	rstream = i_new(struct reply_ostream, 1);
+	rstream->muser = muser;
+	rstream->expire_line = i_strdup(expire_line);
+	rstream->ostream.sendv = reply_ostream_sendv;
+	rstream->ostream.iostream.destroy = reply_ostream_destroy;
+	return o_stream_create(&rstream->ostream, parent,
 			       o_stream_get_fd(parent));
 }
 
@@ -180,6 +271,7 @@ static void pop3_mailward_client_created(struct client **clientp)
 	if (muser != NULL &&
 	    mail_user_is_plugin_loaded(client->user, pop3_mailward_module_ptr)) {
 		struct pop3_mailward_client *mclient;
+		struct ostream *output;
 		char expire[32];
 
 		mclient = p_new(client->pool, struct pop3_mailward_client, 1);
@@ -207,14 +299,12 @@ static void pop3_mailward_client_created(struct client **clientp)
 		    !array_is_created(&client->all_seqs))
 			i_array_init(&client->all_seqs, 32);
 
-		if (mw_pop3_expire_capability(&muser->set, expire,
-					      sizeof(expire))) {
-			struct ostream *output = client->output;
-
-			client->output = capa_ostream_create(
-				output, t_strdup_printf("EXPIRE %s\r\n", expire));
-			o_stream_unref(&output);
-		}
+		output = client->output;
+		client->output = reply_ostream_create(output, muser,
+			!mw_pop3_expire_capability(&muser->set, expire,
+						   sizeof(expire)) ? NULL :
+			t_strdup_printf("EXPIRE %s\r\n", expire));
+		o_stream_unref(&output);
 		e_debug(muser->event, "pop3 session started");
 	}
 	if (next_hook_client_created != NULL)
