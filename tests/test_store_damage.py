@@ -130,3 +130,41 @@ def test_damaged_store_imap_first(sandbox_factory):
     wait_session_end(sbx, "alice", count=2)
     assert len(glob.glob(data + ".corrupt.*")) == 1
     assert sbx.maildir_count("alice") == 3
+
+
+def test_reset_store_never_expunges_for_unknown_devices(sandbox_factory):
+    """After a reset the store no longer knows the laptop: the phone
+    alone must not count as "all devices" until devices seen before the
+    reset could have expired."""
+    sbx = sandbox_factory(
+        users={"alice": {
+            "mailward_pop3_policy": "expunge-after-all-devices",
+            "mailward_device_expire": "30d"}},
+        app_passwords={"alice": {"phonepw": "phone",
+                                 "laptoppw": "laptop"}},
+        audit=True)
+    for pw in ("phonepw", "laptoppw"):
+        pop3(sbx, password=pw).quit()
+    wait_session_end(sbx, "alice", count=2)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    data = os.path.join(sbx.state_dir("alice"), "data.mdb")
+    _damage(data, 5)
+    for n in (3, 4):
+        # the first session resets the store (fail-safe), the second is
+        # a normal one whose store knows only the phone
+        p = pop3(sbx, password="phonepw")
+        for k in range(1, p.stat()[0] + 1):
+            p.retr(k)
+        p.quit()
+        wait_session_end(sbx, "alice", count=n)
+        assert sbx.maildir_count("alice") == 3
+    assert len(glob.glob(data + ".corrupt.*")) == 1
+    sbx.wait_log(r"pop3\(alice\).*Info: mailward: expunge-after-all-devices "
+                 r"keeps every message until \d{4}-\d\d-\d\dT[\d:]+Z: the "
+                 r"state store was reset at ")
+    last = sbx.wait_log(r"pop3\(alice\).*pop3 session ended", count=4)[-1]
+    assert "fail-safe" not in last and "expunged=0" in last, last
+    # the laptop comes back: it still gets all three
+    p = pop3(sbx, password="laptoppw")
+    assert p.stat()[0] == 3
+    p.quit()

@@ -76,6 +76,8 @@ struct mw_store {
 	ino_t data_ino;
 	/* where a corrupt store was moved (this handle's doing), or NULL */
 	char *reset_path;
+	/* meta "reset_time": this store replaced a damaged one then */
+	time_t reset_time;
 	char error[PATH_MAX + 512];
 };
 
@@ -827,7 +829,13 @@ static int store_check_format(struct mw_store *s, MDB_txn *txn)
 				"version reads %u)", format, MW_STORE_FORMAT);
 		return MW_RC_FAILED;
 	}
-	return 0;
+	/* read here, in the open's own transaction: no extra cost */
+	rc = meta_get_u32(s, txn, "reset_time", &format);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		s->reset_time = (time_t)format;
+	return rc;
 }
 
 static int store_init_txn(struct mw_store *s, MDB_txn *txn,
@@ -897,6 +905,8 @@ static void store_free(struct mw_store *s)
 	free(s->path);
 	free(s);
 }
+
+static void store_create_fresh(const char *path, time_t now);
 
 /* snprintf() into a buffer that may truncate (paths in messages). */
 static void MW_ATTR_FORMAT(3, 4)
@@ -995,6 +1005,7 @@ static int store_quarantine(struct mw_store *s, bool faulted,
 		return -1;
 	}
 	(void)unlink(lock);
+	store_create_fresh(s->path, now);
 	free(s->reset_path);
 	s->reset_path = strdup(target);
 	fmt_buf(s->error, sizeof(s->error),
@@ -1002,6 +1013,24 @@ static int store_quarantine(struct mw_store *s, bool faulted,
 		       "session starts with a fresh store", s->path, reason,
 		       target);
 	return 0;
+}
+
+static int reset_time_txn(struct mw_store *s, MDB_txn *txn, void *ctx)
+{
+	return meta_put_u32(s, txn, "reset_time",
+			    mw_time_to_u32(*(const time_t *)ctx));
+}
+
+static int reset_time_write(struct mw_store *s, time_t now)
+{
+	return store_write(s, "recording the reset", reset_time_txn, &now);
+}
+
+static int reset_time_write_guarded(struct mw_store *s, time_t now)
+{
+	const char *error;
+
+	STORE_GUARDED(s, &error, reset_time_write(s, now));
 }
 
 /* Creates and opens the environment of s and its databases. */
@@ -1084,6 +1113,25 @@ static struct mw_store *store_alloc(const char *real)
 	s->refcount = 1;
 	guard_handlers_ref();
 	return s;
+}
+
+/* Creates the store that replaces a damaged one at path, recording when
+   (meta "reset_time"): what devices had before is lost, which callers
+   must take into account (mw_store_get_reset_time()). Done by the process
+   that moved the damaged file aside, so whichever process opens the
+   directory next finds it. */
+static void store_create_fresh(const char *path, time_t now)
+{
+	static bool creating = false;
+	struct mw_store *t;
+
+	if (creating || (t = store_alloc(path)) == NULL)
+		return;
+	creating = true;
+	if (store_env_open_guarded(t, (size_t)MW_STORE_DEFAULT_MAPSIZE) == 0)
+		(void)reset_time_write_guarded(t, now);
+	store_free(t);
+	creating = false;
 }
 
 static int store_check_cached(struct mw_store *s)
@@ -1193,6 +1241,11 @@ void mw_store_unref(struct mw_store **_store)
 const char *mw_store_get_reset(struct mw_store *store)
 {
 	return store->reset_path;
+}
+
+time_t mw_store_get_reset_time(struct mw_store *store)
+{
+	return store->reset_time;
 }
 
 const char *mw_store_get_path(struct mw_store *store)

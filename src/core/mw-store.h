@@ -143,6 +143,11 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
    Callers must treat a reset as lost state: nothing may be expunged
    because of it. */
 const char *mw_store_get_reset(struct mw_store *store);
+/* When this store replaced a damaged one (the fresh store records it),
+   0 if never. State from before that time is lost: devices seen before
+   may be unknown until they log in again, so no decision may take the
+   known devices for all devices before they could have expired. */
+time_t mw_store_get_reset_time(struct mw_store *store);
 /* Drops one reference and sets *store to NULL; the last one closes the
    environment. No transaction may be active. NULL *store is a no-op. */
 void mw_store_unref(struct mw_store **store);

@@ -139,6 +139,8 @@ static void test_open_refcount(void **state)
 
 	s1 = open_ok(f->store_dir);
 	assert_int_equal(mw_store_get_refcount(s1), 1);
+	assert_null(mw_store_get_reset(s1));
+	assert_int_equal(mw_store_get_reset_time(s1), 0);
 	/* the same directory through another spelling: same handle */
 	snprintf(alias, sizeof(alias), "%s/user/../user/./mailward/", f->dir);
 	s2 = open_ok(alias);
@@ -1294,14 +1296,16 @@ static void expect_reset_open(const char *dir, const char *substr)
 	assert_int_equal(stat(moved, &st), 0);	/* kept for forensics */
 	if (substr != NULL)
 		assert_non_null(strstr(moved, substr));
-	/* fresh and working */
+	/* fresh and working, and it says since when */
+	assert_true(mw_store_get_reset_time(s) > 0);
 	assert_int_equal(count_msgs(s, -1, NULL), 0);
 	rec = register_ok(s, 7, 100, 0, 0, 1);
 	assert_int_equal(rec.dev_no, 1);
 	mw_store_unref(&s);
-	/* the next open finds a sound store */
+	/* the next open finds a sound store, which remembers the reset */
 	s = open_ok(dir);
 	assert_null(mw_store_get_reset(s));
+	assert_true(mw_store_get_reset_time(s) > 0);
 	mw_store_unref(&s);
 }
 
@@ -1432,6 +1436,7 @@ static void test_corrupt_reset_in_use(void **state)
 			s2 = open_ok(dir);
 			assert_ptr_not_equal(s, s2);
 			assert_null(mw_store_get_reset(s2));
+			assert_true(mw_store_get_reset_time(s2) > 0);
 			assert_int_equal(count_msgs(s2, -1, NULL), 0);
 			mw_store_unref(&s2);
 			mw_store_unref(&s);

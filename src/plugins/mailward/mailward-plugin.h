@@ -81,6 +81,8 @@ struct mailward_user {
 	bool device_registered;
 	/* the store was found damaged and moved aside (audited) */
 	bool state_reset_seen;
+	/* expunge-after-all-devices held back after a reset (logged) */
+	bool all_devices_suspended_logged;
 	/* the device was evicted, expired or forgotten during the session:
 	   its records are discarded, its retrievals never expunge */
 	bool device_removed;

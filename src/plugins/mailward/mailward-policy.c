@@ -5,6 +5,7 @@
 #include "hash.h"
 #include "ioloop.h"
 #include "str.h"
+#include "time-util.h"
 #include "hex-binary.h"
 #include "mail-search-build.h"
 #include "mail-user.h"
@@ -213,6 +214,33 @@ static int active_devices_cb(const struct mw_device_rec *rec, void *context)
 	return 0;
 }
 
+/* TRUE while expunge-after-all-devices must not expunge because the state
+   store replaced a damaged one: devices seen before the reset are unknown
+   until they log in again, and they count until mailward_device_expire
+   after the reset (forever without expiry). Logged once per session. */
+static bool
+all_devices_suspended(struct mailward_user *muser, time_t now)
+{
+	time_t reset = mw_store_get_reset_time(muser->store);
+	time_t expire = (time_t)muser->set.device_expire_secs;
+
+	if (reset == 0 || (expire > 0 && now > reset + expire))
+		return FALSE;
+	if (!muser->all_devices_suspended_logged) {
+		muser->all_devices_suspended_logged = TRUE;
+		e_info(muser->event, "expunge-after-all-devices keeps every "
+		       "message %s: the state store was reset at %s (damaged "
+		       "store moved aside) and devices seen before it may "
+		       "not have logged in since",
+		       expire > 0 ? t_strdup_printf("until %s",
+				t_strfgmtime("%Y-%m-%dT%H:%M:%SZ",
+					     reset + expire)) :
+		       "(mailward_device_expire is off)",
+		       t_strfgmtime("%Y-%m-%dT%H:%M:%SZ", reset));
+	}
+	return TRUE;
+}
+
 /* TRUE if every active device has the message (recs[0..count-1] are the
    records of one message, sorted by dev_no). */
 static bool
@@ -249,7 +277,7 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	const struct sweep_rec *recs;
 	const char *mbox_guid, *error;
 	unsigned int i, j, count;
-	bool *done, all_devices;
+	bool *done, all_devices, all_devices_known;
 	pool_t pool;
 	int ret;
 
@@ -272,6 +300,10 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	}
 	all_devices = muser->set.pop3_policy ==
 		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES;
+	/* after a reset the known devices may not be all devices: only
+	   due (delayed) expunges recorded since can be carried out */
+	all_devices_known = !all_devices || array_count(&ctx.recs) == 0 ||
+		!all_devices_suspended(muser, now);
 	i_zero(&actx);
 	actx.muser = muser;
 	actx.now = now;
@@ -297,7 +329,7 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 			if (recs[j].uid != 0)
 				uid = recs[j].uid;
 		}
-		if (due == 0 && all_devices &&
+		if (due == 0 && all_devices && all_devices_known &&
 		    sweep_all_devices_have(&actx.devices, recs + i, j - i)) {
 			if (muser->set.expunge_delay_secs > 0) {
 				/* all devices have it: the delay starts */
@@ -394,7 +426,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	const char *mbox_guid = NULL, *error;
 	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
 	int expunged = 0, due_expunged = 0;
-	bool *done, store_error = FALSE, device_gone = FALSE;
+	bool *done, store_error = FALSE, all_devices_blocked = FALSE;
 	time_t now = ioloop_time;
 	pool_t pool;
 
@@ -416,6 +448,8 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			mailward_user_set_fail_safe(muser, t_strdup_printf(
 				"State store error: %s", error));
 			store_error = TRUE;
+		} else if (all_devices_suspended(muser, now)) {
+			all_devices_blocked = TRUE;	/* no all-devices expunge */
 		} else if (!adctx.self_found) {
 			/* another session evicted or expired this device,
 			   or doveadm forgot it: what it retrieved is no
@@ -424,7 +458,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			mailward_user_device_removed(muser,
 				"its retrievals do not count for "
 				"expunge-after-all-devices, messages kept");
-			device_gone = TRUE;
+			all_devices_blocked = TRUE;
 		}
 	}
 
@@ -459,7 +493,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			case MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES:
 				wanted = (msg->retrieved || msg->deleted) &&
 					mbox_guid != NULL && !store_error &&
-					!device_gone &&
+					!all_devices_blocked &&
 					all_other_devices_have(
 						muser, &adctx, mbox_guid,
 						msg->guid, &store_error);
