@@ -118,6 +118,28 @@ def test_audit_writer_away_replies(sandbox_factory):
     assert sbx.maildir_count("exp") == 2
 
 
+def test_imap_fetch_refused_is_unavailable(sandbox_factory):
+    # with imap_fetch_failure = no-after Dovecot answers a failed FETCH
+    # with a tagged NO [SERVERBUG] whatever the cause
+    sbx = sandbox_factory(users={
+        "req": {"mailward_audit_socket": NO_WRITER,
+                "mailward_audit_required": "yes"}},
+        extra_conf="protocol imap {\n  imap_fetch_failure = no-after\n}\n")
+    sbx.deliver("req", [make_message(n) for n in range(2)])
+    i = imap(sbx, "req")
+    i.select("INBOX")
+    tag = i._command("FETCH", "1", "(BODY[])")
+    typ, data = i._command_complete("FETCH", tag)
+    assert typ == "NO", (typ, data)
+    text = b" ".join(d for d in data if isinstance(d, bytes))
+    assert text.startswith(b"[UNAVAILABLE] Audit log unavailable, try "
+                           b"again later"), text
+    # headers are not a retrieval: still served
+    typ, data = i.fetch("1", "(BODY.PEEK[HEADER])")
+    assert typ == "OK", (typ, data)
+    i.logout()
+
+
 def test_autoexpunge_under_hold_is_info_once_per_session(sandbox_factory):
     sbx = sandbox_factory(
         users={"alice": {"mailward_hold": "yes"}, "bob": {}},

@@ -221,6 +221,30 @@ imap_mailward_state_import(struct client *client, bool internal,
 	return end - data + 1;
 }
 
+/* A FETCH that failed because mailward refused the read (audit required,
+   writer away) is answered by Dovecot with [SERVERBUG] whatever the
+   storage error (with imap_fetch_failure=no-after; by default it
+   disconnects with the reason): the condition is temporary, say so. */
+static void
+imap_mailward_send_tagline(struct client_command_context *cmd,
+			   const char *data)
+{
+	struct client *client = cmd->client;
+	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
+	struct mailward_user *muser = imap_mailward_user(client);
+	static const char refused[] =
+		"NO [SERVERBUG] "MAILWARD_AUDIT_UNAVAILABLE_READ;
+
+	if (muser != NULL && muser->read_refused) {
+		muser->read_refused = FALSE;
+		if (strcmp(data, refused) == 0) {
+			data = "NO [UNAVAILABLE] "
+				MAILWARD_AUDIT_UNAVAILABLE_READ;
+		}
+	}
+	mclient->module_ctx.super.send_tagline(cmd, data);
+}
+
 static void imap_mailward_client_created(struct client **clientp)
 {
 	struct client *client = *clientp;
@@ -234,6 +258,7 @@ static void imap_mailward_client_created(struct client **clientp)
 		client->v.destroy = imap_mailward_client_destroy;
 		client->v.state_export = imap_mailward_state_export;
 		client->v.state_import = imap_mailward_state_import;
+		client->v.send_tagline = imap_mailward_send_tagline;
 		MODULE_CONTEXT_SET(client, imap_mailward_imap_module, mclient);
 		e_debug(muser->event, "imap session %s",
 			client->user->session_restored ?

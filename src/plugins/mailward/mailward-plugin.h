@@ -109,9 +109,9 @@ struct mailward_user {
 	   if the message at seq was DELE'd in this session */
 	bool (*pop3_dele_at_quit)(void *context, uint32_t seq);
 	void *pop3_dele_context;
-	/* a POP3 RETR/TOP was just refused (audit required, writer away);
-	   the POP3 plugin clears it when it has replied */
-	bool pop3_read_refused;
+	/* a POP3 RETR/TOP or IMAP FETCH was just refused (audit required,
+	   writer away); the protocol plugin clears it when it replies */
+	bool read_refused;
 	/* the hold's effect on Dovecot's autoexpunge was logged */
 	bool autoexpunge_hold_logged;
 	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT

@@ -384,9 +384,9 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 	if (kind != READ_NONE && !mailward_audit_may_read(muser)) {
 		/* mailward_audit_required=yes: no read without its record
 		   (POP3 answers every failed RETR/TOP with "Message N
-		   expunged": the POP3 plugin puts this reason instead) */
-		if (mbox->pop3_session)
-			muser->pop3_read_refused = TRUE;
+		   expunged", IMAP a failed FETCH with [SERVERBUG]: the
+		   protocol plugins put this reason and code instead) */
+		muser->read_refused = TRUE;
 		mail_storage_set_error(_mail->box->storage,
 			mailward_error_unavailable(muser),
 			MAILWARD_AUDIT_UNAVAILABLE_READ);

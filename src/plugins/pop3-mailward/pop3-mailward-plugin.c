@@ -117,11 +117,11 @@ reply_rewrite(struct reply_ostream *rstream, const char *line)
 				"(server in fail-safe mode).\r\n";
 		return NULL;
 	}
-	if (muser->pop3_read_refused &&
+	if (muser->read_refused &&
 	    str_begins(line, POP3_EXPUNGED_PREFIX) &&
 	    str_has_suffix(line, POP3_EXPUNGED_SUFFIX)) {
 		/* mailward refused the read: the message exists */
-		muser->pop3_read_refused = FALSE;
+		muser->read_refused = FALSE;
 		return "-ERR [SYS/TEMP] "MAILWARD_AUDIT_UNAVAILABLE_READ"\r\n";
 	}
 	return NULL;
