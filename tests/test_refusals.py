@@ -144,7 +144,7 @@ def test_move_refused_leaves_destination_unchanged(sandbox_factory):
     sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"},
                                  "deny": {"mailward_imap_expunge": "deny"},
                                  "bob": {}},
-                          extra_conf=FOLDERS, **LAZY)
+                          extra_conf=FOLDERS, audit=True, **LAZY)
     for u in ("alice", "deny", "bob"):
         sbx.deliver(u, [make_message(n) for n in range(3)])
     for u in ("alice", "deny"):
@@ -185,3 +185,14 @@ def test_move_refused_leaves_destination_unchanged(sandbox_factory):
     i.logout()
     assert count(sbx, "bob") == 2
     assert count(sbx, "bob", "Trash") == 1
+
+    # each refused move is logged and audited as a suppressed expunge
+    sbx.wait_log(r"imap\(alice\).*mailward: Refused to expunge 3 "
+                 r"message\(s\) in INBOX: Mailbox is under legal hold")
+    sbx.stop(check=True)
+    for u, cause, n in (("alice", "hold", 3 + 3 + 3), ("deny", "policy", 6)):
+        recs = [r for r in sbx.audit_records() if r.get("user") == u and
+                r["event"].startswith("expunge_")]
+        assert len(recs) == n, (u, recs)
+        assert all(r["event"] == "expunge_suppressed" and
+                   r["cause"] == cause for r in recs), (u, recs)
