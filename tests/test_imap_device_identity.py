@@ -55,6 +55,14 @@ def test_id_after_other_commands_is_one_device(sandbox_factory):
     assert tb["retrieved"] == "2" and tb["sessions"] == "1", tb
     regs = [r for r in recs if r["event"] == "device_registered"]
     assert [r["device_label"] for r in regs] == [label]
+    # the fetch before ID names no device; a record of the session says
+    # which device its earlier reads were
+    fetches = [r for r in recs if r["event"] == "fetch"]
+    assert [(r["uid"], r.get("device_label")) for r in fetches] == \
+        [(1, None), (2, label)]
+    ident = [r for r in recs if r["event"] == "device_identified"]
+    assert [(r["device_label"], r["cause"], r["session"]) for r in ident] \
+        == [(label, "imap-id", fetches[0]["session"])]
     # the only device has both: expunge-after-all-devices expunged them
     # at the session end (a second, network device would hold them back)
     sbx.wait_log(r"imap\(alice\).*mailward: expunged 2 message")

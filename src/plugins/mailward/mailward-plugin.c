@@ -323,6 +323,23 @@ static void mailward_pending_replay(struct mailward_user *muser)
 	const struct mailward_pending_rec *rec;
 	struct mw_batch *batch;
 
+	if (muser->audit_pending_reads > 0 && muser->device_registered &&
+	    muser->audit != NULL) {
+		/* the session's earlier read records name no device: this
+		   one does, with the same session */
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "device_identified",
+					  "ok");
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+				       muser->device_source);
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+			"%u earlier read record(s) of this session are this "
+			"device's", muser->audit_pending_reads));
+		mailward_audit_queue_event(muser, &ev);
+	}
+	muser->audit_pending_reads = 0;
+
 	if (!array_is_created(&muser->pending_recs))
 		return;
 	batch = muser->device_registered ? mailward_state_batch(muser) : NULL;

@@ -91,6 +91,8 @@ struct mailward_user {
 	   recorded for the device the session turns out to be. */
 	bool device_pending;
 	ARRAY(struct mailward_pending_rec) pending_recs;
+	/* audit records of reads queued while the device was pending */
+	unsigned int audit_pending_reads;
 	/* IMAP hibernation: this process hands the session to
 	   imap-hibernate (not a logout) / took it over (not a login) */
 	bool hibernating;

@@ -354,6 +354,10 @@ mailward_audit_read(struct mailward_user *muser, struct mail *mail,
 	mailward_audit_event_init(muser, &ev, event, "ok");
 	mailward_audit_event_mail(muser, &ev, mail, NULL);
 	mailward_audit_queue_event(muser, &ev);
+	if (muser->device_pending) {
+		/* named by a device_identified record once known */
+		muser->audit_pending_reads++;
+	}
 }
 
 static int
