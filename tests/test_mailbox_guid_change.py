@@ -42,6 +42,20 @@ def _db_entries(sbx, db, user="alice"):
     return int(re.search(r"Entries: (\d+)", r.stdout).group(1))
 
 
+def _wait_exit(log_line):
+    """Waits until the mail process that logged the line has exited (it
+    may write index files until then)."""
+    pid = int(re.search(r"\)<(\d+)><", log_line).group(1))
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("process %d did not exit" % pid)
+
+
 def _sandbox(sandbox_factory, extra_conf=""):
     return sandbox_factory(
         users={"alice": {"mailward_pop3_policy": "leave-on-server"}},
@@ -59,8 +73,9 @@ def _dele_two_and_lose_index(sbx, lose_index):
     p = pop3(sbx, password="phonepw")
     before = _subjects(p)
     p.quit()
-    wait_session_end(sbx, "alice", count=2)
+    lines = wait_session_end(sbx, "alice", count=2)
     assert before == ["message 2", "message 3", "message 4"]
+    _wait_exit(lines[-1])
     lose_index()
     p = pop3(sbx, password="phonepw")
     after = _subjects(p)
@@ -135,6 +150,8 @@ def test_deleted_mailbox_records_pruned(sandbox_factory):
     sbx.deliver("alice", [make_message(i) for i in range(2)])
     sbx.deliver("alice", [make_message(i) for i in range(3)],
                 folder="Archive")
+    # (delivered before any session: the harness writes files directly)
+    sbx.deliver("alice", [make_message(7)], folder="Other")
     i = imap(sbx)
     imap_id(i, ["name", "Phone"])
     for box in ("INBOX", "Archive"):
@@ -158,7 +175,6 @@ def test_deleted_mailbox_records_pruned(sandbox_factory):
     assert [r["mailbox"] for r in rows] == ["INBOX"], rows
     assert _db_entries(sbx, "mailboxes") == 1
     assert _db_entries(sbx, "summaries") == 1
-    sbx.deliver("alice", [make_message(7)], folder="Other")
     i = imap(sbx)
     imap_id(i, ["name", "Phone"])
     i.select("Other")
