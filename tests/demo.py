@@ -59,8 +59,14 @@ def main():
             sbx.deliver(u, [make_message(i, subject="%s's mail #%d" % (u, i))
                             for i in range(1, 4)])
         say("policy per user (plugin {} default + userdb overrides)")
-        show(sbx.doveadm_json("mailward", "settings", "-A"),
-             ["user", "pop3_policy", "pop3_policy_source", "hold"])
+        show([r for r in sbx.doveadm_json("mailward", "settings", "-A")
+              if r["setting"] in ("mailward_pop3_policy", "mailward_hold",
+                                  "audit")],
+             ["user", "setting", "value", "source"])
+        say("doveadm mailward check -A: the configuration has no mistake")
+        r = sbx.doveadm("mailward", "check", "-A", check=False)
+        print("  exit %d%s" % (r.returncode, "".join(
+            "\n  " + l for l in r.stdout.splitlines())))
 
         n = len(sbx.read_log().splitlines())
         say("alice's phone (app password) fetches and deletes over POP3: "

@@ -3,6 +3,7 @@ protocols, settings come from plugin {} with per-user userdb overrides,
 invalid values are reported and make the session fail-safe, and a
 third-party client completes a session with the plugins loaded."""
 import imaplib
+import json
 import poplib
 import re
 
@@ -44,12 +45,16 @@ def test_plugins_load_for_their_protocols(sandbox_factory):
     assert not re.search(r"pop3\(alice\).*imap session started", log)
 
     # doveadm plugin: its command exists and runs with the storage plugin
-    rows = sbx.doveadm_json("mailward", "settings", "-u", "alice")
-    assert rows == [{
-        "user": "alice", "pop3_policy": "client",
-        "pop3_policy_source": "default", "expunge_delay": "0",
-        "hold": "no", "imap_expunge": "allow", "device": "",
-        "fail_safe": "no", "fail_safe_reason": ""}]
+    rows = {r["setting"]: r for r in
+            sbx.doveadm_json("mailward", "settings", "-u", "alice")}
+    assert rows["mailward_pop3_policy"] == {
+        "user": "alice", "setting": "mailward_pop3_policy",
+        "value": "client", "source": "default", "status": "ok"}
+    assert rows["mailward_hold"]["value"] == "no"
+    assert rows["audit"]["value"] == "off"
+    assert rows["fail_safe"] == {
+        "user": "alice", "setting": "fail_safe", "value": "no",
+        "source": "session", "status": ""}
 
 
 def test_userdb_field_overrides_plugin_setting(sandbox_factory):
@@ -60,13 +65,14 @@ def test_userdb_field_overrides_plugin_setting(sandbox_factory):
         plugin={"mailward_pop3_policy": "expunge-after-retrieval",
                 "mailward_expunge_delay": "30m"})
     rows = sbx.doveadm_json("mailward", "settings", "-A")
-    by_user = {r["user"]: r for r in rows}
-    assert by_user["alice"]["pop3_policy"] == "leave-on-server"
-    assert by_user["alice"]["pop3_policy_source"] == "userdb"
-    assert by_user["alice"]["expunge_delay"] == "7200"
-    assert by_user["bob"]["pop3_policy"] == "expunge-after-retrieval"
-    assert by_user["bob"]["pop3_policy_source"] == "config"
-    assert by_user["bob"]["expunge_delay"] == "1800"
+    got = {(r["user"], r["setting"]): (r["value"], r["source"])
+           for r in rows}
+    assert got[("alice", "mailward_pop3_policy")] == ("leave-on-server",
+                                                     "userdb")
+    assert got[("alice", "mailward_expunge_delay")] == ("2h", "userdb")
+    assert got[("bob", "mailward_pop3_policy")] == (
+        "expunge-after-retrieval", "config")
+    assert got[("bob", "mailward_expunge_delay")] == ("30m", "config")
 
     # the same values reach a real POP3 session
     p = pop3_login(sbx, "alice")
@@ -96,7 +102,11 @@ def test_invalid_setting_is_reported_and_fail_safe(sandbox_factory):
     r = sbx.doveadm("mailward", "settings", "-u", "bob", fmt="json")
     assert "Invalid setting mailward_expunge_delay=soon for user bob" \
         in r.stderr
-    assert '"fail_safe":"yes"' in r.stdout
+    rows = {x["setting"]: x for x in json.loads(r.stdout)}
+    assert rows["fail_safe"]["value"] == "yes"
+    assert rows["mailward_expunge_delay"]["value"] == "soon"
+    assert rows["mailward_expunge_delay"]["status"].startswith(
+        "invalid: expected an interval")
 
 
 def test_empty_userdb_field_is_invalid(sandbox_factory):

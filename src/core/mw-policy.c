@@ -17,6 +17,40 @@ static const char *const pop3_policy_names[] = {
 	[MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES] = "expunge-after-all-devices",
 };
 
+const struct mw_setting_def mw_setting_defs[] = {
+	{ "mailward_pop3_policy", "client" },
+	{ "mailward_expunge_delay", "0" },
+	{ "mailward_hold", "no" },
+	{ "mailward_imap_expunge", "allow" },
+	{ "mailward_imap_counts_as_retrieval", "yes" },
+	{ "mailward_device", "" },
+	{ "mailward_client_id", "" },
+	{ "mailward_state", "yes" },
+	{ "mailward_state_dir", "" },
+	{ "mailward_device_max", "32" },
+	{ "mailward_device_expire", "180d" },
+	{ "mailward_device_ipv4_prefix", "24" },
+	{ "mailward_device_ipv6_prefix", "64" },
+	{ "mailward_device_key", "" },
+	{ "mailward_audit_socket", "" },
+	{ "mailward_audit_required", "no" },
+	{ "mailward_audit_remote", "full" },
+	/* test builds only (--enable-fault-injection) */
+	{ "mailward_fault_inject", "" },
+	{ NULL, NULL }
+};
+
+bool mw_setting_is_known(const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; mw_setting_defs[i].name != NULL; i++) {
+		if (strcmp(mw_setting_defs[i].name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
 int mw_pop3_policy_parse(const char *str, enum mw_pop3_policy *policy_r)
 {
 	unsigned int i;

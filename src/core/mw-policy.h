@@ -87,6 +87,22 @@ void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
 		      void *context, struct mw_setting_error *errors_r,
 		      unsigned int *error_count_r);
 
+/* One setting mailward reads: its name and its default as the
+   administrator would write it ("" = unset). */
+struct mw_setting_def {
+	const char *name;
+	const char *default_text;
+};
+
+/* Every setting mailward reads (mw_settings_read() and the few read
+   elsewhere), in the order of the sample configuration; ends with a
+   { NULL, NULL } entry. tests/unit/test-policy.c checks that
+   mw_settings_read() asks for no name missing here. */
+extern const struct mw_setting_def mw_setting_defs[];
+
+/* Returns true if name is a setting of mw_setting_defs. */
+bool mw_setting_is_known(const char *name);
+
 /* Parses a policy name. Returns 0 on success, -1 if unknown. */
 int mw_pop3_policy_parse(const char *str, enum mw_pop3_policy *policy_r);
 /* Returns the canonical name of a policy (static string). */

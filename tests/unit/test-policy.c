@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "mw-policy.h"
@@ -179,6 +180,35 @@ static void test_settings_read(void **state)
 	assert_string_equal(buf, "NEVER");
 }
 
+static const char *record_lookup(const char *name, void *context,
+				 enum mw_setting_source *source_r)
+{
+	unsigned int *unknown = context;
+
+	(void)source_r;
+	if (!mw_setting_is_known(name)) {
+		fprintf(stderr, "setting %s is read but not in mw_setting_defs\n",
+			name);
+		(*unknown)++;
+	}
+	return NULL;
+}
+
+/* every name mw_settings_read() asks for is known to the config checker */
+static void test_setting_defs_complete(void **state)
+{
+	struct mw_settings set;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	unsigned int count, unknown = 0;
+
+	(void)state;
+	mw_settings_read(&set, record_lookup, &unknown, errors, &count);
+	assert_int_equal(unknown, 0);
+	assert_true(mw_setting_is_known("mailward_pop3_policy"));
+	assert_false(mw_setting_is_known("mailward_pop3_polcy"));
+	assert_false(mw_setting_is_known("mailward_"));
+}
+
 static void test_expire_capability(void **state)
 {
 	static const struct {
@@ -224,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_bool_uint_parse),
 		cmocka_unit_test(test_settings_read),
 		cmocka_unit_test(test_expire_capability),
+		cmocka_unit_test(test_setting_defs_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

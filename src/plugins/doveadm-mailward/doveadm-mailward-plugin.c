@@ -1,4 +1,5 @@
-/* doveadm mailward commands: settings, devices, state, forget, expunge */
+/* doveadm mailward commands: devices, state, forget, expunge (settings
+   and check: doveadm-mailward-check.c) */
 
 #include "lib.h"
 #include "array.h"
@@ -12,9 +13,11 @@
 #include "mailbox-list-iter.h"
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
+#include "mail-storage-service.h"
 #include "mailward-plugin.h"
 #include "mailward-display.h"
 #include "mw-audit.h"
+#include "doveadm-mailward.h"
 
 #include <stdio.h>
 #include <sysexits.h>
@@ -31,6 +34,43 @@ struct mailward_cmd_context {
 	/* expunge: users run in this process, rows printed */
 	unsigned int local_runs, rows;
 };
+
+static const struct mailward_doveadm_api *mailward_api;
+
+const struct mailward_doveadm_api *doveadm_mailward_api(void)
+{
+	struct module *module;
+	const struct mailward_doveadm_api *api;
+
+	if (mailward_api != NULL)
+		return mailward_api;
+	module = module_dir_find(mail_storage_service_modules, "mailward");
+	if (module == NULL)
+		return NULL;
+	api = module_get_symbol_quiet(module, MAILWARD_DOVEADM_API_SYMBOL);
+	if (api == NULL || api->version != MAILWARD_DOVEADM_API_VERSION) {
+		i_error("mailward: %s does not match this doveadm plugin "
+			"(install both from one build)", module->path);
+		return NULL;
+	}
+	mailward_api = api;
+	return api;
+}
+
+/* The storage plugin's functions, through its table: this module has no
+   link-time dependency on it. Every command gets the table (and the
+   user's context) from cmd_mailward_get_user() before using these. */
+#define mailward_audit_event_init mailward_api->audit_event_init
+#define mailward_audit_queue_event mailward_api->audit_queue_event
+#define mailward_audit_commit mailward_api->audit_commit
+#define mailward_expunge_due mailward_api->expunge_due
+#define mailward_state_flush mailward_api->state_flush
+#define mailward_user_inbox_ns mailward_api->user_inbox_ns
+#define mailward_mailbox_guid mailward_api->mailbox_guid
+#define mw_store_device_iter mailward_api->store_device_iter
+#define mw_store_device_forget mailward_api->store_device_forget
+#define mw_store_msg_iter mailward_api->store_msg_iter
+#define mw_store_summary_get mailward_api->store_summary_get
 
 static const char *time_str(time_t t)
 {
@@ -49,11 +89,13 @@ static struct mailward_user *
 cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
 		      struct mail_user *user, bool need_store)
 {
-	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
+	const struct mailward_doveadm_api *api = doveadm_mailward_api();
+	struct mailward_user *muser = api == NULL ? NULL : api->user_get(user);
 
 	if (muser == NULL) {
-		i_error("mailward plugin is not loaded for user %s "
-			"(add mailward to mail_plugins)", user->username);
+		i_error("mailward is not in mail_plugins for doveadm (user "
+			"%s): this command needs it; see 'doveadm mailward "
+			"check -u %s'", user->username, user->username);
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
 		return NULL;
 	}
@@ -170,56 +212,6 @@ cmd_mailward_find_device(struct doveadm_mail_cmd_context *_ctx,
 	}
 	*rec_r = fctx.rec;
 	return 0;
-}
-
-/* ---- doveadm mailward settings ---- */
-
-static int
-cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx,
-			  struct mail_user *user)
-{
-	struct mailward_user *muser = cmd_mailward_get_user(ctx, user, FALSE);
-	const struct mw_settings *set;
-
-	if (muser == NULL)
-		return -1;
-	set = &muser->set;
-	doveadm_print(mailward_display(user->username, 0));
-	doveadm_print(mw_pop3_policy_name(set->pop3_policy));
-	doveadm_print(mw_setting_source_name(set->pop3_policy_source));
-	doveadm_print(dec2str(set->expunge_delay_secs));
-	doveadm_print(set->hold ? "yes" : "no");
-	doveadm_print(set->imap_expunge == MW_IMAP_EXPUNGE_DENY ?
-		      "deny" : "allow");
-	doveadm_print(mailward_display(set->device, 0));
-	doveadm_print(muser->fail_safe ? "yes" : "no");
-	doveadm_print(mailward_display(muser->fail_safe_reason, 0));
-	return 0;
-}
-
-static void
-cmd_mailward_settings_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-			   const char *const args[] ATTR_UNUSED)
-{
-	doveadm_print_header_simple("user");
-	doveadm_print_header_simple("pop3_policy");
-	doveadm_print_header_simple("pop3_policy_source");
-	doveadm_print_header_simple("expunge_delay");
-	doveadm_print_header_simple("hold");
-	doveadm_print_header_simple("imap_expunge");
-	doveadm_print_header_simple("device");
-	doveadm_print_header_simple("fail_safe");
-	doveadm_print_header_simple("fail_safe_reason");
-}
-
-static struct doveadm_mail_cmd_context *cmd_mailward_settings_alloc(void)
-{
-	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
-
-	ctx->ctx.getopt_args = "";
-	ctx->ctx.v.init = cmd_mailward_settings_init;
-	ctx->ctx.v.run = cmd_mailward_settings_run;
-	return &ctx->ctx;
 }
 
 /* ---- doveadm mailward devices ---- */
@@ -705,14 +697,6 @@ static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 
 static struct doveadm_cmd_ver2 mailward_commands[] = {
 	{
-		.name = "mailward settings",
-		.usage = "[-u <user>|-A] [-S <socket_path>]",
-		.mail_cmd = cmd_mailward_settings_alloc,
-DOVEADM_CMD_PARAMS_START
-DOVEADM_CMD_MAIL_COMMON
-DOVEADM_CMD_PARAMS_END
-	},
-	{
 		.name = "mailward devices",
 		.usage = "[-u <user>|-A] [-S <socket_path>]",
 		.mail_cmd = cmd_mailward_devices_alloc,
@@ -753,9 +737,8 @@ void doveadm_mailward_plugin_init(struct module *module ATTR_UNUSED)
 {
 	unsigned int i;
 
-	/* referencing the storage plugin makes this module load only once
-	   lib20_mailward_plugin.so is loaded (doveadm retries quietly) */
-	(void)mailward_user_module.id;
+	doveadm_cmd_register_ver2(&doveadm_mailward_cmd_check);
+	doveadm_cmd_register_ver2(&doveadm_mailward_cmd_settings);
 	for (i = 0; i < N_ELEMENTS(mailward_commands); i++)
 		doveadm_cmd_register_ver2(&mailward_commands[i]);
 }

@@ -796,7 +796,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 	mailward_user_read_settings(muser, mailward_setting_lookup, user);
 
 	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
-		"expunge_delay=%us hold=%s (%s) imap_expunge=%s",
+		"expunge_delay=%us hold=%s (%s) imap_expunge=%s audit=%s",
 		user->username, user->service,
 		mw_pop3_policy_name(muser->set.pop3_policy),
 		mw_setting_source_name(muser->set.pop3_policy_source),
@@ -804,7 +804,10 @@ static void mailward_mail_user_created(struct mail_user *user)
 		muser->set.hold ? "yes" : "no",
 		mw_setting_source_name(muser->set.hold_source),
 		muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
-		"deny" : "allow");
+		"deny" : "allow",
+		muser->set.audit_socket == NULL ? "off" : t_strconcat("on (",
+			mailward_display(muser->set.audit_socket, 0), ")",
+			NULL));
 
 	mailward_audit_user_init(muser);
 	if (muser->set.state_enabled &&

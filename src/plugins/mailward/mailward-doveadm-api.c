@@ -1,0 +1,28 @@
+/* the storage plugin's table for the doveadm plugin: see
+   mailward-doveadm-api.h */
+
+#include "lib.h"
+#include "mail-user.h"
+#include "mailward-plugin.h"
+#include "mailward-doveadm-api.h"
+
+static struct mailward_user *mailward_doveadm_user_get(struct mail_user *user)
+{
+	return MAILWARD_USER_CONTEXT(user);
+}
+
+const struct mailward_doveadm_api mailward_doveadm_api = {
+	.version = MAILWARD_DOVEADM_API_VERSION,
+	.user_get = mailward_doveadm_user_get,
+	.audit_event_init = mailward_audit_event_init,
+	.audit_queue_event = mailward_audit_queue_event,
+	.audit_commit = mailward_audit_commit,
+	.expunge_due = mailward_expunge_due,
+	.state_flush = mailward_state_flush,
+	.user_inbox_ns = mailward_user_inbox_ns,
+	.mailbox_guid = mailward_mailbox_guid,
+	.store_device_iter = mw_store_device_iter,
+	.store_device_forget = mw_store_device_forget,
+	.store_msg_iter = mw_store_msg_iter,
+	.store_summary_get = mw_store_summary_get,
+};

@@ -1,0 +1,223 @@
+"""doveadm mailward check / settings: the mistakes of issue 13 items 2, 3
+and 5 are reported, and the check works when mailward is missing from
+doveadm's mail_plugins (the doveadm plugin no longer needs the storage
+plugin to load)."""
+
+import os
+import re
+
+import pytest
+
+import mwharness
+from mwharness import AUDITD, REPO, make_message, pop3
+from test_audit_writer import wait_records
+
+EX_CONFIG = 78
+
+
+def check(sbx, *args):
+    """(exit code, problem lines, result); with -A a line is prefixed by
+    its user ("alice: ..."; config lines have no user)."""
+    args = args or ("-A",)
+    r = sbx.doveadm("mailward", "check", *args, check=False)
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    if "-A" in args:
+        lines = [l.replace("\t", ": ", 1) if not l.startswith("\t")
+                 else l[1:] for l in lines]
+    return r.returncode, lines, r
+
+
+def test_check_clean_config(sandbox_factory):
+    sbx = sandbox_factory(audit=True, users={"alice": {}, "bob": {}})
+    rc, lines, r = check(sbx)
+    assert (rc, lines) == (0, []), r.stdout + r.stderr
+
+
+def test_check_misspelled_key_and_invalid_values(sandbox_factory):
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_hold": "maybe"},
+               "bob": {"mailward_expunge_dealy": "7d"}},
+        plugin={"mailward_pop3_polcy": "leave-on-server",
+                "mailward_device_max": "lots"})
+    rc, lines, r = check(sbx)
+    assert rc == EX_CONFIG, r.stdout + r.stderr
+    assert sorted(lines) == sorted([
+        "alice: unknown setting mailward_pop3_polcy = leave-on-server "
+        "(config): ignored by mailward",
+        "alice: invalid mailward_hold = maybe (userdb): expected yes "
+        "or no",
+        "alice: invalid mailward_device_max = lots (config): expected "
+        "a number of devices from 1 to 1024",
+        "bob: unknown setting mailward_expunge_dealy = 7d (userdb): "
+        "ignored by mailward",
+        "bob: unknown setting mailward_pop3_polcy = leave-on-server "
+        "(config): ignored by mailward",
+        "bob: invalid mailward_device_max = lots (config): expected "
+        "a number of devices from 1 to 1024",
+    ]), r.stdout
+
+    # settings: every setting with value and source, raw invalid values
+    rows = {(x["user"], x["setting"]): x for x in
+            sbx.doveadm_json("mailward", "settings", "-A")}
+    for x in rows.values():
+        assert x.pop("username") == x["user"]
+    assert rows[("alice", "mailward_hold")] == {
+        "user": "alice", "setting": "mailward_hold", "value": "maybe",
+        "source": "userdb", "status": "invalid: expected yes or no"}
+    assert rows[("bob", "mailward_device_max")]["value"] == "lots"
+    assert rows[("bob", "mailward_device_max")]["source"] == "config"
+    assert rows[("bob", "mailward_pop3_policy")]["value"] == "client"
+    assert rows[("bob", "mailward_pop3_policy")]["source"] == "default"
+    assert rows[("alice", "fail_safe")]["value"] == "yes"
+    assert rows[("alice", "audit")]["value"] == "off"
+
+
+def test_check_mail_plugins_without_dollar(sandbox_factory):
+    # issue 13 item 5: "mail_plugins = quota" in a later file drops
+    # mailward from every protocol without its own mail_plugins line
+    # (lmtp is checked when it is in protocols; Debian's dovecot-lmtpd is
+    # not installed here)
+    sbx = sandbox_factory(plugins=["quota"],
+                          extra_conf="mail_plugins = quota\n")
+    rc, lines, r = check(sbx, "-u", "alice")
+    assert rc == EX_CONFIG, r.stdout + r.stderr
+    for service in ("doveadm", "indexer-worker"):
+        assert ("config: protocol %s: mail_plugins = quota lacks mailward: "
+                "its processes expunge without policy, hold or audit (a "
+                "mail_plugins line without $mail_plugins?)" % service) \
+            in lines, r.stdout
+    assert not [l for l in lines if "protocol imap" in l or
+                "protocol pop3" in l], r.stdout
+    assert len(lines) == 2, r.stdout
+    # the other commands say why they cannot run instead of vanishing
+    r = sbx.doveadm("mailward", "devices", "-u", "alice", check=False)
+    assert r.returncode != 0
+    assert "mailward is not in mail_plugins for doveadm (user alice)" \
+        in r.stderr, r.stderr
+    rows = sbx.doveadm_json("mailward", "settings", "-u", "alice")
+    fail_safe = [x for x in rows if x["setting"] == "fail_safe"][0]
+    assert fail_safe["status"].startswith(
+        "mailward is not in mail_plugins for doveadm")
+
+
+def test_check_protocol_plugin_missing(sandbox_factory):
+    sbx = sandbox_factory(
+        extra_conf="protocol pop3 {\n  mail_plugins = mailward\n}\n")
+    rc, lines, r = check(sbx, "-u", "alice")
+    assert rc == EX_CONFIG
+    assert lines == ["config: protocol pop3: mail_plugins = mailward lacks "
+                     "pop3_mailward"], r.stdout
+
+
+def _doc_blocks():
+    """The configuration blocks of docs/audit-service.md section 3, as
+    written (the service and plugin blocks of its first code block)."""
+    text = open(os.path.join(REPO, "docs", "audit-service.md")).read()
+    sec = text[text.index("## 3. Dovecot configuration"):]
+    return sec.split("```\n", 2)[1].split("```")[0]
+
+
+def _sandbox_paths(sbx, conf):
+    return (conf.replace("/usr/lib/dovecot/mailward-auditd", AUDITD)
+            .replace("/var/log/mailward/audit.jsonl", sbx.audit_log_path)
+            .replace("/var/lib/mailward-audit/keys", sbx.audit_writer_keys)
+            .replace("user = vmail", "user = " + mwharness.TEST_USER))
+
+
+def test_audit_service_doc_followed_as_written():
+    # issue 13 item 2: the writer and plugin blocks of the guide, with
+    # only the paths of this sandbox, give a working audit
+    sbx = mwharness.Sandbox()
+    try:
+        sbx.extra_conf = _sandbox_paths(sbx, _doc_blocks())
+        sbx._setup_audit()
+        sbx.start()
+        rc, lines, r = check(sbx)
+        assert (rc, lines) == (0, []), r.stdout + r.stderr
+        rows = {x["setting"]: x for x in
+                sbx.doveadm_json("mailward", "settings", "-u", "alice")}
+        assert rows["audit"]["value"] == "on: %s" % sbx.audit_socket_path
+        sbx.deliver("alice", [make_message(1)])
+        p = pop3(sbx)
+        p.retr(1)
+        p.quit()
+        sbx.wait_log(r"pop3\(alice\).*mailward: user alice service pop3: "
+                     r".* audit=on \(mailward-audit\)")
+        mwharness.wait_session_end(sbx, "alice")
+        # the writer receives the session's records at logout
+        recs = wait_records(sbx, lambda recs: "logout" in [
+            r.get("event") for r in recs if r.get("user") == "alice"])
+        events = [r["event"] for r in recs if r.get("user") == "alice"]
+        assert "login" in events and "retr" in events, events
+    finally:
+        sbx.stop()
+        sbx.cleanup()
+
+
+def test_check_reports_writer_with_audit_off():
+    # issue 13 items 2 and 3: a writer service runs but the plugin block
+    # leaves audit off (the guide's old commented-out socket, or the
+    # sample 90-mailward.conf put back over an edited one by an install)
+    sbx = mwharness.Sandbox()
+    try:
+        blocks = _doc_blocks()
+        writer = blocks[:blocks.index("plugin {")]
+        sbx.extra_conf = (_sandbox_paths(sbx, writer) + "!include %s\n" %
+                          os.path.join(REPO, "conf.d", "90-mailward.conf"))
+        sbx._setup_audit()
+        sbx.start()
+        rc, lines, r = check(sbx, "-u", "alice")
+        assert rc == EX_CONFIG
+        assert lines == [
+            "audit is off (mailward_audit_socket is not set) "
+            "although service mailward-audit is configured"], r.stdout
+        rows = {x["setting"]: x for x in
+                sbx.doveadm_json("mailward", "settings", "-u", "alice")}
+        assert rows["audit"]["value"] == "off"
+        p = pop3(sbx)
+        p.quit()
+        sbx.wait_log(r"pop3\(alice\).*mailward: user alice service pop3: "
+                     r".* audit=off")
+    finally:
+        sbx.stop()
+        sbx.cleanup()
+
+
+def test_check_keys_socket_state_dir(sandbox_factory):
+    sbx = sandbox_factory(
+        audit=True,
+        users={"alice": {},
+               "bob": {"mailward_audit_socket": "/nonexistent/mw-sock"},
+               "carol": {},
+               "dave": {"mailward_state_dir": "relative/state"}})
+    # a directory the mail uid cannot write to
+    sbx.set_user_fields("carol", mailward_state_dir=sbx.dir + "/mw-carol")
+    key = os.path.join(sbx.audit_writer_keys, "writer.key")
+    os.chmod(key, 0o640)
+    rc, lines, r = check(sbx)
+    assert rc == EX_CONFIG, r.stdout + r.stderr
+    uid = sbx.uid
+    expected = [
+        "config: service mailward-audit: writer key (-K) %s has mode 0640: "
+        "it must be readable only by the writer's user (chmod 0600)" % key,
+        "bob: audit writer socket /nonexistent/mw-sock: connect() as "
+        "uid %d failed: No such file or directory" % uid,
+        "carol: state directory %s/mw-carol does not exist and uid "
+        "%d cannot create it in %s: Permission denied" % (sbx.dir, uid,
+                                                          sbx.dir),
+        "dave: state directory relative/state is not an absolute path "
+        "(mailward_state_dir)",
+    ]
+    # (the config line is printed once, before the users)
+    assert lines == expected, r.stdout
+    os.chmod(key, 0o600)
+    os.chown(key, 0, 0)
+    rc, lines, r = check(sbx, "-u", "alice")
+    assert rc == EX_CONFIG
+    assert lines == [
+        "config: service mailward-audit: writer key (-K) %s is owned by uid "
+        "0, not by the writer's user %s (uid %d)" % (
+            key, mwharness.AUDIT_USER, mwharness.ensure_audit_user()[0])], \
+        r.stdout
+    auid, agid = mwharness.ensure_audit_user()
+    os.chown(key, auid, agid)
