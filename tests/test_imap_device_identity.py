@@ -33,6 +33,38 @@ def _records(sbx, user, timeout=10, want=None):
         time.sleep(0.1)
 
 
+def test_records_sent_before_id_are_identified_later(sandbox_factory):
+    """An expunge before the client's ID must be audited at once: the
+    records before it go out without the device, and a device_identified
+    record of the session names it once the ID comes."""
+    sbx = sandbox_factory(users={"alice": {}}, audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    i = imap(sbx)
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")
+    i.store("3", "+FLAGS", "\\Deleted")
+    i.expunge()
+    imap_id(i, ["name", "Thunderbird", "version", "128.3"])
+    i.fetch("2", "(BODY[])")
+    i.logout()
+    recs = _records(sbx, "alice", want=lambda rs: any(
+        r["event"] == "logout" for r in rs))
+    (label,) = devices(sbx).keys()
+    seen = [(r["event"], r.get("device_label")) for r in recs
+            if r["event"] in ("login", "fetch", "expunge_intent",
+                              "expunge_done", "device_identified",
+                              "logout")]
+    # (expunge_done needs no hurry: it waited and names the device)
+    assert seen == [("login", None), ("fetch", None),
+                    ("expunge_intent", None), ("expunge_done", label),
+                    ("device_identified", label), ("fetch", label),
+                    ("logout", label)], seen
+    ident = [r for r in recs if r["event"] == "device_identified"][0]
+    assert ident["cause"] == "imap-id"
+    assert ident["session"] == recs[0]["session"]
+    assert sbx.maildir_count("alice") == 2
+
+
 def test_id_after_other_commands_is_one_device(sandbox_factory):
     sbx = sandbox_factory(
         users={"alice": {"mailward_pop3_policy":
@@ -55,14 +87,14 @@ def test_id_after_other_commands_is_one_device(sandbox_factory):
     assert tb["retrieved"] == "2" and tb["sessions"] == "1", tb
     regs = [r for r in recs if r["event"] == "device_registered"]
     assert [r["device_label"] for r in regs] == [label]
-    # the fetch before ID names no device; a record of the session says
-    # which device its earlier reads were
+    # the records before ID (login, the first fetch) waited for the
+    # device and name it: no device_identified record is needed
     fetches = [r for r in recs if r["event"] == "fetch"]
     assert [(r["uid"], r.get("device_label")) for r in fetches] == \
-        [(1, None), (2, label)]
-    ident = [r for r in recs if r["event"] == "device_identified"]
-    assert [(r["device_label"], r["cause"], r["session"]) for r in ident] \
-        == [(label, "imap-id", fetches[0]["session"])]
+        [(1, label), (2, label)]
+    login = [r for r in recs if r["event"] == "login"]
+    assert [r.get("device_label") for r in login] == [label]
+    assert not [r for r in recs if r["event"] == "device_identified"]
     # the only device has both: expunge-after-all-devices expunged them
     # at the session end (a second, network device would hold them back)
     sbx.wait_log(r"imap\(alice\).*mailward: expunged 2 message")

@@ -316,17 +316,19 @@ def test_doveadm_acting_on_user_is_named(sandbox_factory):
     r = sbx.doveadm("expunge", "-u", "bob", "mailbox", "shared/alice/INBOX",
                     "all", check=False)
     assert r.returncode != 0
-    via = recs(sbx, event="expunge_suppressed", actor="doveadm:root/bob")
+    via = recs(sbx, event="expunge_suppressed",
+               actor="doveadm:root(uid=0)/bob")
     assert len(via) == 2 and all(x["user"] == "alice" for x in via), via
     sbx.doveadm("expunge", "-u", "bob", "mailbox", "INBOX", "1")
     assert sbx.maildir_count("alice") == 2
     assert sbx.maildir_count("bob") == 1
     sup = recs(sbx, event="expunge_suppressed", user="alice",
-               actor="doveadm:root")
+               actor="doveadm:root(uid=0)")
     assert len(sup) == 2
     for x in sup:
-        assert x["actor"] == "doveadm:root" and x["service"] == "doveadm"
+        assert x["actor"] == "doveadm:root(uid=0)"
+        assert x["service"] == "doveadm"
     done = recs(sbx, event="expunge_intent", user="bob")
-    assert len(done) == 1 and done[0]["actor"] == "doveadm:root"
+    assert len(done) == 1 and done[0]["actor"] == "doveadm:root(uid=0)"
     assert done[0]["cause"] == "admin"
     stop_and_verify(sbx)

@@ -114,11 +114,77 @@ void mailward_audit_event_policy(struct mailward_user *muser,
 				muser->set.pop3_policy_source));
 }
 
+/* An IMAP session's device is known once the client sent its ID (or
+   once it is clear it will not): the records before that wait for it, so
+   that each names its device (login included). Bounded like the state
+   records that wait (MAILWARD_PENDING_MAX): beyond that the device is
+   resolved without ID. */
+#define MAILWARD_AUDIT_DEFERRED_MAX 1000
+
+static void mailward_audit_defer(struct mailward_user *muser,
+				 const struct mw_audit_event *ev)
+{
+	struct mw_audit_event *copy;
+	unsigned int i;
+
+	if (muser->audit_deferred_pool == NULL) {
+		muser->audit_deferred_pool =
+			pool_alloconly_create("mailward audit deferred", 1024);
+		p_array_init(&muser->audit_deferred,
+			     muser->audit_deferred_pool, 8);
+	}
+	copy = array_append_space(&muser->audit_deferred);
+	*copy = *ev;
+	for (i = 0; i < MW_AF_COUNT; i++) {
+		copy->str[i] = p_strdup(muser->audit_deferred_pool,
+					ev->str[i]);
+	}
+}
+
+void mailward_audit_deferred_release(struct mailward_user *muser)
+{
+	struct mw_audit_event *ev;
+	pool_t pool = muser->audit_deferred_pool;
+
+	if (pool == NULL)
+		return;
+	muser->audit_deferred_pool = NULL;
+	T_BEGIN {
+		array_foreach_modifiable(&muser->audit_deferred, ev) {
+			if (muser->device_registered) {
+				mw_audit_event_set_str(ev, MW_AF_DEVICE,
+					t_strdup(muser->device.id_hex));
+				mw_audit_event_set_str(ev, MW_AF_DEVICE_LABEL,
+					t_strdup(muser->device.label));
+			} else if (muser->device_pending &&
+				   strcmp(ev->str[MW_AF_EVENT], "fetch") == 0) {
+				/* sent before the device is known: a
+				   device_identified record names it later */
+				muser->audit_pending_reads++;
+			}
+			if (muser->audit != NULL)
+				mailward_audit_queue(muser->audit, ev);
+		}
+	} T_END;
+	pool_unref(&pool);
+}
+
 void mailward_audit_queue_event(struct mailward_user *muser,
 				const struct mw_audit_event *ev)
 {
 	if (muser->audit == NULL)
 		return;
+	if (muser->device_pending && muser->actor == NULL &&
+	    ev->str[MW_AF_DEVICE] == NULL) {
+		mailward_audit_defer(muser, ev);
+		if (array_count(&muser->audit_deferred) >=
+		    MAILWARD_AUDIT_DEFERRED_MAX) {
+			/* a client that never sends ID: stop waiting */
+			mailward_user_device_resolve(muser);
+			mailward_audit_deferred_release(muser);
+		}
+		return;
+	}
 	mailward_audit_queue(muser->audit, ev);
 	/* a long session (RETR of a large mailbox) sends its records in
 	   batches instead of letting the queue fill up */
@@ -129,8 +195,12 @@ void mailward_audit_queue_event(struct mailward_user *muser,
 bool mailward_audit_queue_required(struct mailward_user *muser,
 				   const struct mw_audit_event *ev)
 {
-	unsigned int before = mailward_audit_queued(muser->audit);
+	unsigned int before;
 
+	/* an act before the IMAP client's ID: what came before it goes
+	   first, as it is (without the device not known yet) */
+	mailward_audit_deferred_release(muser);
+	before = mailward_audit_queued(muser->audit);
 	/* no automatic batch flush here: the caller flushes before acting */
 	mailward_audit_queue(muser->audit, ev);
 	return mailward_audit_queued(muser->audit) > before;
@@ -140,6 +210,11 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 {
 	const char *error;
 
+	if (muser->audit != NULL && (destructive || muser->set.audit_required)) {
+		/* must be durable now: what waits for the device goes out
+		   without it */
+		mailward_audit_deferred_release(muser);
+	}
 	if (muser->audit == NULL || mailward_audit_queued(muser->audit) == 0)
 		return 0;
 	if (mailward_audit_flush(muser->audit, &error) == 0) {
@@ -215,6 +290,8 @@ void mailward_audit_user_deinit(struct mailward_user *muser)
 
 	if (muser->audit == NULL)
 		return;
+	/* (the device is resolved by now, or never will be) */
+	mailward_audit_deferred_release(muser);
 	if (mailward_audit_is_session(muser)) {
 		/* moving to imap-hibernate is not a logout: the counts are
 		   those of this part of the session */

@@ -323,10 +323,14 @@ static void mailward_pending_replay(struct mailward_user *muser)
 	const struct mailward_pending_rec *rec;
 	struct mw_batch *batch;
 
+	/* audit records that waited for the device get it (the IMAP
+	   login's among them) */
+	mailward_audit_deferred_release(muser);
 	if (muser->audit_pending_reads > 0 && muser->device_registered &&
 	    muser->audit != NULL) {
-		/* the session's earlier read records name no device: this
-		   one does, with the same session */
+		/* earlier read records of the session that had to go out
+		   before the device was known name none: this one does,
+		   with the same session */
 		struct mw_audit_event ev;
 
 		mailward_audit_event_init(muser, &ev, "device_identified",

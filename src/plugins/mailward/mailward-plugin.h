@@ -145,12 +145,24 @@ struct mailward_user {
 	bool audit_broken;
 	unsigned int audit_retrieved, audit_deleted;
 	unsigned int audit_expunged, audit_suppressed;
+	/* records of an IMAP session queued while its device waits for
+	   the client's ID (device_pending): they get the device once it is
+	   known (pool-allocated copies) */
+	pool_t audit_deferred_pool;
+	ARRAY(struct mw_audit_event) audit_deferred;
 };
 
 struct mailward_expunged {
 	uint32_t uid;
 	const char *guid;	/* Dovecot's ("" if unknown) */
 	const char *identity;	/* mailward_mail_identity(), or NULL */
+	/* for the expunge_done/expunge_rollback records: each says on its
+	   own which message, under which policy and why */
+	const char *message_id;	/* NULL if none */
+	const char *cause;
+	uint32_t uidvalidity;
+	uoff_t size;
+	bool size_set;
 };
 
 struct mailward_transaction {
@@ -346,6 +358,9 @@ bool mailward_audit_queue_required(struct mailward_user *muser,
 /* Makes queued records durable. Returns 0, or -1 when the writer failed
    (logged; destructive=TRUE: the caller must not expunge). */
 int mailward_audit_commit(struct mailward_user *muser, bool destructive);
+/* Queues the records that waited for the session's device
+   (device_pending), with the device when it is registered by now. */
+void mailward_audit_deferred_release(struct mailward_user *muser);
 /* FALSE when mailward_audit_required=yes and the writer is unreachable. */
 bool mailward_audit_may_read(struct mailward_user *muser);
 void mailward_audit_user_init(struct mailward_user *muser);

@@ -47,20 +47,35 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 		       muser->set.hold ? "legal hold (mailward_hold=yes)" :
 		       muser->fail_safe_reason);
 		muser->audit_suppressed += array_count(targets);
+		if (muser->audit == NULL)
+			return 0;
+		/* read-only: the records name each message in full */
+		t = mailbox_transaction_begin(box, 0,
+					      "mailward suppressed expunge");
+		mail = mail_alloc(t, MAIL_FETCH_GUID, NULL);
 		array_foreach_modifiable(targets, target) {
 			struct mw_audit_event ev;
 
-			if (muser->audit == NULL)
-				break;
 			mailward_audit_event_init(muser, &ev,
 						  "expunge_suppressed",
 						  "suppressed");
-			mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
-					       mailbox_get_vname(box));
-			mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
-			if (target->guid != NULL)
-				mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
-						       target->guid);
+			if (target->uid != 0 &&
+			    mail_set_uid(mail, target->uid) &&
+			    mailward_mail_has_key(mail, target->key)) {
+				mailward_audit_event_mail(muser, &ev, mail,
+							  NULL);
+			} else {
+				mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
+					mailbox_get_vname(box));
+				mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
+					mailward_mailbox_guid(muser, box));
+				mw_audit_event_set_num(&ev, MW_AF_UID,
+						       target->uid);
+				if (target->guid != NULL) {
+					mw_audit_event_set_str(&ev,
+						MW_AF_MSG_GUID, target->guid);
+				}
+			}
 			mailward_audit_event_policy(muser, &ev);
 			mw_audit_event_set_str(&ev, MW_AF_CAUSE,
 					       muser->set.hold ? "hold" :
@@ -69,6 +84,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 				"%s expunge not carried out", cause));
 			mailward_audit_queue_event(muser, &ev);
 		}
+		mail_free(&mail);
+		mailbox_transaction_rollback(&t);
 		return 0;
 	}
 

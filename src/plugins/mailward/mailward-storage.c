@@ -353,11 +353,10 @@ mailward_audit_read(struct mailward_user *muser, struct mail *mail,
 		return;
 	mailward_audit_event_init(muser, &ev, event, "ok");
 	mailward_audit_event_mail(muser, &ev, mail, NULL);
+	/* the policy the read happened under (what it means for the
+	   message: kept, expunged after retrieval, ...) */
+	mailward_audit_event_policy(muser, &ev);
 	mailward_audit_queue_event(muser, &ev);
-	if (muser->device_pending) {
-		/* named by a device_identified record once known */
-		muser->audit_pending_reads++;
-	}
 }
 
 static int
@@ -493,14 +492,20 @@ static void mailward_note_expunged(struct mailward_user *muser,
 	exp->guid = p_strdup(mt->pool, guid);
 	exp->identity = p_strdup(mt->pool, guid[0] == '\0' ? NULL :
 				 mailward_mail_identity(mail));
+	exp->cause = mailward_expunge_cause(muser, mail->transaction, mt);
 	if (muser->audit != NULL) T_BEGIN {
 		struct mw_audit_event ev;
 
 		mailward_audit_event_init(muser, &ev, "expunge_intent", "ok");
 		mailward_audit_event_mail(muser, &ev, mail, guid);
 		mailward_audit_event_policy(muser, &ev);
-		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
-			mailward_expunge_cause(muser, mail->transaction, mt));
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, exp->cause);
+		/* the result records repeat the message fields */
+		exp->message_id = p_strdup(mt->pool,
+					   ev.str[MW_AF_MESSAGE_ID]);
+		exp->uidvalidity = ev.num[MW_AF_UIDVALIDITY];
+		exp->size = ev.num[MW_AF_SIZE];
+		exp->size_set = ev.num_set[MW_AF_SIZE];
 		if (mailward_audit_queue_required(muser, &ev))
 			mt->audit_intents++;
 		else
@@ -831,8 +836,23 @@ mailward_audit_expunge_result(struct mailward_user *muser, struct mailbox *box,
 					       mailbox_get_vname(box));
 			mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
 					       mbox_guid);
+			if (exp->uidvalidity != 0) {
+				mw_audit_event_set_num(&ev, MW_AF_UIDVALIDITY,
+						       exp->uidvalidity);
+			}
 			mw_audit_event_set_num(&ev, MW_AF_UID, exp->uid);
-			mw_audit_event_set_str(&ev, MW_AF_MSG_GUID, exp->guid);
+			if (exp->guid[0] != '\0') {
+				mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
+						       exp->guid);
+			}
+			mw_audit_event_set_str(&ev, MW_AF_MESSAGE_ID,
+					       exp->message_id);
+			if (exp->size_set) {
+				mw_audit_event_set_num(&ev, MW_AF_SIZE,
+						       exp->size);
+			}
+			mailward_audit_event_policy(muser, &ev);
+			mw_audit_event_set_str(&ev, MW_AF_CAUSE, exp->cause);
 			mailward_audit_queue_event(muser, &ev);
 		}
 	} T_END;
