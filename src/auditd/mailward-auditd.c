@@ -184,6 +184,16 @@ static void auditd_set_writer_error(const char *error)
 	writer_error = i_strdup(error);
 }
 
+/* logs what the writer reported besides errors (Merkle tree state) */
+static void auditd_writer_warnings(void)
+{
+	const char *warning;
+
+	if (writer != NULL &&
+	    (warning = mw_audit_writer_take_warning(writer)) != NULL)
+		i_warning("audit log: %s", warning);
+}
+
 static int auditd_writer_open(void)
 {
 	const char *error;
@@ -208,6 +218,7 @@ static int auditd_writer_open(void)
 	i_info("audit log %s opened: seq %llu, epoch %u", set.log_path,
 	       (unsigned long long)mw_audit_writer_seq(writer),
 	       mw_audit_writer_epoch(writer));
+	auditd_writer_warnings();
 	/* open made everything it wrote durable */
 	durable_serial = append_serial;
 	return 0;
@@ -277,6 +288,7 @@ static int auditd_writer_flush(void)
 		auditd_writer_failed("flush", error);
 		return -1;
 	}
+	auditd_writer_warnings();
 	durable_serial = append_serial;
 	return 0;
 }
@@ -307,10 +319,12 @@ static void auditd_tick(void *context ATTR_UNUSED)
 	timeout_remove(&to_tick);
 	tick_due = INT64_MAX;
 	if (writer != NULL) {
-		if (mw_audit_writer_tick(writer, &error) < 0)
+		if (mw_audit_writer_tick(writer, &error) < 0) {
 			auditd_writer_failed("tick", error);
-		else
+		} else {
+			auditd_writer_warnings();
 			durable_serial = append_serial;
+		}
 	}
 	auditd_schedule_tick();
 }
@@ -658,6 +672,7 @@ static void auditd_rotate(const siginfo_t *si ATTR_UNUSED,
 		return;
 	}
 	durable_serial = append_serial;
+	auditd_writer_warnings();
 	i_info("audit log rotated: %s -> %s", set.log_path, rotated);
 	auditd_schedule_commit();
 }

@@ -62,6 +62,7 @@ const struct mw_audit_field_info mw_audit_fields[MW_AF_COUNT] = {
 	[MW_AF_TORN_BYTES] = { "torn_bytes", MW_AUDIT_TYPE_U64, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_TORN_SHA256] = { "torn_sha256", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_TORN_FILE] = { "torn_file", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
+	[MW_AF_ROOT] = { "root", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_SIG] = { "sig", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_EPOCH] = { "epoch", MW_AUDIT_TYPE_U64, MW_AUDIT_CLASS_CHAIN },
 	[MW_AF_PREV] = { "prev", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_CHAIN },
@@ -77,7 +78,7 @@ static const struct {
 } writer_events[] = {
 	{ MW_AUDIT_EV_EPOCH, WBIT(MW_AF_REASON), 0 },
 	{ MW_AUDIT_EV_SEAL, WBIT(MW_AF_REASON) | WBIT(MW_AF_RECORDS), 0 },
-	{ MW_AUDIT_EV_CHECKPOINT, WBIT(MW_AF_SIG), 0 },
+	{ MW_AUDIT_EV_CHECKPOINT, WBIT(MW_AF_SIG), WBIT(MW_AF_ROOT) },
 	{ MW_AUDIT_EV_RECOVERED, WBIT(MW_AF_TORN_BYTES) |
 	  WBIT(MW_AF_TORN_SHA256) | WBIT(MW_AF_TORN_FILE), 0 },
 	{ MW_AUDIT_EV_WRITER_START, WBIT(MW_AF_VERSION), 0 },
@@ -442,6 +443,11 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 				  by_field[MW_AF_SIG]->str_len,
 				  MW_AUDIT_SIG_HEX_LEN))
 			return fail_static(error_r, "bad sig format");
+		if (by_field[MW_AF_ROOT] != NULL &&
+		    !is_lower_hex(by_field[MW_AF_ROOT]->str,
+				  by_field[MW_AF_ROOT]->str_len,
+				  MW_AUDIT_HASH_HEX_LEN))
+			return fail_static(error_r, "bad root format");
 		if (by_field[MW_AF_TORN_SHA256] != NULL &&
 		    !is_lower_hex(by_field[MW_AF_TORN_SHA256]->str,
 				  by_field[MW_AF_TORN_SHA256]->str_len,

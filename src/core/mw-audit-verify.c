@@ -4,10 +4,12 @@
 #include "mw-audit-verify.h"
 #include "mw-audit.h"
 #include "mw-audit-private.h"
+#include "mw-merkle.h"
 #include "mw-util.h"
 #include "mw-json.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,8 @@ static const char *const reason_names[] = {
 	[MW_AUDIT_CHECKPOINT_MISMATCH] = "checkpoint-mismatch",
 	[MW_AUDIT_TRUNCATED] = "truncated",
 	[MW_AUDIT_TORN_INSIDE] = "torn-inside",
+	[MW_AUDIT_BAD_ROOT] = "bad-root",
+	[MW_AUDIT_INCONSISTENT] = "inconsistent",
 };
 
 const char *mw_audit_fail_reason_name(enum mw_audit_fail_reason reason)
@@ -123,6 +127,13 @@ struct kept_checkpoint {
 	size_t len;
 };
 
+/* a checkpoint an auditor kept, for --consistency */
+struct cons_checkpoint {
+	uint64_t seq;
+	char host[256];
+	mw_merkle_hash root;
+};
+
 struct verifier {
 	const struct mw_audit_verify_options *opts;
 	struct mw_audit_verify_result *res;
@@ -145,6 +156,19 @@ struct verifier {
 	uint64_t epoch_count;
 	bool last_was_seal;
 	uint64_t last_signed_cp_seq;
+
+	/* Merkle tree over the records so far (only if the chain starts at
+	   seq 1): its right edge, and with --consistency all of it */
+	bool tree_from_start;
+	struct mw_merkle_range range;
+	bool keep_tree;
+	struct mw_merkle_tree tree;
+	/* the newest checkpoint with a root (signature checked if pub) */
+	uint64_t root_seq;
+	mw_merkle_hash root;
+	char root_host[256];
+	struct cons_checkpoint *cons;
+	unsigned int cons_count;
 
 	bool failed;
 	unsigned int file;
@@ -201,7 +225,7 @@ static int verr_open(struct verifier *v, const char **error_r,
 
 static bool checkpoint_sig_ok(struct verifier *v)
 {
-	const struct mw_json_member *host, *seq, *prev, *time, *sig;
+	const struct mw_json_member *host, *seq, *prev, *time, *sig, *root;
 	unsigned char sigbin[64];
 	EVP_MD_CTX *ctx;
 	unsigned int i;
@@ -212,6 +236,7 @@ static bool checkpoint_sig_ok(struct verifier *v)
 	prev = mw_json_obj_get(&v->obj, "prev");
 	time = mw_json_obj_get(&v->obj, "time");
 	sig = mw_json_obj_get(&v->obj, "sig");
+	root = mw_json_obj_get(&v->obj, "root");
 	for (i = 0; i < 64; i++) {
 		char hi = sig->str[2 * i], lo = sig->str[2 * i + 1];
 
@@ -221,7 +246,8 @@ static bool checkpoint_sig_ok(struct verifier *v)
 	}
 	mw_json_buf_reset(&v->scratch);
 	mw_audit_checkpoint_message(&v->scratch, host->str, host->str_len,
-				    seq->num, prev->str, time->str);
+				    seq->num, prev->str, time->str,
+				    root == NULL ? NULL : root->str);
 	if (v->scratch.failed)
 		return false;
 	ctx = EVP_MD_CTX_new();
@@ -375,9 +401,42 @@ static int verify_line(struct verifier *v, const char *line, size_t len,
 				     (unsigned long long)n,
 				     (unsigned long long)v->epoch_count);
 	} else if (strcmp(event, MW_AUDIT_EV_CHECKPOINT) == 0) {
+		const struct mw_json_member *m_root =
+			mw_json_obj_get(&v->obj, "root");
+		mw_merkle_hash root;
+
 		if (v->pub != NULL && !checkpoint_sig_ok(v))
 			return vfail(v, MW_AUDIT_BAD_SIGNATURE, seq, offset,
 				     "checkpoint signature does not verify");
+		if (m_root != NULL) {
+			if (mw_hex_decode(m_root->str, root,
+					  sizeof(root)) < 0)
+				return vfail(v, MW_AUDIT_BAD_RECORD, seq,
+					     offset, "bad root");
+			if (v->tree_from_start) {
+				mw_merkle_hash want;
+
+				if (v->range.size != seq - 1 ||
+				    mw_merkle_range_root(&v->range,
+							 want) < 0)
+					return vfail(v, MW_AUDIT_BAD_ROOT, seq,
+						     offset, "Merkle tree "
+						     "computation failed");
+				if (CRYPTO_memcmp(want, root,
+						  sizeof(root)) != 0)
+					return vfail(v, MW_AUDIT_BAD_ROOT, seq,
+						     offset, "checkpoint root "
+						     "is not the Merkle root "
+						     "of records 1..%llu",
+						     (unsigned long long)
+						     (seq - 1));
+				res->roots_checked++;
+			}
+			v->root_seq = seq;
+			memcpy(v->root, root, sizeof(root));
+			snprintf(v->root_host, sizeof(v->root_host), "%s",
+				 mw_json_obj_get(&v->obj, "host")->str);
+		}
 	}
 
 	while (v->kept_next < v->kept_count &&
@@ -398,6 +457,22 @@ static int verify_line(struct verifier *v, const char *line, size_t len,
 	/* the record verified: advance */
 	if (mw_audit_sha256_hex(line, len, v->prev) < 0)
 		return vfail(v, MW_AUDIT_BAD_JSON, seq, offset, "SHA-256 failed");
+	if (!v->started)
+		v->tree_from_start = seq == 1;
+	if (v->tree_from_start) {
+		mw_merkle_hash leaf;
+
+		if (mw_merkle_leaf_hash(line, len, leaf) < 0 ||
+		    mw_merkle_range_append(&v->range, leaf) < 0 ||
+		    (v->keep_tree && mw_merkle_tree_append(&v->tree,
+							   leaf) < 0))
+			return vfail(v, MW_AUDIT_BAD_ROOT, seq, offset,
+				     "Merkle tree computation failed (out of "
+				     "memory?)");
+	}
+	if (v->opts->on_record != NULL)
+		v->opts->on_record(v->opts->on_record_context, line, len,
+				   &v->obj);
 	if (epoch != v->epoch) {
 		v->epoch = epoch;
 		v->epoch_count = 0;
@@ -497,6 +572,138 @@ static int load_kept(struct verifier *v, const char *path,
 	return ret < 0 ? -1 : 0;
 }
 
+/* adds the checkpoint line[0..len) to v->cons (what = where it came
+   from, for errors) */
+static int cons_add_line(struct verifier *v, const char *line, size_t len,
+			 const char *what, const char **error_r)
+{
+	const struct mw_json_member *root;
+	struct cons_checkpoint *c;
+	const char *err;
+
+	if (mw_json_parse_object(&v->obj, line, len, &err) < 0 ||
+	    mw_audit_record_check(&v->obj, line, len, &v->scratch,
+				  &err) < 0 ||
+	    strcmp(mw_json_obj_get(&v->obj, "event")->str,
+		   MW_AUDIT_EV_CHECKPOINT) != 0)
+		return verr(v, error_r, "%s is not a checkpoint record", what);
+	root = mw_json_obj_get(&v->obj, "root");
+	if (root == NULL)
+		return verr(v, error_r, "%s has no Merkle root (a format v1 "
+			    "checkpoint; use --checkpoint-file for it)", what);
+	if (v->pub != NULL && !checkpoint_sig_ok(v))
+		return verr(v, error_r, "%s: kept checkpoint's signature does "
+			    "not verify", what);
+	c = realloc(v->cons, (v->cons_count + 1) * sizeof(*c));
+	if (c == NULL)
+		return verr(v, error_r, "out of memory");
+	v->cons = c;
+	c = &v->cons[v->cons_count++];
+	c->seq = mw_json_obj_get(&v->obj, "seq")->num;
+	snprintf(c->host, sizeof(c->host), "%s",
+		 mw_json_obj_get(&v->obj, "host")->str);
+	(void)mw_hex_decode(root->str, c->root, sizeof(c->root));
+	return 0;
+}
+
+static int load_consistency(struct verifier *v, const char *arg,
+			    const char **error_r)
+{
+	struct mw_line_reader r;
+	const char *line;
+	char what[PATH_MAX + 32];
+	uint64_t offset;
+	unsigned int lineno = 0;
+	size_t len;
+	bool nl;
+	int ret;
+	FILE *f;
+
+	if (arg[0] == '{')
+		return cons_add_line(v, arg, strlen(arg), "--consistency line",
+				     error_r);
+	f = fopen(arg, "re");
+	if (f == NULL)
+		return verr_open(v, error_r, "checkpoint file", arg, errno);
+	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
+		fclose(f);
+		return verr(v, error_r, "out of memory");
+	}
+	while ((ret = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
+		lineno++;
+		if (len == 0)
+			continue;
+		snprintf(what, sizeof(what), "%s line %u", arg, lineno);
+		if (cons_add_line(v, line, len, what, error_r) < 0)
+			break;
+	}
+	if (ret == -1)
+		verr(v, error_r, "read(%s) failed: %s", arg, strerror(errno));
+	else if (ret == -2)
+		verr(v, error_r, "%s: line too long", arg);
+	else if (ret == 0 && lineno == 0)
+		ret = verr(v, error_r, "%s: no checkpoint in it", arg);
+	mw_line_reader_free(&r);
+	fclose(f);
+	return ret < 0 ? -1 : 0;
+}
+
+/* --consistency: every kept tree is a prefix of the log's newest tree */
+static void check_consistency(struct verifier *v)
+{
+	struct mw_audit_verify_result *res = v->res;
+	mw_merkle_hash path[MW_MERKLE_MAX_PATH];
+	unsigned int i, count;
+
+	for (i = 0; i < v->cons_count && !v->failed; i++) {
+		const struct cons_checkpoint *c = &v->cons[i];
+
+		if (!v->tree_from_start) {
+			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
+			      "--consistency needs the log from seq 1");
+			return;
+		}
+		if (v->root_seq < c->seq) {
+			vfail(v, MW_AUDIT_TRUNCATED, v->root_seq + 1,
+			      v->end_offset, "the kept checkpoint seq %llu "
+			      "covers %llu records, the log's newest "
+			      "checkpoint with a Merkle root is seq %llu: "
+			      "records were removed from the end",
+			      (unsigned long long)c->seq,
+			      (unsigned long long)(c->seq - 1),
+			      (unsigned long long)v->root_seq);
+			return;
+		}
+		if (strcmp(c->host, v->root_host) != 0) {
+			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
+			      "the kept checkpoint is from host %s, the log "
+			      "from host %s", c->host, v->root_host);
+			return;
+		}
+		if (mw_merkle_tree_consistency_proof(&v->tree, c->seq - 1,
+						     v->root_seq - 1, path,
+						     &count) < 0 ||
+		    mw_merkle_verify_consistency(c->seq - 1, v->root_seq - 1,
+						 c->root, v->root, path,
+						 count) < 0) {
+			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
+			      "the log does not extend the tree of the kept "
+			      "checkpoint seq %llu (records 1..%llu were "
+			      "changed, removed or reordered): the consistency "
+			      "proof to checkpoint seq %llu fails",
+			      (unsigned long long)c->seq,
+			      (unsigned long long)(c->seq - 1),
+			      (unsigned long long)v->root_seq);
+			return;
+		}
+		res->consistency_checked++;
+		res->consistency_old_size = c->seq - 1;
+		res->consistency_new_seq = v->root_seq;
+		res->consistency_new_size = v->root_seq - 1;
+		res->consistency_hashes = count;
+	}
+}
+
 static int verify_file(struct verifier *v, const char *path, bool last,
 		       const char **error_r)
 {
@@ -554,6 +761,8 @@ static void verifier_free(struct verifier *v)
 	for (i = 0; i < v->kept_count; i++)
 		free(v->kept[i].line);
 	free(v->kept);
+	free(v->cons);
+	mw_merkle_tree_free(&v->tree);
 	EVP_PKEY_free(v->pub);
 	OPENSSL_cleanse(v->key, sizeof(v->key));
 	mw_json_obj_free(&v->obj);
@@ -583,6 +792,9 @@ static void finish(struct verifier *v)
 			return;
 		}
 	}
+	check_consistency(v);
+	if (v->failed)
+		return;
 	if (v->opts->expect_seq > res->last_seq) {
 		vfail(v, MW_AUDIT_TRUNCATED, res->last_seq + 1, v->end_offset,
 		      "log ends at seq %llu, expected at least %llu",
@@ -626,6 +838,8 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 	v.res = result;
 	mw_json_obj_init(&v.obj);
 	mw_json_buf_init(&v.scratch);
+	mw_merkle_range_init(&v.range);
+	mw_merkle_tree_init(&v.tree);
 
 	if (opts->key_path != NULL) {
 		if (mw_audit_key_load(opts->key_path, &v.key_epoch, v.key,
@@ -660,6 +874,11 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 	}
 	if (v.kept_count > 0)
 		qsort(v.kept, v.kept_count, sizeof(*v.kept), kept_cmp);
+	for (i = 0; i < opts->consistency_count; i++) {
+		if (load_consistency(&v, opts->consistency[i], error_r) < 0)
+			goto out;
+	}
+	v.keep_tree = v.cons_count > 0;
 
 	for (i = 0; i < count && !v.failed; i++) {
 		v.file = i;

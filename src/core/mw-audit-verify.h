@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mw-json.h"
+
 enum mw_audit_verify_status {
 	MW_AUDIT_VERIFY_PASS = 0,
 	/* the chain verified, but the last file ends in a line without a
@@ -38,6 +40,10 @@ enum mw_audit_fail_reason {
 	MW_AUDIT_TRUNCATED,		/* ends before a kept checkpoint /
 					   --expect-seq / --min-checkpoint */
 	MW_AUDIT_TORN_INSIDE,		/* unterminated line not at the end */
+	MW_AUDIT_BAD_ROOT,		/* checkpoint's Merkle root is not the
+					   root of the records before it */
+	MW_AUDIT_INCONSISTENT,		/* the log does not extend the tree of
+					   a kept checkpoint (--consistency) */
 };
 
 /* Short stable name of a reason ("bad-mac", ...), for --json output. */
@@ -59,8 +65,22 @@ struct mw_audit_verify_options {
 	/* FAIL unless a verified checkpoint has seq >= this (0 = none) */
 	uint64_t min_checkpoint;
 	/* accept a chain whose first record has seq > 1 (older files not
-	   given); its prev link is then taken on trust */
+	   given); its prev link is then taken on trust (Merkle roots cannot
+	   be checked then) */
 	bool partial;
+	/* --consistency: checkpoints with a Merkle root that an auditor saw
+	   earlier, each given as the checkpoint line itself (starts with
+	   '{') or as a file of such lines; the log must extend each one's
+	   tree (RFC 9162 consistency proof to the log's newest checkpoint
+	   with a root) */
+	const char *const *consistency;
+	unsigned int consistency_count;
+	/* called for every record that verified, in order (line without
+	   its newline; obj is the parsed record, valid during the call);
+	   NULL = none */
+	void (*on_record)(void *context, const char *line, size_t len,
+			  const struct mw_json_obj *obj);
+	void *on_record_context;
 };
 
 struct mw_audit_verify_result {
@@ -85,6 +105,16 @@ struct mw_audit_verify_result {
 	uint64_t unsealed_tail;
 	bool last_epoch_sealed;
 	bool macs_checked, signatures_checked;
+	/* checkpoints whose Merkle root was recomputed and matched (only
+	   when the chain starts at seq 1) */
+	uint64_t roots_checked;
+	/* --consistency: kept checkpoints proved, and the proof of the last
+	   one: its tree size, the log's checkpoint it was proved against
+	   (seq, tree size) and the proof's length in hashes */
+	uint64_t consistency_checked;
+	uint64_t consistency_old_size, consistency_new_seq;
+	uint64_t consistency_new_size;
+	unsigned int consistency_hashes;
 
 	/* PASS_TORN: the unterminated tail */
 	bool torn;

@@ -8,6 +8,7 @@
 
 #include "mw-audit.h"
 #include "mw-audit-private.h"
+#include "mw-merkle.h"
 #include "mw-util.h"
 
 #include <errno.h>
@@ -158,9 +159,12 @@ int mw_audit_key_next(const uint8_t key[MW_AUDIT_KEY_LEN],
 
 void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 				 size_t host_len, uint64_t seq,
-				 const char *prev_hex, const char *time)
+				 const char *prev_hex, const char *time,
+				 const char *root_hex)
 {
-	mw_json_buf_append_str(out, "mailward-checkpoint v1\nhost=");
+	mw_json_buf_append_str(out, root_hex == NULL ?
+			       "mailward-checkpoint v1\nhost=" :
+			       "mailward-checkpoint v2\nhost=");
 	mw_json_buf_append(out, host, host_len);
 	mw_json_buf_append_str(out, "\nseq=");
 	mw_json_buf_append_u64(out, seq);
@@ -169,6 +173,13 @@ void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 	mw_json_buf_append_str(out, "\ntime=");
 	mw_json_buf_append_str(out, time);
 	mw_json_buf_append_str(out, "\n");
+	if (root_hex != NULL) {
+		mw_json_buf_append_str(out, "tree_size=");
+		mw_json_buf_append_u64(out, seq - 1);
+		mw_json_buf_append_str(out, "\nroot=");
+		mw_json_buf_append_str(out, root_hex);
+		mw_json_buf_append_str(out, "\n");
+	}
 }
 
 /* --- files --- */
@@ -474,6 +485,16 @@ struct mw_audit_writer {
 	uint64_t cp_count;	/* records since the last checkpoint */
 	int64_t cp_last;	/* µs */
 
+	/* Merkle tree over records 1..seq (docs/audit-log.md §6.1): its
+	   right edge, persisted in <log>.tree at checkpoints; tree_known is
+	   false if it could not be restored (checkpoints then carry no
+	   root) */
+	struct mw_merkle_range tree;
+	bool tree_known;
+	bool tree_dirty;	/* a checkpoint since the last save */
+	char *tree_path;
+	char warning[512];	/* for mw_audit_writer_take_warning() */
+
 	struct mw_json_buf pending;
 	unsigned int pending_records;
 	struct mw_json_buf line, body, scratch;
@@ -593,6 +614,13 @@ static int emit(struct mw_audit_writer *w, int64_t now, const char *body,
 		return wfail(w, error_r, "record too long");
 	if (mw_audit_sha256_hex(l->data, l->len, hash) < 0)
 		return wbroken(w, error_r, "SHA-256 failed");
+	if (w->tree_known) {
+		mw_merkle_hash leaf;
+
+		if (mw_merkle_leaf_hash(l->data, l->len, leaf) < 0 ||
+		    mw_merkle_range_append(&w->tree, leaf) < 0)
+			return wbroken(w, error_r, "Merkle tree update failed");
+	}
 	mw_json_buf_append(&w->pending, l->data, l->len);
 	mw_json_buf_append(&w->pending, "\n", 1);
 	if (w->pending.failed)
@@ -644,14 +672,24 @@ static int emit_checkpoint(struct mw_audit_writer *w, int64_t now,
 {
 	unsigned char sig[64];
 	char sighex[MW_AUDIT_SIG_HEX_LEN + 1], ts[32];
+	char roothex[MW_AUDIT_HASH_HEX_LEN + 1];
+	mw_merkle_hash root;
 	size_t siglen = sizeof(sig);
 	EVP_MD_CTX *ctx;
 	int ok;
 
+	if (w->tree_known) {
+		/* the tree covers exactly the records before this one */
+		if (w->tree.size != w->seq ||
+		    mw_merkle_range_root(&w->tree, root) < 0)
+			return wbroken(w, error_r, "Merkle root failed");
+		hex_encode(root, sizeof(root), roothex);
+	}
 	format_time(now, ts);
 	mw_json_buf_reset(&w->scratch);
 	mw_audit_checkpoint_message(&w->scratch, w->host, strlen(w->host),
-				    w->seq + 1, w->prev, ts);
+				    w->seq + 1, w->prev, ts,
+				    w->tree_known ? roothex : NULL);
 	if (w->scratch.failed)
 		return wfail(w, error_r, "out of memory");
 	ctx = EVP_MD_CTX_new();
@@ -666,12 +704,90 @@ static int emit_checkpoint(struct mw_audit_writer *w, int64_t now,
 		return wbroken(w, error_r, "Ed25519 signing failed");
 	hex_encode(sig, sizeof(sig), sighex);
 	body_event(&w->body, MW_AUDIT_EV_CHECKPOINT);
+	if (w->tree_known)
+		body_str(&w->body, MW_AF_ROOT, roothex);
 	body_str(&w->body, MW_AF_SIG, sighex);
 	if (emit_body(w, now, error_r) < 0)
 		return -1;
+	w->tree_dirty = true;
 	w->cp_count = 0;
 	w->cp_last = now;
 	return 0;
+}
+
+/* --- Merkle tree state file (<log>.tree) --- */
+
+static void wwarn(struct mw_audit_writer *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void wwarn(struct mw_audit_writer *w, const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(w->warning, sizeof(w->warning), fmt, args);
+	va_end(args);
+}
+
+/* Writes the tree's right edge after the durable end of the log:
+   "mailward-audit-tree v1 size=<n> last=<hash of line n>\n" and one hex
+   hash per line. Atomic (tmp + fsync + rename). A failure is not a
+   failure of the log (the records are durable): it is reported as a
+   warning, and the next start reads forward from an older state or
+   recomputes. */
+static void tree_save(struct mw_audit_writer *w)
+{
+	struct mw_json_buf b;
+	char tmp[PATH_MAX], hex[MW_AUDIT_HASH_HEX_LEN + 1];
+	unsigned int i;
+	int fd;
+
+	if (!w->tree_known)
+		return;
+	mw_json_buf_init(&b);
+	mw_json_buf_append_str(&b, "mailward-audit-tree v1 size=");
+	mw_json_buf_append_u64(&b, w->tree.size);
+	mw_json_buf_append_str(&b, " last=");
+	mw_json_buf_append_str(&b, w->prev);
+	mw_json_buf_append_str(&b, "\n");
+	for (i = 0; i < w->tree.count; i++) {
+		hex_encode(w->tree.hashes[i], MW_MERKLE_HASH_LEN, hex);
+		mw_json_buf_append_str(&b, hex);
+		mw_json_buf_append_str(&b, "\n");
+	}
+	if (b.failed ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", w->tree_path) >=
+	    (int)sizeof(tmp)) {
+		mw_json_buf_free(&b);
+		wwarn(w, "%s: cannot save the Merkle tree state: out of "
+		      "memory or path too long", w->tree_path);
+		return;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_full(fd, b.data, b.len) < 0 || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(tmp, w->tree_path) < 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			(void)close(fd);
+		(void)unlink(tmp);
+		wwarn(w, "%s: cannot save the Merkle tree state: %s (the log "
+		      "is not affected; the next start reads it forward)",
+		      w->tree_path, strerror(err));
+	} else {
+		w->tree_dirty = false;
+	}
+	mw_json_buf_free(&b);
+}
+
+const char *mw_audit_writer_take_warning(struct mw_audit_writer *w)
+{
+	static char taken[sizeof(w->warning)];
+
+	if (w->warning[0] == '\0')
+		return NULL;
+	memcpy(taken, w->warning, sizeof(taken));
+	w->warning[0] = '\0';
+	return taken;
 }
 
 int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
@@ -688,6 +804,8 @@ int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
 			       w->log_path, strerror(errno));
 	mw_json_buf_reset(&w->pending);
 	w->pending_records = 0;
+	if (w->tree_dirty)
+		tree_save(w);
 	return 0;
 }
 
@@ -1182,6 +1300,204 @@ static int move_torn(struct mw_audit_writer *w, struct resume_info *ri,
 	return 0;
 }
 
+/* --- Merkle tree state at start --- */
+
+#define MW_AUDIT_TREE_FILE_MAX (128 + MW_MERKLE_MAX_PATH * 65)
+
+/* Reads <log>.tree into r and last. Returns 0, or -1 with why set
+   (missing, unreadable, malformed). */
+static int tree_read_file(struct mw_audit_writer *w, struct mw_merkle_range *r,
+			  char last[MW_AUDIT_HASH_HEX_LEN + 1],
+			  const char **why_r)
+{
+	char buf[MW_AUDIT_TREE_FILE_MAX + 1], *p, *end;
+	unsigned long long size;
+	unsigned int i;
+	ssize_t n;
+	int fd;
+
+	fd = open(w->tree_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*why_r = errno == ENOENT ? "missing" : strerror(errno);
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	if (n < 0 || n >= (ssize_t)sizeof(buf) - 1) {
+		*why_r = "unreadable";
+		return -1;
+	}
+	buf[n] = '\0';
+	mw_merkle_range_init(r);
+	if (sscanf(buf, "mailward-audit-tree v1 size=%llu last=%64[0-9a-f]",
+		   &size, last) != 2 || strlen(last) != 64 ||
+	    (p = strchr(buf, '\n')) == NULL) {
+		*why_r = "malformed";
+		return -1;
+	}
+	r->size = size;
+	r->count = (unsigned int)__builtin_popcountll(size);
+	p++;
+	for (i = 0; i < r->count; i++) {
+		end = strchr(p, '\n');
+		if (end == NULL || end - p != 64 ||
+		    hex_decode(p, 64, r->hashes[i], MW_MERKLE_HASH_LEN) < 0) {
+			*why_r = "malformed";
+			return -1;
+		}
+		p = end + 1;
+	}
+	if (*p != '\0' || !mw_merkle_range_valid(r)) {
+		*why_r = "malformed";
+		return -1;
+	}
+	return 0;
+}
+
+/* The start offset of the record with seq in the current file
+   (binary search: seq grows by one per line within a file). Returns 0,
+   or -1 if the file does not hold it. */
+static int find_seq_offset(struct mw_audit_writer *w, off_t last_start,
+			   off_t end, uint64_t seq, char *buf, off_t *off_r)
+{
+	off_t lo = 0, hi = last_start, mid, start;
+	size_t len;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (read_line_from(w->fd, mid, end, buf, &start, &len) <= 0 ||
+		    !line_is_record(w, buf, len))
+			return -1;
+		if (mw_json_obj_get(&w->obj, "seq")->num >= seq)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (read_line_from(w->fd, lo, end, buf, &start, &len) <= 0 ||
+	    !line_is_record(w, buf, len) ||
+	    mw_json_obj_get(&w->obj, "seq")->num != seq)
+		return -1;
+	*off_r = start;
+	return 0;
+}
+
+/* Extends r (the tree after record r->size, whose line hashes to last)
+   with the records after it in the current file, up to the log's last
+   record. Returns 0, or -1 with why (the records are not all in this
+   file, or the state does not fit the log). */
+static int tree_forward(struct mw_audit_writer *w,
+			const struct resume_info *ri,
+			struct mw_merkle_range *r, const char *last,
+			const char **why_r)
+{
+	size_t bufsize = 1024 * 1024 + 2 * MW_AUDIT_LINE_MAX + 2, have = 0;
+	const struct mw_json_member *prev;
+	mw_merkle_hash leaf;
+	off_t off, end = ri->good_end;
+	char *buf, *p, *nl;
+	size_t len;
+	int ret = -1;
+
+	buf = malloc(bufsize);
+	if (buf == NULL) {
+		*why_r = "out of memory";
+		return -1;
+	}
+	if (find_seq_offset(w, ri->last_start, end, r->size + 1, buf,
+			    &off) < 0) {
+		*why_r = "the records after it are not in this file";
+		goto out;
+	}
+	prev = mw_json_obj_get(&w->obj, "prev");
+	if (strcmp(prev->str, last) != 0) {
+		*why_r = "it does not match the log";
+		goto out;
+	}
+	while (off < end) {
+		size_t n = bufsize - have;
+
+		if ((off_t)n > end - off)
+			n = (size_t)(end - off);
+		if (pread_full(w->fd, buf + have, n, off) < 0) {
+			*why_r = strerror(errno);
+			goto out;
+		}
+		off += (off_t)n;
+		have += n;
+		p = buf;
+		while ((nl = memchr(p, '\n', have - (size_t)(p - buf))) !=
+		       NULL) {
+			len = (size_t)(nl - p);
+			if (mw_merkle_leaf_hash(p, len, leaf) < 0 ||
+			    mw_merkle_range_append(r, leaf) < 0) {
+				*why_r = "hashing failed";
+				goto out;
+			}
+			p = nl + 1;
+		}
+		have -= (size_t)(p - buf);
+		if (have > MW_AUDIT_LINE_MAX + 1) {
+			*why_r = "line too long";
+			goto out;
+		}
+		memmove(buf, p, have);
+	}
+	if (have != 0 || r->size != ri->last_seq) {
+		*why_r = "it does not match the log";
+		goto out;
+	}
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+/* Restores the Merkle tree's right edge for the chain that continues:
+   from <log>.tree (read forward over the records written after it was
+   saved), else recomputed from the log if this file starts the chain.
+   Otherwise the tree stays unknown and checkpoints carry no root (with a
+   warning). */
+static void tree_load(struct mw_audit_writer *w, const struct resume_info *ri)
+{
+	struct mw_merkle_range r;
+	char last[MW_AUDIT_HASH_HEX_LEN + 1];
+	const char *why, *why2;
+
+	mw_merkle_range_init(&w->tree);
+	w->tree_known = false;
+	if (!ri->have_last) {
+		/* new chain: the tree starts empty */
+		w->tree_known = true;
+		w->tree_dirty = true;
+		return;
+	}
+	if (tree_read_file(w, &r, last, &why) == 0) {
+		if (r.size == ri->last_seq && strcmp(last, w->prev) == 0) {
+			w->tree = r;
+			w->tree_known = true;
+			return;
+		}
+		why = "it does not match the log";
+		if (r.size < ri->last_seq &&
+		    tree_forward(w, ri, &r, last, &why) == 0) {
+			w->tree = r;
+			w->tree_known = true;
+			w->tree_dirty = true;
+			return;
+		}
+	}
+	mw_merkle_range_init(&r);
+	if (tree_forward(w, ri, &r, zero_hash, &why2) == 0) {
+		w->tree = r;
+		w->tree_known = true;
+		w->tree_dirty = true;
+		return;
+	}
+	wwarn(w, "%s: Merkle tree state %s and the log does not start the "
+	      "chain (seq 1): checkpoints are signed without a Merkle root "
+	      "(format v1) until a new chain starts", w->tree_path, why);
+}
+
 static int load_sign_key(struct mw_audit_writer *w, const char *path,
 			 const char **error_r)
 {
@@ -1225,6 +1541,7 @@ static void writer_free(struct mw_audit_writer *w)
 	OPENSSL_cleanse(w->key, sizeof(w->key));
 	free(w->log_path);
 	free(w->key_path);
+	free(w->tree_path);
 	mw_json_buf_free(&w->pending);
 	mw_json_buf_free(&w->line);
 	mw_json_buf_free(&w->body);
@@ -1246,6 +1563,7 @@ static int writer_resume(struct mw_audit_writer *w, const char **error_r)
 		return -1;
 	if (ri.torn && move_torn(w, &ri, now, error_r) < 0)
 		return -1;
+	tree_load(w, &ri);
 	w->cp_last = now;
 	w->epoch_start = now;
 
@@ -1324,7 +1642,11 @@ int mw_audit_writer_open(const char *log_path, const char *key_path,
 		mw_audit_writer_options_init(&w->opts);
 	w->log_path = strdup(log_path);
 	w->key_path = strdup(key_path);
-	if (w->log_path == NULL || w->key_path == NULL) {
+	w->tree_path = malloc(strlen(log_path) + sizeof(".tree"));
+	if (w->tree_path != NULL)
+		sprintf(w->tree_path, "%s.tree", log_path);
+	if (w->log_path == NULL || w->key_path == NULL ||
+	    w->tree_path == NULL) {
 		writer_free(w);
 		return fail_static(error_r, "out of memory");
 	}

@@ -74,6 +74,7 @@ enum mw_audit_field {
 	MW_AF_TORN_BYTES,
 	MW_AF_TORN_SHA256,
 	MW_AF_TORN_FILE,
+	MW_AF_ROOT,
 	MW_AF_SIG,
 	/* chain fields, always last */
 	MW_AF_EPOCH,
@@ -187,12 +188,16 @@ int mw_audit_line_mac_hex(const uint8_t key[MW_AUDIT_KEY_LEN],
    uint32be(next_epoch), L = 32). next may equal key. Returns 0 or -1. */
 int mw_audit_key_next(const uint8_t key[MW_AUDIT_KEY_LEN],
 		      uint32_t next_epoch, uint8_t next[MW_AUDIT_KEY_LEN]);
-/* Appends the checkpoint signing message to out:
+/* Appends the checkpoint signing message to out (docs/audit-log.md §6):
+   without a root (root_hex NULL, format v1)
    "mailward-checkpoint v1\nhost=<host>\nseq=<seq>\nchain=<prev>\n"
-   "time=<time>\n". */
+   "time=<time>\n"; with the Merkle root of records 1..seq-1 (v2)
+   "mailward-checkpoint v2\n" the same lines, then
+   "tree_size=<seq-1>\nroot=<root_hex>\n". seq >= 1. */
 void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 				 size_t host_len, uint64_t seq,
-				 const char *prev_hex, const char *time);
+				 const char *prev_hex, const char *time,
+				 const char *root_hex);
 
 /* --- key files --- */
 
@@ -247,6 +252,10 @@ void mw_audit_writer_options_init(struct mw_audit_writer_options *opts);
    "recovered" record names its size, SHA-256 and file. A last record
    that parses but fails its MAC, or a key file whose epoch does not fit
    the log, makes the open fail (this is not a crash artefact).
+   The Merkle tree's right edge (checkpoint roots) is restored from
+   "<log_path>.tree" plus the records after it in this file, or
+   recomputed from this file if it starts the chain; else checkpoints
+   carry no root and mw_audit_writer_take_warning() says why.
    Then: an unsealed epoch is closed (checkpoint + seal, key advanced), a
    new epoch starts, and writer_start is written; all of it is durable
    before this returns. opts may be NULL (defaults). On success *w_r owns
@@ -278,6 +287,11 @@ int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r);
 int mw_audit_writer_tick(struct mw_audit_writer *w, const char **error_r);
 /* When (µs since the Unix epoch) tick() next has work, or INT64_MAX. */
 int64_t mw_audit_writer_next_due(const struct mw_audit_writer *w);
+/* A condition the caller should log as a warning, set since the last
+   call (or NULL): the Merkle tree state could not be restored at open
+   (checkpoints then carry no root) or <log>.tree could not be saved
+   (the records are not affected). Valid until the next call. */
+const char *mw_audit_writer_take_warning(struct mw_audit_writer *w);
 /* Number of records appended but not yet flushed. */
 unsigned int mw_audit_writer_pending(const struct mw_audit_writer *w);
 /* Sequence number of the last appended record. */

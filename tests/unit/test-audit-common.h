@@ -23,6 +23,7 @@
 #include "mw-json.h"
 #include "mw-audit.h"
 #include "mw-audit-verify.h"
+#include "mw-merkle.h"
 
 #define T_PATH_MAX 512
 
@@ -351,6 +352,25 @@ static inline void t_epoch_key(uint32_t base_epoch, const uint8_t base[32],
 	}
 }
 
+/* hex Merkle root of lines [0, n) (RFC 9162, leaf = line bytes) */
+static inline void t_merkle_root_hex(const struct t_lines *l, size_t n,
+				     char out[65])
+{
+	struct mw_merkle_range r;
+	mw_merkle_hash h;
+	size_t i;
+
+	mw_merkle_range_init(&r);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(mw_merkle_leaf_hash(l->line[i], l->len[i], h),
+				 0);
+		assert_int_equal(mw_merkle_range_append(&r, h), 0);
+	}
+	assert_int_equal(mw_merkle_range_root(&r, h), 0);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
 /* An attacker's re-chaining: for lines [from, count): optionally renumber
    seq (seq = index + 1 + seq_offset), recompute prev from the previous
    line, and re-MAC with key_for(epoch) if it returns true (otherwise the
@@ -363,7 +383,7 @@ static inline void t_rechain(struct t_lines *l, size_t from, bool renumber,
 	struct mw_json_obj obj;
 	struct mw_json_buf b;
 	const char *err;
-	char prev[65], mac[65];
+	char prev[65], mac[65], root[65];
 	uint8_t key[32];
 	size_t i;
 	unsigned int k;
@@ -396,6 +416,12 @@ static inline void t_rechain(struct t_lines *l, size_t from, bool renumber,
 				m->num = first_seq + (i - from);
 			else if (strcmp(m->key, "prev") == 0)
 				m->str = prev;
+			else if (strcmp(m->key, "root") == 0) {
+				/* a thorough attacker recomputes the Merkle
+				   root too (it is not keyed, only signed) */
+				t_merkle_root_hex(l, i, root);
+				m->str = root;
+			}
 		}
 		mw_json_buf_reset(&b);
 		mw_json_buf_append(&b, "{", 1);

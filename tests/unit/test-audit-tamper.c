@@ -416,7 +416,9 @@ static void sign_with(const char *pem_path, struct t_lines *l, size_t i)
 	mw_audit_checkpoint_message(&msg, host->str, host->str_len,
 				    mw_json_obj_get(&obj, "seq")->num,
 				    mw_json_obj_get(&obj, "prev")->str,
-				    mw_json_obj_get(&obj, "time")->str);
+				    mw_json_obj_get(&obj, "time")->str,
+				    mw_json_obj_get(&obj, "root") == NULL ? NULL :
+				    mw_json_obj_get(&obj, "root")->str);
 	ctx = EVP_MD_CTX_new();
 	assert_int_equal(EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey), 1);
 	assert_int_equal(EVP_DigestSign(ctx, sig, &siglen,

@@ -793,6 +793,119 @@ static void test_verify_expectations(void **state)
 	t_env_deinit(&env);
 }
 
+/* every checkpoint signs the Merkle root of the records before it; the
+   writer restores the tree's right edge across restarts (from
+   <log>.tree, read forward) and rotations, and recomputes it from the
+   log when the state file is gone and the file starts the chain */
+static unsigned int count_rooted(const char *path, unsigned int *plain_r)
+{
+	struct t_lines l;
+	unsigned int i, n = 0, plain = 0;
+
+	t_lines_read(&l, path);
+	for (i = 0; i < l.count; i++) {
+		if (strstr(l.line[i], "\"event\":\"checkpoint\"") == NULL)
+			continue;
+		if (strstr(l.line[i], ",\"root\":\"") != NULL)
+			n++;
+		else
+			plain++;
+	}
+	t_lines_free(&l);
+	if (plain_r != NULL)
+		*plain_r = plain;
+	return n;
+}
+
+static void test_writer_merkle_roots(void **state)
+{
+	struct t_env env;
+	struct mw_audit_writer_options opts;
+	struct mw_audit_verify_result res;
+	struct mw_audit_writer *w;
+	char tree[T_PATH_MAX + 8], rotated[T_PATH_MAX + 8];
+	const char *paths[2], *err;
+	unsigned int i, plain;
+
+	(void)state;
+	t_env_init(&env);
+	snprintf(tree, sizeof(tree), "%s.tree", env.log);
+	snprintf(rotated, sizeof(rotated), "%s.1", env.log);
+	t_opts(&env, &opts);
+	opts.checkpoint_records = 5;
+	w = t_open(&env, &opts);
+	for (i = 0; i < 23; i++)
+		t_append(w, i);
+	t_flush(w);
+	assert_null(mw_audit_writer_take_warning(w));
+	/* a crash: the state file is older than the log's end */
+	mw_audit_writer_abort(&w);
+	w = t_open(&env, &opts);
+	assert_null(mw_audit_writer_take_warning(w));
+	for (i = 0; i < 7; i++)
+		t_append(w, i);
+	t_close(w);
+	t_verify(&env, env.log, &res);
+	t_assert_pass(&res);
+	assert_true(res.roots_checked >= 7);
+	assert_int_equal(res.roots_checked, res.checkpoints);
+
+	/* state file gone, the file starts the chain: recomputed */
+	assert_int_equal(unlink(tree), 0);
+	w = t_open(&env, &opts);
+	assert_null(mw_audit_writer_take_warning(w));
+	for (i = 0; i < 6; i++)
+		t_append(w, i);
+	assert_int_equal(mw_audit_writer_rotate(w, rotated, &err), 0);
+	for (i = 0; i < 6; i++)
+		t_append(w, i);
+	t_close(w);
+	/* restart after rotation: continues from the state file */
+	w = t_open(&env, &opts);
+	assert_null(mw_audit_writer_take_warning(w));
+	for (i = 0; i < 6; i++)
+		t_append(w, i);
+	t_close(w);
+	paths[0] = rotated;
+	paths[1] = env.log;
+	t_verify_ex(&env, paths, 2, true, true, NULL, 0, false, &res);
+	t_assert_pass(&res);
+	assert_int_equal(res.roots_checked, res.checkpoints);
+	assert_true(count_rooted(env.log, &plain) >= 3);
+	assert_int_equal(plain, 0);
+
+	/* state file gone and the chain started in a rotated file: the
+	   writer cannot know the tree, says so, and signs v1 checkpoints,
+	   which stay valid */
+	assert_int_equal(unlink(tree), 0);
+	w = t_open(&env, &opts);
+	err = mw_audit_writer_take_warning(w);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "without a Merkle root"));
+	for (i = 0; i < 6; i++)
+		t_append(w, i);
+	t_close(w);
+	t_verify_ex(&env, paths, 2, true, true, NULL, 0, false, &res);
+	t_assert_pass(&res);
+	(void)count_rooted(env.log, &plain);
+	assert_true(plain >= 2);
+	assert_true(res.roots_checked < res.checkpoints);
+
+	/* a state file that does not fit the log (another chain's) is not
+	   used: recomputation from the log is not possible here either */
+	t_write_file(tree, "mailward-audit-tree v1 size=1 last="
+		     "00000000000000000000000000000000000000000000000000000000"
+		     "00000000\n"
+		     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a306"
+		     "17afa01d\n", 65 + 35 + 65);
+	w = t_open(&env, &opts);
+	assert_non_null(mw_audit_writer_take_warning(w));
+	t_close(w);
+	t_verify_ex(&env, paths, 2, true, true, NULL, 0, false, &res);
+	t_assert_pass(&res);
+	t_env_deinit(&env);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -808,6 +921,7 @@ int main(void)
 		cmocka_unit_test(test_writer_group_commit),
 		cmocka_unit_test(test_writer_rejects_bad_body),
 		cmocka_unit_test(test_writer_rotate),
+		cmocka_unit_test(test_writer_merkle_roots),
 		cmocka_unit_test(test_writer_torn_tail_recovery),
 		cmocka_unit_test(test_writer_recovers_garbage_lines),
 		cmocka_unit_test(test_writer_refuses_tampered_tail),
