@@ -1,6 +1,7 @@
 /* mailward-audit: create keys for, verify, query and export mailward
    audit logs. No Dovecot needed. See docs/mailward-audit.1. */
 
+#include "mailward-audit.h"
 #include "mw-audit.h"
 #include "mw-audit-verify.h"
 #include "mw-json.h"
@@ -12,13 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_PASS 0
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-#define EXIT_IO 3
-#define EXIT_TORN 4
-
-static const char *progname = "mailward-audit";
+const char *progname = "mailward-audit";
 
 static void usage(FILE *out)
 {
@@ -27,20 +22,25 @@ static void usage(FILE *out)
 "       %s --version | --help\n"
 "       %s verify [--key VERIFY.KEY] [--pubkey CHECKPOINT.PUB]\n"
 "              [--checkpoint-file FILE]... [--expect-seq N]\n"
-"              [--min-checkpoint SEQ] [--partial] [--json] [--quiet] FILE...\n"
+"              [--min-checkpoint SEQ] [--consistency LINE|FILE]...\n"
+"              [--partial] [--json] [--quiet] FILE...\n"
+"       %s prove [--user U] [--since TIME] [--until TIME] [--seq N]\n"
+"              [--key VERIFY.KEY] [--pubkey CHECKPOINT.PUB] -o BUNDLE FILE...\n"
+"       %s verify-proof --pubkey CHECKPOINT.PUB [--host H] [--quiet] BUNDLE\n"
 "       %s query [FILTER]... FILE...\n"
 "       %s export --csv|--json [FILTER]... FILE...\n"
 "filters: --user U  --actor A  --device D  --msg GUID|MESSAGE-ID\n"
 "         --event E  --session S  --since TIME  --until TIME\n"
 "exit: 0 pass/ok, 1 fail (tampered) or no match, 2 usage, 3 I/O error,\n"
 "      4 pass with a torn tail (crash artefact)\n",
-		progname, progname, progname, progname, progname);
+		progname, progname, progname, progname, progname, progname,
+		progname);
 }
 
 /* Human-facing output (text, CSV) goes through the core's one escaping
    rule (mw_escape_item()): no control, format or direction character
    reaches a terminal or spreadsheet. JSON output stays byte-exact. */
-static void put_escaped(FILE *out, const char *data, size_t len,
+void put_escaped(FILE *out, const char *data, size_t len,
 			const char *extra)
 {
 	char esc[MW_ESC_ITEM_MAX + 1];
@@ -57,14 +57,14 @@ static void put_escaped(FILE *out, const char *data, size_t len,
 	}
 }
 
-static void puts_escaped(FILE *out, const char *str)
+void puts_escaped(FILE *out, const char *str)
 {
 	put_escaped(out, str, strlen(str), NULL);
 }
 
 /* "mailward-audit: <what>: <error>" on stderr, the error escaped (it may
    quote paths or log content) */
-static void print_error(const char *what, const char *error)
+void print_error(const char *what, const char *error)
 {
 	fprintf(stderr, "%s: %s: ", progname, what);
 	puts_escaped(stderr, error);
@@ -72,7 +72,7 @@ static void print_error(const char *what, const char *error)
 }
 
 /* a bad option value: say which and why, point to --help */
-static int bad_value(const char *option, const char *value,
+int bad_value(const char *option, const char *value,
 		     const char *why)
 {
 	fprintf(stderr, "%s: %s: invalid value '", progname, option);
@@ -81,7 +81,7 @@ static int bad_value(const char *option, const char *value,
 	return EXIT_USAGE;
 }
 
-static int parse_u64(const char *s, uint64_t *v_r)
+int parse_u64(const char *s, uint64_t *v_r)
 {
 	char *end;
 	unsigned long long v;
@@ -183,6 +183,21 @@ static void print_result_text(const struct mw_audit_verify_result *r,
 	if (r->kept_checkpoints_matched > 0)
 		printf("kept checkpoints matched: %llu\n",
 		       (unsigned long long)r->kept_checkpoints_matched);
+	printf("Merkle roots: %llu of %llu checkpoint(s) recomputed and "
+	       "matched%s\n", (unsigned long long)r->roots_checked,
+	       (unsigned long long)r->checkpoints,
+	       r->first_seq == 1 ? "" : " (not checked: the chain does not "
+	       "start at seq 1 in these files)");
+	if (r->consistency_checked > 0)
+		printf("consistency: %llu kept checkpoint(s) proved; the last "
+		       "one's tree of %llu records is a prefix of the tree of "
+		       "%llu records signed by checkpoint seq %llu (RFC 9162 "
+		       "consistency proof, %u hashes)\n",
+		       (unsigned long long)r->consistency_checked,
+		       (unsigned long long)r->consistency_old_size,
+		       (unsigned long long)r->consistency_new_size,
+		       (unsigned long long)r->consistency_new_seq,
+		       r->consistency_hashes);
 	if (r->torn) {
 		printf("crash artefact (torn tail %llu bytes) at ",
 		       (unsigned long long)r->torn_bytes);
@@ -249,6 +264,16 @@ static void print_result_json(const struct mw_audit_verify_result *r,
 	json_kv_bool(&b, "last_epoch_sealed", r->last_epoch_sealed);
 	json_kv_bool(&b, "macs_checked", r->macs_checked);
 	json_kv_bool(&b, "signatures_checked", r->signatures_checked);
+	json_kv_u64(&b, "roots_checked", r->roots_checked);
+	json_kv_u64(&b, "consistency_checked", r->consistency_checked);
+	if (r->consistency_checked > 0) {
+		json_kv_u64(&b, "consistency_old_size",
+			    r->consistency_old_size);
+		json_kv_u64(&b, "consistency_new_seq", r->consistency_new_seq);
+		json_kv_u64(&b, "consistency_new_size",
+			    r->consistency_new_size);
+		json_kv_u64(&b, "consistency_hashes", r->consistency_hashes);
+	}
 	json_kv_bool(&b, "torn", r->torn);
 	if (r->torn) {
 		json_kv_str(&b, "torn_file", paths[r->torn_file]);
@@ -270,6 +295,7 @@ static int cmd_verify(int argc, char **argv)
 		{ "expect-seq", required_argument, NULL, 'e' },
 		{ "min-checkpoint", required_argument, NULL, 'm' },
 		{ "partial", no_argument, NULL, 'P' },
+		{ "consistency", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -277,7 +303,8 @@ static int cmd_verify(int argc, char **argv)
 	};
 	struct mw_audit_verify_options opts;
 	struct mw_audit_verify_result res;
-	const char **cpfiles;
+	const char **cpfiles, **consistency;
+	unsigned int ncons = 0;
 	const char *error;
 	bool json = false, quiet = false;
 	unsigned int ncp = 0;
@@ -285,9 +312,13 @@ static int cmd_verify(int argc, char **argv)
 
 	memset(&opts, 0, sizeof(opts));
 	cpfiles = calloc((size_t)argc + 1, sizeof(*cpfiles));
-	if (cpfiles == NULL)
+	consistency = calloc((size_t)argc + 1, sizeof(*consistency));
+	if (cpfiles == NULL || consistency == NULL) {
+		free(cpfiles);
+		free(consistency);
 		return EXIT_IO;
-	while ((c = getopt_long(argc, argv, "k:p:c:e:m:Pjqh", longopts,
+	}
+	while ((c = getopt_long(argc, argv, "k:p:c:e:m:PC:jqh", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'k': opts.key_path = optarg; break;
@@ -296,6 +327,7 @@ static int cmd_verify(int argc, char **argv)
 		case 'e':
 			if (parse_u64(optarg, &opts.expect_seq) < 0) {
 				free(cpfiles);
+				free(consistency);
 				return bad_value("--expect-seq", optarg,
 						 "not a record number");
 			}
@@ -303,14 +335,20 @@ static int cmd_verify(int argc, char **argv)
 		case 'm':
 			if (parse_u64(optarg, &opts.min_checkpoint) < 0) {
 				free(cpfiles);
+				free(consistency);
 				return bad_value("--min-checkpoint", optarg,
 						 "not a record number");
 			}
 			break;
 		case 'P': opts.partial = true; break;
+		case 'C': consistency[ncons++] = optarg; break;
 		case 'j': json = true; break;
 		case 'q': quiet = true; break;
-		case 'h': usage(stdout); free(cpfiles); return EXIT_PASS;
+		case 'h':
+			usage(stdout);
+			free(cpfiles);
+			free(consistency);
+			return EXIT_PASS;
 		default: goto bad_usage;
 		}
 	}
@@ -318,14 +356,18 @@ static int cmd_verify(int argc, char **argv)
 		goto bad_usage;
 	opts.checkpoint_files = cpfiles;
 	opts.checkpoint_file_count = ncp;
+	opts.consistency = consistency;
+	opts.consistency_count = ncons;
 	if (mw_audit_verify_files((const char *const *)argv + optind,
 				  (unsigned int)(argc - optind), &opts, &res,
 				  &error) < 0) {
 		print_error("verify", error);
 		free(cpfiles);
+		free(consistency);
 		return EXIT_IO;
 	}
 	free(cpfiles);
+	free(consistency);
 	if (json)
 		print_result_json(&res, (const char *const *)argv + optind);
 	else
@@ -339,6 +381,7 @@ static int cmd_verify(int argc, char **argv)
 	return EXIT_FAIL;
 bad_usage:
 	free(cpfiles);
+	free(consistency);
 	usage(stderr);
 	return EXIT_USAGE;
 }
@@ -365,13 +408,12 @@ static unsigned int digits(const char *p, unsigned int n)
 	return v;
 }
 
-#define TIME_FORMAT "YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z] (UTC)"
 
 /* Normalises YYYY-MM-DD[THH:MM[:SS[.f{1,6}]]][Z] to the 27-byte record
    time format (missing parts are zero). Returns -1 with *error_r set for
    text of another shape or an impossible date or time (2026-02-30,
    month 13, 24:00). */
-static int time_bound(const char *in, char out[32], const char **error_r)
+int time_bound(const char *in, char out[32], const char **error_r)
 {
 	static const char tmpl[] = "0000-01-01T00:00:00.000000";
 	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddddd";
@@ -706,6 +748,10 @@ int main(int argc, char **argv)
 		return cmd_keygen(argc, argv);
 	if (strcmp(cmd, "verify") == 0)
 		return cmd_verify(argc, argv);
+	if (strcmp(cmd, "prove") == 0)
+		return cmd_prove(argc, argv);
+	if (strcmp(cmd, "verify-proof") == 0)
+		return cmd_verify_proof(argc, argv);
 	if (strcmp(cmd, "query") == 0)
 		return cmd_select(argc, argv, false);
 	if (strcmp(cmd, "export") == 0)

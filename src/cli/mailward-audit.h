@@ -1,0 +1,40 @@
+#ifndef MAILWARD_AUDIT_CLI_H
+#define MAILWARD_AUDIT_CLI_H
+
+/* Shared between the parts of the mailward-audit CLI
+   (mailward-audit.c, mailward-audit-proof.c). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define EXIT_PASS 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_IO 3
+#define EXIT_TORN 4
+
+#define TIME_FORMAT "YYYY-MM-DD[THH:MM[:SS[.ffffff]]][Z] (UTC)"
+
+extern const char *progname;
+
+/* Writes data escaped for a human reader (mw_escape_item()). */
+void put_escaped(FILE *out, const char *data, size_t len, const char *extra);
+void puts_escaped(FILE *out, const char *str);
+/* "mailward-audit: <what>: <error>" on stderr, the error escaped. */
+void print_error(const char *what, const char *error);
+/* Reports a bad option value; returns EXIT_USAGE. */
+int bad_value(const char *option, const char *value, const char *why);
+/* Parses a decimal uint64. Returns 0 or -1. */
+int parse_u64(const char *s, uint64_t *v_r);
+/* Normalises a --since/--until value to the record time format (27
+   bytes + NUL). Returns 0, or -1 with *error_r. */
+int time_bound(const char *in, char out[32], const char **error_r);
+
+/* mailward-audit prove / verify-proof (mailward-audit-proof.c); argv[0]
+   is the command name. Return the exit code. */
+int cmd_prove(int argc, char **argv);
+int cmd_verify_proof(int argc, char **argv);
+
+#endif
