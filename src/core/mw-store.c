@@ -298,7 +298,7 @@ static int store_quarantine(struct mw_store *s, bool faulted,
 	guard_jmp = &guard_buf_; \
 	guard_ret_ = (expr); \
 	guard_jmp = NULL; \
-	if (guard_ret_ < 0 && (s)->corrupt) { \
+	if (guard_ret_ < 0 && (s)->corrupt && !(s)->dead) { \
 		(void)store_quarantine((s), false, NULL); \
 		*(error_r) = (s)->error; \
 	} \
