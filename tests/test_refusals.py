@@ -32,10 +32,21 @@ def count(sbx, user, folder=None):
     return sbx.maildir_count(user, folder)
 
 
-def mail_log(sbx, user, event):
-    """mail_log's lines of one event ("expunge", "copy") for user."""
-    rx = re.compile(r"\((%s)\)<.*: Info: %s" % (re.escape(user), event))
+def mail_log(sbx, user, event, wait=0):
+    """mail_log's lines of one event ("expunge", "copy") for user; waits
+    for `wait` of them (the log process writes asynchronously)."""
+    pattern = r"\((%s)\)<.*: Info: %s" % (re.escape(user), event)
+    if wait:
+        sbx.wait_log(pattern, count=wait)
+    rx = re.compile(pattern)
     return [l for l in sbx.read_log().splitlines() if rx.search(l)]
+
+
+def wait_logouts(sbx, user, proto, count):
+    """Waits until `count` sessions of user have logged out: every line of
+    those processes is in the log then."""
+    sbx.wait_log(r"%s\(%s\)<.*Disconnected: Logged out" %
+                 (proto, re.escape(user)), count=count)
 
 
 def tagged(i, name, *args):
@@ -59,7 +70,7 @@ def test_lazy_expunge_copies_only_real_expunges(sandbox_factory):
     i.logout()
     assert count(sbx, "bob") == 1
     assert count(sbx, "bob", "EXPUNGED") == 2
-    assert len(mail_log(sbx, "bob", "expunge")) == 2
+    assert len(mail_log(sbx, "bob", "expunge", wait=2)) == 2
 
     # alice is held: the refused EXPUNGE of 2 messages, sent 3 times,
     # leaves no copy anywhere
@@ -87,6 +98,7 @@ def test_lazy_expunge_copies_only_real_expunges(sandbox_factory):
     assert count(sbx, "alice") == 3
     assert count(sbx, "alice", "EXPUNGED") == 0
     sbx.wait_log(r"imap\(alice\).*mailward: Refused to expunge 2 message")
+    wait_logouts(sbx, "alice", "imap", 1)
     assert mail_log(sbx, "alice", "expunge") == []
     assert mail_log(sbx, "alice", "copy") == []
 
@@ -132,7 +144,7 @@ def test_lazy_expunge_pop3_dele_kept_leaves_no_copy(sandbox_factory):
     # client policy: Dovecot expunges, lazy_expunge keeps its copies
     assert count(sbx, "plain") == 1
     assert count(sbx, "plain", "EXPUNGED") == 2
-    assert len(mail_log(sbx, "plain", "expunge")) == 2
+    assert len(mail_log(sbx, "plain", "expunge", wait=2)) == 2
     # the device's DELEs are recorded and audited though kept
     sbx.wait_log(r"pop3\(los\).*mailward: pop3 session ended with QUIT: "
                  r"policy=leave-on-server .*dele=2 expunged=0 kept=2")
@@ -167,7 +179,9 @@ def test_move_refused_leaves_destination_unchanged(sandbox_factory):
         assert count(sbx, u, "Trash") == 1, u
         assert count(sbx, u, "EXPUNGED") == 0, u
         # only the COPY is reported as a copy; nothing as expunged
-        assert len(mail_log(sbx, u, "copy")) == 1, mail_log(sbx, u, "copy")
+        wait_logouts(sbx, u, "imap", 1)
+        assert len(mail_log(sbx, u, "copy", wait=1)) == 1, \
+            mail_log(sbx, u, "copy")
         assert mail_log(sbx, u, "expunge") == [], u
 
     # doveadm move of a held user: refused, nothing copied
