@@ -842,6 +842,10 @@ static int seal_epoch(struct mw_audit_writer *w, int64_t now,
 	body_num(&w->body, MW_AF_RECORDS, w->epoch_count);
 	if (emit_body(w, now, error_r) < 0)
 		return -1;
+	/* the tree state is saved at every seal too: a rotation renames
+	   the file right after it, and a restart can read forward only in
+	   the current file */
+	w->tree_dirty = true;
 	if (mw_audit_writer_flush(w, error_r) < 0)
 		return -1;
 	return advance_key(w, error_r);

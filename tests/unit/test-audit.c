@@ -824,7 +824,8 @@ static void test_writer_merkle_roots(void **state)
 	struct mw_audit_verify_result res;
 	struct mw_audit_writer *w;
 	char tree[T_PATH_MAX + 8], rotated[T_PATH_MAX + 8];
-	const char *paths[2], *err;
+	char rotated2[T_PATH_MAX + 8];
+	const char *paths[2], *paths3[3], *err;
 	unsigned int i, plain;
 
 	(void)state;
@@ -874,6 +875,27 @@ static void test_writer_merkle_roots(void **state)
 	assert_true(count_rooted(env.log, &plain) >= 3);
 	assert_int_equal(plain, 0);
 
+	/* a crash right after a rotation that followed a flushed
+	   checkpoint: the seal's state was saved before the rename */
+	opts.checkpoint_records = 1;
+	w = t_open(&env, &opts);
+	t_append(w, 1);
+	t_flush(w);
+	snprintf(rotated2, sizeof(rotated2), "%s.2", env.log);
+	assert_int_equal(mw_audit_writer_rotate(w, rotated2, &err), 0);
+	mw_audit_writer_abort(&w);
+	w = t_open(&env, &opts);
+	assert_null(mw_audit_writer_take_warning(w));
+	t_append(w, 2);
+	t_close(w);
+	paths3[0] = rotated;
+	paths3[1] = rotated2;
+	paths3[2] = env.log;
+	t_verify_ex(&env, paths3, 3, true, true, NULL, 0, false, &res);
+	t_assert_pass(&res);
+	assert_int_equal(res.roots_checked, res.checkpoints);
+	opts.checkpoint_records = 5;
+
 	/* state file gone and the chain started in a rotated file: the
 	   writer cannot know the tree, says so, and signs v1 checkpoints,
 	   which stay valid */
@@ -885,7 +907,7 @@ static void test_writer_merkle_roots(void **state)
 	for (i = 0; i < 6; i++)
 		t_append(w, i);
 	t_close(w);
-	t_verify_ex(&env, paths, 2, true, true, NULL, 0, false, &res);
+	t_verify_ex(&env, paths3, 3, true, true, NULL, 0, false, &res);
 	t_assert_pass(&res);
 	(void)count_rooted(env.log, &plain);
 	assert_true(plain >= 2);
@@ -901,7 +923,7 @@ static void test_writer_merkle_roots(void **state)
 	w = t_open(&env, &opts);
 	assert_non_null(mw_audit_writer_take_warning(w));
 	t_close(w);
-	t_verify_ex(&env, paths, 2, true, true, NULL, 0, false, &res);
+	t_verify_ex(&env, paths3, 3, true, true, NULL, 0, false, &res);
 	t_assert_pass(&res);
 	t_env_deinit(&env);
 }
