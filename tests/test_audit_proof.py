@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 import mwharness
-from test_audit_writer import AuditConn, body, wait_records
+from test_audit_writer import AuditConn, body, wait_records, wait_writer
 
 CLI = mwharness.AUDIT_CLI
 
@@ -337,3 +338,45 @@ def test_consistency_with_kept_checkpoint(sandbox_factory, tmp_path):
                   sbx.audit_log_path)
     assert rc == 3, out
     assert "signature does not verify" in out
+
+
+def test_tree_continues_across_crash_and_rotation(sandbox_factory, tmp_path):
+    """The real writer keeps the tree across a SIGKILL (state file read
+    forward) and a rotation (SIGHUP): every root of both files matches
+    the records, and the log proves consistent with a checkpoint kept
+    before both."""
+    sbx = make_log(sandbox_factory)
+    sbx.log_allow.append(r"service\(mailward-audit\): child \d+ killed "
+                         r"with signal 9")
+    pub = os.path.join(sbx.audit_keys, "checkpoint.pub")
+    kept = [l for l in log_lines(sbx.audit_log_path)
+            if b'"event":"checkpoint"' in l][-1].decode()
+    # crash after records that no checkpoint covers yet
+    send(sbx, ["alice"], 200, 3)
+    old = sbx.audit_writer_pids()
+    os.kill(old[0], signal.SIGKILL)
+    wait_writer(sbx, old)
+    wait_records(sbx, lambda r: [x["event"] for x in r].count(
+        "writer_start") == 2)
+    send(sbx, ["bob"], 300, 7)
+    pid = sbx.audit_writer_pids()[0]
+    os.kill(pid, signal.SIGHUP)
+    line = sbx.wait_log(r"mailward-audit: Info: audit log rotated: .* -> ")
+    rotated = line[0].split(" -> ")[1].strip()
+    send(sbx, ["carol"], 400, 12)
+    files = [rotated, sbx.audit_log_path]
+    lines = log_lines(rotated) + log_lines(sbx.audit_log_path)
+    cps = [json.loads(l) for l in lines if b'"event":"checkpoint"' in l]
+    assert all("root" in c for c in cps)
+    for c in cps:
+        assert c["root"] == mth([leaf(l) for l in
+                                 lines[:c["seq"] - 1]]).hex(), c["seq"]
+    new_file_cps = [c for c in cps if c["seq"] > json.loads(
+        log_lines(rotated)[-1])["seq"]]
+    assert new_file_cps
+    rc, out = run("verify", "--pubkey", pub, "--consistency", kept, *files)
+    assert rc == 0, out
+    assert "Merkle roots: %d of %d checkpoint(s)" % (len(cps), len(cps)) \
+        in out
+    assert "consistency: 1 kept checkpoint(s) proved" in out
+    assert "Merkle tree state" not in sbx.read_log()
