@@ -664,7 +664,7 @@ static void check_consistency(struct verifier *v)
 			return;
 		}
 		if (v->root_seq < c->seq) {
-			vfail(v, MW_AUDIT_TRUNCATED, v->root_seq + 1,
+			vfail(v, MW_AUDIT_TRUNCATED, res->last_seq + 1,
 			      v->end_offset, "the kept checkpoint seq %llu "
 			      "covers %llu records, the log's newest "
 			      "checkpoint with a Merkle root is seq %llu: "

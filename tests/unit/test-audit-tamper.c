@@ -627,6 +627,178 @@ static void test_torn_tail_is_crash_artefact(void **state)
 	t_lines_free(&l);
 }
 
+/* a copy of the root value of checkpoint line i (64 hex) */
+static void root_of(const struct t_lines *l, size_t i, char out[65])
+{
+	const char *p = strstr(l->line[i], ",\"root\":\"");
+
+	assert_non_null(p);
+	memcpy(out, p + 9, 64);
+	out[64] = '\0';
+}
+
+static void sig_of(const struct t_lines *l, size_t i, char out[129])
+{
+	const char *p = strstr(l->line[i], ",\"sig\":\"");
+
+	assert_non_null(p);
+	memcpy(out, p + 8, 128);
+	out[128] = '\0';
+}
+
+/* Merkle roots of checkpoints: forged (and re-signed by a thief of the
+   signing key), removed (a downgrade to v1), or taken from another
+   checkpoint with its signature */
+static void test_merkle_root_tamper(void **state)
+{
+	struct mw_audit_verify_result res;
+	struct t_lines l;
+	struct t_keyring kr;
+	const char *paths[1] = { tlog };
+	char root[65], root2[65], sig[129], sig2[129], field[80];
+	long cp, cp2;
+
+	(void)state;
+	memset(&kr, 0, sizeof(kr));
+	t_load_key(env.verify_key, &kr.base_epoch, kr.base);
+	cp = t_lines_find_event(&fixture, 20, "checkpoint");
+	cp2 = t_lines_find_event(&fixture, 1, "checkpoint");
+	assert_true(cp > 0 && cp2 > 0 && cp2 < cp);
+	root_of(&fixture, (size_t)cp, root);
+	root_of(&fixture, (size_t)cp2, root2);
+	sig_of(&fixture, (size_t)cp, sig);
+	sig_of(&fixture, (size_t)cp2, sig2);
+
+	/* the baseline verifies every root */
+	verify_lines(&fixture, &res);
+	t_assert_pass(&res);
+	assert_true(res.roots_checked >= 5);
+	assert_int_equal(res.roots_checked, res.checkpoints);
+
+	/* forged root, re-signed with the genuine signing key, later links
+	   repaired (no MAC key): the recomputed root differs */
+	t_lines_copy(&l, &fixture);
+	t_lines_replace(&l, (size_t)cp, root, root2);
+	sign_with(env.sign_key, &l, (size_t)cp);
+	t_rechain(&l, (size_t)cp + 1, false, NULL, NULL);
+	t_lines_write(&l, tlog);
+	t_verify_ex(&env, paths, 1, false, true, NULL, 0, false, &res);
+	t_assert_fail(&res, MW_AUDIT_BAD_ROOT, SEQ(cp));
+	/* without any key the roots are still recomputed */
+	t_verify_ex(&env, paths, 1, false, false, NULL, 0, false, &res);
+	t_assert_fail(&res, MW_AUDIT_BAD_ROOT, SEQ(cp));
+	t_lines_free(&l);
+
+	/* forged root without re-signing: the signature covers it */
+	t_lines_copy(&l, &fixture);
+	t_lines_replace(&l, (size_t)cp, root, root2);
+	t_rechain(&l, (size_t)cp + 1, false, NULL, NULL);
+	t_lines_write(&l, tlog);
+	t_verify_ex(&env, paths, 1, false, true, NULL, 0, false, &res);
+	t_assert_fail(&res, MW_AUDIT_BAD_SIGNATURE, SEQ(cp));
+	t_lines_free(&l);
+
+	/* root and signature of another checkpoint */
+	t_lines_copy(&l, &fixture);
+	t_lines_replace(&l, (size_t)cp, root, root2);
+	t_lines_replace(&l, (size_t)cp, sig, sig2);
+	t_rechain(&l, (size_t)cp + 1, false, NULL, NULL);
+	t_lines_write(&l, tlog);
+	t_verify_ex(&env, paths, 1, false, true, NULL, 0, false, &res);
+	t_assert_fail(&res, MW_AUDIT_BAD_SIGNATURE, SEQ(cp));
+	t_lines_free(&l);
+
+	/* root removed (downgrade to a v1 checkpoint), chain and MACs
+	   repaired with every MAC key: the v2 signature does not cover a v1
+	   message */
+	t_lines_copy(&l, &fixture);
+	snprintf(field, sizeof(field), ",\"root\":\"%s\"", root);
+	t_lines_replace(&l, (size_t)cp, field, "");
+	t_rechain(&l, (size_t)cp, false, t_keyring_for, &kr);
+	verify_lines(&l, &res);
+	t_assert_fail(&res, MW_AUDIT_BAD_SIGNATURE, SEQ(cp));
+	t_lines_free(&l);
+	OPENSSL_cleanse(kr.base, sizeof(kr.base));
+}
+
+/* --consistency against a kept checkpoint: PASS for the genuine log and
+   its growth; truncated below it; inconsistent for a history rewritten
+   below it by a thief of every key (MACs, chain, roots and signatures
+   all re-made, so that the plain verification passes) */
+static void verify_consistency(const char *kept_line,
+			       struct mw_audit_verify_result *res)
+{
+	struct mw_audit_verify_options vo;
+	const char *paths[1] = { tlog }, *cons[1] = { kept_line }, *err;
+
+	memset(&vo, 0, sizeof(vo));
+	vo.pubkey_path = env.pub;
+	vo.consistency = cons;
+	vo.consistency_count = 1;
+	if (mw_audit_verify_files(paths, 1, &vo, res, &err) < 0)
+		fail_msg("verify: %s", err);
+}
+
+static void test_consistency_proof(void **state)
+{
+	struct mw_audit_verify_result res;
+	struct t_lines l;
+	struct t_keyring kr;
+	char *kept;
+	size_t k;
+	long cp, i;
+
+	(void)state;
+	cp = t_lines_find_event(&fixture, 15, "checkpoint");
+	assert_true(cp > 0 && t_lines_find_event(&fixture, (size_t)cp + 1,
+						 "checkpoint") > 0);
+	kept = strdup(fixture.line[cp]);
+
+	t_lines_copy(&l, &fixture);
+	t_lines_write(&l, tlog);
+	verify_consistency(kept, &res);
+	t_assert_pass(&res);
+	assert_int_equal(res.consistency_checked, 1);
+	assert_int_equal(res.consistency_old_size, SEQ(cp) - 1);
+	assert_true(res.consistency_new_seq > SEQ(cp));
+	assert_true(res.consistency_hashes > 0);
+	/* the kept checkpoint is the newest: equal trees, empty proof */
+	while (l.count > (size_t)cp + 1)
+		t_lines_delete(&l, l.count - 1);
+	t_lines_write(&l, tlog);
+	verify_consistency(kept, &res);
+	t_assert_pass(&res);
+	assert_int_equal(res.consistency_hashes, 0);
+	/* truncated below it */
+	t_lines_delete(&l, l.count - 1);
+	t_lines_write(&l, tlog);
+	verify_consistency(kept, &res);
+	t_assert_fail(&res, MW_AUDIT_TRUNCATED, SEQ(cp));
+	assert_non_null(strstr(res.message, "records were removed"));
+	t_lines_free(&l);
+
+	/* one record below it rewritten, everything re-made */
+	memset(&kr, 0, sizeof(kr));
+	t_load_key(env.verify_key, &kr.base_epoch, kr.base);
+	t_lines_copy(&l, &fixture);
+	k = mid_event(3);
+	assert_true(k < (size_t)cp);
+	t_lines_replace(&l, k, "\"uid\":", "\"uid\":9");
+	t_rechain(&l, k, false, t_keyring_for, &kr);
+	for (i = (long)k; (i = t_lines_find_event(&l, (size_t)i,
+						 "checkpoint")) >= 0; i++) {
+		sign_with(env.sign_key, &l, (size_t)i);
+		t_rechain(&l, (size_t)i, false, t_keyring_for, &kr);
+	}
+	verify_lines(&l, &res);
+	t_assert_pass(&res);
+	verify_consistency(kept, &res);
+	t_assert_fail(&res, MW_AUDIT_INCONSISTENT, SEQ(cp));
+	t_lines_free(&l);
+	OPENSSL_cleanse(kr.base, sizeof(kr.base));
+	free(kept);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -640,6 +812,8 @@ int main(void)
 		cmocka_unit_test(test_truncation_below_checkpoint),
 		cmocka_unit_test(test_rewrite_with_later_epoch_key),
 		cmocka_unit_test(test_forged_checkpoint),
+		cmocka_unit_test(test_merkle_root_tamper),
+		cmocka_unit_test(test_consistency_proof),
 		cmocka_unit_test(test_missing_epoch_seal),
 		cmocka_unit_test(test_foreign_chain),
 		cmocka_unit_test(test_inserted_record),
