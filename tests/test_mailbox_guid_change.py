@@ -187,3 +187,39 @@ def test_deleted_mailbox_records_pruned(sandbox_factory):
     assert [r["mailbox"] for r in rows] == ["INBOX"], rows
     assert _db_entries(sbx, "mailboxes") == 1
     assert _db_entries(sbx, "summaries") == 1
+
+
+def test_sweep_prunes_removed_mailboxes_only(sandbox_factory):
+    sbx = _sandbox(sandbox_factory)
+    sbx.deliver("alice", [make_message(i) for i in range(5)])
+    sbx.deliver("alice", [make_message(i) for i in range(2)],
+                folder="Archive")
+    p = pop3(sbx, password="phonepw")
+    p.dele(1)
+    p.dele(2)
+    p.quit()
+    lines = wait_session_end(sbx, "alice")
+    _wait_exit(lines[-1])
+    i = imap(sbx)
+    imap_id(i, ["name", "Phone"])
+    i.select("Archive")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+    lines = sbx.wait_log(r"imap\(alice\)<\d+><[^>]*>: Info: Disconnected")
+    _wait_exit(lines[-1])
+    assert _db_entries(sbx, "mailboxes") == 2
+
+    # the admin removes Archive outside Dovecot, and INBOX's uidlist and
+    # index (its GUID is regenerated); then the cron sweep runs
+    shutil.rmtree(sbx.maildir("alice", "Archive"))
+    for f in glob.glob(os.path.join(sbx.maildir("alice"), "dovecot*")):
+        os.unlink(f)
+    r = sbx.doveadm("mailward", "expunge", "-u", "alice")
+    assert "Records of 1 mailbox(es) that no longer exist removed" in \
+        r.stderr, r.stderr
+    assert _db_entries(sbx, "mailboxes") == 1
+    assert _db_entries(sbx, "summaries") == 0
+    # INBOX's records were carried over, not pruned
+    p = pop3(sbx, password="phonepw")
+    assert _subjects(p) == ["message 2", "message 3", "message 4"]
+    p.quit()

@@ -2394,6 +2394,67 @@ int mw_store_mailbox_name_set(struct mw_store *s, const char *name,
 							 error_r));
 }
 
+static int store_mailbox_iter(struct mw_store *s,
+			      int (*cb)(const char *guid_hex, void *ctx),
+			      void *ctx, const char **error_r)
+{
+	char (*guids)[MW_MAILBOX_GUID_HEX_SIZE] = NULL;
+	char (*tmp)[MW_MAILBOX_GUID_HEX_SIZE];
+	unsigned int i, count = 0, alloc = 0;
+	sigjmp_buf *saved;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc, ret = 0;
+
+	if (store_txn_begin(s, MDB_RDONLY, &txn) < 0)
+		return store_fail(s, error_r);
+	rc = mdb_cursor_open(txn, s->dbi_mailboxes, &cur);
+	if (rc == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+		for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (k.mv_size != GUID_SIZE) {
+				store_set_corrupt(s, "corrupt mailbox key "
+						  "(%zu bytes)", k.mv_size);
+				rc = MW_RC_FAILED;
+				break;
+			}
+			if (count == alloc) {
+				alloc = alloc == 0 ? 16 : alloc * 2;
+				tmp = realloc(guids, alloc * sizeof(*guids));
+				if (tmp == NULL) {
+					rc = ENOMEM;
+					break;
+				}
+				guids = tmp;
+			}
+			mw_hex_encode(k.mv_data, GUID_SIZE, guids[count++]);
+		}
+		mdb_cursor_close(cur);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	store_txn_abort(s, txn);
+	if (rc != 0) {
+		free(guids);
+		store_read_error(s, "reading mailboxes", rc);
+		return store_fail(s, error_r);
+	}
+	GUARD_SUSPEND(saved);
+	for (i = 0; i < count && ret == 0; i++)
+		ret = cb(guids[i], ctx) != 0 ? 1 : 0;
+	GUARD_RESUME(saved);
+	free(guids);
+	return ret;
+}
+
+int mw_store_mailbox_iter(struct mw_store *s,
+			  int (*cb)(const char *guid_hex, void *ctx),
+			  void *ctx, const char **error_r)
+{
+	STORE_GUARDED(s, error_r, store_mailbox_iter(s, cb, ctx, error_r));
+}
+
 /* ---- batches ---- */
 
 static void MW_ATTR_FORMAT(2, 3)

@@ -261,6 +261,14 @@ int mw_store_mailbox_name_set(struct mw_store *store, const char *name,
 			      const char *old_guid_hex,
 			      const char *new_guid_hex, const char **error_r);
 
+/* Calls cb with the GUID of each mailbox that has records or summaries
+   (or had them), read in one transaction; cb runs outside it (it may call
+   the store) and returns 0 to continue, non-zero to stop. Returns 0 done,
+   1 stopped by cb, -1 error. */
+int mw_store_mailbox_iter(struct mw_store *store,
+			  int (*cb)(const char *guid_hex, void *ctx),
+			  void *ctx, const char **error_r);
+
 /* --- writes: one transaction per batch --- */
 
 /* Starts an in-memory batch on store (which must stay open until commit

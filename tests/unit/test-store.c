@@ -725,6 +725,15 @@ static void test_prune(void **state)
 	mw_store_unref(&s);
 }
 
+static int mailbox_iter_cb(const char *guid_hex, void *ctx)
+{
+	char *seen = ctx;
+
+	strcat(seen, guid_hex);
+	strcat(seen, " ");
+	return 0;
+}
+
 /* a mailbox whose GUID was regenerated keeps its records */
 static void test_mailbox_name_rebind(void **state)
 {
@@ -769,6 +778,14 @@ static void test_mailbox_name_rebind(void **state)
 	assert_int_equal(count_msgs(s, -1, MBOX_B), 0);
 	assert_int_equal(count_msgs(s, -1, MBOX_C), 2);
 	assert_int_equal(count_msgs(s, -1, NULL), 2);
+	/* the store's mailboxes: MBOX_C only */
+	{
+		char seen[256] = "";
+
+		assert_int_equal(mw_store_mailbox_iter(s, mailbox_iter_cb,
+						       seen, &error), 0);
+		assert_string_equal(seen, MBOX_C " ");
+	}
 
 	/* names out of range are errors, not crashes */
 	memset(longname, 'x', sizeof(longname) - 1);

@@ -650,7 +650,13 @@ cmd_mailward_expunge_run(struct doveadm_mail_cmd_context *ctx,
 	ret = mailward_expunge_due(muser, box, ioloop_time,
 				   expunge_print_cb, &pctx);
 	mailbox_free(&box);
-	if (mailward_state_flush(muser) < 0 || ret < 0) {
+	if (mailward_state_flush(muser) < 0)
+		ret = -1;
+	/* the sweep also drops records of mailboxes that are gone
+	   (housekeeping: a failure is logged, records are kept) */
+	if (ret >= 0)
+		(void)mailward_prune_missing_mailboxes(muser);
+	if (ret < 0) {
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}

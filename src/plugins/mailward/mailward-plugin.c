@@ -642,6 +642,104 @@ const char *mailward_mailbox_guid(struct mailward_user *muser,
 	return hex;
 }
 
+struct prune_ctx {
+	struct mailward_user *muser;
+	HASH_TABLE(const char *, void *) existing;
+	struct mw_batch *batch;
+	unsigned int pruned;
+};
+
+static int prune_mailbox_cb(const char *guid_hex, void *context)
+{
+	struct prune_ctx *ctx = context;
+
+	if (hash_table_lookup(ctx->existing, guid_hex) == NULL) {
+		mw_batch_mailbox_forget(ctx->batch, guid_hex);
+		ctx->pruned++;
+	}
+	return 0;
+}
+
+int mailward_prune_missing_mailboxes(struct mailward_user *muser)
+{
+	static const char *const patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct prune_ctx ctx;
+	const char *guid, *error;
+	bool failed = FALSE;
+	pool_t pool;
+	int ret;
+
+	if (muser->store == NULL)
+		return 0;
+	pool = pool_alloconly_create("mailward prune", 1024);
+	i_zero(&ctx);
+	ctx.muser = muser;
+	hash_table_create(&ctx.existing, pool, 0, strcase_hash, strcasecmp);
+	/* every mailbox of the user, looked at through
+	   mailward_mailbox_guid(): a regenerated GUID takes its records over
+	   before anything is pruned */
+	iter = mailbox_list_iter_init_namespaces(muser->user->namespaces,
+		patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+		MAILBOX_LIST_ITER_SKIP_ALIASES |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		struct mailbox *box;
+
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		box = mailbox_alloc(info->ns->list, info->vname, 0);
+		guid = mailward_mailbox_guid(muser, box);
+		if (guid == NULL)
+			failed = TRUE;
+		else {
+			guid = p_strdup(pool, guid);
+			hash_table_update(ctx.existing, guid, (void *)guid);
+		}
+		mailbox_free(&box);
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		struct mail_namespace *ns = mailward_user_inbox_ns(muser->user);
+
+		e_error(muser->event, "Listing the mailboxes of %s failed, "
+			"records of removed mailboxes kept: %s",
+			muser->user->username, ns == NULL ? "no INBOX namespace" :
+			mailbox_list_get_last_internal_error(ns->list, NULL));
+		failed = TRUE;
+	} else if (failed) {
+		e_error(muser->event, "A mailbox of %s could not be looked at, "
+			"records of removed mailboxes kept",
+			muser->user->username);
+	}
+	if (failed || muser->fail_safe) {
+		/* unsure what exists: keep every record */
+		ret = failed ? -1 : 0;
+	} else {
+		ctx.batch = mailward_state_batch(muser);
+		ret = ctx.batch == NULL ? 0 :
+			mw_store_mailbox_iter(muser->store, prune_mailbox_cb,
+					      &ctx, &error);
+		if (ret < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"State store error: %s", error));
+		}
+	}
+	hash_table_destroy(&ctx.existing);
+	pool_unref(&pool);
+	if (ret < 0 || failed || muser->fail_safe)
+		return ret < 0 ? -1 : 0;
+	if (ctx.pruned > 0) {
+		if (mailward_state_flush(muser) < 0)
+			return -1;
+		e_info(muser->event, "Records of %u mailbox(es) that no longer "
+		       "exist removed", ctx.pruned);
+	}
+	return ctx.pruned;
+}
+
 struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user)
 {
 	struct mail_namespace *ns;

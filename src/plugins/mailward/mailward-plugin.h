@@ -306,6 +306,11 @@ enum mail_error mailward_error_unavailable(struct mailward_user *muser);
 /* Hex GUID of a mailbox, or NULL on error (logged). */
 const char *mailward_mailbox_guid(struct mailward_user *muser,
 				  struct mailbox *box);
+/* Removes the records and summaries of mailboxes the user no longer has
+   (removed outside Dovecot); a mailbox whose GUID was regenerated keeps
+   its records. When any mailbox cannot be looked at, nothing is removed.
+   Returns the number of mailboxes removed, or -1 (logged). */
+int mailward_prune_missing_mailboxes(struct mailward_user *muser);
 
 /* POP3: ends the session: records retrievals and deletions (only when
    quit_seen), applies the policy, carries out due expunges, logs a
