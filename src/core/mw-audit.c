@@ -494,6 +494,9 @@ struct mw_audit_writer {
 	bool tree_dirty;	/* a checkpoint since the last save */
 	char *tree_path;
 	char warning[512];	/* for mw_audit_writer_take_warning() */
+	/* the last failure to save <log>.tree, reported once until a save
+	   works again */
+	char tree_save_error[512];
 
 	struct mw_json_buf pending;
 	unsigned int pending_records;
@@ -767,14 +770,23 @@ static void tree_save(struct mw_audit_writer *w)
 	    close(fd) < 0 || rename(tmp, w->tree_path) < 0) {
 		int err = errno;
 
+		char msg[sizeof(w->tree_save_error)];
+
 		if (fd >= 0)
 			(void)close(fd);
 		(void)unlink(tmp);
-		wwarn(w, "%s: cannot save the Merkle tree state: %s (the log "
-		      "is not affected; the next start reads it forward)",
-		      w->tree_path, strerror(err));
+		snprintf(msg, sizeof(msg), "%s: cannot save the Merkle tree "
+			 "state: %s (the log is not affected; the next start "
+			 "reads it forward or recomputes it)", w->tree_path,
+			 strerror(err));
+		/* a lasting fault is reported once */
+		if (strcmp(msg, w->tree_save_error) != 0) {
+			memcpy(w->tree_save_error, msg, sizeof(msg));
+			wwarn(w, "%s", msg);
+		}
 	} else {
 		w->tree_dirty = false;
+		w->tree_save_error[0] = '\0';
 	}
 	mw_json_buf_free(&b);
 }

@@ -928,6 +928,60 @@ static void test_writer_merkle_roots(void **state)
 	t_env_deinit(&env);
 }
 
+/* <log>.tree cannot be saved (here: <log>.tree.tmp is a directory): the
+   records are not affected, the fault is reported once until a save
+   works again, and the next start still continues the tree */
+static void test_writer_tree_save_failure(void **state)
+{
+	struct t_env env;
+	struct mw_audit_writer_options opts;
+	struct mw_audit_verify_result res;
+	struct mw_audit_writer *w;
+	char tmp[T_PATH_MAX + 16];
+	const char *warning;
+	unsigned int i;
+
+	(void)state;
+	t_env_init(&env);
+	snprintf(tmp, sizeof(tmp), "%s.tree.tmp", env.log);
+	t_opts(&env, &opts);
+	opts.checkpoint_records = 3;
+	w = t_open(&env, &opts);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	for (i = 0; i < 3; i++)
+		t_append(w, i);
+	t_flush(w);
+	warning = mw_audit_writer_take_warning(w);
+	assert_non_null(warning);
+	assert_non_null(strstr(warning, "cannot save the Merkle tree state"));
+	for (i = 0; i < 3; i++)
+		t_append(w, i);
+	t_flush(w);
+	/* the same fault again: not repeated */
+	assert_null(mw_audit_writer_take_warning(w));
+	assert_int_equal(rmdir(tmp), 0);
+	for (i = 0; i < 3; i++)
+		t_append(w, i);
+	t_flush(w);
+	assert_null(mw_audit_writer_take_warning(w));
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	for (i = 0; i < 3; i++)
+		t_append(w, i);
+	t_flush(w);
+	/* failing again after it worked: reported again */
+	assert_non_null(mw_audit_writer_take_warning(w));
+	mw_audit_writer_abort(&w);
+	assert_int_equal(rmdir(tmp), 0);
+	w = t_open(&env, &opts);
+	assert_null(mw_audit_writer_take_warning(w));
+	t_append(w, 99);
+	t_close(w);
+	t_verify(&env, env.log, &res);
+	t_assert_pass(&res);
+	assert_int_equal(res.roots_checked, res.checkpoints);
+	t_env_deinit(&env);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -944,6 +998,7 @@ int main(void)
 		cmocka_unit_test(test_writer_rejects_bad_body),
 		cmocka_unit_test(test_writer_rotate),
 		cmocka_unit_test(test_writer_merkle_roots),
+		cmocka_unit_test(test_writer_tree_save_failure),
 		cmocka_unit_test(test_writer_torn_tail_recovery),
 		cmocka_unit_test(test_writer_recovers_garbage_lines),
 		cmocka_unit_test(test_writer_refuses_tampered_tail),
