@@ -221,3 +221,25 @@ def test_check_keys_socket_state_dir(sandbox_factory):
         r.stdout
     auid, agid = mwharness.ensure_audit_user()
     os.chown(key, auid, agid)
+
+
+def test_state_dir_tilde_and_home_expanded(sandbox_factory):
+    # issue 13 item 6: the sample's "mailward_state_dir = ~/mailward" was
+    # used as a relative path (./~/mailward); ~ and %h are the home now
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_state_dir": "~/mw-tilde"},
+               "bob": {}},
+        plugin={"mailward_state_dir": "%h/mw-percent"})
+    rc, lines, r = check(sbx)
+    assert (rc, lines) == (0, []), r.stdout + r.stderr
+    for user in ("alice", "bob"):
+        p = pop3(sbx, user)
+        p.quit()
+    mwharness.wait_session_end(sbx, "alice")
+    mwharness.wait_session_end(sbx, "bob")
+    assert os.path.exists(os.path.join(sbx.home("alice"), "mw-tilde",
+                                       "data.mdb"))
+    assert os.path.exists(os.path.join(sbx.home("bob"), "mw-percent",
+                                       "data.mdb"))
+    assert not re.search(r"mailward: .*State store", sbx.read_log())
+    assert len(mwharness.devices(sbx, "alice")) == 1

@@ -683,7 +683,8 @@ static void ATTR_NORETURN usage(void)
 {
 	i_fatal("usage: mailward-auditd -l LOG -K WRITER_KEY -s SIGN_KEY "
 		"[-H HOST] [-e EPOCH_SECS] [-E EPOCH_RECORDS] "
-		"[-t CHECKPOINT_SECS] [-T CHECKPOINT_RECORDS] [-I IDLE_SECS]");
+		"[-t CHECKPOINT_SECS] [-T CHECKPOINT_RECORDS] [-I IDLE_SECS] "
+		"[-g]");
 }
 
 static unsigned int parse_uint_opt(int opt, const char *arg)
@@ -709,7 +710,7 @@ int main(int argc, char *argv[])
 
 	master_service = master_service_init("mailward-audit", service_flags,
 					     &argc, &argv,
-					     "l:K:s:H:e:E:t:T:I:");
+					     "l:K:s:H:e:E:t:T:I:g");
 	mw_audit_writer_options_init(&set.opts);
 	set.idle_secs = AUDITD_DEFAULT_IDLE_SECS;
 	while ((opt = master_getopt(master_service)) > 0) {
@@ -718,6 +719,7 @@ int main(int argc, char *argv[])
 		case 'K': set.key_path = optarg; break;
 		case 's': set.sign_key_path = optarg; break;
 		case 'H': set.opts.host = optarg; break;
+		case 'g': set.opts.group_readable = TRUE; break;
 		case 'e': set.opts.epoch_seconds = parse_uint_opt(opt, optarg);
 			break;
 		case 'E': set.opts.epoch_records = parse_uint_opt(opt, optarg);

@@ -999,10 +999,11 @@ static int open_log_fd(struct mw_audit_writer *w, bool excl,
 {
 	struct stat st;
 	char hint[MW_HINT_MAX];
+	mode_t mode = w->opts.group_readable ? 0640 : 0600;
 	int fd;
 
 	fd = open(w->log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
-		  (excl ? O_EXCL : 0), 0600);
+		  (excl ? O_EXCL : 0), mode);
 	if (fd < 0) {
 		int err = errno;
 
@@ -1014,6 +1015,16 @@ static int open_log_fd(struct mw_audit_writer *w, bool excl,
 		close(fd);
 		return wfail(w, error_r, "%s is not a regular file",
 			     w->log_path);
+	}
+	/* -g: group-readable also when the umask removed the group bit or
+	   the log was created 0600 before */
+	if (w->opts.group_readable && (st.st_mode & 0777) != mode &&
+	    fchmod(fd, mode) < 0) {
+		int err = errno;
+
+		close(fd);
+		return wfail(w, error_r, "fchmod(%s, %04o) failed: %s",
+			     w->log_path, (unsigned int)mode, strerror(err));
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int err = errno;

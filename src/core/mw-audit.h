@@ -234,6 +234,10 @@ struct mw_audit_writer_options {
 	   at every epoch end */
 	unsigned int checkpoint_seconds;
 	unsigned int checkpoint_records;
+	/* the log is mode 0640 instead of 0600: readable by its group (an
+	   auditors' group, e.g. by a setgid log directory); an existing log
+	   is changed to 0640 at open. Rotated files keep their mode. */
+	bool group_readable;
 	/* clock in µs since the Unix epoch; NULL = CLOCK_REALTIME (tests) */
 	int64_t (*now_usec)(void *context);
 	void *now_context;
@@ -243,7 +247,7 @@ struct mw_audit_writer_options {
    records, checkpoint 300 s / 10000 records. */
 void mw_audit_writer_options_init(struct mw_audit_writer_options *opts);
 
-/* Opens (or creates, mode 0600) the log at log_path in O_APPEND mode and
+/* Opens (or creates, mode 0600, or 0640 with opts->group_readable) the log at log_path in O_APPEND mode and
    takes an exclusive flock() on it; loads the evolving key file key_path
    and the Ed25519 private key sign_key_path (PEM). Resumes the chain from
    the last record. A torn tail (bytes after the last newline, and whole

@@ -13,6 +13,7 @@
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
 #include "mailward-display.h"
+#include "mailward-state-dir.h"
 #include "mw-policy.h"
 #include "doveadm-mailward.h"
 
@@ -99,11 +100,9 @@ mailward_check_state_dir(struct mail_user *user, const struct mw_settings *set)
 {
 	const char *home;
 
-	if (set->state_dir != NULL)
-		return set->state_dir;
-	if (mail_user_get_home(user, &home) > 0 && home[0] != '\0')
-		return t_strconcat(home, "/mailward", NULL);
-	return NULL;
+	if (mail_user_get_home(user, &home) <= 0)
+		home = NULL;
+	return mailward_state_dir_path(set->state_dir, home);
 }
 
 /* ---- doveadm mailward settings ---- */
@@ -560,7 +559,8 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 		dir = mailward_check_state_dir(user, &set);
 		if (dir == NULL) {
 			check_problem(ctx, "no home directory and no "
-				      "mailward_state_dir: no state store");
+				      "usable mailward_state_dir: no state "
+				      "store");
 		} else {
 			check_state_dir(ctx, dir);
 		}

@@ -18,6 +18,7 @@
 #include "mw-imapid.h"
 #include "mw-audit.h"
 #include "mailward-display.h"
+#include "mailward-state-dir.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -182,14 +183,24 @@ static bool mailward_state_open(struct mailward_user *muser)
 	struct mail_user *user = muser->user;
 	const char *home, *error, *key_path;
 
-	if (muser->set.state_dir != NULL)
-		muser->state_dir = muser->set.state_dir;
-	else if (mail_user_get_home(user, &home) > 0 && home[0] != '\0')
-		muser->state_dir = p_strconcat(user->pool, home, "/mailward", NULL);
-	else {
+	if (mail_user_get_home(user, &home) <= 0)
+		home = NULL;
+	muser->state_dir = p_strdup(user->pool, mailward_state_dir_path(
+		muser->set.state_dir, home));
+	if (muser->state_dir == NULL) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store disabled: user %s has no home directory "
-			"and mailward_state_dir is not set", user->username));
+			"and mailward_state_dir is %s", user->username,
+			muser->set.state_dir == NULL ? "not set" :
+			t_strdup_printf("'%s'", mailward_display(
+				muser->set.state_dir, 0))));
+		return FALSE;
+	}
+	if (muser->state_dir[0] != '/') {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store disabled: mailward_state_dir '%s' of user "
+			"%s is not an absolute path", mailward_display(
+				muser->state_dir, 0), user->username));
 		return FALSE;
 	}
 	if (geteuid() == 0) {

@@ -1,0 +1,57 @@
+"""make install (into a DESTDIR): the man pages and the guides they point
+to are installed, and they agree with docs/audit-service.md (issue 13
+item 6)."""
+
+import os
+import subprocess
+
+import pytest
+
+from mwharness import BUILD, REPO
+
+
+@pytest.fixture(scope="module")
+def destdir(tmp_path_factory):
+    dest = str(tmp_path_factory.mktemp("destdir"))
+    r = subprocess.run(["make", "-C", BUILD, "install", "DESTDIR=" + dest],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return dest
+
+
+def _prefix():
+    for line in open(os.path.join(BUILD, "config.status")):
+        if line.startswith("S[\"prefix\"]="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise AssertionError("no prefix in config.status")
+
+
+def test_man_pages_and_guides_installed(destdir):
+    share = destdir + _prefix() + "/share"
+    for page in ("mailward-audit.1", "doveadm-mailward.1"):
+        path = os.path.join(share, "man", "man1", page)
+        assert os.path.exists(path), path
+        # renders without groff warnings
+        r = subprocess.run(["man", "--warnings", "-l", path],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, MANWIDTH="80"))
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["man", "-l", os.path.join(
+        share, "man", "man1", "doveadm-mailward.1")], capture_output=True,
+        text=True, timeout=60)
+    assert "doveadm [-f formatter] mailward check [-u user|-A]" in r.stdout
+    # what SEE ALSO names exists
+    for doc in ("admin-guide.md", "audit-service.md", "audit-log.md"):
+        assert os.path.exists(os.path.join(share, "doc", "mailward", doc))
+
+
+def test_man_page_paths_match_audit_service_guide():
+    guide = open(os.path.join(REPO, "docs", "audit-service.md")).read()
+    man = open(os.path.join(REPO, "docs", "mailward-audit.1")).read()
+    for path in ("/var/lib/mailward-audit/keys", "/var/log/mailward/"
+                 "audit.jsonl", "mailward-audit keygen"):
+        assert path in guide
+        assert path.replace("-", "\\-") in man or path in man, path
+    # the writer's user of the guide, never an older name
+    assert "\\-o mailward-audit" in man
+    assert "\\-o mailward " not in man
