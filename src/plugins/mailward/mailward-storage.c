@@ -285,14 +285,24 @@ bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
 		/* the message is read only if its GUID part is hidden */
 		unsigned char key[MW_MSG_KEY_SIZE];
 		uint32_t prefix;
+		uint64_t legacy;
 
 		mw_msg_key(guid, key);
 		memcpy(&prefix, key, sizeof(prefix));
+		memcpy(&legacy, key, sizeof(legacy));
 		if (array_bsearch(&s->hidden_guid_parts, &prefix,
 				  uint32_cmp) == NULL)
 			return FALSE;
 		if ((guid = mailward_mail_identity(mail)) == NULL)
 			return FALSE;
+		v = msg_key_u64(guid);
+		/* a record made before mbox identities (key of the GUID
+		   alone) still hides the message, as it did then */
+		if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL &&
+		    array_bsearch(&s->hidden, &legacy, uint64_cmp) == NULL)
+			return FALSE;
+		s->hidden_count++;
+		return TRUE;
 	}
 	v = msg_key_u64(guid);
 	if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL)
@@ -803,6 +813,11 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 	array_foreach(&mt->expunged, exp) {
 		if (exp->identity != NULL)
 			mw_batch_msg_prune(batch, mbox_guid, exp->identity);
+		if (exp->identity != NULL && exp->guid[0] != '\0' &&
+		    strcmp(exp->identity, exp->guid) != 0) {
+			/* and a record made before mbox identities */
+			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
+		}
 	}
 	if (!mbox->pop3_session && !mt->policy_expunge) {
 		if (strcmp(muser->user->service, "imap") == 0) {
