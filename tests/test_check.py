@@ -5,6 +5,7 @@ plugin to load)."""
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -25,6 +26,20 @@ def check(sbx, *args):
         lines = [l.replace("\t", ": ", 1) if not l.startswith("\t")
                  else l[1:] for l in lines]
     return r.returncode, lines, r
+
+
+def test_doveadm_plugin_needs_no_storage_symbols():
+    # doveadm loads its plugins before any mail plugin: an undefined
+    # reference to the storage plugin (or to the core it links) makes
+    # doveadm skip the module until mailward is loaded for a user, and
+    # "doveadm mailward check" would not exist when it is needed. Calls
+    # go through mailward-doveadm-api.h.
+    so = os.path.join(mwharness.MODULES, "lib10_doveadm_mailward_plugin.so")
+    r = subprocess.run(["nm", "-D", "--undefined-only", so],
+                       capture_output=True, text=True, check=True)
+    bad = [l.split()[-1] for l in r.stdout.splitlines()
+           if re.search(r"\b(mailward_|mw_)", l)]
+    assert bad == [], bad
 
 
 def test_check_clean_config(sandbox_factory):

@@ -67,6 +67,7 @@ const struct mailward_doveadm_api *doveadm_mailward_api(void)
 #define mailward_state_flush mailward_api->state_flush
 #define mailward_user_inbox_ns mailward_api->user_inbox_ns
 #define mailward_mailbox_guid mailward_api->mailbox_guid
+#define mailward_prune_missing_mailboxes mailward_api->prune_missing_mailboxes
 #define mw_store_device_iter mailward_api->store_device_iter
 #define mw_store_device_forget mailward_api->store_device_forget
 #define mw_store_msg_iter mailward_api->store_msg_iter

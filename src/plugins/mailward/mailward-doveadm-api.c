@@ -21,6 +21,7 @@ const struct mailward_doveadm_api mailward_doveadm_api = {
 	.state_flush = mailward_state_flush,
 	.user_inbox_ns = mailward_user_inbox_ns,
 	.mailbox_guid = mailward_mailbox_guid,
+	.prune_missing_mailboxes = mailward_prune_missing_mailboxes,
 	.store_device_iter = mw_store_device_iter,
 	.store_device_forget = mw_store_device_forget,
 	.store_msg_iter = mw_store_msg_iter,

@@ -7,13 +7,17 @@
    reference to the storage plugin: it loads, and "doveadm mailward check"
    works, also when a configuration dropped mailward from doveadm's
    mail_plugins. The store calls go through the table too, so that a store
-   opened by the storage plugin is only ever used by its own code. */
+   opened by the storage plugin is only ever used by its own code.
+   A new call from the doveadm plugin into the storage plugin goes into
+   this table (and a #define in doveadm-mailward-plugin.c): a direct call
+   makes doveadm skip the whole module (tests/test_check.py
+   test_doveadm_plugin_needs_no_storage_symbols). */
 
 #include "mailward-plugin.h"
 
 #define MAILWARD_DOVEADM_API_SYMBOL "mailward_doveadm_api"
 /* bumped whenever the table changes; a mismatch is reported, not used */
-#define MAILWARD_DOVEADM_API_VERSION 1
+#define MAILWARD_DOVEADM_API_VERSION 2
 
 struct mailward_doveadm_api {
 	unsigned int version;
@@ -37,6 +41,7 @@ struct mailward_doveadm_api {
 	struct mail_namespace *(*user_inbox_ns)(struct mail_user *user);
 	const char *(*mailbox_guid)(struct mailward_user *muser,
 				    struct mailbox *box);
+	int (*prune_missing_mailboxes)(struct mailward_user *muser);
 
 	int (*store_device_iter)(struct mw_store *store,
 				 int (*cb)(const struct mw_device_rec *rec,
