@@ -151,9 +151,13 @@ class Sandbox:
         self.audit_keys = os.path.join(self.dir, "audit-keys")
         self.audit_socket_path = os.path.join(self.dir, "run",
                                               "mailward-audit")
+        # records of sessions that end while the writer is away
+        # (docs/audit-service.md "Spool"): writer -S and the mail setting
+        self.audit_spool = os.path.join(self.dir, "audit-spool")
         if audit:
             self.plugin.setdefault("mailward_audit_socket",
                                    self.audit_socket_path)
+            self.plugin.setdefault("mailward_audit_spool", self.audit_spool)
 
     # ----- setup -----
     def home(self, user):
@@ -258,6 +262,11 @@ class Sandbox:
         os.makedirs(self.audit_dir, exist_ok=True)
         os.chown(self.audit_dir, auid, agid)
         os.chmod(self.audit_dir, 0o750)
+        # mail uids create files there, cannot list or remove others'
+        # (sticky), files get the writer's group (setgid)
+        os.makedirs(self.audit_spool, exist_ok=True)
+        os.chown(self.audit_spool, auid, agid)
+        os.chmod(self.audit_spool, 0o3733)
         if not os.path.exists(os.path.join(self.audit_keys, "verify.key")):
             os.makedirs(self.audit_keys, exist_ok=True)
             os.chmod(self.audit_keys, 0o700)
@@ -278,7 +287,7 @@ class Sandbox:
         if not self.audit:
             return ""
         return f"""service mailward-audit {{
-  executable = {AUDITD} -l {self.audit_log_path} -K {self.audit_writer_keys}/writer.key -s {self.audit_writer_keys}/checkpoint.key -H sandbox {self.audit_args}
+  executable = {AUDITD} -l {self.audit_log_path} -K {self.audit_writer_keys}/writer.key -s {self.audit_writer_keys}/checkpoint.key -S {self.audit_spool} -H sandbox {self.audit_args}
   user = {AUDIT_USER}
   process_limit = 1
   process_min_avail = 1

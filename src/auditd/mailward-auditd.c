@@ -24,6 +24,8 @@
 #include "mw-audit.h"
 #include "mailward-display.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,15 @@
 /* a lasting fault is logged again after these intervals (doubling) */
 #define AUDITD_FAULT_REPEAT_MIN_SECS 60
 #define AUDITD_FAULT_REPEAT_MAX_SECS 600
+/* the spool directory is looked at this often (and when a client
+   connects) */
+#define AUDITD_SPOOL_MSECS 1000
+/* spool files taken per pass (the rest in the next one) */
+#define AUDITD_SPOOL_FILES_PER_PASS 100
+/* a spool file is at most a mail process's whole queue */
+#define AUDITD_SPOOL_MAX_SIZE (64 * 1024 * 1024)
+#define AUDITD_SPOOL_HEADER "mailward-audit-spool 1"
+#define AUDITD_SPOOL_TIME_LEN 27
 
 struct auditd_client {
 	struct auditd_client *prev, *next;
@@ -84,6 +95,9 @@ struct auditd_settings {
 	const char *log_path;
 	const char *key_path;
 	const char *sign_key_path;
+	/* -S: spool directory mail processes leave records in while the
+	   writer is away; NULL = none */
+	const char *spool_dir;
 	unsigned int idle_secs;
 	struct mw_audit_writer_options opts;
 };
@@ -98,7 +112,7 @@ static unsigned int client_count;
 /* serial of the last appended record / of the last one known durable */
 static uint64_t append_serial, durable_serial;
 
-static struct timeout *to_commit, *to_tick, *to_reopen;
+static struct timeout *to_commit, *to_tick, *to_reopen, *to_spool;
 static int64_t tick_due = INT64_MAX;
 
 static void auditd_commit(void *context);
@@ -327,6 +341,180 @@ static void auditd_tick(void *context ATTR_UNUSED)
 		}
 	}
 	auditd_schedule_tick();
+}
+
+/* --- spool (records of sessions that ended while the writer was away) --- */
+
+/* Appends the records of one spool file and makes them durable, then
+   removes the file. Returns 0 when done with the file (taken, or moved
+   aside as unusable), -1 when the writer failed (the file stays). */
+static int auditd_spool_take(int dir_fd, const char *name)
+{
+	struct stat st;
+	const char *data, *line, *end, *lf, *tab, *error = NULL, *ref;
+	char *buf, time_str[AUDITD_SPOOL_TIME_LEN + 1];
+	unsigned int lineno = 1, taken = 0, rejected = 0;
+	ssize_t ret;
+	size_t got = 0;
+	int fd;
+
+	fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd == -1) {
+		i_error("spool %s/%s: open failed: %m", set.spool_dir,
+			mailward_display(name, 0));
+		return 0;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > AUDITD_SPOOL_MAX_SIZE) {
+		i_error("spool %s/%s: not a regular file of at most %d bytes: "
+			"left alone", set.spool_dir, mailward_display(name, 0),
+			AUDITD_SPOOL_MAX_SIZE);
+		i_close_fd(&fd);
+		return 0;
+	}
+	buf = i_malloc(st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		ret = read(fd, buf + got, st.st_size - got);
+		if (ret <= 0)
+			break;
+		got += ret;
+	}
+	i_close_fd(&fd);
+	buf[got] = '\0';
+	data = buf;
+	end = buf + got;
+	lf = memchr(data, '\n', end - data);
+	if (got != (size_t)st.st_size || lf == NULL ||
+	    (size_t)(lf - data) != strlen(AUDITD_SPOOL_HEADER) ||
+	    memcmp(data, AUDITD_SPOOL_HEADER, lf - data) != 0 ||
+	    end[-1] != '\n' || memchr(data, '\0', got) != NULL) {
+		/* not written by a mail process's spool code (complete files
+		   only appear under their final name): moved aside */
+		const char *bad = t_strconcat(".bad.", name, NULL);
+
+		i_error("spool %s/%s: not a complete spool file: renamed to %s",
+			set.spool_dir, mailward_display(name, 0),
+			mailward_display(bad, 0));
+		if (renameat(dir_fd, name, dir_fd, bad) < 0)
+			i_error("rename failed: %m");
+		i_free(buf);
+		return 0;
+	}
+	for (line = lf + 1; line < end; line = lf + 1) {
+		lf = memchr(line, '\n', end - line);
+		lineno++;
+		error = NULL;
+		tab = memchr(line, '\t', lf - line);
+		if (tab == NULL || tab - line != AUDITD_SPOOL_TIME_LEN) {
+			i_error("spool %s/%s line %u: no time: dropped",
+				set.spool_dir, mailward_display(name, 0),
+				lineno);
+			rejected++;
+			continue;
+		}
+		memcpy(time_str, line, AUDITD_SPOOL_TIME_LEN);
+		time_str[AUDITD_SPOOL_TIME_LEN] = '\0';
+		ref = t_strdup_printf("%s:%u", name, lineno);
+		if (mw_audit_body_validate(tab + 1, lf - (tab + 1),
+					   &error) < 0 ||
+		    !mw_audit_time_valid(time_str, AUDITD_SPOOL_TIME_LEN)) {
+			/* checked like an E line of the socket */
+			i_error("spool %s/%s line %u: rejected: %s",
+				set.spool_dir, mailward_display(name, 0),
+				lineno, error == NULL ? "bad time" :
+				mailward_display(error, 200));
+			rejected++;
+			continue;
+		}
+		if (mw_audit_writer_append_delayed(writer, tab + 1,
+						   lf - (tab + 1), time_str,
+						   ref, &error) < 0) {
+			/* valid: the writer itself failed; the file stays
+			   and is taken again (its records appended so far
+			   were not durable) */
+			auditd_writer_failed("append from spool", error);
+			i_free(buf);
+			return -1;
+		}
+		append_serial++;
+		taken++;
+		if (append_serial - durable_serial >= AUDITD_MAX_PENDING &&
+		    auditd_writer_flush() < 0) {
+			i_free(buf);
+			return -1;
+		}
+	}
+	i_free(buf);
+	/* durable before the file goes: a crash in between makes the
+	   records appear twice, with the same "spool" reference */
+	if (auditd_writer_flush() < 0)
+		return -1;
+	if (unlinkat(dir_fd, name, 0) < 0) {
+		i_error("spool %s/%s: %u record(s) added, but unlink failed "
+			"(they will be added again): %m", set.spool_dir,
+			mailward_display(name, 0), taken);
+		return 0;
+	}
+	if (fsync(dir_fd) < 0)
+		i_error("spool %s: fsync failed: %m", set.spool_dir);
+	i_info("spool %s/%s: %u delayed record(s) added%s", set.spool_dir,
+	       mailward_display(name, 0), taken,
+	       rejected == 0 ? "" : t_strdup_printf(", %u rejected",
+						    rejected));
+	return 0;
+}
+
+/* Takes the spool files there are (at most AUDITD_SPOOL_FILES_PER_PASS
+   per call). Names starting with '.' are files being written (or moved
+   aside). */
+static bool spool_error_logged = FALSE;
+
+static void auditd_spool_drain(void)
+{
+	DIR *dir;
+	struct dirent *d;
+	unsigned int n = 0;
+	int dir_fd;
+
+	if (set.spool_dir == NULL || writer == NULL)
+		return;
+	dir_fd = open(set.spool_dir, O_RDONLY | O_DIRECTORY);
+	if (dir_fd == -1) {
+		/* once, not every pass */
+		if (!spool_error_logged) {
+			i_error("spool %s: open failed: %m (records mail "
+				"processes leave there are not added)",
+				set.spool_dir);
+		}
+		spool_error_logged = TRUE;
+		return;
+	}
+	spool_error_logged = FALSE;
+	dir = fdopendir(dup(dir_fd));
+	if (dir == NULL) {
+		i_error("spool %s: opendir failed: %m", set.spool_dir);
+		i_close_fd(&dir_fd);
+		return;
+	}
+	while (writer != NULL && n < AUDITD_SPOOL_FILES_PER_PASS &&
+	       (d = readdir(dir)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		n++;
+		T_BEGIN {
+			(void)auditd_spool_take(dir_fd, d->d_name);
+		} T_END;
+	}
+	if (closedir(dir) < 0)
+		i_error("spool %s: closedir failed: %m", set.spool_dir);
+	i_close_fd(&dir_fd);
+	if (n > 0)
+		auditd_schedule_commit();
+}
+
+static void auditd_spool_timeout(void *context ATTR_UNUSED)
+{
+	auditd_spool_drain();
 }
 
 /* --- clients --- */
@@ -573,6 +761,9 @@ static void auditd_client_connected(struct master_service_connection *conn)
 	c->to_idle = timeout_add(set.idle_secs * 1000, auditd_client_idle, c);
 	DLLIST_PREPEND(&clients, c);
 	client_count++;
+	/* a mail process is back: so may be its spool files */
+	if (to_spool != NULL)
+		timeout_reset(to_spool);
 	(void)auditd_client_send(c, t_strdup_printf("VERSION\t%s\t%u\t%u",
 		AUDITD_PROTOCOL, AUDITD_MAJOR, AUDITD_MINOR));
 }
@@ -682,7 +873,7 @@ static void auditd_rotate(const siginfo_t *si ATTR_UNUSED,
 static void ATTR_NORETURN usage(void)
 {
 	i_fatal("usage: mailward-auditd -l LOG -K WRITER_KEY -s SIGN_KEY "
-		"[-H HOST] [-e EPOCH_SECS] [-E EPOCH_RECORDS] "
+		"[-S SPOOL_DIR] [-H HOST] [-e EPOCH_SECS] [-E EPOCH_RECORDS] "
 		"[-t CHECKPOINT_SECS] [-T CHECKPOINT_RECORDS] [-I IDLE_SECS] "
 		"[-g]");
 }
@@ -710,7 +901,7 @@ int main(int argc, char *argv[])
 
 	master_service = master_service_init("mailward-audit", service_flags,
 					     &argc, &argv,
-					     "l:K:s:H:e:E:t:T:I:g");
+					     "l:K:s:S:H:e:E:t:T:I:g");
 	mw_audit_writer_options_init(&set.opts);
 	set.idle_secs = AUDITD_DEFAULT_IDLE_SECS;
 	while ((opt = master_getopt(master_service)) > 0) {
@@ -718,6 +909,7 @@ int main(int argc, char *argv[])
 		case 'l': set.log_path = optarg; break;
 		case 'K': set.key_path = optarg; break;
 		case 's': set.sign_key_path = optarg; break;
+		case 'S': set.spool_dir = optarg; break;
 		case 'H': set.opts.host = optarg; break;
 		case 'g': set.opts.group_readable = TRUE; break;
 		case 'e': set.opts.epoch_seconds = parse_uint_opt(opt, optarg);
@@ -765,6 +957,13 @@ int main(int argc, char *argv[])
 	}
 	master_service_init_finish(master_service);
 	auditd_schedule_tick();
+	if (set.spool_dir != NULL) {
+		/* what waited while the writer was away: now, then
+		   periodically */
+		auditd_spool_drain();
+		to_spool = timeout_add(AUDITD_SPOOL_MSECS,
+				       auditd_spool_timeout, NULL);
+	}
 
 	master_service_run(master_service, auditd_client_connected);
 
@@ -778,6 +977,7 @@ int main(int argc, char *argv[])
 	}
 	timeout_remove(&to_tick);
 	timeout_remove(&to_reopen);
+	timeout_remove(&to_spool);
 	if (writer != NULL) {
 		if (mw_audit_writer_close(&writer, &error) < 0)
 			i_error("audit log %s: close failed: %s", set.log_path,

@@ -56,6 +56,8 @@ const struct mw_audit_field_info mw_audit_fields[MW_AF_COUNT] = {
 	[MW_AF_DROPPED] = { "dropped", MW_AUDIT_TYPE_U64, MW_AUDIT_CLASS_EVENT },
 	[MW_AF_BYTES] = { "bytes", MW_AUDIT_TYPE_U64, MW_AUDIT_CLASS_EVENT },
 	[MW_AF_TRUNCATED] = { "truncated", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_EVENT },
+	[MW_AF_DELAYED] = { "delayed", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_SPOOL },
+	[MW_AF_SPOOL] = { "spool", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_SPOOL },
 	[MW_AF_REASON] = { "reason", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_VERSION] = { "version", MW_AUDIT_TYPE_STRING, MW_AUDIT_CLASS_WRITER },
 	[MW_AF_RECORDS] = { "records", MW_AUDIT_TYPE_U64, MW_AUDIT_CLASS_WRITER },
@@ -368,6 +370,11 @@ static bool time_valid(const char *s, size_t len)
 	return true;
 }
 
+bool mw_audit_time_valid(const char *t, size_t len)
+{
+	return time_valid(t, len);
+}
+
 int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 			  size_t len, struct mw_json_buf *scratch,
 			  const char **error_r)
@@ -402,8 +409,9 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 		}
 		if (mw_audit_fields[f].class_ == MW_AUDIT_CLASS_WRITER)
 			wmask |= WBIT(f);
-		if (mw_audit_fields[f].class_ == MW_AUDIT_CLASS_EVENT &&
-		    f != MW_AF_EVENT)
+		if ((mw_audit_fields[f].class_ == MW_AUDIT_CLASS_EVENT &&
+		     f != MW_AF_EVENT) ||
+		    mw_audit_fields[f].class_ == MW_AUDIT_CLASS_SPOOL)
 			have_event_fields = true;
 	}
 	if (by_field[MW_AF_SEQ] == NULL || by_field[MW_AF_TIME] == NULL ||
@@ -419,6 +427,15 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 		return fail_static(error_r, "bad time format");
 	if (by_field[MW_AF_HOST]->str_len == 0)
 		return fail_static(error_r, "empty host");
+	if ((by_field[MW_AF_DELAYED] == NULL) !=
+	    (by_field[MW_AF_SPOOL] == NULL))
+		return fail_static(error_r, "delayed without spool or "
+				   "spool without delayed");
+	if (by_field[MW_AF_DELAYED] != NULL &&
+	    (!time_valid(by_field[MW_AF_DELAYED]->str,
+			 by_field[MW_AF_DELAYED]->str_len) ||
+	     by_field[MW_AF_SPOOL]->str_len == 0))
+		return fail_static(error_r, "bad delayed/spool format");
 	if (!is_lower_hex(by_field[MW_AF_PREV]->str,
 			  by_field[MW_AF_PREV]->str_len, MW_AUDIT_HASH_HEX_LEN) ||
 	    !is_lower_hex(by_field[MW_AF_MAC]->str,

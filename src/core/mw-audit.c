@@ -924,6 +924,51 @@ int mw_audit_writer_append_body(struct mw_audit_writer *w, const char *body,
 	return 0;
 }
 
+int mw_audit_writer_append_delayed(struct mw_audit_writer *w,
+				   const char *body, size_t len,
+				   const char *orig_time,
+				   const char *spool_ref,
+				   const char **error_r)
+{
+	struct mw_json_buf full;
+	const char *reason, *verr;
+	int64_t now;
+	int ret;
+
+	if (w->failed)
+		return wfail(w, error_r, "audit writer is in a failed state");
+	if (mw_audit_body_validate(body, len, &verr) < 0)
+		return wfail(w, error_r, "rejected event body: %s", verr);
+	if (!mw_audit_time_valid(orig_time, strlen(orig_time)))
+		return wfail(w, error_r, "invalid original time");
+	if (spool_ref[0] == '\0' || strlen(spool_ref) > MW_AUDIT_STR_MAX)
+		return wfail(w, error_r, "invalid spool reference");
+	/* the spool fields follow every event field: appended, the body
+	   stays canonical */
+	mw_json_buf_init(&full);
+	mw_json_buf_append(&full, body, len);
+	mw_json_buf_append_str(&full, ",\"delayed\":");
+	mw_json_append_string(&full, orig_time, strlen(orig_time));
+	mw_json_buf_append_str(&full, ",\"spool\":");
+	mw_json_append_string(&full, spool_ref, strlen(spool_ref));
+	if (full.failed) {
+		mw_json_buf_free(&full);
+		return wfail(w, error_r, "out of memory");
+	}
+	now = writer_now(w);
+	reason = epoch_due(w, now);
+	ret = 0;
+	if (reason != NULL && end_epoch(w, now, reason, error_r) < 0)
+		ret = -1;
+	else if (emit(w, now, full.data, full.len, error_r) < 0)
+		ret = -1;
+	else if (checkpoint_due(w, now) &&
+		 emit_checkpoint(w, now, error_r) < 0)
+		ret = -1;
+	mw_json_buf_free(&full);
+	return ret;
+}
+
 int mw_audit_writer_append(struct mw_audit_writer *w,
 			   const struct mw_audit_event *ev,
 			   const char **error_r)

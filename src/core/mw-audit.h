@@ -67,6 +67,10 @@ enum mw_audit_field {
 	MW_AF_DROPPED,
 	MW_AF_BYTES,
 	MW_AF_TRUNCATED,
+	/* set by the writer on mail events it took from the spool (records
+	   of sessions that ended while it was away) */
+	MW_AF_DELAYED,
+	MW_AF_SPOOL,
 	/* writer event fields */
 	MW_AF_REASON,
 	MW_AF_VERSION,
@@ -93,6 +97,7 @@ enum mw_audit_field_class {
 	MW_AUDIT_CLASS_HEADER = 1,	/* seq, time, host */
 	MW_AUDIT_CLASS_EVENT,		/* may come from a mail process */
 	MW_AUDIT_CLASS_WRITER,		/* only in writer events */
+	MW_AUDIT_CLASS_SPOOL,		/* by the writer, on mail events */
 	MW_AUDIT_CLASS_CHAIN,		/* epoch, prev, mac */
 };
 
@@ -281,6 +286,19 @@ int mw_audit_writer_append(struct mw_audit_writer *w,
    invalid body is refused (-1) without changing the chain. */
 int mw_audit_writer_append_body(struct mw_audit_writer *w, const char *body,
 				size_t len, const char **error_r);
+/* As mw_audit_writer_append_body(), for a record taken from the spool
+   (docs/audit-service.md): the record gets "delayed" = orig_time (the
+   mail process's time of the event, in the format of "time") and
+   "spool" = spool_ref (which spool file and line it came from). -1 if
+   the body or orig_time is invalid or spool_ref empty or too long. */
+int mw_audit_writer_append_delayed(struct mw_audit_writer *w,
+				   const char *body, size_t len,
+				   const char *orig_time,
+				   const char *spool_ref,
+				   const char **error_r);
+/* TRUE if t is a time as the "time" field holds it
+   (YYYY-MM-DDTHH:MM:SS.ffffffZ). */
+bool mw_audit_time_valid(const char *t, size_t len);
 /* Writes all pending records with one write() and one fdatasync() (group
    commit). Returns 0 once they are durable. On failure the writer is
    unusable (the chain in memory is ahead of the file): close it with

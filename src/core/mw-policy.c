@@ -33,6 +33,7 @@ const struct mw_setting_def mw_setting_defs[] = {
 	{ "mailward_device_ipv6_prefix", "64" },
 	{ "mailward_device_key", "" },
 	{ "mailward_audit_socket", "" },
+	{ "mailward_audit_spool", "" },
 	{ "mailward_audit_required", "no" },
 	{ "mailward_audit_remote", "full" },
 	/* test builds only (--enable-fault-injection) */
@@ -335,6 +336,7 @@ void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
 	}
 
 	set->audit_socket = read_string(&r, "mailward_audit_socket", 1024);
+	set->audit_spool = read_string(&r, "mailward_audit_spool", 1024);
 	read_bool(&r, "mailward_audit_required", &set->audit_required, NULL);
 	str = reader_get(&r, "mailward_audit_remote", NULL);
 	set->audit_remote = "full";

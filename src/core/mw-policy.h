@@ -57,6 +57,9 @@ struct mw_settings {
 
 	/* audit writer socket path, NULL/empty = audit off */
 	const char *audit_socket;
+	/* directory where records the writer could not take wait for it
+	   (relative: under base_dir), NULL/empty = none */
+	const char *audit_spool;
 	bool audit_required;
 	/* full | network | pseudonym */
 	const char *audit_remote;

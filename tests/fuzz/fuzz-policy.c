@@ -29,6 +29,7 @@ static const char *const setting_names[] = {
 	"mailward_audit_socket",
 	"mailward_audit_required",
 	"mailward_audit_remote",
+	"mailward_audit_spool",
 };
 #define N_SETTINGS (sizeof(setting_names) / sizeof(setting_names[0]))
 

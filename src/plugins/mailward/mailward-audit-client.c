@@ -1,18 +1,28 @@
 /* Mail-process client of mailward-auditd. See mailward-audit-client.h and
    docs/audit-log.md ("Writer protocol"). */
 
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE /* syncfs() */
+#endif
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
 #include "net.h"
 #include "str.h"
 #include "time-util.h"
+#include "hex-binary.h"
+#include "randgen.h"
+#include "write-full.h"
 #include "mailward-audit-client.h"
 #include "mw-util.h"
 #include "mailward-display.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUDIT_PROTOCOL "mailward-audit"
@@ -24,9 +34,18 @@
 /* bytes written per send() */
 #define AUDIT_SEND_CHUNK (64 * 1024)
 #define AUDIT_BACKOFF_MSECS 5000
+/* a queued record is "<time>\t<body>": the time the mail process queued
+   it (the "time" format, 27 bytes) and a TAB, so that a record kept in
+   the spool says when it happened */
+#define AUDIT_TIME_LEN 27
+#define AUDIT_REC_BODY(rec) ((rec) + AUDIT_TIME_LEN + 1)
+#define AUDIT_SPOOL_HEADER "mailward-audit-spool 1\n"
 
 struct mailward_audit_client {
 	char *socket_path;
+	/* where records go that the writer could not take by the end of the
+	   session; NULL = none */
+	char *spool_dir;
 	struct event *event;
 	unsigned int timeout_msecs;
 
@@ -85,6 +104,14 @@ mailward_audit_client_init(const char *socket_path, struct event *event)
 	return client;
 }
 
+void mailward_audit_client_set_spool(struct mailward_audit_client *client,
+				     const char *spool_dir)
+{
+	i_free(client->spool_dir);
+	client->spool_dir = spool_dir == NULL || spool_dir[0] == '\0' ?
+		NULL : i_strdup(spool_dir);
+}
+
 void mailward_audit_client_set_timeout(struct mailward_audit_client *client,
 				       unsigned int msecs)
 {
@@ -121,6 +148,108 @@ static void audit_free_bodies(struct mailward_audit_client *client,
 	array_delete(&client->queue, 0, count);
 }
 
+/* Writes the queued records to a new file of the spool directory, for
+   the writer to add when it is back (docs/audit-service.md, "Spool"):
+   a hidden temporary file (O_EXCL, unique name), its data synced, then
+   renamed to its final name and the file system synced, so that the
+   writer never sees a partial file and a renamed file survives a crash.
+   Returns the final path, or NULL with *error_r. */
+static const char *
+audit_spool_write(struct mailward_audit_client *client, const char **error_r)
+{
+	char *const *recs;
+	unsigned char rnd[8];
+	struct timeval now;
+	struct tm *tm;
+	char stamp[32];
+	const char *name, *tmp_path, *path;
+	string_t *data;
+	unsigned int i, count;
+	int fd;
+
+	i_gettimeofday(&now);
+	tm = gmtime(&now.tv_sec);
+	if (tm == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", tm) == 0)
+		i_unreached();
+	random_fill(rnd, sizeof(rnd));
+	name = t_strdup_printf("%s.%06ldZ.%ld.%s", stamp, (long)now.tv_usec,
+			       (long)getpid(),
+			       binary_to_hex(rnd, sizeof(rnd)));
+	tmp_path = t_strdup_printf("%s/.tmp.%s", client->spool_dir, name);
+	path = t_strdup_printf("%s/%s", client->spool_dir, name);
+
+	recs = array_get(&client->queue, &count);
+	data = t_str_new(client->queue_bytes + count + 64);
+	str_append(data, AUDIT_SPOOL_HEADER);
+	for (i = 0; i < count; i++) {
+		str_append(data, recs[i]);
+		str_append_c(data, '\n');
+	}
+	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0640);
+	if (fd == -1) {
+		int err = errno;
+		char hint[MW_HINT_MAX];
+
+		*error_r = t_strdup_printf("open(%s) failed: %s%s", tmp_path,
+			strerror(err), mw_access_hint(tmp_path, err, hint,
+						      sizeof(hint)));
+		return NULL;
+	}
+	/* readable by the writer's group (the directory's, setgid),
+	   whatever the process umask */
+	if (fchmod(fd, 0640) < 0 ||
+	    write_full(fd, str_data(data), str_len(data)) < 0 ||
+	    fdatasync(fd) < 0) {
+		*error_r = t_strdup_printf("write(%s) failed: %m", tmp_path);
+		i_close_fd(&fd);
+		if (unlink(tmp_path) < 0 && errno != ENOENT)
+			i_error("unlink(%s) failed: %m", tmp_path);
+		return NULL;
+	}
+	if (rename(tmp_path, path) < 0) {
+		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
+					   tmp_path, path);
+		i_close_fd(&fd);
+		if (unlink(tmp_path) < 0 && errno != ENOENT)
+			i_error("unlink(%s) failed: %m", tmp_path);
+		return NULL;
+	}
+	/* the new name durable too: mail processes may create files in the
+	   spool directory but not read it, so they cannot open it to fsync
+	   it; syncfs() of the file's file system covers the entry */
+	if (syncfs(fd) < 0) {
+		*error_r = t_strdup_printf("syncfs(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return NULL;
+	}
+	i_close_fd(&fd);
+	return path;
+}
+
+/* Session end with records the writer did not take: into the spool, or
+   (no spool, or it failed) lost with an error. */
+static void audit_spool_or_lose(struct mailward_audit_client *client,
+				unsigned int n, const char *flush_error)
+{
+	const char *path, *error;
+
+	if (client->spool_dir == NULL) {
+		e_error(client->event, "%u record(s) lost at session end: %s "
+			"(no mailward_audit_spool)", n, flush_error);
+		return;
+	}
+	path = audit_spool_write(client, &error);
+	if (path == NULL) {
+		e_error(client->event, "%u record(s) lost at session end: %s; "
+			"spool: %s", n, flush_error, error);
+		return;
+	}
+	e_warning(client->event, "%u record(s) kept in spool file %s for "
+		  "the writer to add when it is back: %s", n, path,
+		  flush_error);
+}
+
 void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 {
 	struct mailward_audit_client *client = *_client;
@@ -132,15 +261,15 @@ void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 	if (n > 0 || client->dropped > 0) {
 		if (mailward_audit_flush(client, &error) < 0) {
 			n = mailward_audit_queued(client);
-			if (n > 0) {
-				e_error(client->event, "%u record(s) lost at "
-					"session end: %s", n, error);
-			}
+			if (n > 0) T_BEGIN {
+				audit_spool_or_lose(client, n, error);
+			} T_END;
 		}
 	}
 	audit_disconnect(client);
 	audit_free_bodies(client, array_count(&client->queue));
 	array_free(&client->queue);
+	i_free(client->spool_dir);
 	i_free(client->dropped_service);
 	i_free(client->dropped_session);
 	i_free(client->dropped_user);
@@ -159,10 +288,21 @@ unsigned int mailward_audit_queued(const struct mailward_audit_client *client)
 static void audit_queue_body(struct mailward_audit_client *client,
 			     const char *body, size_t len)
 {
-	char *copy = i_strndup(body, len);
+	struct timeval now;
+	struct tm *tm;
+	char stamp[AUDIT_TIME_LEN + 2], *copy;
 
+	/* the time it happened, kept with the record for the spool */
+	i_gettimeofday(&now);
+	tm = gmtime(&now.tv_sec);
+	if (tm == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", tm) != 19)
+		i_unreached();
+	copy = i_strdup_printf("%s.%06ldZ\t%.*s", stamp, (long)now.tv_usec,
+			       (int)len, body);
+	i_assert(strlen(copy) == AUDIT_TIME_LEN + 1 + len);
 	array_push_back(&client->queue, &copy);
-	client->queue_bytes += len;
+	client->queue_bytes += strlen(copy);
 }
 
 void mailward_audit_queue(struct mailward_audit_client *client,
@@ -403,7 +543,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 	for (i = 0; i <= count && ret == AUDIT_IO_OK; i++) {
 		if (i < count) {
 			str_append(out, "E\t");
-			str_append(out, bodies[i]);
+			str_append(out, AUDIT_REC_BODY(bodies[i]));
 			str_append_c(out, '\n');
 			client->conn_e_lines++;
 		} else {
@@ -446,7 +586,8 @@ static int audit_flush_once(struct mailward_audit_client *client,
 				e_error(client->event, "writer %s rejected "
 					"record %s: %s (dropped)",
 					client->socket_path,
-					mailward_display(bodies[i], 512),
+					mailward_display(
+						AUDIT_REC_BODY(bodies[i]), 512),
 					mailward_display(args[2], 200));
 			}
 			continue;

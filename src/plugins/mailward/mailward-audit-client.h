@@ -39,6 +39,12 @@ mailward_audit_client_init(const char *socket_path, struct event *event);
    *client is set to NULL. */
 void mailward_audit_client_deinit(struct mailward_audit_client **client);
 
+/* Records still queued at deinit (the writer away) are written to a new
+   file in spool_dir (copied; NULL or "" = no spool: they are lost, with
+   an error) for the writer to add later, with the time each was queued.
+   The directory is the writer's (docs/audit-service.md, "Spool"). */
+void mailward_audit_client_set_spool(struct mailward_audit_client *client,
+				     const char *spool_dir);
 /* Sets the deadline of one flush (connect, send, wait for the ack);
    default MAILWARD_AUDIT_DEFAULT_TIMEOUT_MSECS. */
 void mailward_audit_client_set_timeout(struct mailward_audit_client *client,

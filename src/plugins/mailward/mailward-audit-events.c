@@ -259,6 +259,12 @@ void mailward_audit_user_init(struct mailward_user *muser)
 		mailward_audit_socket_path(muser->set.audit_socket,
 					   user->set->base_dir),
 		muser->event);
+	if (muser->set.audit_spool != NULL) {
+		/* (a relative name is under base_dir, like the socket) */
+		mailward_audit_client_set_spool(muser->audit,
+			mailward_audit_socket_path(muser->set.audit_spool,
+						   user->set->base_dir));
+	}
 }
 
 void mailward_audit_login(struct mailward_user *muser)

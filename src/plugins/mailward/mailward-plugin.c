@@ -540,9 +540,13 @@ int mailward_state_flush(struct mailward_user *muser)
 
 bool mailward_user_needs_sweep(struct mailward_user *muser)
 {
+	/* (expunge-after-retrieval: policy expunges that could not be
+	   carried out at QUIT, e.g. without the audit writer, are due) */
 	return muser->set.expunge_delay_secs > 0 ||
 		muser->set.pop3_policy ==
-		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES;
+		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES ||
+		muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL;
 }
 
 /* 1 if some other mailbox of the user has this GUID (or that cannot be
@@ -869,6 +873,7 @@ void mailward_user_read_settings(struct mailward_user *muser,
 	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
 	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);
 	muser->set.audit_socket = p_strdup(user->pool, muser->set.audit_socket);
+	muser->set.audit_spool = p_strdup(user->pool, muser->set.audit_spool);
 	muser->set.audit_remote = p_strdup(user->pool, muser->set.audit_remote);
 }
 

@@ -444,6 +444,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
 	int expunged = 0, due_expunged = 0;
 	bool *done, store_error = FALSE, all_devices_blocked = FALSE;
+	bool expunge_failed = FALSE;
 	time_t now = ioloop_time;
 	pool_t pool;
 
@@ -559,11 +560,23 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 		done = p_new(pool, bool, array_count(&targets));
 		expunged = mailward_expunge_targets(muser, box, &targets,
 						    "policy", done);
-		if (expunged < 0)
+		if (expunged < 0) {
+			expunge_failed = TRUE;
 			expunged = 0;
+		}
 		array_foreach_modifiable(&targets, target) {
 			i = array_foreach_idx(&targets, target);
-			if (!done[i])
+			if (!done[i] && expunge_failed && mbox_guid != NULL) {
+				/* the policy's decision stands (e.g. the audit
+				   writer is away): due now, carried out by the
+				   next session's sweep or doveadm mailward
+				   expunge, shown as pending meanwhile */
+				mw_batch_msg_update_key(batch,
+					muser->device.dev_no, mbox_guid,
+					target->key, target->uid,
+					MW_MSG_DUE, now);
+				due_count++;
+			} else if (!done[i])
 				kept++;
 			else if (mbox_guid != NULL)
 				mw_batch_msg_prune_key(batch, mbox_guid,

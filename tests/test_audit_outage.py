@@ -1,0 +1,158 @@
+"""An outage of the audit writer loses no record and no policy decision
+(issue 17 item 1). Real POP3/IMAP sessions run while the writer is away
+(its socket closed to mail processes, or the writer killed and unable to
+open its log); their records wait in the spool and enter the chain once
+the writer is back, marked delayed with their original time, exactly
+once; policy expunges refused meanwhile stay pending and are carried out
+by the next session and by doveadm mailward expunge -A."""
+import os
+import shutil
+import signal
+import time
+
+from mwharness import make_message, pop3, imap, imap_id, wait_session_end
+
+
+def spool_files(sbx):
+    return sorted(os.listdir(sbx.audit_spool))
+
+
+def wait_for(pred, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def pending(sbx, user):
+    rows = sbx.doveadm_json("mailward", "state", "-u", user)
+    return sum(int(r["pending_expunge"]) for r in rows)
+
+
+def session_key(r):
+    return (r.get("session"), r["event"], r.get("uid"), r.get("mailbox"))
+
+
+def run_outage_sessions(sbx, tag):
+    """POP3 expunge-after-retrieval (two users) and IMAP sessions while
+    the writer is away. Returns the sessions' ids by user."""
+    for u in ("pr_" + tag, "pa_" + tag):
+        p = pop3(sbx, u)
+        p.retr(1)
+        p.retr(2)
+        p.quit()
+        wait_session_end(sbx, u)
+    i = imap(sbx, "ic_" + tag)
+    imap_id(i, ["name", "OutageClient"])
+    i.select("INBOX")
+    i.fetch("1", "(BODY[])")
+    i.logout()
+
+
+def check_back(sbx, tag, before):
+    """After the writer is back: the spool is drained, every record of the
+    outage sessions is in the log once, delayed, with its original time."""
+    assert wait_for(lambda: spool_files(sbx) == []), spool_files(sbx)
+    recs = [r for r in sbx.audit_records() if r["seq"] > before and
+            r.get("user", "").endswith("_" + tag)]
+    delayed = [r for r in recs if "delayed" in r]
+    for u, service, events in (
+            ("pr_" + tag, "pop3", ["login", "retr", "retr",
+                                   "expunge_intent", "expunge_intent",
+                                   "expunge_rollback", "expunge_rollback",
+                                   "logout"]),
+            ("pa_" + tag, "pop3", ["login", "retr", "retr",
+                                   "expunge_intent", "expunge_intent",
+                                   "expunge_rollback", "expunge_rollback",
+                                   "logout"]),
+            ("ic_" + tag, "imap", ["login", "fetch", "logout"])):
+        mine = [r for r in delayed if r["user"] == u and
+                r["service"] == service and
+                not r["event"].startswith("device_")]
+        assert [r["event"] for r in mine if r["event"] != "state_error"] \
+            == events, (u, [r["event"] for r in mine])
+        keys = [session_key(r) for r in mine]
+        assert len(keys) == len(set(keys)), keys     # exactly once
+        for r in mine:
+            assert r["delayed"] < r["time"], r
+            name, line = r["spool"].rsplit(":", 1)
+            assert int(line) >= 2 and not name.startswith("."), r
+    return delayed
+
+
+def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
+    users = {}
+    for tag in ("a", "b"):
+        users["pr_" + tag] = {"mailward_pop3_policy":
+                              "expunge-after-retrieval"}
+        users["pa_" + tag] = {"mailward_pop3_policy":
+                              "expunge-after-retrieval"}
+        users["ic_" + tag] = {}
+    sbx = sandbox_factory(users=users, audit=True)
+    # the writer is killed on purpose in the second outage
+    sbx.log_allow.append(
+        __import__("re").compile(r"mailward-audit.*killed with signal 9"))
+    for u in users:
+        sbx.deliver(u, [make_message(i, msgid="<%s-%d@o.invalid>" % (u, i))
+                        for i in (1, 2, 3)])
+
+    # --- outage a: the writer stopped (its socket refuses mail processes)
+    before = max([r["seq"] for r in sbx.audit_records()] + [0])
+    os.chmod(sbx.audit_socket_path, 0)
+    try:
+        run_outage_sessions(sbx, "a")
+        sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file", count=3)
+        # nothing reached the log; the refused policy expunges are kept
+        # and pending (not hidden and forgotten)
+        assert not [r for r in sbx.audit_records()
+                    if r.get("user", "").endswith("_a")]
+        for u in ("pr_a", "pa_a"):
+            assert sbx.maildir_count(u) == 3, u
+            assert pending(sbx, u) == 2, u
+        # mail processes could add files but not list them
+        assert len(spool_files(sbx)) == 3
+        for f in spool_files(sbx):
+            st = os.stat(os.path.join(sbx.audit_spool, f))
+            assert st.st_mode & 0o777 == 0o640
+    finally:
+        os.chmod(sbx.audit_socket_path, 0o666)
+    check_back(sbx, "a", before)
+
+    # --- outage b: the writer killed, and its restart cannot open the log
+    key = os.path.join(sbx.audit_writer_keys, "writer.key")
+    moved = key + ".away"
+    before = max([r["seq"] for r in sbx.audit_records()] + [0])
+    shutil.move(key, moved)
+    try:
+        for pid in sbx.audit_writer_pids():
+            os.kill(pid, signal.SIGKILL)
+        run_outage_sessions(sbx, "b")
+        sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file", count=6)
+        for u in ("pr_b", "pa_b"):
+            assert sbx.maildir_count(u) == 3, u
+            assert pending(sbx, u) == 2, u
+    finally:
+        shutil.move(moved, key)
+    check_back(sbx, "b", before)
+
+    # --- the pending expunges are carried out once the writer is back:
+    # by the user's next session ...
+    for tag in ("a", "b"):
+        p = pop3(sbx, "pr_" + tag)
+        p.quit()
+    wait_session_end(sbx, "pr_b", count=2)
+    # ... and by doveadm mailward expunge -A
+    sbx.doveadm("mailward", "expunge", "-A")
+    for tag in ("a", "b"):
+        for u in ("pr_" + tag, "pa_" + tag):
+            assert sbx.maildir_count(u) == 1, u
+            assert pending(sbx, u) == 0, u
+            done = [r for r in sbx.audit_records() if r.get("user") == u
+                    and r["event"] == "expunge_done"]
+            assert sorted(r["uid"] for r in done) == [1, 2], (u, done)
+            assert all("delayed" not in r for r in done)
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out
