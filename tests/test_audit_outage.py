@@ -156,3 +156,53 @@ def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
     sbx.stop(check=True)
     rc, out = sbx.audit_verify()
     assert rc == 0 and "PASS" in out, out
+
+
+def test_spool_replay_visible_bad_input_rejected(sandbox_factory):
+    """The writer's side of the spool: a file taken twice (as after a
+    writer crash between appending its records and removing it) gives
+    copies with the same spool reference and original time; a line that
+    fails the body check is dropped and logged; a file that is not a
+    spool file is moved aside. The chain verifies."""
+    sbx = sandbox_factory(users={"alice": {}}, audit=True)
+    auid, agid = os.stat(sbx.audit_spool).st_uid, os.stat(sbx.audit_spool).st_gid
+    name = "20260101T000000.000001Z.1.0011223344556677"
+    orig = "2026-01-01T00:00:00.000001Z"
+    content = ("mailward-audit-spool 1\n"
+               "%s\t\"service\":\"pop3\",\"session\":\"s1\",\"event\":"
+               "\"retr\",\"outcome\":\"ok\",\"user\":\"alice\",\"uid\":7\n"
+               "%s\t\"event\":\"seal\",\"records\":0\n" % (orig, orig))
+
+    def put(fname, data):
+        tmp = os.path.join(sbx.audit_spool, ".tmp." + fname)
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.chown(tmp, sbx.uid, agid)
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, os.path.join(sbx.audit_spool, fname))
+
+    def taken():
+        return [r for r in sbx.audit_records()
+                if r.get("spool") == name + ":2"]
+
+    put(name, content)
+    assert wait_for(lambda: len(taken()) == 1), taken()
+    assert wait_for(lambda: name not in spool_files(sbx))
+    put(name, content)
+    assert wait_for(lambda: len(taken()) == 2), taken()
+    a, b = taken()
+    assert a["seq"] < b["seq"] and a["delayed"] == b["delayed"] == orig
+    assert a["uid"] == b["uid"] == 7 and a["user"] == "alice"
+    # the writer event in line 3 was never added
+    assert not [r for r in sbx.audit_records()
+                if r.get("spool", "").endswith(":3")]
+    sbx.wait_log(r"mailward-audit: Error: spool .*%s line 3: rejected"
+                 % name, count=2)
+    put("junk", "hello\n")
+    assert wait_for(lambda: ".bad.junk" in spool_files(sbx)), \
+        spool_files(sbx)
+    sbx.wait_log(r"spool .*junk: not a complete spool file")
+    assert auid == os.stat(sbx.audit_spool).st_uid
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out

@@ -536,6 +536,50 @@ static void test_writer_rejects_bad_body(void **state)
 	t_env_deinit(&env);
 }
 
+static void test_writer_append_delayed(void **state)
+{
+	struct t_env env;
+	struct mw_audit_writer_options opts;
+	struct mw_audit_writer *w;
+	struct mw_audit_verify_result res;
+	const char *err;
+	static const char body[] = "\"service\":\"pop3\",\"event\":\"retr\"";
+	static const char orig[] = "2026-01-02T03:04:05.123456Z";
+	/* a mail process cannot claim a spool record itself */
+	static const char forged[] = "\"event\":\"retr\",\"delayed\":"
+		"\"2026-01-02T03:04:05.123456Z\",\"spool\":\"f:2\"";
+	char *data;
+	size_t len;
+	uint64_t seq;
+
+	(void)state;
+	t_env_init(&env);
+	t_opts(&env, &opts);
+	w = t_open(&env, &opts);
+	seq = mw_audit_writer_seq(w);
+	assert_int_equal(mw_audit_writer_append_body(w, forged,
+			strlen(forged), &err), -1);
+	assert_int_equal(mw_audit_writer_append_delayed(w, body,
+			strlen(body), "2026-01-02 03:04:05", "f:2", &err), -1);
+	assert_int_equal(mw_audit_writer_append_delayed(w, body,
+			strlen(body), orig, "", &err), -1);
+	assert_int_equal(mw_audit_writer_append_delayed(w, forged,
+			strlen(forged), orig, "f:2", &err), -1);
+	assert_int_equal(mw_audit_writer_seq(w), seq);
+	assert_int_equal(mw_audit_writer_append_delayed(w, body,
+			strlen(body), orig, "20260102T030405.1Z.7.ab:2", &err), 0);
+	assert_int_equal(mw_audit_writer_seq(w), seq + 1);
+	t_close(w);
+	data = t_read_file(env.log, &len);
+	assert_non_null(strstr(data, "\"event\":\"retr\",\"delayed\":"
+		"\"2026-01-02T03:04:05.123456Z\",\"spool\":"
+		"\"20260102T030405.1Z.7.ab:2\",\"epoch\":"));
+	free(data);
+	t_verify(&env, env.log, &res);
+	t_assert_pass(&res);
+	t_env_deinit(&env);
+}
+
 static void test_writer_rotate(void **state)
 {
 	struct t_env env;
@@ -1003,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_writer_recovers_garbage_lines),
 		cmocka_unit_test(test_writer_refuses_tampered_tail),
 		cmocka_unit_test(test_verify_expectations),
+		cmocka_unit_test(test_writer_append_delayed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
