@@ -202,6 +202,16 @@ def test_spool_replay_visible_bad_input_rejected(sandbox_factory):
     assert wait_for(lambda: ".bad.junk" in spool_files(sbx)), \
         spool_files(sbx)
     sbx.wait_log(r"spool .*junk: not a complete spool file")
+    # a file the writer cannot read is logged once and left alone (no
+    # error every second)
+    put("unreadable", content)
+    os.chmod(os.path.join(sbx.audit_spool, "unreadable"), 0o600)
+    sbx.wait_log(r"spool .*unreadable: open failed: Permission denied")
+    put(name + "x", content)      # taken by a later pass
+    assert wait_for(lambda: name + "x" not in spool_files(sbx))
+    log = sbx.read_log()
+    assert log.count("unreadable: open failed") == 1, log[-3000:]
+    assert "unreadable" in spool_files(sbx)
     assert auid == os.stat(sbx.audit_spool).st_uid
     sbx.stop(check=True)
     rc, out = sbx.audit_verify()

@@ -345,6 +345,48 @@ static void auditd_tick(void *context ATTR_UNUSED)
 
 /* --- spool (records of sessions that ended while the writer was away) --- */
 
+/* spool files left alone (unreadable, not regular, too large, or not
+   removable after their records were added): logged once, then skipped
+   until the writer restarts, so that neither the log nor the chain is
+   flooded */
+static ARRAY(char *) spool_ignored;
+
+static bool auditd_spool_is_ignored(const char *name)
+{
+	char *const *namep;
+
+	if (!array_is_created(&spool_ignored))
+		return FALSE;
+	array_foreach(&spool_ignored, namep) {
+		if (strcmp(*namep, name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void auditd_spool_ignore(const char *name)
+{
+	char *copy;
+
+	if (!array_is_created(&spool_ignored))
+		i_array_init(&spool_ignored, 8);
+	if (array_count(&spool_ignored) >= 10000)
+		return;
+	copy = i_strdup(name);
+	array_push_back(&spool_ignored, &copy);
+}
+
+static void auditd_spool_ignored_free(void)
+{
+	char **namep;
+
+	if (!array_is_created(&spool_ignored))
+		return;
+	array_foreach_modifiable(&spool_ignored, namep)
+		i_free(*namep);
+	array_free(&spool_ignored);
+}
+
 /* Appends the records of one spool file and makes them durable, then
    removes the file. Returns 0 when done with the file (taken, or moved
    aside as unusable), -1 when the writer failed (the file stays). */
@@ -360,8 +402,9 @@ static int auditd_spool_take(int dir_fd, const char *name)
 
 	fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1) {
-		i_error("spool %s/%s: open failed: %m", set.spool_dir,
-			mailward_display(name, 0));
+		i_error("spool %s/%s: open failed: %m (left alone)",
+			set.spool_dir, mailward_display(name, 0));
+		auditd_spool_ignore(name);
 		return 0;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -370,6 +413,7 @@ static int auditd_spool_take(int dir_fd, const char *name)
 			"left alone", set.spool_dir, mailward_display(name, 0),
 			AUDITD_SPOOL_MAX_SIZE);
 		i_close_fd(&fd);
+		auditd_spool_ignore(name);
 		return 0;
 	}
 	buf = i_malloc(st.st_size + 1);
@@ -395,8 +439,10 @@ static int auditd_spool_take(int dir_fd, const char *name)
 		i_error("spool %s/%s: not a complete spool file: renamed to %s",
 			set.spool_dir, mailward_display(name, 0),
 			mailward_display(bad, 0));
-		if (renameat(dir_fd, name, dir_fd, bad) < 0)
+		if (renameat(dir_fd, name, dir_fd, bad) < 0) {
 			i_error("rename failed: %m");
+			auditd_spool_ignore(name);
+		}
 		i_free(buf);
 		return 0;
 	}
@@ -451,8 +497,9 @@ static int auditd_spool_take(int dir_fd, const char *name)
 		return -1;
 	if (unlinkat(dir_fd, name, 0) < 0) {
 		i_error("spool %s/%s: %u record(s) added, but unlink failed "
-			"(they will be added again): %m", set.spool_dir,
-			mailward_display(name, 0), taken);
+			"(they are added again after a writer restart): %m",
+			set.spool_dir, mailward_display(name, 0), taken);
+		auditd_spool_ignore(name);
 		return 0;
 	}
 	if (fsync(dir_fd) < 0)
@@ -498,7 +545,7 @@ static void auditd_spool_drain(void)
 	}
 	while (writer != NULL && n < AUDITD_SPOOL_FILES_PER_PASS &&
 	       (d = readdir(dir)) != NULL) {
-		if (d->d_name[0] == '.')
+		if (d->d_name[0] == '.' || auditd_spool_is_ignored(d->d_name))
 			continue;
 		n++;
 		T_BEGIN {
@@ -978,6 +1025,7 @@ int main(int argc, char *argv[])
 	timeout_remove(&to_tick);
 	timeout_remove(&to_reopen);
 	timeout_remove(&to_spool);
+	auditd_spool_ignored_free();
 	if (writer != NULL) {
 		if (mw_audit_writer_close(&writer, &error) < 0)
 			i_error("audit log %s: close failed: %s", set.log_path,
