@@ -4,6 +4,7 @@
    usage: audit-client-test SOCKET COMMAND...
    commands, run in order:
      timeout:MS          set the flush timeout
+     spool:DIR           set the spool directory
      queue:EVENT:USER    queue an event (service "test", session "t")
      queue-n:N:USER      queue N "retr" events with uid 1..N
      queue-bad           queue an event that does not build (writer event)
@@ -63,6 +64,8 @@ int main(int argc, char *argv[])
 		if (strcmp(args[0], "timeout") == 0 && args[1] != NULL) {
 			mailward_audit_client_set_timeout(client,
 							  num_arg(args[1]));
+		} else if (strcmp(args[0], "spool") == 0 && args[1] != NULL) {
+			mailward_audit_client_set_spool(client, args[1]);
 		} else if (strcmp(args[0], "queue") == 0 && args[1] != NULL &&
 			   args[2] != NULL) {
 			queue_event(client, args[1], args[2], 0);

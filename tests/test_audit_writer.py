@@ -576,6 +576,30 @@ def test_client_library_writer_unreachable(sandbox_factory, tmp_path):
     assert "3 record(s) lost at session end" in err and missing in err
 
 
+def test_client_library_full_queue_goes_to_spool(sandbox_factory, tmp_path):
+    """A session whose queue fills up while the writer is away moves the
+    queue to the spool instead of dropping records; with what is left at
+    its end, every record reaches the log exactly once."""
+    missing = str(tmp_path / "no-such-socket")
+    sbx = sandbox_factory(audit=True)
+    out, err = run_client(sbx, "spool:" + sbx.audit_spool,
+                          "queue-n:10005:spill", "queued",
+                          socket_path=missing)
+    assert out == ["queued 5"], (out, err[-2000:])
+    assert "queue full: 10000 record(s) moved to spool file" in err
+    assert "5 record(s) kept in spool file" in err
+    assert "lost" not in err and "dropping" not in err
+    deadline = time.time() + 60
+    while time.time() < deadline and os.listdir(sbx.audit_spool):
+        time.sleep(0.2)
+    assert os.listdir(sbx.audit_spool) == []
+    recs = [r for r in sbx.audit_records() if r.get("user") == "spill"]
+    assert sorted(r["uid"] for r in recs) == list(range(1, 10006))
+    assert all("delayed" in r for r in recs)
+    assert not [r for r in sbx.audit_records() if r["event"] == "dropped"]
+    verify_pass(sbx)
+
+
 def test_client_library_survives_restarts(sandbox_factory):
     """Records stay queued while Dovecot is down and go out when it is
     back; a connection closed by a restarted writer is reopened once."""

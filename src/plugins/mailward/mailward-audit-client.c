@@ -133,6 +133,10 @@ static void audit_disconnect(struct mailward_audit_client *client)
 	client->conn_e_lines = 0;
 }
 
+static const char *
+audit_spool_write(struct mailward_audit_client *client, const char **error_r);
+static bool audit_spool_spill(struct mailward_audit_client *client);
+
 static void audit_free_bodies(struct mailward_audit_client *client,
 			      unsigned int count)
 {
@@ -316,10 +320,11 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 		e_error(client->event, "audit event %s not recorded: %s",
 			ev->str[MW_AF_EVENT] == NULL ? "(none)" :
 			mailward_display(ev->str[MW_AF_EVENT], 64), error);
-	} else if (array_count(&client->queue) >=
-		   MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
-		   client->queue_bytes + buf.len >
-		   MAILWARD_AUDIT_QUEUE_MAX_BYTES) {
+	} else if ((array_count(&client->queue) >=
+		    MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
+		    client->queue_bytes + buf.len >
+		    MAILWARD_AUDIT_QUEUE_MAX_BYTES) &&
+		   !audit_spool_spill(client)) {
 		if (client->dropped++ == 0) {
 			e_error(client->event, "queue full (%u records): "
 				"dropping audit records until the writer %s "
@@ -333,6 +338,34 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 		audit_queue_body(client, buf.data, buf.len);
 	}
 	mw_json_buf_free(&buf);
+}
+
+/* The queue is full (a long session while the writer is away): what it
+   holds goes to a spool file now, so that nothing is dropped. Returns
+   TRUE if the queue is empty now. */
+static bool audit_spool_spill(struct mailward_audit_client *client)
+{
+	const char *path, *error;
+	unsigned int n = array_count(&client->queue);
+	bool ret = FALSE;
+
+	if (client->spool_dir == NULL || n == 0)
+		return FALSE;
+	T_BEGIN {
+		path = audit_spool_write(client, &error);
+		if (path == NULL) {
+			e_error(client->event, "queue full, spool failed: %s",
+				error);
+		} else {
+			e_warning(client->event, "queue full: %u record(s) "
+				  "moved to spool file %s for the writer %s to "
+				  "add when it is back", n, path,
+				  client->socket_path);
+			audit_free_bodies(client, n);
+			ret = TRUE;
+		}
+	} T_END;
+	return ret;
 }
 
 /* Queues the "dropped" record that reports earlier drops. */

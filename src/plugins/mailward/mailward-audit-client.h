@@ -17,8 +17,9 @@ struct event;
 struct mailward_audit_client;
 
 /* at most this many records (or bytes of bodies) wait in the queue;
-   beyond that new records are dropped, counted, and reported to the log
-   by a "dropped" record at the next flush */
+   beyond that the queue goes to the spool (if set) or new records are
+   dropped, counted, and reported to the log by a "dropped" record at the
+   next flush */
 #define MAILWARD_AUDIT_QUEUE_MAX_RECORDS 10000
 #define MAILWARD_AUDIT_QUEUE_MAX_BYTES (8 * 1024 * 1024)
 #define MAILWARD_AUDIT_DEFAULT_TIMEOUT_MSECS 10000
