@@ -216,3 +216,62 @@ def test_spool_replay_visible_bad_input_rejected(sandbox_factory):
     sbx.stop(check=True)
     rc, out = sbx.audit_verify()
     assert rc == 0 and "PASS" in out, out
+
+
+def test_log_disk_full_sessions_spooled(sandbox_factory):
+    """The writer's log on a full file system during real POP3 and IMAP
+    sessions: their records wait in the spool (on another file system),
+    the refused policy expunges stay pending, and once there is room
+    again every record is in the log once and the expunges happen."""
+    import subprocess
+    import tempfile
+    from test_audit_disk_full import fill
+    root = tempfile.mkdtemp(prefix="mailward-sbx-")
+    audit_dir = os.path.join(root, "audit")
+    os.makedirs(audit_dir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0750",
+                    "tmpfs", audit_dir], check=True)
+    try:
+        users = {"pr": {"mailward_pop3_policy": "expunge-after-retrieval"},
+                 "ic": {}}
+        sbx = sandbox_factory(users=users, audit=True, root=root)
+        for u in users:
+            sbx.deliver(u, [make_message(i) for i in (1, 2, 3)])
+        assert wait_for(lambda: len(sbx.audit_records()) >= 2)
+        ack = fill(sbx)
+        assert ack[0] == "FAIL" and "No space left" in ack[1], ack
+        p = pop3(sbx, "pr")
+        p.retr(1)
+        p.retr(2)
+        p.quit()
+        wait_session_end(sbx, "pr")
+        i = imap(sbx, "ic")
+        imap_id(i, ["name", "FullDisk"])
+        i.select("INBOX")
+        i.fetch("1", "(BODY[])")
+        i.logout()
+        sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file", count=2)
+        assert sbx.maildir_count("pr") == 3 and pending(sbx, "pr") == 2
+        subprocess.run(["mount", "-o", "remount,size=8m", audit_dir],
+                       check=True)
+        assert wait_for(lambda: spool_files(sbx) == [], timeout=30), \
+            spool_files(sbx)
+        recs = [r for r in sbx.audit_records()
+                if r.get("user") in ("pr", "ic") and "delayed" in r]
+        keys = [session_key(r) for r in recs]
+        assert len(keys) == len(set(keys)), keys
+        events = sorted(r["event"] for r in recs
+                        if not r["event"].startswith("device_"))
+        assert events == sorted(
+            ["login", "retr", "retr", "expunge_intent", "expunge_intent",
+             "expunge_rollback", "expunge_rollback", "logout",
+             "login", "fetch", "logout"]), events
+        p = pop3(sbx, "pr")
+        p.quit()
+        wait_session_end(sbx, "pr", count=2)
+        assert sbx.maildir_count("pr") == 1 and pending(sbx, "pr") == 0
+        sbx.stop(check=True)
+        rc, out = sbx.audit_verify()
+        assert rc == 0 and "PASS" in out, out
+    finally:
+        subprocess.run(["umount", "-l", audit_dir])
