@@ -59,6 +59,10 @@ enum mw_audit_field {
 	MW_AF_POLICY,
 	MW_AF_POLICY_SOURCE,
 	MW_AF_CAUSE,
+	/* disposed: what was done, and where a moved message went */
+	MW_AF_ACTION,
+	MW_AF_DESTINATION,
+	MW_AF_DESTINATION_GUID,
 	MW_AF_DETAIL,
 	MW_AF_RETRIEVED,
 	MW_AF_DELETED,

@@ -19,7 +19,9 @@ static const char *const pop3_policy_names[] = {
 
 const struct mw_setting_def mw_setting_defs[] = {
 	{ "mailward_pop3_policy", "client" },
+	{ "mailward_pop3_disposition", "" },
 	{ "mailward_expunge_delay", "0" },
+	{ "mailward_pop3_login_delay", "0" },
 	{ "mailward_hold", "no" },
 	{ "mailward_imap_expunge", "allow" },
 	{ "mailward_imap_counts_as_retrieval", "yes" },
@@ -71,6 +73,70 @@ const char *mw_pop3_policy_name(enum mw_pop3_policy policy)
 	    sizeof(pop3_policy_names)/sizeof(pop3_policy_names[0]))
 		return "unknown";
 	return pop3_policy_names[policy];
+}
+
+static const char *const disposition_names[] = {
+	[MW_DISPOSITION_EXPUNGE] = "expunge",
+	[MW_DISPOSITION_KEEP] = "keep",
+	[MW_DISPOSITION_SEEN] = "seen",
+	[MW_DISPOSITION_MOVE] = "move",
+};
+
+int mw_pop3_disposition_parse(const char *str,
+			      enum mw_pop3_disposition *disposition_r,
+			      const char **mailbox_r, const char **reason_r)
+{
+	const char *name, *p;
+
+	*mailbox_r = NULL;
+	if (strcmp(str, "expunge") == 0)
+		*disposition_r = MW_DISPOSITION_EXPUNGE;
+	else if (strcmp(str, "keep") == 0)
+		*disposition_r = MW_DISPOSITION_KEEP;
+	else if (strcmp(str, "seen") == 0)
+		*disposition_r = MW_DISPOSITION_SEEN;
+	else if (strncmp(str, "move:", 5) == 0) {
+		name = str + 5;
+		if (*name == '\0') {
+			*reason_r = "move: needs a mailbox name (move:Archive)";
+			return -1;
+		}
+		if (strlen(name) > MW_DISPOSITION_MAILBOX_MAX) {
+			*reason_r = "mailbox name too long (at most 255 bytes)";
+			return -1;
+		}
+		for (p = name; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				*reason_r = "control characters are not allowed "
+					"in the mailbox name";
+				return -1;
+			}
+		}
+		if (strcasecmp(name, "INBOX") == 0) {
+			*reason_r = "the destination cannot be INBOX itself";
+			return -1;
+		}
+		*disposition_r = MW_DISPOSITION_MOVE;
+		*mailbox_r = name;
+	} else {
+		*reason_r = "expected expunge, keep, seen or move:<mailbox>";
+		return -1;
+	}
+	return 0;
+}
+
+const char *mw_pop3_disposition_name(enum mw_pop3_disposition disposition)
+{
+	if ((unsigned int)disposition >=
+	    sizeof(disposition_names)/sizeof(disposition_names[0]))
+		return "unknown";
+	return disposition_names[disposition];
+}
+
+bool mw_pop3_disposition_removes(const struct mw_settings *set)
+{
+	return set->disposition == MW_DISPOSITION_EXPUNGE ||
+		set->disposition == MW_DISPOSITION_MOVE;
 }
 
 const char *mw_setting_source_name(enum mw_setting_source source)
@@ -285,6 +351,37 @@ void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
 		set->pop3_policy = MW_POP3_POLICY_LEAVE_ON_SERVER;
 	}
 	read_interval(&r, "mailward_expunge_delay", &set->expunge_delay_secs);
+
+	/* default: keep under leave-on-server (DELE never expunges), expunge
+	   where the policy expunges */
+	set->disposition = set->pop3_policy == MW_POP3_POLICY_LEAVE_ON_SERVER ?
+		MW_DISPOSITION_KEEP : MW_DISPOSITION_EXPUNGE;
+	str = reader_get(&r, "mailward_pop3_disposition",
+			 &set->disposition_source);
+	if (str != NULL) {
+		const char *reason;
+
+		if (mw_pop3_disposition_parse(str, &set->disposition,
+					      &set->disposition_mailbox,
+					      &reason) < 0) {
+			reader_error(&r, "mailward_pop3_disposition", str,
+				     reason);
+			/* fail-safe: the server's copy stays as it is */
+			set->disposition = MW_DISPOSITION_KEEP;
+			set->disposition_mailbox = NULL;
+		} else if (set->disposition == MW_DISPOSITION_EXPUNGE &&
+			   set->pop3_policy ==
+			   MW_POP3_POLICY_LEAVE_ON_SERVER) {
+			reader_error(&r, "mailward_pop3_disposition", str,
+				     "expunge contradicts "
+				     "mailward_pop3_policy=leave-on-server "
+				     "(which never expunges): use keep, seen "
+				     "or move:<mailbox>, or another policy");
+			set->disposition = MW_DISPOSITION_KEEP;
+		}
+	}
+	read_interval(&r, "mailward_pop3_login_delay",
+		      &set->pop3_login_delay_secs);
 	str = reader_get(&r, "mailward_hold", &set->hold_source);
 	if (str != NULL && mw_bool_parse(str, &set->hold) < 0) {
 		reader_error(&r, "mailward_hold", str, "expected yes or no");
@@ -359,7 +456,13 @@ bool mw_pop3_expire_capability(const struct mw_settings *set,
 {
 	unsigned int days;
 
-	if (set->hold || set->fail_safe) {
+	if (set->pop3_policy == MW_POP3_POLICY_CLIENT && !set->hold &&
+	    !set->fail_safe)
+		return false;
+	if (set->hold || set->fail_safe ||
+	    set->disposition != MW_DISPOSITION_EXPUNGE) {
+		/* keep, seen, move: nothing is ever expunged from the
+		   maildrop because it was retrieved */
 		snprintf(buf, bufsize, "NEVER");
 		return true;
 	}

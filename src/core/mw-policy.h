@@ -15,6 +15,15 @@ enum mw_pop3_policy {
 	MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES,
 };
 
+/* What leaving a POP3 device's hands means for the server's copy
+   (mailward_pop3_disposition). */
+enum mw_pop3_disposition {
+	MW_DISPOSITION_EXPUNGE = 0,	/* expunge it */
+	MW_DISPOSITION_KEEP,		/* leave it as it is */
+	MW_DISPOSITION_SEEN,		/* set \Seen, keep it in INBOX */
+	MW_DISPOSITION_MOVE,		/* move it to disposition_mailbox */
+};
+
 enum mw_imap_expunge {
 	MW_IMAP_EXPUNGE_ALLOW = 0,
 	MW_IMAP_EXPUNGE_DENY,
@@ -31,11 +40,20 @@ enum mw_setting_source {
 #define MW_DEVICE_LABEL_MAX 128
 #define MW_DEVICE_MAX_LIMIT 1024
 #define MW_INTERVAL_MAX (10U * 365 * 24 * 3600)
+#define MW_DISPOSITION_MAILBOX_MAX 255
 
 struct mw_settings {
 	enum mw_pop3_policy pop3_policy;
 	enum mw_setting_source pop3_policy_source;
 	unsigned int expunge_delay_secs;
+	/* what policy (and, under leave-on-server, DELE) does to the
+	   server's copy; disposition_mailbox is set for MOVE only and
+	   points into the lookup callback's memory (after "move:") */
+	enum mw_pop3_disposition disposition;
+	enum mw_setting_source disposition_source;
+	const char *disposition_mailbox;
+	/* RFC 2449 LOGIN-DELAY between POP3 logins of one device, 0 = none */
+	unsigned int pop3_login_delay_secs;
 	bool hold;
 	enum mw_setting_source hold_source;
 	enum mw_imap_expunge imap_expunge;
@@ -110,6 +128,19 @@ bool mw_setting_is_known(const char *name);
 int mw_pop3_policy_parse(const char *str, enum mw_pop3_policy *policy_r);
 /* Returns the canonical name of a policy (static string). */
 const char *mw_pop3_policy_name(enum mw_pop3_policy policy);
+/* Parses a mailward_pop3_disposition value: "expunge", "keep", "seen" or
+   "move:<mailbox>" (a name of 1..MW_DISPOSITION_MAILBOX_MAX bytes, no
+   control characters, not INBOX). *mailbox_r points into str for move,
+   else NULL. Returns 0 on success, -1 with *reason_r (static) on error. */
+int mw_pop3_disposition_parse(const char *str,
+			      enum mw_pop3_disposition *disposition_r,
+			      const char **mailbox_r, const char **reason_r);
+/* The action's name: "expunge", "keep", "seen" or "move" (static). */
+const char *mw_pop3_disposition_name(enum mw_pop3_disposition disposition);
+/* TRUE if the effective disposition of set ever expunges a message from
+   INBOX (expunge or move). */
+bool mw_pop3_disposition_removes(const struct mw_settings *set);
+
 /* Returns the name of a setting source (static string). */
 const char *mw_setting_source_name(enum mw_setting_source source);
 
@@ -125,7 +156,8 @@ int mw_uint_parse(const char *str, unsigned int min, unsigned int max,
 		  unsigned int *value_r);
 
 /* The RFC 2449 EXPIRE value for the effective policy, written to buf:
-   "NEVER", "0" or a number of days (delay rounded up). Returns false when
+   "NEVER", "0" or a number of days (delay rounded up); "NEVER" also when
+   the disposition never expunges (keep, seen, move). Returns false when
    CAPA should stay as Dovecot sends it (client policy). */
 bool mw_pop3_expire_capability(const struct mw_settings *set,
 			       char *buf, size_t bufsize);

@@ -83,6 +83,11 @@ enum mw_device_event {
 	MW_DEVICE_EVENT_EXPIRED,	/* removed: idle longer than expiry */
 };
 
+/* expunge_due value of a message whose disposition (mailward_pop3_disposition
+   = seen) was carried out: it stays, nothing more is due for it. Any other
+   non-zero value is a UNIX time. */
+#define MW_MSG_DUE_DISPOSED ((time_t)1)
+
 enum mw_msg_field {
 	MW_MSG_RETRIEVED,	/* keeps the first time */
 	MW_MSG_DELETED,		/* keeps the first time */

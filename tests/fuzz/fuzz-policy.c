@@ -30,6 +30,8 @@ static const char *const setting_names[] = {
 	"mailward_audit_required",
 	"mailward_audit_remote",
 	"mailward_audit_spool",
+	"mailward_pop3_disposition",
+	"mailward_pop3_login_delay",
 };
 #define N_SETTINGS (sizeof(setting_names) / sizeof(setting_names[0]))
 
@@ -112,6 +114,18 @@ static void check_settings(const struct mw_settings *set,
 		FUZZ_ASSERT(set->pop3_policy ==
 			    MW_POP3_POLICY_LEAVE_ON_SERVER);
 	}
+	/* leave-on-server never expunges; move names a mailbox */
+	if (set->pop3_policy == MW_POP3_POLICY_LEAVE_ON_SERVER)
+		FUZZ_ASSERT(set->disposition != MW_DISPOSITION_EXPUNGE);
+	FUZZ_ASSERT((set->disposition == MW_DISPOSITION_MOVE) ==
+		    (set->disposition_mailbox != NULL));
+	if (set->disposition_mailbox != NULL) {
+		FUZZ_ASSERT(set->disposition_mailbox[0] != '\0');
+		FUZZ_ASSERT(strlen(set->disposition_mailbox) <=
+			    MW_DISPOSITION_MAILBOX_MAX);
+	}
+	FUZZ_ASSERT(set->pop3_login_delay_secs <= MW_INTERVAL_MAX);
+	(void)mw_pop3_disposition_name(set->disposition);
 	(void)mw_pop3_policy_name(set->pop3_policy);
 	(void)mw_setting_source_name(set->pop3_policy_source);
 	(void)mw_setting_source_name(set->hold_source);
@@ -136,6 +150,17 @@ static void fuzz_single_parsers(const uint8_t *data, size_t size)
 
 	if (mw_pop3_policy_parse(s, &policy) == 0)
 		FUZZ_ASSERT(strcmp(mw_pop3_policy_name(policy), s) == 0);
+	{
+		enum mw_pop3_disposition disposition;
+		const char *mailbox, *reason = NULL;
+
+		if (mw_pop3_disposition_parse(s, &disposition, &mailbox,
+					      &reason) == 0) {
+			FUZZ_ASSERT(strncmp(s, mw_pop3_disposition_name(
+				disposition), 4) == 0);
+		} else
+			FUZZ_ASSERT(reason != NULL);
+	}
 	if (mw_interval_parse(s, &secs) == 0) {
 		FUZZ_ASSERT(secs <= MW_INTERVAL_MAX);
 		/* plain seconds parse back to the same value */

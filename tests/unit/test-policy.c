@@ -246,6 +246,151 @@ static void test_expire_capability(void **state)
 	}
 }
 
+static void test_disposition_parse(void **state)
+{
+	static const struct {
+		const char *str;
+		int ret;
+		enum mw_pop3_disposition disposition;
+		const char *mailbox;
+	} tests[] = {
+		{ "expunge", 0, MW_DISPOSITION_EXPUNGE, NULL },
+		{ "keep", 0, MW_DISPOSITION_KEEP, NULL },
+		{ "seen", 0, MW_DISPOSITION_SEEN, NULL },
+		{ "move:Archive", 0, MW_DISPOSITION_MOVE, "Archive" },
+		{ "move:POP3/Taken away", 0, MW_DISPOSITION_MOVE,
+		  "POP3/Taken away" },
+		{ "move:", -1, 0, NULL },
+		{ "move:INBOX", -1, 0, NULL },
+		{ "move:inbox", -1, 0, NULL },
+		{ "move:a\tb", -1, 0, NULL },
+		{ "move", -1, 0, NULL },
+		{ "Seen", -1, 0, NULL },
+		{ "delete", -1, 0, NULL },
+		{ "", -1, 0, NULL },
+		{ "yes", -1, 0, NULL },
+	};
+	enum mw_pop3_disposition disposition;
+	const char *mailbox, *reason;
+	char longname[300];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < sizeof(tests)/sizeof(tests[0]); i++) {
+		reason = NULL;
+		assert_int_equal(mw_pop3_disposition_parse(tests[i].str,
+			&disposition, &mailbox, &reason), tests[i].ret);
+		if (tests[i].ret < 0) {
+			assert_non_null(reason);
+			continue;
+		}
+		assert_int_equal(disposition, tests[i].disposition);
+		if (tests[i].mailbox == NULL)
+			assert_null(mailbox);
+		else
+			assert_string_equal(mailbox, tests[i].mailbox);
+	}
+	memcpy(longname, "move:", 5);
+	memset(longname + 5, 'a', 256);
+	longname[5 + 256] = '\0';
+	assert_int_equal(mw_pop3_disposition_parse(longname, &disposition,
+						   &mailbox, &reason), -1);
+	longname[5 + 255] = '\0';
+	assert_int_equal(mw_pop3_disposition_parse(longname, &disposition,
+						   &mailbox, &reason), 0);
+	assert_string_equal(mw_pop3_disposition_name(MW_DISPOSITION_MOVE),
+			    "move");
+}
+
+static void test_disposition_settings(void **state)
+{
+	struct mw_settings set;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	unsigned int count;
+	char buf[16];
+	const struct kv los[] = {
+		{ "mailward_pop3_policy", "leave-on-server", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv ear[] = {
+		{ "mailward_pop3_policy", "expunge-after-retrieval", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv los_move[] = {
+		{ "mailward_pop3_policy", "leave-on-server", MW_SOURCE_CONFIG },
+		{ "mailward_pop3_disposition", "move:Archive", MW_SOURCE_USERDB },
+		{ "mailward_pop3_login_delay", "15m", MW_SOURCE_USERDB },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv los_expunge[] = {
+		{ "mailward_pop3_policy", "leave-on-server", MW_SOURCE_USERDB },
+		{ "mailward_pop3_disposition", "expunge", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv ear_seen[] = {
+		{ "mailward_pop3_policy", "expunge-after-retrieval", MW_SOURCE_CONFIG },
+		{ "mailward_pop3_disposition", "seen", MW_SOURCE_CONFIG },
+		{ NULL, NULL, 0 }
+	};
+	const struct kv bad[] = {
+		{ "mailward_pop3_policy", "expunge-after-all-devices", MW_SOURCE_CONFIG },
+		{ "mailward_pop3_disposition", "move:inbox", MW_SOURCE_USERDB },
+		{ "mailward_pop3_login_delay", "later", MW_SOURCE_USERDB },
+		{ NULL, NULL, 0 }
+	};
+
+	(void)state;
+	/* defaults: keep under leave-on-server, expunge otherwise */
+	mw_settings_read(&set, kv_lookup, (void *)los, errors, &count);
+	assert_int_equal(count, 0);
+	assert_int_equal(set.disposition, MW_DISPOSITION_KEEP);
+	assert_int_equal(set.disposition_source, MW_SOURCE_DEFAULT);
+	assert_int_equal(set.pop3_login_delay_secs, 0);
+	assert_false(mw_pop3_disposition_removes(&set));
+	mw_settings_read(&set, kv_lookup, (void *)ear, errors, &count);
+	assert_int_equal(count, 0);
+	assert_int_equal(set.disposition, MW_DISPOSITION_EXPUNGE);
+	assert_true(mw_pop3_disposition_removes(&set));
+	assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+	assert_string_equal(buf, "0");
+
+	mw_settings_read(&set, kv_lookup, (void *)los_move, errors, &count);
+	assert_int_equal(count, 0);
+	assert_false(set.fail_safe);
+	assert_int_equal(set.disposition, MW_DISPOSITION_MOVE);
+	assert_int_equal(set.disposition_source, MW_SOURCE_USERDB);
+	assert_string_equal(set.disposition_mailbox, "Archive");
+	assert_int_equal(set.pop3_login_delay_secs, 900);
+	assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+	assert_string_equal(buf, "NEVER");
+
+	/* a contradiction: error naming both settings, fail-safe */
+	mw_settings_read(&set, kv_lookup, (void *)los_expunge, errors, &count);
+	assert_int_equal(count, 1);
+	assert_true(set.fail_safe);
+	assert_string_equal(errors[0].name, "mailward_pop3_disposition");
+	assert_string_equal(errors[0].value, "expunge");
+	assert_non_null(strstr(errors[0].reason,
+			       "mailward_pop3_policy=leave-on-server"));
+	assert_int_equal(set.disposition, MW_DISPOSITION_KEEP);
+
+	/* seen never expunges: EXPIRE NEVER */
+	mw_settings_read(&set, kv_lookup, (void *)ear_seen, errors, &count);
+	assert_int_equal(count, 0);
+	assert_int_equal(set.disposition, MW_DISPOSITION_SEEN);
+	assert_false(mw_pop3_disposition_removes(&set));
+	assert_true(mw_pop3_expire_capability(&set, buf, sizeof(buf)));
+	assert_string_equal(buf, "NEVER");
+
+	mw_settings_read(&set, kv_lookup, (void *)bad, errors, &count);
+	assert_int_equal(count, 2);
+	assert_true(set.fail_safe);
+	assert_string_equal(errors[0].name, "mailward_pop3_disposition");
+	assert_string_equal(errors[1].name, "mailward_pop3_login_delay");
+	assert_int_equal(set.disposition, MW_DISPOSITION_KEEP);
+	assert_null(set.disposition_mailbox);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +400,8 @@ int main(void)
 		cmocka_unit_test(test_settings_read),
 		cmocka_unit_test(test_expire_capability),
 		cmocka_unit_test(test_setting_defs_complete),
+		cmocka_unit_test(test_disposition_parse),
+		cmocka_unit_test(test_disposition_settings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -316,7 +316,7 @@ static int state_iter_cb(const struct mw_msg_rec *rec, void *context)
 		row->retrieved++;
 	if (rec->deleted != 0)
 		row->deleted++;
-	if (rec->expunge_due != 0) {
+	if (rec->expunge_due > MW_MSG_DUE_DISPOSED) {
 		row->pending++;
 		if (row->next_due == 0 || rec->expunge_due < row->next_due)
 			row->next_due = rec->expunge_due;

@@ -540,13 +540,19 @@ int mailward_state_flush(struct mailward_user *muser)
 
 bool mailward_user_needs_sweep(struct mailward_user *muser)
 {
+	if (muser->set.disposition == MW_DISPOSITION_KEEP)
+		return FALSE;	/* nothing ever becomes due */
 	/* (expunge-after-retrieval: policy expunges that could not be
 	   carried out at QUIT, e.g. without the audit writer, are due) */
 	return muser->set.expunge_delay_secs > 0 ||
 		muser->set.pop3_policy ==
 		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES ||
 		muser->set.pop3_policy ==
-		MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL;
+		MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL ||
+		/* (seen and move under leave-on-server and client: the same
+		   for dispositions that could not be carried out) */
+		muser->set.disposition == MW_DISPOSITION_SEEN ||
+		muser->set.disposition == MW_DISPOSITION_MOVE;
 }
 
 /* 1 if some other mailbox of the user has this GUID (or that cannot be
@@ -914,10 +920,16 @@ static void mailward_mail_user_created(struct mail_user *user)
 	mailward_user_read_settings(muser, mailward_setting_lookup, user);
 
 	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
+		"pop3_disposition=%s%s%s (%s) "
 		"expunge_delay=%us hold=%s (%s) imap_expunge=%s audit=%s",
 		user->username, user->service,
 		mw_pop3_policy_name(muser->set.pop3_policy),
 		mw_setting_source_name(muser->set.pop3_policy_source),
+		mw_pop3_disposition_name(muser->set.disposition),
+		muser->set.disposition_mailbox != NULL ? ":" : "",
+		muser->set.disposition_mailbox != NULL ?
+		mailward_display(muser->set.disposition_mailbox, 0) : "",
+		mw_setting_source_name(muser->set.disposition_source),
 		muser->set.expunge_delay_secs,
 		muser->set.hold ? "yes" : "no",
 		mw_setting_source_name(muser->set.hold_source),

@@ -9,6 +9,7 @@
 #include "hex-binary.h"
 #include "mail-search-build.h"
 #include "mail-user.h"
+#include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
@@ -19,30 +20,173 @@ struct expunge_target {
 	const char *guid;
 	unsigned char key[MW_MSG_KEY_SIZE];
 	time_t due;
+	/* sweep: the records of this message are recs[rec_idx..rec_end) */
+	unsigned int rec_idx, rec_end;
 };
 ARRAY_DEFINE_TYPE(expunge_target, struct expunge_target);
 
-/* Expunges the targets in box in one transaction of mailward's own
-   (mail_expunge of a mail whose GUID no longer matches is skipped).
-   Returns the number expunged or -1. Sets found=TRUE in targets done. */
+/* The disposition's destination mailbox (move:<mailbox>), opened and
+   created if missing: with \Archive special-use when it is named Archive
+   and no mailbox of the user has that special-use yet. Returns NULL with
+   *error_r set when it cannot be opened, created or written. */
+static struct mailbox *
+mailward_dispose_dest_open(struct mailward_user *muser, struct mailbox *src,
+			   const char **error_r)
+{
+	const char *name = muser->set.disposition_mailbox;
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	enum mail_error error;
+	bool archive;
+
+	ns = mail_namespace_find(muser->user->namespaces, name);
+	if (ns == NULL || ns->type != MAIL_NAMESPACE_TYPE_PRIVATE ||
+	    ns->owner != muser->user) {
+		*error_r = "not a mailbox of the user's own (private) "
+			"namespaces";
+		return NULL;
+	}
+	box = mailbox_alloc(ns->list, name, 0);
+	if (strcmp(mailbox_get_vname(box), mailbox_get_vname(src)) == 0 ||
+	    box->inbox_user) {
+		mailbox_free(&box);
+		*error_r = "it is the mailbox the message is in";
+		return NULL;
+	}
+	if (mailbox_open(box) == 0) {
+		if (mailbox_is_readonly(box)) {
+			mailbox_free(&box);
+			*error_r = "the mailbox is read-only";
+			return NULL;
+		}
+		return box;
+	}
+	*error_r = mailbox_get_last_internal_error(box, &error);
+	if (error != MAIL_ERROR_NOTFOUND) {
+		*error_r = t_strdup(*error_r);
+		mailbox_free(&box);
+		return NULL;
+	}
+	mailbox_free(&box);
+
+	box = mailbox_alloc(ns->list, name, 0);
+	if (mailbox_create(box, NULL, FALSE) < 0 &&
+	    mailbox_get_last_mail_error(box) != MAIL_ERROR_EXISTS) {
+		*error_r = t_strdup_printf("cannot create it: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		mailbox_free(&box);
+		return NULL;
+	}
+	(void)mailbox_set_subscribed(box, TRUE);
+	if (mailbox_open(box) < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(box, NULL));
+		mailbox_free(&box);
+		return NULL;
+	}
+	/* Dovecot 2.3 takes special-use flags from its configuration only
+	   (mailbox { special_use }), a plugin cannot give a mailbox one */
+	archive = strcmp(name, "Archive") == 0 &&
+		!mailbox_has_special_use(box, "\\Archive");
+	e_info(muser->event, "Created mailbox %s for "
+	       "mailward_pop3_disposition=move:%s%s",
+	       mailward_display(name, 0), mailward_display(name, 0),
+	       archive ? " (no \\Archive special-use: add mailbox Archive "
+	       "{ special_use = \\Archive } to the inbox namespace in "
+	       "dovecot.conf)" : "");
+	return box;
+}
+
+/* Audits what the disposition did (or could not do) to one message. */
+static void
+mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
+			const struct expunge_target *target, const char *cause,
+			const char *outcome, const char *dest_name,
+			const char *dest_guid, const char *detail)
+{
+	struct mw_audit_event ev;
+
+	if (muser->audit == NULL)
+		return;
+	mailward_audit_event_init(muser, &ev, "disposed", outcome);
+	mw_audit_event_set_str(&ev, MW_AF_MAILBOX, mailbox_get_vname(box));
+	mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
+			       mailward_mailbox_guid(muser, box));
+	mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
+	if (target->guid != NULL)
+		mw_audit_event_set_str(&ev, MW_AF_MSG_GUID, target->guid);
+	mailward_audit_event_policy(muser, &ev);
+	mw_audit_event_set_str(&ev, MW_AF_CAUSE, cause);
+	mw_audit_event_set_str(&ev, MW_AF_ACTION,
+		mw_pop3_disposition_name(muser->set.disposition));
+	mw_audit_event_set_str(&ev, MW_AF_DESTINATION, dest_name);
+	mw_audit_event_set_str(&ev, MW_AF_DESTINATION_GUID, dest_guid);
+	mw_audit_event_set_str(&ev, MW_AF_DETAIL, detail);
+	mailward_audit_queue_event(muser, &ev);
+}
+
+/* Carries out the disposition (mailward_pop3_disposition) on one mail of
+   the targets: expunge it, set \Seen, or move it into dest_t. Returns 0,
+   or -1 when the move's copy failed (the message stays). */
+static int
+mailward_dispose_mail(struct mailward_user *muser, struct mail *mail,
+		      struct mailbox_transaction_context *dest_t)
+{
+	struct mail_save_context *save;
+
+	switch (muser->set.disposition) {
+	case MW_DISPOSITION_EXPUNGE:
+		mail_expunge(mail);
+		return 0;
+	case MW_DISPOSITION_SEEN:
+		mail_update_flags(mail, MODIFY_ADD, MAIL_SEEN);
+		return 0;
+	case MW_DISPOSITION_MOVE:
+		/* copies into dest_t and expunges the source (which the
+		   source transaction commits after the destination's) */
+		save = mailbox_save_alloc(dest_t);
+		return mailbox_move(&save, mail);
+	case MW_DISPOSITION_KEEP:
+		break;
+	}
+	return 0;
+}
+
+/* Disposes of the targets in box (mailward_pop3_disposition: expunge,
+   \Seen, move) in one transaction of mailward's own (a mail whose GUID no
+   longer matches is skipped). Returns the number done, or -1 when the
+   commit failed (the policy's decision stands: the caller makes them due
+   now). A move whose destination cannot be used or written returns 0:
+   logged and audited, the messages stay where and as they were. Sets
+   done[i]=TRUE in targets done. */
 static int
 mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			 ARRAY_TYPE(expunge_target) *targets,
 			 const char *cause, bool *done)
 {
-	struct mailbox_transaction_context *t;
+	enum mw_pop3_disposition disposition = muser->set.disposition;
+	struct mailbox_transaction_context *t, *dest_t = NULL;
 	struct mailward_transaction *mt;
+	struct mailbox *dest = NULL;
 	struct mail *mail;
 	struct expunge_target *target;
-	const char *guid;
+	const char *guid, *dest_name = NULL, *dest_guid = NULL, *error = NULL;
+	const char *audit_cause = strcmp(cause, "policy") == 0 ?
+		"policy" : "delay";
 	unsigned int i, count = 0;
-	bool need_scan = FALSE;
+	bool need_scan = FALSE, allowed, failed = FALSE;
 
-	if (array_count(targets) == 0)
+	if (array_count(targets) == 0 || disposition == MW_DISPOSITION_KEEP)
 		return 0;
-	if (!mailward_user_may_expunge(muser)) {
-		e_info(muser->event, "%u %s expunge(s) in %s suppressed: %s",
+	/* \Seen removes nothing: only a fail-safe session leaves it out;
+	   expunge and move (whose expunge half a hold refuses) need an
+	   expunge to be allowed */
+	allowed = disposition == MW_DISPOSITION_SEEN ? !muser->fail_safe :
+		mailward_user_may_expunge(muser);
+	if (!allowed) {
+		e_info(muser->event, "%u %s %s(s) in %s suppressed: %s",
 		       array_count(targets), cause,
+		       disposition == MW_DISPOSITION_EXPUNGE ? "expunge" :
+		       mw_pop3_disposition_name(disposition),
 		       mailward_display(mailbox_get_vname(box), 0),
 		       muser->set.hold ? "legal hold (mailward_hold=yes)" :
 		       muser->fail_safe_reason);
@@ -80,8 +224,18 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			mw_audit_event_set_str(&ev, MW_AF_CAUSE,
 					       muser->set.hold ? "hold" :
 					       "fail_safe");
-			mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
-				"%s expunge not carried out", cause));
+			mw_audit_event_set_str(&ev, MW_AF_DETAIL,
+				disposition == MW_DISPOSITION_EXPUNGE ?
+				t_strdup_printf("%s expunge not carried out",
+						cause) :
+				t_strdup_printf("%s %s not carried out (nothing "
+					"copied, nothing removed)", cause,
+					mw_pop3_disposition_name(disposition)));
+			if (disposition == MW_DISPOSITION_MOVE) {
+				mw_audit_event_set_str(&ev, MW_AF_ACTION, "move");
+				mw_audit_event_set_str(&ev, MW_AF_DESTINATION,
+					muser->set.disposition_mailbox);
+			}
 			mailward_audit_queue_event(muser, &ev);
 		}
 		mail_free(&mail);
@@ -89,11 +243,43 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 		return 0;
 	}
 
+	if (disposition == MW_DISPOSITION_MOVE) {
+		struct mailbox_metadata md;
+
+		dest_name = muser->set.disposition_mailbox;
+		dest = mailward_dispose_dest_open(muser, box, &error);
+		if (dest == NULL) {
+			e_error(muser->event, "mailward_pop3_disposition="
+				"move:%s of user %s: destination mailbox %s "
+				"cannot be used: %s (%u message(s) kept in %s)",
+				mailward_display(dest_name, 0),
+				mailward_display(muser->user->username, 0),
+				mailward_display(dest_name, 0), error,
+				array_count(targets),
+				mailward_display(mailbox_get_vname(box), 0));
+			array_foreach_modifiable(targets, target) {
+				mailward_audit_disposed(muser, box, target,
+					audit_cause, "failed", dest_name, NULL,
+					t_strdup_printf("destination cannot be "
+						"used: %s; message kept", error));
+			}
+			/* kept where it is and listed as before (not due:
+			   the next retrieval tries again) */
+			return 0;
+		}
+		if (mailbox_get_metadata(dest, MAILBOX_METADATA_GUID, &md) == 0)
+			dest_guid = binary_to_hex(md.guid, sizeof(md.guid));
+		/* (saving needs an external transaction) */
+		dest_t = mailbox_transaction_begin(dest,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+			"mailward disposition move");
+	}
+
 	t = mailbox_transaction_begin(box, 0, "mailward policy expunge");
 	mt = MAILWARD_CONTEXT(t);
 	if (mt != NULL) {
 		mt->policy_expunge = TRUE;
-		mt->cause = strcmp(cause, "policy") == 0 ? "policy" : "delay";
+		mt->cause = audit_cause;
 	}
 	mail = mail_alloc(t, 0, NULL);
 	array_foreach_modifiable(targets, target) {
@@ -109,12 +295,15 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			need_scan = TRUE;
 			continue;
 		}
-		mail_expunge(mail);
+		if (mailward_dispose_mail(muser, mail, dest_t) < 0) {
+			failed = TRUE;
+			break;
+		}
 		target->guid = t_strdup(guid);
 		done[i] = TRUE;
 		count++;
 	}
-	if (need_scan) {
+	if (need_scan && !failed) {
 		/* find the rest by message GUID, past the per-device view */
 		struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
 		struct mail_search_args *args = mail_search_build_init();
@@ -126,7 +315,7 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			mbox->view_bypass = TRUE;
 		ctx = mailbox_search_init(t, args, NULL, 0, NULL);
 		mail_search_args_unref(&args);
-		while (mailbox_search_next(ctx, &smail)) {
+		while (!failed && mailbox_search_next(ctx, &smail)) {
 			if (mail_get_special(smail, MAIL_FETCH_GUID, &guid) < 0)
 				continue;
 			guid = t_strdup(guid);
@@ -134,7 +323,11 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 				i = array_foreach_idx(targets, target);
 				if (!done[i] &&
 				    mailward_mail_has_key(smail, target->key)) {
-					mail_expunge(smail);
+					if (mailward_dispose_mail(muser, smail,
+								  dest_t) < 0) {
+						failed = TRUE;
+						break;
+					}
 					target->uid = smail->uid;
 					target->guid = guid;
 					done[i] = TRUE;
@@ -148,11 +341,96 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			mbox->view_bypass = FALSE;
 	}
 	mail_free(&mail);
+	if (failed) {
+		/* a copy into the destination failed: nothing of this
+		   transaction happens (messages stay in the source) */
+		error = t_strdup(mailbox_get_last_internal_error(dest, NULL));
+		mailbox_transaction_rollback(&dest_t);
+		mailbox_transaction_rollback(&t);
+		mailbox_free(&dest);
+		e_error(muser->event, "mailward_pop3_disposition=move:%s of "
+			"user %s: cannot write to destination mailbox %s: %s "
+			"(messages kept in %s)",
+			mailward_display(dest_name, 0),
+			mailward_display(muser->user->username, 0),
+			mailward_display(dest_name, 0), error,
+			mailward_display(mailbox_get_vname(box), 0));
+		array_foreach_modifiable(targets, target) {
+			mailward_audit_disposed(muser, box, target, audit_cause,
+				"failed", dest_name, dest_guid,
+				t_strdup_printf("cannot write to destination: "
+						"%s; message kept", error));
+		}
+		for (i = 0; i < array_count(targets); i++)
+			done[i] = FALSE;
+		return 0;
+	}
+	if (dest_t != NULL && mt != NULL &&
+	    (mt->audit_intent_lost ||
+	     (mt->audit_intents > 0 &&
+	      mailward_audit_commit(muser, TRUE) < 0))) {
+		/* audit before act, and before the copies are saved: else
+		   they would stay while the originals are kept */
+		mailbox_transaction_rollback(&dest_t);
+		mailbox_transaction_rollback(&t);
+		mailbox_free(&dest);
+		e_error(muser->event, "mailward_pop3_disposition=move:%s of "
+			"user %s: audit log unavailable, nothing moved "
+			"(messages kept in %s)",
+			mailward_display(dest_name, 0),
+			mailward_display(muser->user->username, 0),
+			mailward_display(mailbox_get_vname(box), 0));
+		for (i = 0; i < array_count(targets); i++)
+			done[i] = FALSE;
+		return -1;
+	}
+	if (dest_t != NULL &&
+	    mailbox_transaction_commit(&dest_t) < 0) {
+		error = t_strdup(mailbox_get_last_internal_error(dest, NULL));
+		mailbox_transaction_rollback(&t);
+		mailbox_free(&dest);
+		e_error(muser->event, "mailward_pop3_disposition=move:%s of "
+			"user %s: saving into destination mailbox %s failed: "
+			"%s (messages kept in %s)",
+			mailward_display(dest_name, 0),
+			mailward_display(muser->user->username, 0),
+			mailward_display(dest_name, 0), error,
+			mailward_display(mailbox_get_vname(box), 0));
+		array_foreach_modifiable(targets, target) {
+			i = array_foreach_idx(targets, target);
+			if (!done[i])
+				continue;
+			mailward_audit_disposed(muser, box, target, audit_cause,
+				"failed", dest_name, dest_guid,
+				t_strdup_printf("saving into destination "
+						"failed: %s; message kept",
+						error));
+		}
+		for (i = 0; i < array_count(targets); i++)
+			done[i] = FALSE;
+		return 0;
+	}
 	if (mailbox_transaction_commit(&t) < 0) {
-		e_error(muser->event, "Policy expunge in %s failed "
-			"(messages kept): %s",
-			mailward_display(mailbox_get_vname(box), 0),
-			mailbox_get_last_internal_error(box, NULL));
+		if (dest != NULL) {
+			/* the copies are saved, the originals kept: two
+			   copies, never none */
+			e_error(muser->event, "Disposition move of %u "
+				"message(s) from %s to %s: the copies were "
+				"saved but removing the originals failed "
+				"(messages kept in both): %s", count,
+				mailward_display(mailbox_get_vname(box), 0),
+				mailward_display(dest_name, 0),
+				mailbox_get_last_internal_error(box, NULL));
+		} else {
+			e_error(muser->event, "Policy %s in %s failed "
+				"(messages kept): %s",
+				disposition == MW_DISPOSITION_SEEN ?
+				"\\Seen" : "expunge",
+				mailward_display(mailbox_get_vname(box), 0),
+				mailbox_get_last_internal_error(box, NULL));
+		}
+		if (dest != NULL)
+			mailbox_free(&dest);
 		for (i = 0; i < array_count(targets); i++)
 			done[i] = FALSE;
 		return -1;
@@ -163,6 +441,28 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			mailward_display(mailbox_get_vname(box), 0),
 			mailbox_get_last_internal_error(box, NULL));
 	}
+	if (disposition != MW_DISPOSITION_EXPUNGE) {
+		array_foreach_modifiable(targets, target) {
+			i = array_foreach_idx(targets, target);
+			if (done[i]) {
+				mailward_audit_disposed(muser, box, target,
+					audit_cause, "ok", dest_name,
+					dest_guid, NULL);
+			}
+		}
+		if (count > 0) {
+			e_info(muser->event, "%s %u message(s) of %s%s%s "
+			       "(mailward_pop3_disposition)",
+			       disposition == MW_DISPOSITION_SEEN ?
+			       "marked \\Seen" : "moved", count,
+			       mailward_display(mailbox_get_vname(box), 0),
+			       dest_name != NULL ? " to " : "",
+			       dest_name != NULL ?
+			       mailward_display(dest_name, 0) : "");
+		}
+	}
+	if (dest != NULL)
+		mailbox_free(&dest);
 	return count;
 }
 
@@ -172,6 +472,7 @@ struct sweep_rec {
 	uint32_t uid;
 	time_t due;
 	bool has;	/* retrieved or deleted on that device */
+	bool disposed;	/* MW_MSG_DUE_DISPOSED: nothing more to do */
 };
 
 struct sweep_ctx {
@@ -188,7 +489,8 @@ static int sweep_iter_cb(const struct mw_msg_rec *rec, void *context)
 	memcpy(&srec->key, rec->key, sizeof(srec->key));
 	srec->dev_no = rec->dev_no;
 	srec->uid = rec->uid;
-	srec->due = rec->expunge_due;
+	srec->disposed = rec->expunge_due == MW_MSG_DUE_DISPOSED;
+	srec->due = srec->disposed ? 0 : rec->expunge_due;
 	srec->has = rec->retrieved != 0 || rec->deleted != 0;
 	return 0;
 }
@@ -298,7 +600,8 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	pool_t pool;
 	int ret;
 
-	if (muser->store == NULL)
+	if (muser->store == NULL ||
+	    muser->set.disposition == MW_DISPOSITION_KEEP)
 		return 0;
 	mbox_guid = mailward_mailbox_guid(muser, box);
 	if (mbox_guid == NULL)
@@ -339,12 +642,19 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 	for (i = 0; i < count; i = j) {
 		time_t due = 0;
 		uint32_t uid = 0;
+		bool disposed = FALSE;
 
 		for (j = i; j < count && recs[j].key == recs[i].key; j++) {
 			if (recs[j].due != 0 && (due == 0 || recs[j].due < due))
 				due = recs[j].due;
 			if (recs[j].uid != 0)
 				uid = recs[j].uid;
+			if (recs[j].disposed)
+				disposed = TRUE;
+		}
+		if (disposed) {
+			/* marked \Seen already (disposition seen) */
+			continue;
 		}
 		if (due == 0 && all_devices && all_devices_known &&
 		    sweep_all_devices_have(&actx.devices, recs + i, j - i)) {
@@ -366,6 +676,8 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 		target = array_append_space(&targets);
 		target->uid = uid;
 		target->due = due;
+		target->rec_idx = i;
+		target->rec_end = j;
 		memcpy(target->key, &recs[i].key, sizeof(target->key));
 	}
 	if (array_count(&targets) == 0) {
@@ -380,7 +692,17 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 		i = array_foreach_idx(&targets, target);
 		if (!done[i])
 			continue;
-		if (batch != NULL)
+		if (batch != NULL &&
+		    muser->set.disposition == MW_DISPOSITION_SEEN) {
+			/* it stays: its records stay (this device's view),
+			   with nothing more due */
+			for (j = target->rec_idx; j < target->rec_end; j++) {
+				mw_batch_msg_update_key(batch, recs[j].dev_no,
+					mbox_guid, (const void *)&recs[j].key,
+					target->uid, MW_MSG_DUE,
+					MW_MSG_DUE_DISPOSED);
+			}
+		} else if (batch != NULL)
 			mw_batch_msg_prune_key(batch, mbox_guid, target->key);
 		if (print_cb != NULL) {
 			print_cb(context, target->uid, target->guid != NULL ?
@@ -390,8 +712,12 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 		}
 	}
 	if (ret > 0) {
-		e_info(muser->event, "expunged %d message(s) in %s whose "
-		       "delay has passed or that every device has", ret,
+		e_info(muser->event, "%s %d message(s) in %s whose "
+		       "delay has passed or that every device has",
+		       muser->set.disposition == MW_DISPOSITION_SEEN ?
+		       "marked \\Seen" :
+		       (muser->set.disposition == MW_DISPOSITION_MOVE ?
+			"moved" : "expunged"), ret,
 		       mailward_display(mailbox_get_vname(box), 0));
 	}
 	pool_unref(&pool);
@@ -442,6 +768,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	enum mw_pop3_policy policy = muser->set.pop3_policy;
 	const char *mbox_guid = NULL, *error;
 	unsigned int i, kept = 0, due_count = 0, client_expunged = 0;
+	unsigned int disposed = 0;
 	int expunged = 0, due_expunged = 0;
 	bool *done, store_error = FALSE, all_devices_blocked = FALSE;
 	bool expunge_failed = FALSE;
@@ -501,9 +828,15 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 						    now);
 			switch (policy) {
 			case MW_POP3_POLICY_CLIENT:
-				/* DELE in a fail-safe session */
-				break;
 			case MW_POP3_POLICY_LEAVE_ON_SERVER:
+				/* DELE that Dovecot did not expunge: seen and
+				   move dispose of it (a DELE in a fail-safe
+				   session is kept) */
+				wanted = msg->deleted &&
+					(muser->set.disposition ==
+					 MW_DISPOSITION_SEEN ||
+					 muser->set.disposition ==
+					 MW_DISPOSITION_MOVE);
 				break;
 			case MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL:
 				wanted = msg->retrieved || msg->deleted;
@@ -517,6 +850,8 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 						msg->guid, &store_error);
 				break;
 			}
+			if (muser->set.disposition == MW_DISPOSITION_KEEP)
+				wanted = FALSE;
 			if (!wanted) {
 				if (msg->deleted || msg->retrieved)
 					kept++;
@@ -540,6 +875,11 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				    rec.expunge_due != 0 &&
 				    rec.expunge_due < due)
 					due = rec.expunge_due;
+				if (due == MW_MSG_DUE_DISPOSED) {
+					/* \Seen already, nothing more due */
+					kept++;
+					continue;
+				}
 				mw_batch_msg_update(batch, muser->device.dev_no,
 						    mbox_guid, msg->guid,
 						    msg->uid, MW_MSG_DUE, due);
@@ -564,6 +904,8 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 			expunge_failed = TRUE;
 			expunged = 0;
 		}
+		if (muser->set.disposition != MW_DISPOSITION_EXPUNGE)
+			expunged = 0;	/* (counted as disposed) */
 		array_foreach_modifiable(&targets, target) {
 			i = array_foreach_idx(&targets, target);
 			if (!done[i] && expunge_failed && mbox_guid != NULL) {
@@ -578,9 +920,24 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 				due_count++;
 			} else if (!done[i])
 				kept++;
-			else if (mbox_guid != NULL)
+			else if (mbox_guid != NULL &&
+				 muser->set.disposition ==
+				 MW_DISPOSITION_SEEN) {
+				/* it stays, hidden from this device */
+				mw_batch_msg_update_key(batch,
+					muser->device.dev_no, mbox_guid,
+					target->key, target->uid, MW_MSG_DUE,
+					MW_MSG_DUE_DISPOSED);
+				disposed++;
+			} else if (mbox_guid != NULL) {
 				mw_batch_msg_prune_key(batch, mbox_guid,
 						       target->key);
+				if (muser->set.disposition ==
+				    MW_DISPOSITION_MOVE)
+					disposed++;
+			} else if (muser->set.disposition !=
+				   MW_DISPOSITION_EXPUNGE)
+				disposed++;
 		}
 	}
 	if (mbox_guid != NULL && quit_seen &&
@@ -604,7 +961,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 
 	e_info(muser->event, "pop3 session %s: policy=%s%s device=%s "
 	       "retr=%u top=%u dele=%u expunged=%u kept=%u delayed=%u "
-	       "due_expunged=%d hidden=%u",
+	       "due_expunged=%d hidden=%u disposition=%s disposed=%u",
 	       quit_seen ? "ended with QUIT" :
 	       "dropped without QUIT (nothing expunged or recorded)",
 	       mw_pop3_policy_name(policy),
@@ -614,6 +971,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	       s == NULL ? 0 : s->retr_count, s == NULL ? 0 : s->top_count,
 	       s == NULL ? 0 : s->dele_count,
 	       client_expunged + (unsigned int)expunged, kept, due_count,
-	       due_expunged, s == NULL ? 0 : s->hidden_count);
+	       due_expunged, s == NULL ? 0 : s->hidden_count,
+	       mw_pop3_disposition_name(muser->set.disposition), disposed);
 	pool_unref(&pool);
 }

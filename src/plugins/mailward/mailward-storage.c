@@ -204,12 +204,17 @@ static int hidden_iter_cb(const struct mw_msg_rec *rec, void *context)
 	bool hide = FALSE;
 	uint64_t v;
 
-	if (rec->expunge_due != 0 && rec->expunge_due <= ctx->now) {
+	if (rec->expunge_due > MW_MSG_DUE_DISPOSED &&
+	    rec->expunge_due <= ctx->now) {
 		/* due for expunge: no device lists it any more */
 		hide = TRUE;
 	} else if (rec->dev_no == muser->device.dev_no) {
 		switch (muser->set.pop3_policy) {
 		case MW_POP3_POLICY_CLIENT:
+			/* a DELE that seen or move disposed of, or that a
+			   fail-safe session kept */
+			hide = rec->deleted != 0 &&
+				muser->set.disposition != MW_DISPOSITION_EXPUNGE;
 			break;
 		case MW_POP3_POLICY_LEAVE_ON_SERVER:
 			hide = rec->deleted != 0;
@@ -241,6 +246,7 @@ static void mailward_pop3_load_hidden(struct mailward_user *muser,
 	if (muser->store == NULL || !muser->device_registered)
 		return;
 	if (muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+	    muser->set.disposition == MW_DISPOSITION_EXPUNGE &&
 	    muser->set.expunge_delay_secs == 0)
 		return;		/* nothing is ever hidden */
 	mbox_guid = mailward_mailbox_guid(muser, s->box);
@@ -547,6 +553,7 @@ mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
 static bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser)
 {
 	return muser->set.pop3_policy == MW_POP3_POLICY_CLIENT &&
+		muser->set.disposition == MW_DISPOSITION_EXPUNGE &&
 		mailward_user_may_expunge(muser);
 }
 
