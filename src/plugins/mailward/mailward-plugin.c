@@ -920,17 +920,17 @@ static void mailward_mail_user_created(struct mail_user *user)
 	mailward_user_read_settings(muser, mailward_setting_lookup, user);
 
 	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
-		"pop3_disposition=%s%s%s (%s) "
-		"expunge_delay=%us hold=%s (%s) imap_expunge=%s audit=%s",
+		"expunge_delay=%us pop3_disposition=%s%s%s (%s) "
+		"hold=%s (%s) imap_expunge=%s audit=%s",
 		user->username, user->service,
 		mw_pop3_policy_name(muser->set.pop3_policy),
 		mw_setting_source_name(muser->set.pop3_policy_source),
+		muser->set.expunge_delay_secs,
 		mw_pop3_disposition_name(muser->set.disposition),
 		muser->set.disposition_mailbox != NULL ? ":" : "",
 		muser->set.disposition_mailbox != NULL ?
 		mailward_display(muser->set.disposition_mailbox, 0) : "",
 		mw_setting_source_name(muser->set.disposition_source),
-		muser->set.expunge_delay_secs,
 		muser->set.hold ? "yes" : "no",
 		mw_setting_source_name(muser->set.hold_source),
 		muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
