@@ -939,8 +939,11 @@ int main(int argc, char *argv[])
 	const enum master_service_flags service_flags =
 		MASTER_SERVICE_FLAG_DONT_SEND_STATS |
 		MASTER_SERVICE_FLAG_NO_IDLE_DIE |
-		MASTER_SERVICE_FLAG_NO_SSL_INIT |
-		MASTER_SERVICE_FLAG_DISABLE_SSL_SET;
+		MASTER_SERVICE_FLAG_NO_SSL_INIT
+#if !DOVECOT_PREREQ(2, 4, 0)
+		| MASTER_SERVICE_FLAG_DISABLE_SSL_SET
+#endif
+		;
 	const char *error;
 	struct auditd_client *c;
 	unsigned int waited = 0;
@@ -983,8 +986,12 @@ int main(int argc, char *argv[])
 	    set.sign_key_path == NULL)
 		usage();
 
+#if DOVECOT_PREREQ(2, 4, 0)
+	if (master_service_settings_read_simple(master_service, &error) < 0)
+#else
 	if (master_service_settings_read_simple(master_service, NULL,
 						&error) < 0)
+#endif
 		i_fatal("Error reading configuration: %s", error);
 	master_service_init_log(master_service);
 	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);

@@ -111,6 +111,33 @@ cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
 	return muser;
 }
 
+/* Command parameters: Dovecot 2.3 hands -d to parse_arg() and the
+   positional arguments to init(); 2.4 has only init(ctx) and
+   doveadm_cmd_param_*(). MW_INIT_ARGS declares init()'s arguments and
+   MW_INIT_ARGS_GET gives it the positional arguments in both. */
+#if DOVECOT_PREREQ(2, 4, 0)
+#  define MW_INIT_ARGS struct doveadm_mail_cmd_context *_ctx
+#  define MW_INIT_ARGS_GET \
+	const char *const *args ATTR_UNUSED = cmd_mailward_params(_ctx);
+
+static const char *const *
+cmd_mailward_params(struct doveadm_mail_cmd_context *_ctx)
+{
+	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
+	const char **args = p_new(_ctx->pool, const char *, 2);
+	const char *value;
+
+	if (doveadm_cmd_param_str(_ctx->cctx, "device", &value))
+		ctx->device = p_strdup(_ctx->pool, value);
+	if (doveadm_cmd_param_str(_ctx->cctx, "mailbox", &value))
+		args[0] = p_strdup(_ctx->pool, value);
+	return args;
+}
+#else
+#  define MW_INIT_ARGS struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED, \
+	const char *const args[] ATTR_UNUSED
+#  define MW_INIT_ARGS_GET
+
 static bool
 cmd_mailward_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
 {
@@ -125,14 +152,17 @@ cmd_mailward_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
 	}
 	return TRUE;
 }
+#endif
 
 static struct mailward_cmd_context *cmd_mailward_alloc_common(void)
 {
 	struct mailward_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct mailward_cmd_context);
+#if !DOVECOT_PREREQ(2, 4, 0)
 	ctx->ctx.getopt_args = "d:";
 	ctx->ctx.v.parse_arg = cmd_mailward_parse_arg;
+#endif
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return ctx;
 }
@@ -254,9 +284,9 @@ cmd_mailward_devices_run(struct doveadm_mail_cmd_context *ctx,
 }
 
 static void
-cmd_mailward_devices_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-			  const char *const args[] ATTR_UNUSED)
+cmd_mailward_devices_init(MW_INIT_ARGS)
 {
+	MW_INIT_ARGS_GET
 	doveadm_print_header_simple("user");
 	doveadm_print_header_simple("id");
 	doveadm_print_header_simple("label");
@@ -272,7 +302,6 @@ static struct doveadm_mail_cmd_context *cmd_mailward_devices_alloc(void)
 {
 	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
 
-	ctx->ctx.getopt_args = "";
 	ctx->ctx.v.init = cmd_mailward_devices_init;
 	ctx->ctx.v.run = cmd_mailward_devices_run;
 	return &ctx->ctx;
@@ -493,9 +522,9 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 }
 
 static void
-cmd_mailward_state_init(struct doveadm_mail_cmd_context *_ctx,
-			const char *const args[])
+cmd_mailward_state_init(MW_INIT_ARGS)
 {
+	MW_INIT_ARGS_GET
 	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
 
 	if (args[0] != NULL) {
@@ -576,9 +605,9 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 }
 
 static void
-cmd_mailward_forget_init(struct doveadm_mail_cmd_context *_ctx,
-			 const char *const args[])
+cmd_mailward_forget_init(MW_INIT_ARGS)
 {
+	MW_INIT_ARGS_GET
 	struct mailward_cmd_context *ctx = (struct mailward_cmd_context *)_ctx;
 
 	if (ctx->device == NULL || args[0] != NULL)
@@ -665,9 +694,9 @@ cmd_mailward_expunge_run(struct doveadm_mail_cmd_context *ctx,
 }
 
 static void
-cmd_mailward_expunge_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-			  const char *const args[])
+cmd_mailward_expunge_init(MW_INIT_ARGS)
 {
+	MW_INIT_ARGS_GET
 	if (args[0] != NULL)
 		doveadm_mail_help_name("mailward expunge");
 	doveadm_print_header_simple("user");
@@ -695,7 +724,6 @@ static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 {
 	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
 
-	ctx->ctx.getopt_args = "";
 	ctx->ctx.v.init = cmd_mailward_expunge_init;
 	ctx->ctx.v.run = cmd_mailward_expunge_run;
 	ctx->ctx.v.deinit = cmd_mailward_expunge_deinit;

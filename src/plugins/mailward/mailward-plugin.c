@@ -15,7 +15,11 @@
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "mailward-plugin.h"
+#include "mailward-settings.h"
 #include "mw-imapid.h"
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#endif
 #include "mw-audit.h"
 #include "mailward-display.h"
 #include "mailward-state-dir.h"
@@ -41,16 +45,31 @@ struct mailward_storage_module mailward_storage_module =
 
 static struct module *mailward_module;
 
+const char *mailward_user_setting(struct mailward_user *muser,
+				  const char *name)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* userdb fields of the same name have already overridden these */
+	if (muser->dset == NULL)
+		return NULL;
+	return mailward_settings_find(muser->dset, name);
+#else
+	/* userdb fields come before plugin {} settings */
+	return mail_user_plugin_getenv(muser->user, name);
+#endif
+}
+
 static const char *
 mailward_setting_lookup(const char *name, void *context,
 			enum mw_setting_source *source_r)
 {
-	struct mail_user *user = context;
+	struct mailward_user *muser = context;
+	struct mail_user *user = muser->user;
 	const char *value;
 	size_t name_len = strlen(name);
 	unsigned int i;
 
-	value = mail_user_plugin_getenv(user, name);
+	value = mailward_user_setting(muser, name);
 	if (value == NULL)
 		return NULL;
 	*source_r = MW_SOURCE_CONFIG;
@@ -99,7 +118,7 @@ void mailward_fault_point(struct mailward_user *muser, const char *point)
 
 	if (muser == NULL)
 		return;
-	value = mail_user_plugin_getenv(muser->user, "mailward_fault_inject");
+	value = mailward_user_setting(muser, "mailward_fault_inject");
 	if (value != NULL && strcmp(value, point) == 0) {
 		e_warning(muser->event, "fault injection: killing process at %s",
 			  point);
@@ -314,8 +333,8 @@ mailward_prelogin_id(struct mailward_user *muser, struct mw_id_params *id_r)
 	if (strcmp(muser->user->service, "imap") != 0 ||
 	    muser->set.device != NULL)
 		return FALSE;
-	value = mail_user_plugin_getenv(muser->user, "mailward_client_id");
-	/* an empty field reads back as "yes": no ID was sent */
+	value = mailward_user_setting(muser, "mailward_client_id");
+	/* 2.3: an empty field reads back as "yes": no ID was sent */
 	if (value == NULL || value[0] == '\0' || strcmp(value, "yes") == 0)
 		return FALSE;
 	if (mw_imap_id_split(t_strconcat("(", value, ")", NULL), buf,
@@ -852,6 +871,9 @@ static void mailward_user_deinit(struct mail_user *user)
 	muser->module_ctx.super.deinit(user);
 	mailward_others_free(muser);
 	event_unref(&muser->event);
+#if DOVECOT_PREREQ(2, 4, 0)
+	settings_free(muser->dset);
+#endif
 }
 
 void mailward_user_read_settings(struct mailward_user *muser,
@@ -915,9 +937,19 @@ static void mailward_mail_user_created(struct mail_user *user)
 	event_add_category(muser->event, &event_category_mailward);
 	event_set_append_log_prefix(muser->event, "mailward: ");
 
-	/* settings are read once, here: mail_user_plugin_getenv()
-	   returns userdb fields before plugin {} settings */
-	mailward_user_read_settings(muser, mailward_setting_lookup, user);
+	/* settings are read once, here */
+#if DOVECOT_PREREQ(2, 4, 0)
+	const char *set_error;
+
+	if (settings_get(user->event, &mailward_setting_parser_info, 0,
+			 &muser->dset, &set_error) < 0) {
+		muser->dset = NULL;
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"Can't read mailward settings of user %s: %s",
+			user->username, set_error));
+	}
+#endif
+	mailward_user_read_settings(muser, mailward_setting_lookup, muser);
 
 	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
 		"expunge_delay=%us pop3_disposition=%s%s%s (%s) "

@@ -61,6 +61,11 @@ struct mailward_user {
 	/* child of user->event: category "mailward", prefix "mailward: " */
 	struct event *event;
 	struct mw_settings set;
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* Dovecot 2.4: the settings struct set's strings point into
+	   (mailward-settings.h); NULL if it could not be read */
+	const struct mailward_settings *dset;
+#endif
 
 	/* Policy must not expunge anything in this session (invalid
 	   setting, state store error, audit failure). Never cleared once
@@ -244,6 +249,11 @@ void mailward_user_read_settings(struct mailward_user *muser,
 
 /* Puts the session into fail-safe mode (policy expunges nothing) and logs
    the reason as an error. */
+/* Returns the raw value of mailward setting name for this user (userdb
+   field first, then the configuration), or NULL if unset. Valid for the
+   user's lifetime. Mailward's own settings all go through this. */
+const char *mailward_user_setting(struct mailward_user *muser,
+				  const char *name);
 void mailward_user_set_fail_safe(struct mailward_user *muser,
 				 const char *reason);
 /* Returns TRUE if policy may expunge in this session. */
