@@ -36,6 +36,35 @@ def sandbox_factory(request):
         pytest.fail("\n".join(errors))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "core: tests of the Dovecot-free core only (unit "
+        "tests): run once, not per Dovecot release line")
+    config.addinivalue_line(
+        "markers", "only_dovecot23(reason): a test that does not run on "
+        "Dovecot 2.4 yet (the reason says why)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """MAILWARD_SKIP_CORE=1 (the second Dovecot line of run-tests.sh)
+    leaves out the core-only tests; tests marked only_dovecot23 are
+    skipped on 2.4 with their reason."""
+    if os.environ.get("MAILWARD_SKIP_CORE"):
+        keep = [i for i in items if i.get_closest_marker("core") is None]
+        dropped = [i for i in items if i.get_closest_marker("core")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+    if mwharness.DOVECOT_24:
+        for item in items:
+            m = item.get_closest_marker("only_dovecot23")
+            if m is not None:
+                reason = m.args[0] if m.args else m.kwargs.get("reason")
+                assert reason, "only_dovecot23 needs a reason"
+                item.add_marker(pytest.mark.skip(
+                    reason="not on Dovecot 2.4 yet: " + reason))
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -1,4 +1,9 @@
-"""A real Dovecot 2.3 sandbox on loopback with mailward loaded from the build tree.
+"""A real Dovecot sandbox on loopback with mailward loaded from the build tree.
+
+Works with Dovecot 2.3 and 2.4 (whichever `dovecot` runs here: Debian 12's
+2.3.19 or Debian 13's 2.4.1); the configuration syntax differs, so tests
+say what they want and the Sandbox writes it in the syntax of the running
+release (see Sandbox.__init__ and DOVECOT_24).
 
 Used by the pytest suite (tests/), the Quick start demo (tests/demo.py) and
 the benchmarks (bench/). Each Sandbox gets its own directory with base_dir,
@@ -28,6 +33,45 @@ AUDITD = os.path.join(BUILD, "mailward-auditd")
 AUDIT_CLI = os.path.join(BUILD, "mailward-audit")
 PASSWORD = "secret"
 
+
+
+def _dovecot_version():
+    try:
+        out = subprocess.run(["dovecot", "--version"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except OSError:
+        return (0, 0, 0)
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", out.strip())
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+# (major, minor, patch) of the Dovecot that runs the sandboxes
+DOVECOT_VERSION = _dovecot_version()
+DOVECOT_24 = DOVECOT_VERSION >= (2, 4, 0)
+# "2.3" or "2.4": the key of per-release variants (extra_conf dicts)
+DOVECOT_LINE = "2.4" if DOVECOT_24 else "2.3"
+# Dovecot 2.4's config process loads plugin settings only from here
+# (compiled in): the build's settings module is copied there
+SETTINGS_MODULEDIR = "/usr/lib/dovecot/modules/settings"
+
+
+def for_line(value):
+    """value itself, or for a dict {"2.3": ..., "2.4": ...} the entry of
+    the running Dovecot's release line (missing: empty string)."""
+    if isinstance(value, dict):
+        return value.get(DOVECOT_LINE, "")
+    return value
+
+
+def var(name):
+    """A Dovecot %-variable in the running release's syntax: %{user} on
+    both; var("owner_user") (the owner in a shared namespace's mail_path)
+    is %{owner_user} on 2.4 and %%{user} on 2.3."""
+    if name == "owner_user":
+        return "%{owner_user}" if DOVECOT_24 else "%%{user}"
+    return "%{" + name + "}"
+
+
 # The Dovecot log must never show these (harness fails the test).
 BAD_LOG = re.compile(r"Panic:|Fatal:|killed with signal|dumped core|"
                      r"AddressSanitizer|runtime error:")
@@ -43,6 +87,27 @@ def _ensure_system_user(name):
                         "/usr/sbin/nologin", name], check=True)
         pw = pwd.getpwnam(name)
     return pw.pw_uid, pw.pw_gid
+
+
+def install_settings_module():
+    """Dovecot 2.4: copies the build's lib20_mailward_settings.so into
+    Dovecot's settings module dir (a compiled-in path) unless the same
+    file is there; without it doveconf rejects the mailward settings."""
+    src = os.path.join(MODULES, "lib20_mailward_settings.so")
+    dst = os.path.join(SETTINGS_MODULEDIR, "lib20_mailward_settings.so")
+    with open(src, "rb") as f:
+        data = f.read()
+    try:
+        with open(dst, "rb") as f:
+            if f.read() == data:
+                return
+    except OSError:
+        pass
+    os.makedirs(SETTINGS_MODULEDIR, exist_ok=True)
+    with open(dst + ".tmp", "wb") as f:
+        f.write(data)
+    os.chmod(dst + ".tmp", 0o644)
+    os.rename(dst + ".tmp", dst)
 
 
 def ensure_test_user():
@@ -107,11 +172,33 @@ class Sandbox:
                  app_passwords=None,
                  protocols="imap pop3", log_debug=True, root=None,
                  mail_plugins=True, audit=False, audit_args="",
-                 plugins=()):
-        """plugins: Dovecot's own mail plugins to load besides mailward,
-        e.g. ["acl", "imap_acl"]: imap_* ones in IMAP only, pop3_* ones
-        in POP3 only, the others in every protocol (Dovecot orders them
-        by their lib number, so they load before mailward)."""
+                 plugins=(), settings=None, namespaces=(),
+                 protocol_settings=None, mail_driver="maildir",
+                 mail_path="~/Maildir", services=None):
+        """What the sandbox should run, independent of Dovecot's syntax:
+        users        {user: {userdb field: value}} (fields as written in
+                     passwd-file, without the userdb_ prefix)
+        plugin       plugin settings {name: value} (2.3: plugin {};
+                     2.4: top level)
+        plugins      Dovecot's own mail plugins to load besides mailward,
+                     e.g. ["acl", "imap_acl"]: imap_* ones in IMAP only,
+                     pop3_* ones in POP3 only, the others in every
+                     protocol (Dovecot orders them by their lib number, so
+                     they load before mailward)
+        settings     top-level settings {name: value}; a value may be a
+                     {"2.3": v, "2.4": v} dict where the name or value
+                     differs (a missing line leaves the setting out)
+        protocol_settings  {"pop3": {name: value}, ...} per protocol
+        namespaces   [{"name": ..., "type": "shared", "prefix": ...,
+                     "separator": "/", "mail_driver": "maildir",
+                     "mail_path": "...", "list": "yes", ...}]: extra
+                     namespaces; mail_path may use var("owner_user")
+        mail_driver, mail_path  the users' mail storage
+        services     {service name: {setting: value}} (service blocks)
+        extra_conf   free text appended to the config: a string (same on
+                     both lines) or a {"2.3": text, "2.4": text} dict
+        protocols, mail_plugins (False: no mailward), audit, log_debug
+        as before."""
         self.uid, self.gid = ensure_test_user()
         self.dir = root or tempfile.mkdtemp(prefix="mailward-sbx-")
         os.chmod(self.dir, 0o755)
@@ -125,6 +212,13 @@ class Sandbox:
         self.plugin = dict(plugin or {})
         self.extra_conf = extra_conf
         self.plugins = list(plugins)
+        self.settings = dict(settings or {})
+        self.protocol_settings = {k: dict(v) for k, v in
+                                  (protocol_settings or {}).items()}
+        self.namespaces = [dict(n) for n in namespaces]
+        self.mail_driver = mail_driver
+        self.mail_path = mail_path
+        self.services = {k: dict(v) for k, v in (services or {}).items()}
         self.protocols = protocols
         self.log_debug = log_debug
         self.mail_plugins = mail_plugins
@@ -173,7 +267,7 @@ class Sandbox:
     def _write_modules(self):
         os.makedirs(self.doveadm_moddir, exist_ok=True)
         for name in os.listdir(MODULES):
-            if not name.endswith(".so"):
+            if not name.endswith(".so") or "_settings" in name:
                 continue
             dst = (self.doveadm_moddir if "doveadm" in name else self.moddir)
             link = os.path.join(dst, name)
@@ -194,20 +288,8 @@ class Sandbox:
             link = os.path.join(self.moddir, found[0])
             if not os.path.exists(link):
                 os.symlink(os.path.join(STOCK_MODULES, found[0]), link)
-
-    def _mail_plugins(self, protocol=None):
-        """The mail_plugins value of all protocols (protocol None) or the
-        extra ones of one protocol."""
-        if protocol is None:
-            names = [p for p in self.plugins
-                     if not p.startswith(("imap_", "pop3_"))]
-            names += ["mailward"] if self.mail_plugins else []
-        else:
-            names = [p for p in self.plugins
-                     if p.startswith(protocol + "_")]
-            names += (["%s_mailward" % protocol] if self.mail_plugins
-                      else [])
-        return " ".join(["$mail_plugins"] + names)
+        if DOVECOT_24:
+            install_settings_module()
 
     def _passwd_line(self, user, fields):
         extra = " ".join("userdb_%s=%s" % (k, v) for k, v in fields.items())
@@ -334,18 +416,79 @@ class Sandbox:
     def listen(self):
         return "127.0.0.1, ::1" if self.have_v6 else "127.0.0.1"
 
-    def write_config(self):
+    # ----- configuration: intent -> 2.3 or 2.4 syntax -----
+    def _mail_plugins(self, protocol=None):
+        """The mail plugins of all protocols (protocol None) or the extra
+        ones of one protocol, as a list."""
+        if protocol is None:
+            names = [p for p in self.plugins
+                     if not p.startswith(("imap_", "pop3_"))]
+            names += ["mailward"] if self.mail_plugins else []
+        else:
+            names = [p for p in self.plugins
+                     if p.startswith(protocol + "_")]
+            names += (["%s_mailward" % protocol] if self.mail_plugins
+                      else [])
+        return names
+
+    @staticmethod
+    def _block(head, lines, indent="  "):
+        body = "".join("%s%s\n" % (indent, l) for l in lines)
+        return "%s {\n%s}\n" % (head, body)
+
+    @staticmethod
+    def _kv(items):
+        out = []
+        for k, v in items.items():
+            v = for_line(v)
+            if v is None or (isinstance(v, str) and v == "" and
+                             isinstance(items[k], dict)):
+                continue
+            out.append("%s = %s" % (k, v))
+        return out
+
+    def _services_conf(self):
+        out = ""
+        for name, items in self.services.items():
+            out += self._block("service %s" % name, self._kv(items))
+        return out
+
+    def _namespaces_conf(self):
+        out = ""
+        for ns in self.namespaces:
+            ns = dict(ns)
+            name = ns.pop("name")
+            driver = ns.pop("mail_driver", None)
+            path = ns.pop("mail_path", None)
+            lines = self._kv(ns)
+            if driver is not None:
+                if DOVECOT_24:
+                    lines += ["mail_driver = %s" % driver,
+                              "mail_path = %s" % path]
+                else:
+                    lines.append("location = %s:%s" % (driver, path))
+            out += self._block("namespace %s" % name, lines)
+        return out
+
+    def _conf_23(self):
         plugin_lines = "\n".join("  %s = %s" % kv for kv in
                                  self.plugin.items())
-        mp_all = self._mail_plugins()
-        mp_pop3 = self._mail_plugins("pop3")
-        mp_imap = self._mail_plugins("imap")
+        mp_all = " ".join(["$mail_plugins"] + self._mail_plugins())
+        mp_pop3 = " ".join(["$mail_plugins"] + self._mail_plugins("pop3"))
+        mp_imap = " ".join(["$mail_plugins"] + self._mail_plugins("imap"))
         debug = "log_debug = category=mailward\n" if self.log_debug else ""
         app_passdbs = "".join(
             "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN "
             "%s/apppw%d\n}\n" % (self.dir, i)
             for i in range(self.app_passdbs))
-        conf = f"""# mailward test sandbox (generated)
+        settings = "".join(l + "\n" for l in self._kv(self.settings))
+        proto = {p: "".join("  %s\n" % l for l in self._kv(items))
+                 for p, items in self.protocol_settings.items()}
+        other_proto = "".join(
+            self._block("protocol %s" % p, self._kv(items))
+            for p, items in self.protocol_settings.items()
+            if p not in ("pop3", "imap"))
+        return f"""# mailward test sandbox (generated, Dovecot 2.3 syntax)
 base_dir = {self.dir}/run
 state_dir = {self.dir}/state
 log_path = {self.log}
@@ -366,12 +509,12 @@ userdb {{
   driver = passwd-file
   args = {self.dir}/users
 }}
-mail_location = maildir:~/Maildir
+mail_location = {self.mail_driver}:{self.mail_path}
 mail_plugin_dir = {self.moddir}
 mail_plugins = {mp_all}
 pop3_uidl_format = %08Xu%08Xv
 imap_id_retain = yes
-service imap-login {{
+{settings}service imap-login {{
   inet_listener imap {{
     address = {self.listen}
     port = {self.imap_port}
@@ -401,15 +544,86 @@ service lmtp {{
 }}
 protocol pop3 {{
   mail_plugins = {mp_pop3}
-}}
+{proto.get("pop3", "")}}}
 protocol imap {{
   mail_plugins = {mp_imap}
-}}
-plugin {{
+{proto.get("imap", "")}}}
+{other_proto}plugin {{
 {plugin_lines}
 }}
-{self._audit_conf()}{self.extra_conf}
+{self._namespaces_conf()}{self._services_conf()}{self._audit_conf()}{for_line(self.extra_conf)}
 """
+
+    def _conf_24(self):
+        def mail_plugins(names, indent):
+            if not names:
+                return ""
+            return "%smail_plugins {\n%s%s}\n" % (
+                indent, "".join("%s  %s = yes\n" % (indent, n)
+                                for n in names), indent)
+        debug = "log_debug = category=mailward\n" if self.log_debug else ""
+        app_passdbs = "".join(
+            "passdb apppw%d {\n  driver = passwd-file\n"
+            "  passwd_file_path = %s/apppw%d\n}\n" % (i, self.dir, i)
+            for i in range(self.app_passdbs))
+        settings = "".join(l + "\n" for l in self._kv(self.settings))
+        plugin_lines = "".join("%s = %s\n" % kv for kv in self.plugin.items())
+        protocols = ""
+        for p in ["pop3", "imap"] + [p for p in self.protocol_settings
+                                     if p not in ("pop3", "imap")]:
+            body = mail_plugins(self._mail_plugins(p)
+                                if p in ("pop3", "imap") else [], "  ")
+            body += "".join("  %s\n" % l for l in
+                            self._kv(self.protocol_settings.get(p, {})))
+            protocols += "protocol %s {\n%s}\n" % (p, body)
+        return f"""dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+# mailward test sandbox (generated, Dovecot 2.4 syntax)
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.log}
+{debug}protocols = {self.protocols}
+listen = {self.listen}
+ssl = no
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+first_valid_uid = 1
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb passwd-file {{
+  passwd_file_path = {self.dir}/users
+}}
+{app_passdbs}
+userdb passwd-file {{
+  passwd_file_path = {self.dir}/users
+}}
+mail_driver = {self.mail_driver}
+mail_path = {self.mail_path}
+mail_plugin_dir = {self.moddir}
+{mail_plugins(self._mail_plugins(), "")}pop3_uidl_format = %{{uid | hex(8)}}%{{uidvalidity | hex(8)}}
+imap_id_retain = yes
+{settings}service imap-login {{
+  inet_listener imap {{
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+{protocols}{plugin_lines}
+{self._namespaces_conf()}{self._services_conf()}{self._audit_conf()}{for_line(self.extra_conf)}
+"""
+
+    def write_config(self):
+        conf = self._conf_24() if DOVECOT_24 else self._conf_23()
         with open(self.conf, "w") as f:
             f.write(conf)
 

@@ -1,17 +1,104 @@
 #!/bin/bash
 # Sets up (Debian packages), builds, and runs all of mailward's tests:
-# the core unit tests (cmocka, under ASan/UBSan) and the integration tests
-# against real sandbox Dovecot instances on 127.0.0.1.
+# the core unit tests (cmocka, under ASan/UBSan) once, and every
+# integration test against real sandbox Dovecot instances on 127.0.0.1,
+# twice: on this machine's Dovecot (Debian 12: 2.3.19) and on Dovecot 2.4.1
+# in a Debian 13 chroot that tests/trixie.sh builds (and keeps in
+# /var/cache/mailward-trixie). The last line counts the tests of both:
+#   N passed, N failed
 #   bash tests/run-tests.sh [pytest args...]
-# Environment: MAILWARD_LONG=1 also runs the long stress tests.
+# Environment: MAILWARD_LONG=1 also runs the long stress tests;
+# MAILWARD_DOVECOT=host or =trixie runs only one of the two lines.
 source "$(dirname "$0")/setup.sh"
+source "$MW_ROOT/tests/trixie.sh"
+
+if [ -n "${MAILWARD_INNER:-}" ]; then
+	# inside the chroot: build and run one line, results in $MAILWARD_JUNIT
+	mw_build
+	cd "$MW_ROOT"
+	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
+		--junitxml="$MAILWARD_JUNIT" tests "$@"
+	exit $?
+fi
+
 mw_install_packages
-mw_build
-cd "$MW_ROOT"
-echo "== running tests"
-set +e
-/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE tests "$@"
-rc=$?
-# pytest exits 5 when no test ran: that is a failure here
-[ $rc -eq 5 ] && rc=1
+lines="${MAILWARD_DOVECOT:-both}"
+if [ "$lines" = both ] && dovecot --version | grep -q '^2\.4\.'; then
+	# a Debian 13 machine: its own Dovecot is the 2.4 line already
+	echo "== this machine runs Dovecot 2.4: no Debian 13 chroot needed"
+	lines=host
+fi
+results="$MW_BUILD/test-results"
+mkdir -p "$results"
+rm -f "$results"/junit-*.xml
+rc=0
+
+if [ "$lines" != trixie ]; then
+	mw_build
+	cd "$MW_ROOT"
+	echo "== running tests on this machine's Dovecot $(dovecot --version)"
+	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
+		--junitxml="$results/junit-host.xml" tests "$@" || rc=1
+fi
+
+if [ "$lines" != host ]; then
+	if mw_trixie_prepare; then
+		mw_trixie_sync
+		echo "== running tests on Dovecot 2.4 (Debian 13 chroot)"
+		args=""
+		for a in "$@"; do
+			args="$args $(printf '%q' "$a")"
+		done
+		# the core unit tests ran above already (when both lines run)
+		skip_core=1
+		[ "$lines" = trixie ] && skip_core=
+		MAILWARD_SKIP_CORE=$skip_core \
+		MAILWARD_JUNIT=/mailward/build/junit-trixie.xml \
+			mw_trixie_exec "cd /mailward && MAILWARD_INNER=1 \
+				bash tests/run-tests.sh $args" || rc=1
+		cp "$MW_TRIXIE_ROOT/mailward/build/junit-trixie.xml" \
+			"$results/junit-trixie.xml" 2>/dev/null
+	else
+		echo "== could not build the Debian 13 chroot: Dovecot 2.4 tests not run"
+		rc=1
+	fi
+fi
+
+# one summary line for both lines (a missing result file is a failure)
+/usr/bin/python3 - "$results" "$lines" <<'PY' || rc=1
+import os, sys
+import xml.etree.ElementTree as ET
+d, lines = sys.argv[1], sys.argv[2]
+want = {"both": ["host", "trixie"], "host": ["host"],
+        "trixie": ["trixie"]}[lines]
+passed = failed = skipped = 0
+ok = True
+for name in want:
+    path = os.path.join(d, "junit-%s.xml" % name)
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        print("%s: no test results" % name)
+        failed += 1
+        ok = False
+        continue
+    n = f = s = 0
+    for tc in root.iter("testcase"):
+        kinds = {c.tag for c in tc}
+        n += 1
+        if kinds & {"failure", "error"}:
+            f += 1
+        elif "skipped" in kinds:
+            s += 1
+    if n == 0:
+        ok = False
+    print("%s: %d passed, %d failed, %d skipped" % (
+        {"host": "Dovecot of this machine", "trixie": "Dovecot 2.4 (chroot)"}[name],
+        n - f - s, f, s))
+    passed += n - f - s
+    failed += f
+    skipped += s
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(0 if ok and failed == 0 else 1)
+PY
 exit $rc

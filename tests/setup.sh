@@ -1,5 +1,7 @@
-# Sourced by tests/run-tests.sh and tests/demo.sh: installs what mailward
-# needs from Debian 12 and builds it into ./build. Run as root.
+# Sourced by tests/run-tests.sh, tests/demo.sh and tests/trixie.sh:
+# installs what mailward needs from Debian (12 or 13: the same package
+# names) and builds it into ./build against the Dovecot installed here
+# (2.3 or 2.4). Run as root.
 set -euo pipefail
 
 MW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,7 +12,7 @@ MW_PACKAGES="build-essential autoconf automake libtool pkg-config
   dovecot-dev dovecot-core dovecot-imapd dovecot-pop3d
   liblmdb-dev lmdb-utils libssl-dev openssl libcmocka-dev
   python3 python3-pytest fetchmail getmail6 isync util-linux procps
-  clang valgrind"
+  clang libclang-rt-dev valgrind mount debootstrap"
 
 mw_install_packages() {
 	local missing=""

@@ -26,7 +26,9 @@ KILLED = r"killed with signal 9"
 
 def mail_pid(sbx, user="alice", n=1):
     """The mail process pid of the user's n-th last login."""
-    lines = sbx.wait_log(r"Login: user=<%s>.*mpid=\d+" % re.escape(user))
+    # Dovecot 2.3 logs "Login: user=<...>", 2.4 "Logged in: user=<...>"
+    lines = sbx.wait_log(r"(Login|Logged in): user=<%s>.*mpid=\d+"
+                         % re.escape(user))
     return int(re.search(r"mpid=(\d+)", lines[-n]).group(1))
 
 

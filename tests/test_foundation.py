@@ -110,11 +110,13 @@ def test_invalid_setting_is_reported_and_fail_safe(sandbox_factory):
 
 
 def test_empty_userdb_field_is_invalid(sandbox_factory):
-    # Dovecot reads an empty userdb field back as "yes"
+    # Dovecot 2.3 reads an empty userdb field back as "yes", 2.4 as ""
     sbx = sandbox_factory(users={"alice": {"mailward_pop3_policy": ""}})
     r = sbx.doveadm("mailward", "settings", "-u", "alice", fmt="json")
-    assert "Invalid setting mailward_pop3_policy=yes for user alice" \
+    seen = "" if mwharness.DOVECOT_24 else "yes"
+    assert "Invalid setting mailward_pop3_policy=%s for user alice" % seen \
         in r.stderr
+    assert '"fail_safe":"yes"' in r.stdout
 
 
 def test_fetchmail_session_with_plugins(sandbox_factory, tmp_path):

@@ -14,6 +14,9 @@ import pytest
 
 import mwharness
 
+# the core only: run once, not per Dovecot release line
+pytestmark = pytest.mark.core
+
 FUZZ = os.path.join(mwharness.REPO, "tests", "fuzz")
 CORE = os.path.join(mwharness.REPO, "src", "core")
 CORPUS = os.path.join(FUZZ, "corpus")

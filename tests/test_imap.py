@@ -7,7 +7,10 @@ a POP3 laptop + IMAP phone under expunge-after-all-devices."""
 import imaplib
 import time
 
+import pytest
+
 import mwclients
+import mwharness
 from mwharness import devices, imap, imap_count, imap_id, make_message, \
     pop3, wait_session_end
 
@@ -281,3 +284,60 @@ def test_imap_not_counting_as_retrieval(sandbox_factory):
     assert sbx.maildir_count("alice") == 1
     # and with the default (yes) the IMAP phone would have held it back:
     # see test_pop3_laptop_and_imap_phone_all_devices
+
+
+imaplib.Commands.setdefault("REPLACE", ("SELECTED",))
+
+
+def _replace(i, seq, mailbox, message):
+    """RFC 8508 REPLACE of message seq by message (a literal); returns
+    (tagged type, tagged text, untagged NO lines)."""
+    i.untagged_responses.pop("NO", None)
+    i.literal = message
+    typ, data = i._simple_command("REPLACE", seq, mailbox)
+    untagged_no = i.untagged_responses.pop("NO", [])
+    return typ, b" ".join(d for d in data if d).decode(), untagged_no
+
+
+@pytest.mark.skipif(not mwharness.DOVECOT_24,
+                    reason="IMAP REPLACE (RFC 8508) is new in Dovecot 2.4")
+@pytest.mark.parametrize("fields,why", [
+    ({"mailward_hold": "yes"}, "legal hold (mailward_hold)"),
+    ({"mailward_imap_expunge": "deny"}, "mailward_imap_expunge=deny"),
+])
+def test_replace_refused_keeps_everything(sandbox_factory, fields, why):
+    sbx = sandbox_factory(users={"alice": fields})
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    i = imap(sbx)
+    i.select("INBOX")
+    typ, text, untagged_no = _replace(
+        i, "1", "INBOX", make_message(9, subject="replacement"))
+    # a truthful tagged reply, no "Internal error" on the side
+    assert typ == "NO", text
+    assert "Replace refused, nothing saved or expunged" in text, text
+    assert why in text, text
+    assert untagged_no == [], untagged_no
+    # the session goes on and still sees both messages
+    typ, data = i.noop()
+    assert typ == "OK", data
+    typ, data = i.search(None, "ALL")
+    assert data == [b"1 2"], data
+    i.logout()
+    assert sbx.maildir_subjects("alice") == ["message 0", "message 1"]
+    sbx.wait_log(r"imap\(alice\).*mailward: Refused REPLACE of UID 1 in "
+                 r"INBOX")
+
+
+@pytest.mark.skipif(not mwharness.DOVECOT_24,
+                    reason="IMAP REPLACE (RFC 8508) is new in Dovecot 2.4")
+def test_replace_allowed_without_hold(sandbox_factory):
+    sbx = sandbox_factory()
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    i = imap(sbx)
+    i.select("INBOX")
+    typ, text, untagged_no = _replace(
+        i, "1", "INBOX", make_message(9, subject="replacement"))
+    assert typ == "OK", text
+    assert untagged_no == [], untagged_no
+    i.logout()
+    assert sbx.maildir_subjects("alice") == ["message 1", "replacement"]

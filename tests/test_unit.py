@@ -7,6 +7,9 @@ import pytest
 
 import mwharness
 
+# the core only: run once, not per Dovecot release line
+pytestmark = pytest.mark.core
+
 UNIT_DIR = os.path.join(mwharness.BUILD, "tests", "unit")
 PROGRAMS = sorted(n for n in (os.listdir(UNIT_DIR) if os.path.isdir(UNIT_DIR)
                               else []) if n.startswith("test-") and

@@ -63,8 +63,11 @@ def vg_service(name, outdir):
             os.path.join(DOVECOT_LIBEXEC, name)]
     return ("service %s {\n  executable = %s\n"
             # valgrind reserves far more address space than Dovecot's
-            # default 256 MB vsz_limit allows
-            "  vsz_limit = 0\n}\n" % (name, " ".join(args)))
+            # default 256 MB vsz_limit allows (2.4 spells no limit
+            # "unlimited", 2.3 "0")
+            "  vsz_limit = %s\n}\n" % (
+                name, " ".join(args),
+                "unlimited" if mwharness.DOVECOT_24 else "0"))
 
 
 def frames(err):

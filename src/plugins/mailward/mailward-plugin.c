@@ -69,21 +69,28 @@ mailward_setting_lookup(const char *name, void *context,
 	size_t name_len = strlen(name);
 	unsigned int i;
 
-	value = mailward_user_setting(muser, name);
-	if (value == NULL)
-		return NULL;
-	*source_r = MW_SOURCE_CONFIG;
+	bool userdb = FALSE;
+
 	if (user->userdb_fields != NULL) {
 		for (i = 0; user->userdb_fields[i] != NULL; i++) {
 			const char *field = user->userdb_fields[i];
 
 			if (strncmp(field, name, name_len) == 0 &&
 			    (field[name_len] == '=' || field[name_len] == '\0')) {
-				*source_r = MW_SOURCE_USERDB;
+				userdb = TRUE;
 				break;
 			}
 		}
 	}
+	value = mailward_user_setting(muser, name);
+	if (value == NULL) {
+		/* Dovecot 2.4 reads an empty userdb field as "" (2.3: "yes"):
+		   it is a value that does not parse, not an unset setting */
+		if (!userdb)
+			return NULL;
+		value = "";
+	}
+	*source_r = userdb ? MW_SOURCE_USERDB : MW_SOURCE_CONFIG;
 	return value;
 }
 

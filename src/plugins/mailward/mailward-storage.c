@@ -1021,6 +1021,39 @@ mailward_pop3_dele_kept(struct mailward_user *muser, struct mail *mail)
 	return !go_ahead;
 }
 
+#if DOVECOT_PREREQ(2, 4, 0)
+/* IMAP REPLACE (RFC 8508, Dovecot 2.4) saves the new message and expunges
+   the old one. When that expunge would be refused, the whole REPLACE is:
+   nothing is saved or expunged and the client gets a tagged NO saying
+   why (refusing only the expunge would leave both messages and make
+   Dovecot report an internal error). */
+static int
+mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
+{
+	struct mailbox *box = ctx->transaction->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_box_user(box);
+	const char *reason;
+
+	if (muser != NULL && ctx->expunged_mail != NULL &&
+	    mailward_expunge_refused(muser)) {
+		reason = mailward_refuse_reason(muser);
+		e_info(muser->event, "Refused REPLACE of UID %u in %s: %s",
+		       ctx->expunged_mail->uid,
+		       mailbox_get_vname(ctx->expunged_mail->box), reason);
+		mailward_note_suppressed(muser, ctx->expunged_mail,
+					 "expunge_suppressed",
+					 muser->set.hold ? "hold" : "policy");
+		(void)mailward_audit_commit(muser, FALSE);
+		mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
+			t_strdup_printf("Replace refused, nothing saved or "
+					"expunged: %s", reason));
+		return -1;
+	}
+	return mbox->module_ctx.super.save_begin(ctx, input);
+}
+#endif
+
 static bool
 mailward_search_next_nonblock(struct mail_search_context *ctx,
 			      struct mail **mail_r, bool *tryagain_r)
@@ -1155,5 +1188,9 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 		mbox->autoexpunge_held = TRUE;
 		v->get_status = mailward_autoexpunge_get_status;
 	}
+#if DOVECOT_PREREQ(2, 4, 0)
+	if (v->save_begin != NULL)
+		v->save_begin = mailward_save_begin;
+#endif
 	MODULE_CONTEXT_SET(box, mailward_storage_module, mbox);
 }
