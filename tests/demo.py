@@ -53,8 +53,9 @@ def main():
     sbx = mwharness.Sandbox(**kw)
     sbx.start()
     try:
-        say("sandbox Dovecot %s: IMAP 127.0.0.1:%d, POP3 127.0.0.1:%d, "
-            "log %s" % (sbx.dir, sbx.imap_port, sbx.pop3_port, sbx.log))
+        say("sandbox Dovecot %s %s: IMAP 127.0.0.1:%d, POP3 127.0.0.1:%d, "
+            "log %s" % (".".join(map(str, mwharness.DOVECOT_VERSION)),
+                        sbx.dir, sbx.imap_port, sbx.pop3_port, sbx.log))
         for u in ("alice", "bob", "carol"):
             sbx.deliver(u, [make_message(i, subject="%s's mail #%d" % (u, i))
                             for i in range(1, 4)])

@@ -179,7 +179,7 @@ class Sandbox:
         users        {user: {userdb field: value}} (fields as written in
                      passwd-file, without the userdb_ prefix)
         plugin       plugin settings {name: value} (2.3: plugin {};
-                     2.4: top level)
+                     2.4: top level); values as in settings
         plugins      Dovecot's own mail plugins to load besides mailward,
                      e.g. ["acl", "imap_acl"]: imap_* ones in IMAP only,
                      pop3_* ones in POP3 only, the others in every
@@ -187,8 +187,10 @@ class Sandbox:
                      they load before mailward)
         settings     top-level settings {name: value}; a value may be a
                      {"2.3": v, "2.4": v} dict where the name or value
-                     differs (a missing line leaves the setting out)
+                     differs (a missing line or None leaves it out)
         protocol_settings  {"pop3": {name: value}, ...} per protocol
+                     (2.4 checks pop3_deleted_flag with pop3_delete_type
+                     in protocol pop3: set both here, not in settings)
         namespaces   [{"name": ..., "type": "shared", "prefix": ...,
                      "separator": "/", "mail_driver": "maildir",
                      "mail_path": "...", "list": "yes", ...}]: extra
@@ -471,8 +473,7 @@ class Sandbox:
         return out
 
     def _conf_23(self):
-        plugin_lines = "\n".join("  %s = %s" % kv for kv in
-                                 self.plugin.items())
+        plugin_lines = "\n".join("  " + l for l in self._kv(self.plugin))
         mp_all = " ".join(["$mail_plugins"] + self._mail_plugins())
         mp_pop3 = " ".join(["$mail_plugins"] + self._mail_plugins("pop3"))
         mp_imap = " ".join(["$mail_plugins"] + self._mail_plugins("imap"))
@@ -567,7 +568,7 @@ protocol imap {{
             "  passwd_file_path = %s/apppw%d\n}\n" % (i, self.dir, i)
             for i in range(self.app_passdbs))
         settings = "".join(l + "\n" for l in self._kv(self.settings))
-        plugin_lines = "".join("%s = %s\n" % kv for kv in self.plugin.items())
+        plugin_lines = "".join(l + "\n" for l in self._kv(self.plugin))
         protocols = ""
         for p in ["pop3", "imap"] + [p for p in self.protocol_settings
                                      if p not in ("pop3", "imap")]:
