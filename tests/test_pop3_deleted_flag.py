@@ -35,8 +35,9 @@ def _sandbox(sandbox_factory, policy, delete_type):
         users={"alice": {"mailward_pop3_policy": policy}},
         app_passwords={"alice": {"phonepw": "phone", "laptoppw": "laptop"}},
         audit=True,
-        extra_conf="pop3_deleted_flag = \"%s\"\npop3_delete_type = %s\n"
-        % (FLAG, delete_type))
+        # in protocol pop3: Dovecot 2.4 checks the two together there
+        protocol_settings={"pop3": {"pop3_deleted_flag": '"%s"' % FLAG,
+                                    "pop3_delete_type": delete_type}})
 
 
 def test_deleted_flag_keeps_view_per_device(sandbox_factory):

@@ -10,10 +10,13 @@ from mwharness import imap, make_message, pop3, wait_session_end
 
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 
-# lazy_expunge copies an expunged message to EXPUNGED; mail_log (on notify)
-# logs what the storage reports as done: neither may see a kept expunge
+# lazy_expunge copies an expunged message to EXPUNGED (its setting is
+# "lazy_expunge" in 2.3, "lazy_expunge_mailbox" in 2.4); mail_log (on
+# notify) logs what the storage reports as done: neither may see a kept
+# expunge
 LAZY = dict(plugins=["lazy_expunge", "notify", "mail_log"],
-            plugin={"lazy_expunge": "EXPUNGED",
+            plugin={"lazy_expunge": {"2.3": "EXPUNGED"},
+                    "lazy_expunge_mailbox": {"2.4": "EXPUNGED"},
                     "mail_log_events": "expunge copy save"})
 FOLDERS = """
 namespace inbox {
