@@ -12,14 +12,30 @@
 source "$(dirname "$0")/setup.sh"
 source "$MW_ROOT/tests/trixie.sh"
 
+# pytest's arguments: the whole suite unless paths are given
+mw_paths() {
+	local a
+	for a in "$@"; do
+		case "$a" in
+		-*) ;;
+		*) [ -e "${a%%::*}" ] && return 0 ;;
+		esac
+	done
+	return 1
+}
 if [ -n "${MAILWARD_INNER:-}" ]; then
 	# inside the chroot: build and run one line, results in $MAILWARD_JUNIT
 	mw_build
 	cd "$MW_ROOT"
+	suite=tests
+	mw_paths "$@" && suite=
 	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
-		--junitxml="$MAILWARD_JUNIT" tests "$@"
+		--junitxml="$MAILWARD_JUNIT" $suite "$@"
 	exit $?
 fi
+
+suite=tests
+mw_paths "$@" && suite=
 
 mw_install_packages
 lines="${MAILWARD_DOVECOT:-both}"
@@ -38,7 +54,7 @@ if [ "$lines" != trixie ]; then
 	cd "$MW_ROOT"
 	echo "== running tests on this machine's Dovecot $(dovecot --version)"
 	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
-		--junitxml="$results/junit-host.xml" tests "$@" || rc=1
+		--junitxml="$results/junit-host.xml" $suite "$@" || rc=1
 fi
 
 if [ "$lines" != host ]; then
