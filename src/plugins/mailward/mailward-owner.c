@@ -10,6 +10,10 @@
 #include "settings-parser.h"
 #include "master-service.h"
 #include "master-service-settings.h"
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#  include "mailward-settings.h"
+#endif
 #include "auth-master.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
@@ -31,6 +35,11 @@ struct mailward_lookup_ctx {
 	const char *const *owner_fields;
 	/* why a value could not be determined (first failure) */
 	const char *error;
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* user's settings (Dovecot 2.4), read at the first lookup */
+	const struct mailward_settings *dset;
+	bool dset_failed;
+#endif
 };
 
 static const char *
@@ -45,7 +54,7 @@ userdb_field_find(const char *const *fields, const char *name)
 		const char *field = fields[i];
 
 		/* unknown userdb fields become plugin/ settings */
-		if (str_begins(field, "plugin/"))
+		if (strncmp(field, "plugin/", 7) == 0)
 			field += 7;
 		if (strncmp(field, name, len) == 0) {
 			if (field[len] == '=')
@@ -57,6 +66,52 @@ userdb_field_find(const char *const *fields, const char *name)
 	return NULL;
 }
 
+#if DOVECOT_PREREQ(2, 4, 0)
+static const char *
+mailward_other_setting_lookup(const char *name, void *context,
+			      enum mw_setting_source *source_r)
+{
+	struct mailward_lookup_ctx *ctx = context;
+	const char *value, *error;
+
+	value = userdb_field_find(ctx->owner_fields, name);
+	if (value != NULL) {
+		/* an empty field stays "": mw_settings_read() rejects it */
+		*source_r = MW_SOURCE_USERDB;
+		return p_strdup(ctx->user->pool, value);
+	}
+	*source_r = MW_SOURCE_CONFIG;
+	if (userdb_field_find(ctx->session->userdb_fields, name) != NULL) {
+		/* the session user's own field must not decide for another
+		   owner, and on Dovecot 2.4 it overrides the global value in
+		   every settings lookup of this process: unknown */
+		if (ctx->error == NULL) {
+			ctx->error = p_strdup_printf(ctx->user->pool,
+				"global value of %s not available "
+				"(the session's userdb field overrides it)",
+				name);
+		}
+		return NULL;
+	}
+	if (ctx->dset == NULL && !ctx->dset_failed) {
+		if (settings_get(ctx->user->event,
+				 &mailward_setting_parser_info, 0,
+				 &ctx->dset, &error) < 0) {
+			ctx->dset = NULL;
+			ctx->dset_failed = TRUE;
+			if (ctx->error == NULL) {
+				ctx->error = p_strdup_printf(ctx->user->pool,
+					"settings could not be read: %s",
+					error);
+			}
+		}
+	}
+	if (ctx->dset == NULL)
+		return NULL;
+	value = mailward_settings_find(ctx->dset, name);
+	return value == NULL ? NULL : p_strdup(ctx->user->pool, value);
+}
+#else
 /* The plugin {} value of name as configured, before any userdb field
    replaced it. Returns 1 (value_r NULL if unset) or -1 if the global
    settings are not available in this process. */
@@ -131,6 +186,7 @@ mailward_other_setting_lookup(const char *name, void *context,
 	}
 	return p_strdup(ctx->user->pool, str_c(str));
 }
+#endif
 
 static struct mailward_user *
 mailward_other_alloc(struct mailward_user *actor, struct mail_user *user,
@@ -157,6 +213,9 @@ mailward_other_settings(struct mailward_user *muser,
 			struct mailward_lookup_ctx *ctx)
 {
 	mailward_user_read_settings(muser, mailward_other_setting_lookup, ctx);
+#if DOVECOT_PREREQ(2, 4, 0)
+	settings_free(ctx->dset);
+#endif
 	if (ctx->error != NULL && muser->settings_unknown == NULL)
 		muser->settings_unknown = ctx->error;
 	if (muser->settings_unknown != NULL) {
@@ -238,7 +297,11 @@ mailward_owner_userdb(struct mail_user *owner, const char *const **fields_r,
 		return -1;
 	}
 	i_zero(&info);
+#if DOVECOT_PREREQ(2, 4, 0)
+	info.protocol = owner->protocol;
+#else
 	info.service = owner->service;
+#endif
 	if (session->conn.local_ip != NULL)
 		info.local_ip = *session->conn.local_ip;
 	if (session->conn.remote_ip != NULL)
