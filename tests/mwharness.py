@@ -195,7 +195,8 @@ class Sandbox:
                      "separator": "/", "mail_driver": "maildir",
                      "mail_path": "...", "list": "yes", ...}]: extra
                      namespaces; mail_path may use var("owner_user")
-        mail_driver, mail_path  the users' mail storage
+        mail_driver, mail_path  the users' mail storage (per-line dicts
+                     allowed, e.g. 2.3 mail_path "~/mail:INBOX=~/inbox")
         services     {service name: {setting: value}} (service blocks)
         extra_conf   free text appended to the config: a string (same on
                      both lines) or a {"2.3": text, "2.4": text} dict
@@ -510,7 +511,7 @@ userdb {{
   driver = passwd-file
   args = {self.dir}/users
 }}
-mail_location = {self.mail_driver}:{self.mail_path}
+mail_location = {for_line(self.mail_driver)}:{for_line(self.mail_path)}
 mail_plugin_dir = {self.moddir}
 mail_plugins = {mp_all}
 pop3_uidl_format = %08Xu%08Xv
@@ -598,8 +599,8 @@ passdb passwd-file {{
 userdb passwd-file {{
   passwd_file_path = {self.dir}/users
 }}
-mail_driver = {self.mail_driver}
-mail_path = {self.mail_path}
+mail_driver = {for_line(self.mail_driver)}
+mail_path = {for_line(self.mail_path)}
 mail_plugin_dir = {self.moddir}
 {mail_plugins(self._mail_plugins(), "")}pop3_uidl_format = %{{uid | hex(8)}}%{{uidvalidity | hex(8)}}
 imap_id_retain = yes

@@ -12,7 +12,10 @@ import time
 
 from mwharness import imap, imap_id, make_message, pop3, wait_session_end
 
-MBOX_CONF = "mail_location = mbox:~/mail:INBOX=~/inbox\n"
+# mbox:~/mail:INBOX=~/inbox (2.3), mail_inbox_path (2.4)
+MBOX_CONF = dict(mail_driver="mbox",
+                 mail_path={"2.3": "~/mail:INBOX=~/inbox", "2.4": "~/mail"},
+                 settings={"mail_inbox_path": {"2.4": "~/inbox"}})
 
 
 def _write_mbox(sbx, user, messages):
@@ -56,11 +59,11 @@ def _wait_exit(log_line):
     raise AssertionError("process %d did not exit" % pid)
 
 
-def _sandbox(sandbox_factory, extra_conf=""):
+def _sandbox(sandbox_factory, mail=None):
     return sandbox_factory(
         users={"alice": {"mailward_pop3_policy": "leave-on-server"}},
         app_passwords={"alice": {"phonepw": "phone"}},
-        extra_conf=extra_conf)
+        **(mail or {}))
 
 
 def _dele_two_and_lose_index(sbx, lose_index):
