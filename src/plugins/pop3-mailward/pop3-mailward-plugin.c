@@ -118,7 +118,8 @@ reply_rewrite(struct reply_ostream *rstream, const char *line)
 		return NULL;
 	}
 	if (muser->read_refused &&
-	    str_begins(line, POP3_EXPUNGED_PREFIX) &&
+	    strncmp(line, POP3_EXPUNGED_PREFIX,
+		    strlen(POP3_EXPUNGED_PREFIX)) == 0 &&
 	    str_has_suffix(line, POP3_EXPUNGED_SUFFIX)) {
 		/* mailward refused the read: the message exists */
 		muser->read_refused = FALSE;
