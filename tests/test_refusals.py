@@ -37,8 +37,10 @@ def count(sbx, user, folder=None):
 
 def mail_log(sbx, user, event, wait=0):
     """mail_log's lines of one event ("expunge", "copy") for user; waits
-    for `wait` of them (the log process writes asynchronously)."""
-    pattern = r"\((%s)\)<.*: Info: %s" % (re.escape(user), event)
+    for `wait` of them (the log process writes asynchronously). Dovecot
+    2.4 puts "Mailbox NAME: " before the event."""
+    pattern = r"\((%s)\)<.*: Info: (Mailbox [^:]*: )?%s" % (
+        re.escape(user), event)
     if wait:
         sbx.wait_log(pattern, count=wait)
     rx = re.compile(pattern)
