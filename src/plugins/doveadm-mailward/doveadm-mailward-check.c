@@ -16,6 +16,10 @@
 #include "mailward-state-dir.h"
 #include "mw-policy.h"
 #include "doveadm-mailward.h"
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#  include "mailward-settings.h"
+#endif
 
 #include <fcntl.h>
 #include <pwd.h>
@@ -60,6 +64,33 @@ mailward_userdb_has(struct mail_user *user, const char *name)
 	return FALSE;
 }
 
+/* A mailward setting as the user gets it (userdb field first), NULL if
+   unset; Dovecot 2.4: from mailward's settings struct, an empty userdb
+   field as "" (invalid), as in the storage plugin. */
+static const char *
+mailward_check_getenv(struct mail_user *user, const char *name)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	const struct mailward_settings *dset;
+	const char *value, *error;
+
+	if (settings_get(user->event, &mailward_setting_parser_info, 0,
+			 &dset, &error) < 0) {
+		i_error("mailward: settings of user %s: %s",
+			mailward_display(user->username, 0), error);
+		return NULL;
+	}
+	value = mailward_settings_find(dset, name);
+	if (value == NULL && mailward_userdb_has(user, name))
+		value = "";
+	value = value == NULL ? NULL : p_strdup(user->pool, value);
+	settings_free(dset);
+	return value;
+#else
+	return mail_user_plugin_getenv(user, name);
+#endif
+}
+
 /* the same lookup as the storage plugin's (mailward-plugin.c) */
 static const char *
 mailward_check_lookup(const char *name, void *context,
@@ -68,7 +99,7 @@ mailward_check_lookup(const char *name, void *context,
 	struct mail_user *user = context;
 	const char *value;
 
-	value = mail_user_plugin_getenv(user, name);
+	value = mailward_check_getenv(user, name);
 	if (value == NULL)
 		return NULL;
 	*source_r = mailward_userdb_has(user, name) ?
@@ -123,7 +154,7 @@ cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 			 &error_count);
 	for (i = 0; mw_setting_defs[i].name != NULL; i++) T_BEGIN {
 		const char *name = mw_setting_defs[i].name;
-		const char *value = mail_user_plugin_getenv(user, name);
+		const char *value = mailward_check_getenv(user, name);
 		const char *status = "ok";
 
 		for (j = 0; j < error_count; j++) {
@@ -166,10 +197,22 @@ cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 	return 0;
 }
 
+/* init(): Dovecot 2.3 passes the positional arguments, 2.4 has none
+   (doveadm itself rejects undeclared ones there) */
+#if DOVECOT_PREREQ(2, 4, 0)
+#  define CHECK_INIT_ARGS struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED
+#  define CHECK_NO_ARGS(name)
+#else
+#  define CHECK_INIT_ARGS struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED, \
+	const char *const args[]
+#  define CHECK_NO_ARGS(name) \
+	if (args[0] != NULL) doveadm_mail_help_name(name)
+#endif
+
 static void
-cmd_mailward_settings_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-			   const char *const args[] ATTR_UNUSED)
+cmd_mailward_settings_init(CHECK_INIT_ARGS)
 {
+	CHECK_NO_ARGS("mailward settings");
 	doveadm_print_header_simple("user");
 	doveadm_print_header_simple("setting");
 	doveadm_print_header_simple("value");
@@ -182,7 +225,9 @@ static struct doveadm_mail_cmd_context *cmd_mailward_settings_alloc(void)
 	struct doveadm_mail_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct doveadm_mail_cmd_context);
+#if !DOVECOT_PREREQ(2, 4, 0)
 	ctx->getopt_args = "";
+#endif
 	ctx->v.init = cmd_mailward_settings_init;
 	ctx->v.run = cmd_mailward_settings_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -511,8 +556,28 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 	struct mw_settings set;
 	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
 	const char *username = mailward_display(user->username, 0);
-	const char *const *envs, *dir;
-	unsigned int i, count, error_count;
+	const char *dir;
+	unsigned int i, error_count;
+
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* (2.4: doveconf itself rejects unknown mailward_* keys, and
+	   mail_plugins is a list) */
+	if (ctx->doveadm_has_mailward) {
+		const char *name;
+		bool found = FALSE;
+
+		array_foreach_elem(&user->set->mail_plugins, name) {
+			if (strcmp(name, "mailward") == 0)
+				found = TRUE;
+		}
+		if (!found) {
+			check_problem(ctx, "mail_plugins (from userdb) "
+				      "lacks mailward");
+		}
+	}
+#else
+	const char *const *envs;
+	unsigned int count;
 
 	if (ctx->doveadm_has_mailward &&
 	    !plugin_list_has(user->set->mail_plugins, "mailward")) {
@@ -523,7 +588,7 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 	/* unknown mailward_* keys: misspelled settings are ignored */
 	envs = array_get(&user->set->plugin_envs, &count);
 	for (i = 0; i + 1 < count; i += 2) {
-		if (str_begins(envs[i], "mailward_") &&
+		if (strncmp(envs[i], "mailward_", 9) == 0 &&
 		    !mw_setting_is_known(envs[i])) {
 			check_problem(ctx, "unknown setting %s = %s "
 				      "(%s): ignored by mailward", mailward_display(envs[i], 0),
@@ -531,6 +596,7 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 				      mailward_setting_source(user, envs[i]));
 		}
 	}
+#endif
 
 	mw_settings_read(&set, mailward_check_lookup, user, errors,
 			 &error_count);
@@ -569,13 +635,11 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 }
 
 static void
-cmd_mailward_check_init(struct doveadm_mail_cmd_context *_ctx,
-			const char *const args[])
+cmd_mailward_check_init(CHECK_INIT_ARGS)
 {
 	struct check_cmd_context *ctx = (struct check_cmd_context *)_ctx;
 
-	if (args[0] != NULL)
-		doveadm_mail_help_name("mailward check");
+	CHECK_NO_ARGS("mailward check");
 	doveadm_print_header_simple("problem");
 	if (!ctx->ctx.iterate_single_user) {
 		/* -A: doveadm's Username column has no value before the
@@ -590,7 +654,9 @@ static struct doveadm_mail_cmd_context *cmd_mailward_check_alloc(void)
 	struct check_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct check_cmd_context);
+#if !DOVECOT_PREREQ(2, 4, 0)
 	ctx->ctx.getopt_args = "";
+#endif
 	ctx->ctx.v.init = cmd_mailward_check_init;
 	ctx->ctx.v.run = cmd_mailward_check_run;
 	/* one line per problem, no padding; the tab formatter prints titles
