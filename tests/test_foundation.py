@@ -116,7 +116,7 @@ def test_empty_userdb_field_is_invalid(sandbox_factory):
     seen = "" if mwharness.DOVECOT_24 else "yes"
     assert "Invalid setting mailward_pop3_policy=%s for user alice" % seen \
         in r.stderr
-    assert '"fail_safe":"yes"' in r.stdout
+    assert '"setting":"fail_safe","value":"yes"' in r.stdout, r.stdout
 
 
 def test_fetchmail_session_with_plugins(sandbox_factory, tmp_path):
