@@ -13,6 +13,13 @@ import mwharness
 from mwharness import AUDITD, REPO, make_message, pop3
 from test_audit_writer import wait_records
 
+# The configurations below are Dovecot 2.3 syntax (conf.d/90-mailward.conf
+# included, mail_plugins = $mail_plugins ...), and check's reading of
+# mail_plugins through doveconf is 2.3's format
+pytestmark = pytest.mark.only_dovecot23(
+    "doveadm mailward check's config checks and these 2.3-syntax "
+    "configurations not ported to Dovecot 2.4 yet")
+
 EX_CONFIG = 78
 
 
