@@ -27,6 +27,7 @@ static const struct setting_define mailward_setting_defines[] = {
 	DEF(mailward_audit_socket),
 	DEF(mailward_audit_required),
 	DEF(mailward_audit_remote),
+	DEF(mailward_audit_spool),
 #ifdef MAILWARD_FAULT_INJECTION
 	DEF(mailward_fault_inject),
 #endif
@@ -51,6 +52,7 @@ static const struct mailward_settings mailward_default_settings = {
 	.mailward_audit_socket = "",
 	.mailward_audit_required = "",
 	.mailward_audit_remote = "",
+	.mailward_audit_spool = "",
 #ifdef MAILWARD_FAULT_INJECTION
 	.mailward_fault_inject = "",
 #endif

@@ -36,6 +36,7 @@ struct mailward_settings {
 	const char *mailward_audit_socket;
 	const char *mailward_audit_required;
 	const char *mailward_audit_remote;
+	const char *mailward_audit_spool;
 #ifdef MAILWARD_FAULT_INJECTION
 	const char *mailward_fault_inject;
 #endif
