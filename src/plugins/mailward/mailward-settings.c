@@ -28,6 +28,8 @@ static const struct setting_define mailward_setting_defines[] = {
 	DEF(mailward_audit_required),
 	DEF(mailward_audit_remote),
 	DEF(mailward_audit_spool),
+	DEF(mailward_pop3_disposition),
+	DEF(mailward_pop3_login_delay),
 #ifdef MAILWARD_FAULT_INJECTION
 	DEF(mailward_fault_inject),
 #endif
@@ -53,6 +55,8 @@ static const struct mailward_settings mailward_default_settings = {
 	.mailward_audit_required = "",
 	.mailward_audit_remote = "",
 	.mailward_audit_spool = "",
+	.mailward_pop3_disposition = "",
+	.mailward_pop3_login_delay = "",
 #ifdef MAILWARD_FAULT_INJECTION
 	.mailward_fault_inject = "",
 #endif

@@ -37,6 +37,8 @@ struct mailward_settings {
 	const char *mailward_audit_required;
 	const char *mailward_audit_remote;
 	const char *mailward_audit_spool;
+	const char *mailward_pop3_disposition;
+	const char *mailward_pop3_login_delay;
 #ifdef MAILWARD_FAULT_INJECTION
 	const char *mailward_fault_inject;
 #endif
