@@ -150,6 +150,8 @@ def main():
         else:
             sbx.stop(check=False)
             sbx.cleanup()
+            # the sandbox's system users, if this run created them
+            mwharness.remove_created_users()
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ BAD_LOG = re.compile(r"Panic:|Fatal:|killed with signal|dumped core|"
                      r"AddressSanitizer|runtime error:")
 
 
+# system users this process created (remove_created_users() removes them)
+CREATED_USERS = []
+
+
 def _ensure_system_user(name):
     """A system user without home or shell (created if missing)."""
     try:
@@ -92,6 +96,7 @@ def _ensure_system_user(name):
         subprocess.run(["useradd", "--system", "--no-create-home",
                         "--home-dir", "/nonexistent", "--shell",
                         "/usr/sbin/nologin", name], check=True)
+        CREATED_USERS.append(name)
         pw = pwd.getpwnam(name)
     return pw.pw_uid, pw.pw_gid
 
@@ -115,6 +120,16 @@ def install_settings_module():
         f.write(data)
     os.chmod(dst + ".tmp", 0o644)
     os.rename(dst + ".tmp", dst)
+
+
+def remove_created_users():
+    """Removes the system users (and their groups) this process created,
+    so that a one-off run such as the demo leaves none behind. Call it
+    after every sandbox is stopped and cleaned up."""
+    while CREATED_USERS:
+        name = CREATED_USERS.pop()
+        subprocess.run(["userdel", name], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def ensure_test_user():
@@ -795,12 +810,7 @@ service pop3-login {{
         if fmt:
             cmd += ["-f", fmt]
         cmd += list(args)
-        script = ('mount --bind "$1" %s && shift && exec "$@"'
-                  % DOVEADM_MODULEDIR)
-        full = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                script, "sh", self.doveadm_moddir] + cmd
-        r = subprocess.run(full, capture_output=True, text=True, input=input,
-                           timeout=120)
+        r = _run_with_doveadm_modules(self.doveadm_moddir, cmd, input)
         if check and r.returncode != 0:
             raise AssertionError("doveadm %s failed (%d): %s%s" % (
                 " ".join(args), r.returncode, r.stdout, r.stderr))
@@ -809,6 +819,38 @@ service pop3-login {{
     def doveadm_json(self, *args):
         r = self.doveadm(*args, fmt="json")
         return json.loads(r.stdout) if r.stdout.strip() else []
+
+
+# "unshare -m --propagation private" needs / to be a mount point; in a
+# chroot (or a container) where it is not, it fails with "cannot change
+# root filesystem propagation". Then the bind mount is made with the
+# propagation unchanged and undone explicitly (it may be visible in the
+# parent namespace while doveadm runs).
+_UNSHARE_PRIVATE = None
+
+
+def _run_with_doveadm_modules(moddir, cmd, input=None):
+    """Runs cmd (doveadm) with moddir bind-mounted over Dovecot's fixed
+    doveadm module directory, in a mount namespace of its own."""
+    global _UNSHARE_PRIVATE
+    private = ('mount --bind "$1" %s && shift && exec "$@"'
+               % DOVEADM_MODULEDIR)
+    unchanged = ('mount --bind "$1" %s || exit 1; shift; "$@"; rc=$?; '
+                 'umount %s; exit $rc' % (DOVEADM_MODULEDIR,
+                                          DOVEADM_MODULEDIR))
+    if _UNSHARE_PRIVATE is not False:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private",
+                            "sh", "-c", private, "sh", moddir] + cmd,
+                           capture_output=True, text=True, input=input,
+                           timeout=120)
+        if "cannot change root filesystem propagation" not in r.stderr:
+            _UNSHARE_PRIVATE = True
+            return r
+        _UNSHARE_PRIVATE = False
+    return subprocess.run(["unshare", "-m", "--propagation", "unchanged",
+                           "sh", "-c", unchanged, "sh", moddir] + cmd,
+                          capture_output=True, text=True, input=input,
+                          timeout=120)
 
 
 # ----- protocol helpers for tests -----

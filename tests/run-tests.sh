@@ -37,7 +37,7 @@ fi
 suite=tests
 mw_paths "$@" && suite=
 
-mw_install_packages
+mw_install_packages "$MW_TEST_PACKAGES"
 lines="${MAILWARD_DOVECOT:-both}"
 if [ "$lines" = both ] && dovecot --version | grep -q '^2\.4\.'; then
 	# a Debian 13 machine: its own Dovecot is the 2.4 line already
@@ -53,8 +53,17 @@ if [ "$lines" != trixie ]; then
 	mw_build
 	cd "$MW_ROOT"
 	echo "== running tests on this machine's Dovecot $(dovecot --version)"
+	# pytest's temporary directories: one directory, removed at the end
+	# (MAILWARD_KEEP=1 keeps it, with the sandboxes of failed tests)
+	tmp="$(mktemp -d /tmp/mailward-pytest.XXXXXX)"
 	/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
+		--basetemp="$tmp/t" \
 		--junitxml="$results/junit-host.xml" $suite "$@" || rc=1
+	if [ -z "${MAILWARD_KEEP:-}" ]; then
+		rm -rf "$tmp"
+	else
+		echo "== pytest's temporary files kept in $tmp"
+	fi
 fi
 
 if [ "$lines" != host ]; then

@@ -8,15 +8,22 @@ MW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MW_BUILD="${MAILWARD_BUILD_DIR:-$MW_ROOT/build}"
 export MAILWARD_BUILD_DIR="$MW_BUILD"
 
+# What the build and the demo need (tests/demo.sh installs only these)...
 MW_PACKAGES="build-essential autoconf automake libtool pkg-config
   dovecot-dev dovecot-core dovecot-imapd dovecot-pop3d
-  liblmdb-dev lmdb-utils libssl-dev openssl libcmocka-dev
-  python3 python3-pytest fetchmail getmail6 isync util-linux procps
-  clang libclang-rt-dev valgrind mount debootstrap"
+  liblmdb-dev libssl-dev openssl libcmocka-dev
+  python3 util-linux mount procps"
+# ... and what only the test suite needs (tests/run-tests.sh): real
+# clients, the fuzz replays' clang with its sanitizer runtime
+# (libclang-rt-dev), valgrind, LMDB's tools, debootstrap for the
+# Dovecot 2.4 chroot.
+MW_TEST_PACKAGES="python3-pytest fetchmail getmail6 isync lmdb-utils
+  clang libclang-rt-dev valgrind debootstrap"
 
+# mw_install_packages [extra package list]
 mw_install_packages() {
 	local missing=""
-	for p in $MW_PACKAGES; do
+	for p in $MW_PACKAGES ${1:-}; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	if [ -n "$missing" ]; then

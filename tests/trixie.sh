@@ -56,7 +56,7 @@ mw_trixie_exec() {
 
 mw_trixie_ok() {
 	[ -f "$MW_TRIXIE_ROOT/.mailward-ready" ] &&
-	[ "$(cat "$MW_TRIXIE_ROOT/.mailward-ready")" = "$MW_PACKAGES" ] &&
+	[ "$(cat "$MW_TRIXIE_ROOT/.mailward-ready")" = "$MW_PACKAGES $MW_TEST_PACKAGES" ] &&
 	mw_trixie_exec 'dovecot --version | grep -q "^2\.4\." &&
 		dpkg -s dovecot-dev >/dev/null 2>&1' 2>/dev/null
 }
@@ -108,10 +108,10 @@ mw_trixie_packages() {
 	echo "== installing Debian 13 packages in the chroot"
 	mw_trixie_exec "export DEBIAN_FRONTEND=noninteractive &&
 		apt-get update -qq &&
-		apt-get install -y -qq --no-install-recommends $(echo $MW_PACKAGES) \
+		apt-get install -y -qq --no-install-recommends $(echo $MW_PACKAGES $MW_TEST_PACKAGES) \
 			>/tmp/apt.log 2>&1 || { tail -n 30 /tmp/apt.log; exit 1; }" ||
 		return 1
-	echo "$MW_PACKAGES" >"$MW_TRIXIE_ROOT/.mailward-ready"
+	echo "$MW_PACKAGES $MW_TEST_PACKAGES" >"$MW_TRIXIE_ROOT/.mailward-ready"
 }
 
 # Copies this source tree into the chroot's /mailward: files whose content
