@@ -222,6 +222,13 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 		return 0;
 	}
 	muser->audit_broken = TRUE;
+	/* a named event without a log line of its own: the error below */
+	e_debug(mailward_named_event(muser, "mailward_audit_unavailable")->
+		add_str("action", destructive ? "expunge_refused" :
+			(muser->set.audit_required ? "read_refused" :
+			 "queued"))->
+		add_str("error", error)->event(),
+		"audit log unavailable: %s", error);
 	if (destructive) {
 		e_error(muser->event, "Audit log unavailable, expunge refused "
 			"and mail kept: %s", error);

@@ -102,7 +102,8 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 		muser->fail_safe_reason = p_strdup(
 			muser->user->pool, reason);
 	}
-	e_error(muser->event, "%s - session is fail-safe: "
+	e_error(mailward_named_event(muser, "mailward_fail_safe")->
+		add_str("reason", reason)->event(), "%s - session is fail-safe: "
 		"policy expunges nothing", mailward_display(reason, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
@@ -166,7 +167,12 @@ mailward_device_event(enum mw_device_event event,
 {
 	struct mailward_user *muser = context;
 
-	e_info(muser->event, "device %s %s: %s", rec->id_hex,
+	e_info(mailward_named_event(muser, t_strconcat(
+			"mailward_", device_audit_event(event), NULL))->
+	       add_str("device", rec->id_hex)->
+	       add_str("device_label", rec->label)->
+	       add_str("device_protocol", rec->protocol)->event(),
+	       "device %s %s: %s", rec->id_hex,
 	       device_event_name(event), mailward_display(rec->label, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;

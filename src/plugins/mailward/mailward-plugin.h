@@ -213,6 +213,14 @@ extern MODULE_CONTEXT_DEFINE(mailward_storage_module,
 			     &mail_storage_module_register);
 extern struct event_category event_category_mailward;
 
+/* A named event of the session (a passthrough child of muser->event, so
+   category "mailward" and the log prefix apply), for Dovecot's metric {}
+   and event exporters; names and fields are listed in docs/metrics.md.
+   Use: e_info(mailward_named_event(muser, "mailward_...")->
+   add_int("n", n)->event(), "..."). */
+#define mailward_named_event(muser, name) \
+	event_create_passthrough((muser)->event)->set_name(name)
+
 /* The settings context that decides for box's mail: the session user's
    own for its private namespaces, the owner's for a shared namespace, the
    public context (global settings) for a public namespace. NULL when

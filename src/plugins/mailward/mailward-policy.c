@@ -183,7 +183,13 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	allowed = disposition == MW_DISPOSITION_SEEN ? !muser->fail_safe :
 		mailward_user_may_expunge(muser);
 	if (!allowed) {
-		e_info(muser->event, "%u %s %s(s) in %s suppressed: %s",
+		e_info(mailward_named_event(muser,
+			"mailward_expunge_suppressed")->
+		       add_int("count", array_count(targets))->
+		       add_str("cause", muser->set.hold ? "hold" :
+			       "fail_safe")->
+		       add_str("expunge_cause", cause)->event(),
+		       "%u %s %s(s) in %s suppressed: %s",
 		       array_count(targets), cause,
 		       disposition == MW_DISPOSITION_EXPUNGE ? "expunge" :
 		       mw_pop3_disposition_name(disposition),
@@ -463,6 +469,16 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 	}
 	if (dest != NULL)
 		mailbox_free(&dest);
+	if (count > 0) {
+		e_debug(mailward_named_event(muser, "mailward_expunge")->
+			add_int("count", count)->add_str("cause", cause)->
+			add_str("disposition", disposition ==
+				MW_DISPOSITION_EXPUNGE ? "expunge" :
+				mw_pop3_disposition_name(disposition))->
+			event(), "%s: %u message(s) of %s disposed of",
+			cause, count,
+			mailward_display(mailbox_get_vname(box), 0));
+	}
 	return count;
 }
 
@@ -959,7 +975,20 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	/* the session's remaining audit records (logout included) are
 	   flushed once, at user deinit right after this */
 
-	e_info(muser->event, "pop3 session %s: policy=%s%s device=%s "
+	e_info(mailward_named_event(muser, "mailward_session_finished")->
+	       add_str("protocol", "pop3")->
+	       add_str("end", quit_seen ? "quit" : "dropped")->
+	       add_str("policy", mw_pop3_policy_name(policy))->
+	       add_str("fail_safe", muser->fail_safe ? "yes" : "no")->
+	       add_str("hold", muser->set.hold ? "yes" : "no")->
+	       add_int("retr", s == NULL ? 0 : s->retr_count)->
+	       add_int("top", s == NULL ? 0 : s->top_count)->
+	       add_int("dele", s == NULL ? 0 : s->dele_count)->
+	       add_int("expunged", client_expunged + (unsigned int)expunged)->
+	       add_int("kept", kept)->add_int("delayed", due_count)->
+	       add_int("due_expunged", due_expunged)->
+	       add_int("hidden", s == NULL ? 0 : s->hidden_count)->event(),
+	       "pop3 session %s: policy=%s%s device=%s "
 	       "retr=%u top=%u dele=%u expunged=%u kept=%u delayed=%u "
 	       "due_expunged=%d hidden=%u disposition=%s disposed=%u",
 	       quit_seen ? "ended with QUIT" :

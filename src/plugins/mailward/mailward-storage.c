@@ -889,7 +889,10 @@ mailward_report_refused(struct mailward_user *muser, struct mailbox *box,
 {
 	if (muser == NULL || mt->refused == 0)
 		return;
-	e_info(muser->event, "Refused to expunge %u message(s) in %s: %s",
+	e_info(mailward_named_event(muser, "mailward_expunge_suppressed")->
+	       add_int("count", mt->refused)->add_str("cause", "refused")->
+	       add_str("reason", mt->refuse_reason)->event(),
+	       "Refused to expunge %u message(s) in %s: %s",
 	       mt->refused, mailward_display(mailbox_get_vname(box), 0),
 	       mt->refuse_reason);
 	(void)mailward_audit_commit(muser, FALSE);
