@@ -68,8 +68,7 @@ fi
 
 if [ "$lines" != host ]; then
 	if mw_trixie_prepare; then
-		mw_trixie_sync
-		echo "== running tests on Dovecot 2.4 (Debian 13 chroot)"
+		echo "== running tests on Dovecot 2.4 (Debian 13 chroot, $MW_TRIXIE_TREE)"
 		args=""
 		for a in "$@"; do
 			args="$args $(printf '%q' "$a")"
@@ -77,12 +76,17 @@ if [ "$lines" != host ]; then
 		# the core unit tests ran above already (when both lines run)
 		skip_core=1
 		[ "$lines" = trixie ] && skip_core=
-		MAILWARD_SKIP_CORE=$skip_core \
-		MAILWARD_JUNIT=/mailward/build/junit-trixie.xml \
-			mw_trixie_exec "cd /mailward && MAILWARD_INNER=1 \
-				bash tests/run-tests.sh $args" || rc=1
-		cp "$MW_TRIXIE_ROOT/mailward/build/junit-trixie.xml" \
-			"$results/junit-trixie.xml" 2>/dev/null
+		junit="$MW_TRIXIE_TREE/build/junit-trixie.xml"
+		(
+			# runs of this tree take turns in its copy
+			flock 9
+			rm -f "$MW_TRIXIE_ROOT$junit"
+			mw_trixie_sync
+			MAILWARD_SKIP_CORE=$skip_core MAILWARD_JUNIT=$junit \
+				mw_trixie_exec "cd $MW_TRIXIE_TREE && \
+					MAILWARD_INNER=1 bash tests/run-tests.sh $args"
+		) 9>"$MW_TRIXIE/tree-$(basename "$MW_TRIXIE_TREE").lock" || rc=1
+		cp "$MW_TRIXIE_ROOT$junit" "$results/junit-trixie.xml" 2>/dev/null
 	else
 		echo "== could not build the Debian 13 chroot: Dovecot 2.4 tests not run"
 		rc=1

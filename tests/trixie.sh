@@ -5,15 +5,21 @@
 # its package list changed. tests/run-tests.sh runs the real-Dovecot
 # tests in it; by hand:
 #   bash tests/trixie.sh CMD...     runs CMD in the chroot, in a copy of
-#                                   this source tree (/mailward), e.g.
+#                                   this source tree ($MW_TRIXIE_TREE), e.g.
 #   bash tests/trixie.sh bash tests/demo.sh
 #   bash tests/trixie.sh python3 bench/run.py
 # The chroot's mounts (/proc, /dev, and / of the chroot bound on itself,
 # which doveadm's private mount namespaces need) live in a private mount
-# namespace: nothing stays mounted when the command ends.
+# namespace: nothing stays mounted when the command ends. Several source
+# trees (work trees) can use the chroot at once: each has its own copy
+# (/trees/<path of the tree>) and its own Dovecot settings module directory
+# (a private one bound over /usr/lib/dovecot/modules/settings); runs of
+# one tree take turns (a lock per tree), building the chroot takes a lock.
 
 MW_TRIXIE="${MW_TRIXIE:-/var/cache/mailward-trixie}"
 MW_TRIXIE_ROOT="$MW_TRIXIE/root"
+# this source tree's copy in the chroot
+MW_TRIXIE_TREE="/trees/$(printf '%s' "$MW_ROOT" | tr -c 'A-Za-z0-9_.-' '+' | sed 's/^+//')"
 # the host's own Debian mirror (deb822 or one-line sources), else Debian's
 mw_trixie_mirror() {
 	local m
@@ -43,14 +49,32 @@ mw_trixie_exec() {
 		mount -t proc proc "$R/proc"
 		mount --bind /dev "$R/dev"
 		mount -t tmpfs tmpfs "$R/dev/shm" 2>/dev/null || true
-		exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		# this run'"'"'s own settings module directory (the harness
+		# installs the build'"'"'s mailward settings module there)
+		# (none before Dovecot is installed)
+		S="$R/usr/lib/dovecot/modules/settings"
+		T=
+		if [ -d "$S" ]; then
+			T=$(mktemp -d /tmp/mailward-settings.XXXXXX)
+			mount -t tmpfs tmpfs "$T"
+			cp -a "$S/." "$T/"
+			rm -f "$T/lib20_mailward_settings.so"
+			mount --bind "$T" "$S"
+		fi
+		rc=0
+		chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 			HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
 			MAILWARD_LONG="${MAILWARD_LONG:-}" \
 			MAILWARD_KEEP="${MAILWARD_KEEP:-}" \
 			MAILWARD_DEMO_KEEP="${MAILWARD_DEMO_KEEP:-}" \
 			MAILWARD_SKIP_CORE="${MAILWARD_SKIP_CORE:-}" \
 			MAILWARD_JUNIT="${MAILWARD_JUNIT:-}" \
-			/bin/bash -c "$@"
+			/bin/bash -c "$@" || rc=$?
+		if [ -n "$T" ]; then
+			umount "$S" "$T" 2>/dev/null || true
+			rmdir "$T" 2>/dev/null || true
+		fi
+		exit $rc
 	' sh "$MW_TRIXIE_ROOT" "$@"
 }
 
@@ -63,6 +87,14 @@ mw_trixie_ok() {
 
 # Makes sure the chroot exists, works and has the packages of setup.sh.
 mw_trixie_prepare() {
+	mkdir -p "$MW_TRIXIE"
+	(
+		flock 9
+		mw_trixie_prepare_locked
+	) 9>"$MW_TRIXIE/prepare.lock"
+}
+
+mw_trixie_prepare_locked() {
 	if mw_trixie_ok; then
 		return 0
 	fi
@@ -114,12 +146,12 @@ mw_trixie_packages() {
 	echo "$MW_PACKAGES $MW_TEST_PACKAGES" >"$MW_TRIXIE_ROOT/.mailward-ready"
 }
 
-# Copies this source tree into the chroot's /mailward: files whose content
+# Copies this source tree into the chroot's $MW_TRIXIE_TREE: files whose content
 # changed are rewritten (so make sees them as new), files gone here are
 # removed there; the host's generated autotools files and builds are not
-# copied (the chroot keeps its own, in /mailward/build).
+# copied (the chroot keeps its own, in $MW_TRIXIE_TREE/build).
 mw_trixie_sync() {
-	/usr/bin/python3 - "$MW_ROOT" "$MW_TRIXIE_ROOT/mailward" <<'PY'
+	/usr/bin/python3 - "$MW_ROOT" "$MW_TRIXIE_ROOT$MW_TRIXIE_TREE" <<'PY'
 import os, re, shutil, sys
 src, dst = sys.argv[1], sys.argv[2]
 SKIP = re.compile(r"^(build|build-(?!aux$).*|autom4te\.cache|configure~?|"
@@ -174,13 +206,16 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	# run by hand: bash tests/trixie.sh CMD...
 	source "$(dirname "$0")/setup.sh"
 	mw_trixie_prepare
-	mw_trixie_sync
 	if [ $# -eq 0 ]; then
 		set -- bash
 	fi
-	cmd="cd /mailward &&"
+	cmd="cd $MW_TRIXIE_TREE &&"
 	for a in "$@"; do
 		cmd="$cmd $(printf '%q' "$a")"
 	done
-	mw_trixie_exec "$cmd"
+	(
+		flock 9
+		mw_trixie_sync
+		mw_trixie_exec "$cmd"
+	) 9>"$MW_TRIXIE/tree-$(basename "$MW_TRIXIE_TREE").lock"
 fi
