@@ -226,3 +226,46 @@ def test_sweep_prunes_removed_mailboxes_only(sandbox_factory):
     p = pop3(sbx, password="phonepw")
     assert _subjects(p) == ["message 2", "message 3", "message 4"]
     p.quit()
+
+
+def test_sweep_keeps_records_of_list_no_namespaces(sandbox_factory):
+    """The cron sweep prunes only mailboxes that are gone: an INBOX
+    namespace with list = no (hidden, as in compatibility set-ups) and a
+    list = no namespace with its own storage still exist, so the device's
+    DELEs stay in effect."""
+    sbx = _sandbox(sandbox_factory, dict(extra_conf=(
+        "namespace inbox {\n  inbox = yes\n  separator = /\n"
+        "  list = no\n  hidden = yes\n}\n"
+        "namespace other {\n  prefix = Other/\n  separator = /\n"
+        "  location = maildir:~/Other\n}\n"
+        "namespace archive {\n  prefix = Hidden/\n  separator = /\n"
+        "  location = maildir:~/Hidden\n  list = no\n  hidden = yes\n}\n")))
+    sbx.deliver("alice", [make_message(i) for i in range(4)])
+    hidden = os.path.join(sbx.home("alice"), "Hidden")
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(hidden, ".Box", sub))
+    with open(os.path.join(hidden, ".Box", "new", "1.M1P1.x"), "wb") as f:
+        f.write(make_message(10))
+    sbx._chown_tree(sbx.home("alice"))
+    p = pop3(sbx, password="phonepw")
+    p.dele(1)
+    p.dele(2)
+    p.quit()
+    lines = wait_session_end(sbx, "alice")
+    _wait_exit(lines[-1])
+    i = imap(sbx)
+    imap_id(i, ["name", "Phone"])
+    typ, data = i.select("Hidden/Box")
+    assert typ == "OK", data
+    i.fetch("1", "(BODY[])")
+    i.logout()
+    lines = sbx.wait_log(r"imap\(alice\)<\d+><[^>]*>: Info: Disconnected")
+    _wait_exit(lines[-1])
+    assert _db_entries(sbx, "mailboxes") == 2
+
+    r = sbx.doveadm("mailward", "expunge", "-u", "alice")
+    assert "no longer exist" not in r.stderr, r.stderr
+    assert _db_entries(sbx, "mailboxes") == 2
+    p = pop3(sbx, password="phonepw")
+    assert _subjects(p) == ["message 2", "message 3"]
+    p.quit()

@@ -715,7 +715,7 @@ static int prune_mailbox_cb(const char *guid_hex, void *context)
 
 int mailward_prune_missing_mailboxes(struct mailward_user *muser)
 {
-	static const char *const patterns[] = { "*", NULL };
+	struct mail_namespace *ns;
 	struct mailbox_list_iterate_context *iter;
 	const struct mailbox_info *info;
 	struct prune_ctx ctx;
@@ -732,40 +732,52 @@ int mailward_prune_missing_mailboxes(struct mailward_user *muser)
 	hash_table_create(&ctx.existing, pool, 0, strcase_hash, strcasecmp);
 	/* every mailbox of the user, looked at through
 	   mailward_mailbox_guid(): a regenerated GUID takes its records over
-	   before anything is pruned */
-	iter = mailbox_list_iter_init_namespaces(muser->user->namespaces,
-		patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
-		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
-		MAILBOX_LIST_ITER_SKIP_ALIASES |
-		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
-	while ((info = mailbox_list_iter_next(iter)) != NULL) {
-		struct mailbox *box;
-
-		if ((info->flags & (MAILBOX_NOSELECT |
-				    MAILBOX_NONEXISTENT)) != 0)
+	   before anything is pruned. Each private namespace's own list is
+	   iterated: the namespaces iterator skips list=no namespaces (an
+	   INBOX namespace with list = no would lose all its records). */
+	for (ns = muser->user->namespaces; ns != NULL && !failed;
+	     ns = ns->next) {
+		if (ns->type != MAIL_NAMESPACE_TYPE_PRIVATE ||
+		    ns->alias_for != NULL)
 			continue;
-		box = mailbox_alloc(info->ns->list, info->vname, 0);
-		guid = mailward_mailbox_guid(muser, box);
-		if (guid == NULL)
-			failed = TRUE;
-		else {
-			guid = p_strdup(pool, guid);
-			hash_table_update(ctx.existing, guid, (void *)guid);
-		}
-		mailbox_free(&box);
-	}
-	if (mailbox_list_iter_deinit(&iter) < 0) {
-		struct mail_namespace *ns = mailward_user_inbox_ns(muser->user);
+		iter = mailbox_list_iter_init(ns->list, "*",
+			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+		while ((info = mailbox_list_iter_next(iter)) != NULL) {
+			struct mailbox *box;
 
+			if ((info->flags & (MAILBOX_NOSELECT |
+					    MAILBOX_NONEXISTENT)) != 0)
+				continue;
+			box = mailbox_alloc(info->ns->list, info->vname, 0);
+			guid = mailward_mailbox_guid(muser, box);
+			if (guid == NULL)
+				failed = TRUE;
+			else {
+				guid = p_strdup(pool, guid);
+				hash_table_update(ctx.existing, guid,
+						  (void *)guid);
+			}
+			mailbox_free(&box);
+		}
+		if (mailbox_list_iter_deinit(&iter) < 0) {
+			e_error(muser->event, "Listing the mailboxes of %s "
+				"failed, records of removed mailboxes kept: %s",
+				muser->user->username,
+				mailbox_list_get_last_internal_error(ns->list,
+								     NULL));
+			failed = TRUE;
+		} else if (failed) {
+			e_error(muser->event, "A mailbox of %s could not be "
+				"looked at, records of removed mailboxes kept",
+				muser->user->username);
+		}
+	}
+	if (mailward_user_inbox_ns(muser->user) == NULL && !failed) {
 		e_error(muser->event, "Listing the mailboxes of %s failed, "
-			"records of removed mailboxes kept: %s",
-			muser->user->username, ns == NULL ? "no INBOX namespace" :
-			mailbox_list_get_last_internal_error(ns->list, NULL));
+			"records of removed mailboxes kept: no INBOX "
+			"namespace", muser->user->username);
 		failed = TRUE;
-	} else if (failed) {
-		e_error(muser->event, "A mailbox of %s could not be looked at, "
-			"records of removed mailboxes kept",
-			muser->user->username);
 	}
 	if (failed || muser->fail_safe) {
 		/* unsure what exists: keep every record */
