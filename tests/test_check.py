@@ -143,6 +143,7 @@ def _sandbox_paths(sbx, conf):
     return (conf.replace("/usr/lib/dovecot/mailward-auditd", AUDITD)
             .replace("/var/log/mailward/audit.jsonl", sbx.audit_log_path)
             .replace("/var/lib/mailward-audit/keys", sbx.audit_writer_keys)
+            .replace("/var/spool/mailward-audit", sbx.audit_spool)
             .replace("user = vmail", "user = " + mwharness.TEST_USER))
 
 
@@ -265,3 +266,38 @@ def test_state_dir_tilde_and_home_expanded(sandbox_factory):
                                        "data.mdb"))
     assert not re.search(r"mailward: .*State store", sbx.read_log())
     assert len(mwharness.devices(sbx, "alice")) == 1
+
+
+def test_check_audit_spool(sandbox_factory):
+    """The spool of a session's records while the writer is away
+    (docs/audit-service.md §5): missing, not creatable for the mail uid,
+    listable or without the sticky bit, and unset with audit on."""
+    sbx = sandbox_factory(
+        audit=True, plugin={"mailward_audit_spool": ""},
+        users={"alice": {},
+               "bob": {"mailward_audit_spool": "/nonexistent/spool"},
+               "carol": {}, "dave": {}, "erin": {}})
+    sbx.set_user_fields("alice", mailward_audit_spool=sbx.audit_spool)
+    base = sbx.dir
+    closed = os.path.join(base, "spool-closed")
+    open_ = os.path.join(base, "spool-open")
+    os.makedirs(closed, mode=0o755)
+    os.makedirs(open_)
+    os.chmod(open_, 0o777)
+    sbx.set_user_fields("carol", mailward_audit_spool=closed)
+    sbx.set_user_fields("dave", mailward_audit_spool=open_)
+    rc, lines, r = check(sbx)
+    assert rc == EX_CONFIG, r.stdout + r.stderr
+    uid = sbx.uid
+    assert lines == [
+        "bob: audit spool /nonexistent/spool: stat() as uid %d failed: "
+        "No such file or directory" % uid,
+        "carol: audit spool %s: uid %d cannot create files in it: "
+        "Permission denied (owner uid 0 gid 0 mode 0755; use mode 3733)"
+        % (closed, uid),
+        "dave: audit spool %s has mode 0777: other users can list it or "
+        "remove files they did not create (use mode 3733, owned by the "
+        "writer's user and group)" % open_,
+        "erin: audit is on but mailward_audit_spool is not set: records "
+        "of sessions that end while the writer is away are lost",
+    ], r.stdout

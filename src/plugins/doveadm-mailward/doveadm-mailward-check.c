@@ -548,6 +548,50 @@ check_audit_socket(struct check_cmd_context *ctx, struct mail_user *user,
 	}
 }
 
+/* The spool where a session's records wait while the writer is away
+   (docs/audit-service.md §5): a directory this uid can create files in,
+   that it cannot list, and whose files it cannot remove unless its own. */
+static void
+check_audit_spool(struct check_cmd_context *ctx, struct mail_user *user,
+		  const char *setting)
+{
+	const char *path;
+	struct stat st;
+
+	if (setting == NULL) {
+		check_problem(ctx, "audit is on but mailward_audit_spool is "
+			      "not set: records of sessions that end while "
+			      "the writer is away are lost");
+		return;
+	}
+	path = mailward_audit_socket_full(user, setting);
+	if (stat(path, &st) < 0) {
+		check_problem(ctx, "audit spool %s: stat() as uid %ld failed: "
+			      "%m", path, (long)geteuid());
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		check_problem(ctx, "audit spool %s is not a directory", path);
+		return;
+	}
+	/* (doveadm's effective uid is the mail user's) */
+	if (faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS) < 0) {
+		check_problem(ctx, "audit spool %s: uid %ld cannot create "
+			      "files in it: %m (owner uid %ld gid %ld mode "
+			      "%04o; use mode 3733)", path, (long)geteuid(),
+			      (long)st.st_uid, (long)st.st_gid,
+			      (unsigned int)(st.st_mode & 07777));
+		return;
+	}
+	if ((st.st_mode & (S_ISVTX | S_IROTH)) != S_ISVTX) {
+		check_problem(ctx, "audit spool %s has mode %04o: other users "
+			      "can list it or remove files they did not "
+			      "create (use mode 3733, owned by the writer's "
+			      "user and group)", path,
+			      (unsigned int)(st.st_mode & 07777));
+	}
+}
+
 static int
 cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 		       struct mail_user *user)
@@ -619,6 +663,7 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 		}
 	} else {
 		check_audit_socket(ctx, user, set.audit_socket);
+		check_audit_spool(ctx, user, set.audit_spool);
 	}
 
 	if (set.state_enabled) {
