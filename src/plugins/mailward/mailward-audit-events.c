@@ -284,8 +284,16 @@ void mailward_audit_login(struct mailward_user *muser)
 		return;
 	/* an IMAP session restored from hibernation is not a new login */
 	mailward_audit_event_init(muser, &ev, muser->user->session_restored ?
-				  "unhibernate" : "login", "ok");
+				  "unhibernate" : "login",
+				  muser->pop3_login_delayed ? "refused" : "ok");
 	mailward_audit_event_policy(muser, &ev);
+	if (muser->pop3_login_delayed) {
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, "login_delay");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+			"-ERR [LOGIN-DELAY]: mailward_pop3_login_delay=%us, "
+			"next login in %us", muser->set.pop3_login_delay_secs,
+			muser->pop3_login_wait));
+	}
 	if (muser->fail_safe) {
 		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
 			"fail-safe: ", muser->fail_safe_reason, NULL));

@@ -276,6 +276,43 @@ static bool mailward_state_open(struct mailward_user *muser)
 	return TRUE;
 }
 
+/* RFC 2449 LOGIN-DELAY: TRUE if the POP3 device id_hex had a session
+   less than mailward_pop3_login_delay ago (its last_seen, which every
+   session already writes at its end: no write for this). Then the session
+   is refused: the device is taken as it is in the store and not touched,
+   so refused attempts do not push the next allowed login further. */
+static bool
+mailward_pop3_login_delay_check(struct mailward_user *muser,
+				const char *id_hex)
+{
+	struct mw_device_rec prev;
+	const char *error;
+	time_t since;
+	int ret;
+
+	ret = mw_store_device_get(muser->store, id_hex, &prev, &error);
+	if (ret < 0) {
+		/* the register below reports the store's state */
+		return FALSE;
+	}
+	if (ret == 0 || prev.last_seen > ioloop_time)
+		return FALSE;	/* new device; or the clock went back */
+	since = ioloop_time - prev.last_seen;
+	if (since >= (time_t)muser->set.pop3_login_delay_secs)
+		return FALSE;
+	muser->device = prev;
+	muser->device_registered = TRUE;
+	muser->pop3_login_delayed = TRUE;
+	muser->pop3_login_wait = muser->set.pop3_login_delay_secs -
+		(unsigned int)since;
+	e_info(muser->event, "POP3 login of device %s (%s) refused: its last "
+	       "session was %ld second(s) ago, mailward_pop3_login_delay=%us "
+	       "(LOGIN-DELAY): it may log in again in %u second(s)",
+	       prev.id_hex, mailward_display(prev.label, 0), (long)since,
+	       muser->set.pop3_login_delay_secs, muser->pop3_login_wait);
+	return TRUE;
+}
+
 static void
 mailward_device_register(struct mailward_user *muser,
 			 const struct mw_id_params *id)
@@ -315,6 +352,10 @@ mailward_device_register(struct mailward_user *muser,
 		       sizeof(id_hex));
 		safe_memset(digest, 0, sizeof(digest));
 	}
+	if (muser->set.pop3_login_delay_secs > 0 &&
+	    strcmp(user->service, "pop3") == 0 &&
+	    mailward_pop3_login_delay_check(muser, id_hex))
+		return;
 	ret = mw_store_device_register(muser->store, id_hex, label,
 				       user->service, ioloop_time,
 				       muser->set.device_max,

@@ -124,6 +124,13 @@ struct mailward_user {
 	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
 	   instead of expunging a DELE'd message; NULL otherwise */
 	const char *pop3_deleted_flag;
+	/* POP3: the device logged in sooner than mailward_pop3_login_delay
+	   after its last session (the store's last_seen): the POP3 plugin
+	   refuses the login with -ERR [LOGIN-DELAY], and nothing of the
+	   session is recorded (the device is looked up, not touched) */
+	bool pop3_login_delayed;
+	/* ... seconds until the device may log in again */
+	unsigned int pop3_login_wait;
 
 	/* Settings context of mail that is not the session user's own: the
 	   owner of a shared namespace, or a public namespace (no owner).

@@ -1,12 +1,15 @@
 /* mailward POP3 plugin: POP3 session state (QUIT vs drop, RETR/TOP/DELE),
-   the per-device view's UIDL consistency, the RFC 2449 EXPIRE capability
-   and truthful replies where mailward changed what Dovecot reports */
+   the per-device view's UIDL consistency, the RFC 2449 EXPIRE and
+   LOGIN-DELAY capabilities, LOGIN-DELAY refusals, and truthful replies
+   where mailward changed what Dovecot reports */
 
 #include "lib.h"
 #include "array.h"
 #include "str.h"
 #include "seq-range-array.h"
 #include "ostream-private.h"
+#include "istream.h"
+#include "ioloop.h"
 #include "pop3-common.h"
 #include "pop3-capability.h"
 #include "pop3-client.h"
@@ -18,6 +21,8 @@
 
 /* cmd_capa() sends exactly this, in one write */
 #define POP3_CAPA_REPLY "+OK\r\n" POP3_CAPABILITY_REPLY ".\r\n"
+/* client_init_session()'s reply to PASS (the mail process sends it) */
+#define POP3_LOGGED_IN_REPLY "+OK Logged in.\r\n"
 /* cmd_quit()'s reply when DELE'd messages were expunged */
 #define POP3_QUIT_DELETED_REPLY "+OK Logging out, messages deleted.\r\n"
 /* fetch()'s reply to every RETR/TOP whose message can't be read */
@@ -31,6 +36,9 @@ struct pop3_mailward_client {
 	/* at QUIT: the sequences of the DELE'd messages */
 	ARRAY_TYPE(seq_range) quit_deleted;
 	bool quit_deleted_built;
+	/* LOGIN-DELAY: ends the refused session once Dovecot's login
+	   handling has returned */
+	struct timeout *to_login_delay;
 };
 
 /* Rewrites single reply lines (client_send_line() and cmd_capa() write
@@ -38,7 +46,14 @@ struct pop3_mailward_client {
 struct reply_ostream {
 	struct ostream_private ostream;
 	struct mailward_user *muser;
-	char *expire_line;	/* "EXPIRE NEVER\r\n", or NULL */
+	/* lines added to the post-login CAPA ("EXPIRE NEVER\r\n",
+	   "LOGIN-DELAY 900\r\n"), or NULL */
+	char *capa_lines;
+	/* LOGIN-DELAY: the reply that replaces "+OK Logged in."; the
+	   session sends nothing else (not even replies to commands the
+	   client pipelined after PASS, which run before the mailbox is
+	   opened and so see no message) */
+	char *login_delay_reply;
 };
 
 const char *pop3_mailward_plugin_version = DOVECOT_ABI_VERSION;
@@ -160,16 +175,28 @@ reply_ostream_sendv(struct ostream_private *stream,
 	for (i = 0; i < iov_count; i++)
 		total += iov[i].iov_len;
 
-	if (rstream->expire_line != NULL &&
+	if (rstream->login_delay_reply != NULL) {
+		/* the login is refused: its reply, and nothing else */
+		if (!iov_equals(iov, iov_count, POP3_LOGGED_IN_REPLY,
+				strlen(POP3_LOGGED_IN_REPLY))) {
+			stream->ostream.offset += total;
+			return total;
+		}
+		new_iov[0].iov_base = rstream->login_delay_reply;
+		new_iov[0].iov_len = strlen(rstream->login_delay_reply);
+		return reply_ostream_send_parent(stream, new_iov, 1, total);
+	}
+	if (rstream->capa_lines != NULL &&
 	    iov_equals(iov, iov_count, POP3_CAPA_REPLY,
 		       strlen(POP3_CAPA_REPLY))) {
-		/* post-login CAPA: add EXPIRE before the final "." */
+		/* post-login CAPA: add EXPIRE and LOGIN-DELAY before the
+		   final "." */
 		size_t head_len = strlen(POP3_CAPA_REPLY) - 3;
 
 		new_iov[0].iov_base = POP3_CAPA_REPLY;
 		new_iov[0].iov_len = head_len;
-		new_iov[1].iov_base = rstream->expire_line;
-		new_iov[1].iov_len = strlen(rstream->expire_line);
+		new_iov[1].iov_base = rstream->capa_lines;
+		new_iov[1].iov_len = strlen(rstream->capa_lines);
 		new_iov[2].iov_base = ".\r\n";
 		new_iov[2].iov_len = 3;
 		return reply_ostream_send_parent(stream, new_iov, 3, total);
@@ -195,19 +222,21 @@ static void reply_ostream_destroy(struct iostream_private *stream)
 {
 	struct reply_ostream *rstream = (struct reply_ostream *)stream;
 
-	i_free(rstream->expire_line);
+	i_free(rstream->capa_lines);
+	i_free(rstream->login_delay_reply);
 	o_stream_unref(&rstream->ostream.parent);
 }
 
 static struct ostream *
 reply_ostream_create(struct ostream *parent, struct mailward_user *muser,
-		     const char *expire_line)
+		     const char *capa_lines, const char *login_delay_reply)
 {
 	struct reply_ostream *rstream;
 
 	rstream = i_new(struct reply_ostream, 1);
 	rstream->muser = muser;
-	rstream->expire_line = i_strdup(expire_line);
+	rstream->capa_lines = i_strdup_empty(capa_lines);
+	rstream->login_delay_reply = i_strdup(login_delay_reply);
 	rstream->ostream.sendv = reply_ostream_sendv;
 	rstream->ostream.iostream.destroy = reply_ostream_destroy;
 	return o_stream_create(&rstream->ostream, parent,
@@ -245,10 +274,13 @@ static void pop3_mailward_client_destroy(struct client *client,
 {
 	struct pop3_mailward_client *mclient = POP3_MAILWARD_CONTEXT(client);
 
+	timeout_remove(&mclient->to_login_delay);
 	/* (no mailbox, or one that could not be opened: the session
-	   never started and Dovecot has logged why) */
+	   never started and Dovecot has logged why; a login refused for
+	   LOGIN-DELAY records nothing) */
 	if (client->mailbox != NULL && client->mailbox->opened &&
-	    mclient->muser != NULL) T_BEGIN {
+	    mclient->muser != NULL &&
+	    !mclient->muser->pop3_login_delayed) T_BEGIN {
 		/* QUIT has committed Dovecot's transaction already; a dropped
 		   connection's transaction is still open and only carries
 		   \Seen flags */
@@ -264,6 +296,17 @@ static void pop3_mailward_client_destroy(struct client *client,
 	mclient->module_ctx.super.destroy(client, reason);
 }
 
+/* LOGIN-DELAY: Dovecot's login handling has returned (its reply to PASS
+   went out as -ERR [LOGIN-DELAY]): end the session as Dovecot ends one,
+   flushing the reply first */
+static void pop3_mailward_login_delay_end(struct pop3_mailward_client *mclient)
+{
+	timeout_remove(&mclient->to_login_delay);
+	client_disconnect(mclient->client, t_strdup_printf(
+		"Login refused: LOGIN-DELAY (mailward_pop3_login_delay, "
+		"next login in %u s)", mclient->muser->pop3_login_wait));
+}
+
 static void pop3_mailward_client_created(struct client **clientp)
 {
 	struct client *client = *clientp;
@@ -273,6 +316,9 @@ static void pop3_mailward_client_created(struct client **clientp)
 	    mail_user_is_plugin_loaded(client->user, pop3_mailward_module_ptr)) {
 		struct pop3_mailward_client *mclient;
 		struct ostream *output;
+		struct istream *input;
+		const char *login_delay_reply = NULL;
+		string_t *capa = t_str_new(64);
 		char expire[32];
 
 		mclient = p_new(client->pool, struct pop3_mailward_client, 1);
@@ -300,11 +346,39 @@ static void pop3_mailward_client_created(struct client **clientp)
 		    !array_is_created(&client->all_seqs))
 			i_array_init(&client->all_seqs, 32);
 
+		if (mw_pop3_expire_capability(&muser->set, expire,
+					      sizeof(expire)))
+			str_printfa(capa, "EXPIRE %s\r\n", expire);
+		/* advertised where it is enforced: the device is known */
+		if (muser->set.pop3_login_delay_secs > 0 &&
+		    muser->device_registered) {
+			str_printfa(capa, "LOGIN-DELAY %u\r\n",
+				    muser->set.pop3_login_delay_secs);
+		}
+		if (muser->pop3_login_delayed) {
+			/* RFC 2449 8.1.1: the reply to PASS (sent by this
+			   process) becomes -ERR [LOGIN-DELAY]; no command is
+			   read, and the session ends once Dovecot's login
+			   handling has returned (it must not be destroyed
+			   inside it). The input is read through a stream of
+			   0 bytes (not closed: Dovecot still adds an io for
+			   its fd) */
+			login_delay_reply = t_strdup_printf(
+				"-ERR [LOGIN-DELAY] This device logged in less "
+				"than %u seconds ago: try again in %u "
+				"second(s).\r\n",
+				muser->set.pop3_login_delay_secs,
+				muser->pop3_login_wait);
+			input = client->input;
+			client->input = i_stream_create_limit(input, 0);
+			i_stream_unref(&input);
+			mclient->to_login_delay = timeout_add_short(0,
+				pop3_mailward_login_delay_end, mclient);
+		}
 		output = client->output;
 		client->output = reply_ostream_create(output, muser,
-			!mw_pop3_expire_capability(&muser->set, expire,
-						   sizeof(expire)) ? NULL :
-			t_strdup_printf("EXPIRE %s\r\n", expire));
+						      str_c(capa),
+						      login_delay_reply);
 		o_stream_unref(&output);
 		e_debug(muser->event, "pop3 session started");
 	}
