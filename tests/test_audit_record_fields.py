@@ -46,6 +46,8 @@ def test_record_fields_pop3_imap_doveadm(sandbox_factory):
         "pr": {"mailward_pop3_policy": "expunge-after-retrieval"},
         "ic": {},
         "ih": {"mailward_hold": "yes"},
+        "pd": {"mailward_pop3_policy": "expunge-after-retrieval",
+               "mailward_pop3_disposition": "seen"},
     }
     sbx = sandbox_factory(users=users, audit=True)
     for u in users:
@@ -62,8 +64,13 @@ def test_record_fields_pop3_imap_doveadm(sandbox_factory):
     p = pop3(sbx, "pr")
     p.retr(1)
     p.quit()
+    # POP3 with a disposition: the disposed record
+    p = pop3(sbx, "pd")
+    p.retr(1)
+    p.quit()
     wait_session_end(sbx, "pc")
     wait_session_end(sbx, "pr")
+    wait_session_end(sbx, "pd")
     # IMAP: a command before the client's ID, then ID, fetch, expunge
     for u in ("ic", "ih"):
         i = imap(sbx, u)
@@ -76,8 +83,8 @@ def test_record_fields_pop3_imap_doveadm(sandbox_factory):
     # doveadm as administrator
     sbx.doveadm("expunge", "-u", "ic", "mailbox", "INBOX", "uid", "3")
 
-    logouts = wait_records(sbx, lambda r: r["event"] == "logout", 4)
-    assert len(logouts) == 4, logouts
+    logouts = wait_records(sbx, lambda r: r["event"] == "logout", 5)
+    assert len(logouts) == 5, logouts
 
     # --- POP3 client policy
     pc = recs_of(sbx, "pc", "pop3")
@@ -110,6 +117,16 @@ def test_record_fields_pop3_imap_doveadm(sandbox_factory):
         assert r["policy"] == "expunge-after-retrieval"
         assert r["policy_source"] == "userdb"
     assert done[0]["cause"] == "policy"
+
+    # --- the disposition's record
+    disp = [r for r in recs_of(sbx, "pd", "pop3")
+            if r["event"] == "disposed"]
+    assert len(disp) == 1, recs_of(sbx, "pd", "pop3")
+    check_message(disp[0], "pd", "<pd-1@t.invalid>")
+    check_device(disp[0], "pop3 from 127.0.0.0/24")
+    assert disp[0]["uid"] == 1 and disp[0]["action"] == "seen"
+    assert disp[0]["policy"] == "expunge-after-retrieval"
+    assert disp[0]["cause"] == "policy"
 
     # --- IMAP: every record of the session names the client's device,
     # login included (it came before the ID)
@@ -151,6 +168,7 @@ def test_record_fields_pop3_imap_doveadm(sandbox_factory):
         assert r["policy"] == "client"
 
     assert sbx.maildir_count("pc") == 2 and sbx.maildir_count("pr") == 2
+    assert sbx.maildir_count("pd") == 3
     assert sbx.maildir_count("ic") == 1 and sbx.maildir_count("ih") == 3
     sbx.stop(check=True)
     rc, out = sbx.audit_verify()

@@ -22,6 +22,12 @@ struct expunge_target {
 	time_t due;
 	/* sweep: the records of this message are recs[rec_idx..rec_end) */
 	unsigned int rec_idx, rec_end;
+	/* for the disposed record (which names the message on its own),
+	   once the message was found */
+	const char *message_id;
+	uint32_t uidvalidity;
+	uoff_t size;
+	bool size_set;
 };
 ARRAY_DEFINE_TYPE(expunge_target, struct expunge_target);
 
@@ -96,6 +102,25 @@ mailward_dispose_dest_open(struct mailward_user *muser, struct mailbox *src,
 	return box;
 }
 
+/* Notes what the disposed record says about the message (read before
+   the disposition acts on it). */
+static void
+mailward_target_note_mail(struct expunge_target *target, struct mail *mail)
+{
+	struct mailbox_status status;
+	const char *msgid;
+	uoff_t size;
+
+	if (mail_get_first_header(mail, "Message-ID", &msgid) > 0)
+		target->message_id = t_strdup(msgid);
+	mailbox_get_open_status(mail->box, STATUS_UIDVALIDITY, &status);
+	target->uidvalidity = status.uidvalidity;
+	if (mail_get_physical_size(mail, &size) == 0) {
+		target->size = size;
+		target->size_set = TRUE;
+	}
+}
+
 /* Audits what the disposition did (or could not do) to one message. */
 static void
 mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
@@ -111,9 +136,16 @@ mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
 	mw_audit_event_set_str(&ev, MW_AF_MAILBOX, mailbox_get_vname(box));
 	mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
 			       mailward_mailbox_guid(muser, box));
+	if (target->uidvalidity != 0) {
+		mw_audit_event_set_num(&ev, MW_AF_UIDVALIDITY,
+				       target->uidvalidity);
+	}
 	mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
 	if (target->guid != NULL)
 		mw_audit_event_set_str(&ev, MW_AF_MSG_GUID, target->guid);
+	mw_audit_event_set_str(&ev, MW_AF_MESSAGE_ID, target->message_id);
+	if (target->size_set)
+		mw_audit_event_set_num(&ev, MW_AF_SIZE, target->size);
 	mailward_audit_event_policy(muser, &ev);
 	mw_audit_event_set_str(&ev, MW_AF_CAUSE, cause);
 	mw_audit_event_set_str(&ev, MW_AF_ACTION,
@@ -301,6 +333,7 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 			need_scan = TRUE;
 			continue;
 		}
+		mailward_target_note_mail(target, mail);
 		if (mailward_dispose_mail(muser, mail, dest_t) < 0) {
 			failed = TRUE;
 			break;
@@ -329,6 +362,8 @@ mailward_expunge_targets(struct mailward_user *muser, struct mailbox *box,
 				i = array_foreach_idx(targets, target);
 				if (!done[i] &&
 				    mailward_mail_has_key(smail, target->key)) {
+					mailward_target_note_mail(target,
+								  smail);
 					if (mailward_dispose_mail(muser, smail,
 								  dest_t) < 0) {
 						failed = TRUE;
