@@ -165,7 +165,8 @@ def test_spool_replay_visible_bad_input_rejected(sandbox_factory):
     fails the body check is dropped and logged; a file that is not a
     spool file is moved aside. The chain verifies."""
     sbx = sandbox_factory(users={"alice": {}}, audit=True)
-    auid, agid = os.stat(sbx.audit_spool).st_uid, os.stat(sbx.audit_spool).st_gid
+    st = os.stat(sbx.audit_spool)
+    auid, agid = st.st_uid, st.st_gid
     name = "20260101T000000.000001Z.1.0011223344556677"
     orig = "2026-01-01T00:00:00.000001Z"
     content = ("mailward-audit-spool 1\n"
