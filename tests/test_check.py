@@ -296,8 +296,9 @@ def test_check_audit_spool(sandbox_factory):
         "Permission denied (owner uid 0 gid 0 mode 0755; use mode 3733)"
         % (closed, uid),
         "dave: audit spool %s has mode 0777: other users can list it or "
-        "remove files they did not create (use mode 3733, owned by the "
-        "writer's user and group)" % open_,
+        "remove files they did not create, or the writer cannot read the "
+        "files (use mode 3733, owned by the writer's user and group)"
+        % open_,
         "erin: audit is on but mailward_audit_spool is not set: records "
         "of sessions that end while the writer is away are lost",
     ], r.stdout

@@ -583,11 +583,13 @@ check_audit_spool(struct check_cmd_context *ctx, struct mail_user *user,
 			      (unsigned int)(st.st_mode & 07777));
 		return;
 	}
-	if ((st.st_mode & (S_ISVTX | S_IROTH)) != S_ISVTX) {
+	if ((st.st_mode & (S_ISVTX | S_ISGID | S_IROTH)) !=
+	    (S_ISVTX | S_ISGID)) {
 		check_problem(ctx, "audit spool %s has mode %04o: other users "
 			      "can list it or remove files they did not "
-			      "create (use mode 3733, owned by the writer's "
-			      "user and group)", path,
+			      "create, or the writer cannot read the files "
+			      "(use mode 3733, owned by the writer's user and "
+			      "group)", path,
 			      (unsigned int)(st.st_mode & 07777));
 	}
 }
