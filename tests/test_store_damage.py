@@ -168,3 +168,46 @@ def test_reset_store_never_expunges_for_unknown_devices(sandbox_factory):
     p = pop3(sbx, password="laptoppw")
     assert p.stat()[0] == 3
     p.quit()
+
+
+def test_lost_data_file_never_expunges_for_unknown_devices(sandbox_factory):
+    """A data.mdb truncated to nothing or deleted while its lock.mdb
+    stays (disk full, a restore without it) is lost state, not a new
+    user: LMDB would silently start a fresh store and the phone alone
+    would count as "all devices"."""
+    for how in ("truncate", "unlink"):
+        sbx = sandbox_factory(
+            users={"alice": {
+                "mailward_pop3_policy": "expunge-after-all-devices"}},
+            app_passwords={"alice": {"phonepw": "phone",
+                                     "laptoppw": "laptop"}},
+            audit=True)
+        for pw in ("phonepw", "laptoppw"):
+            pop3(sbx, password=pw).quit()
+        wait_session_end(sbx, "alice", count=2)
+        sbx.deliver("alice", [make_message(i) for i in range(3)])
+        data = os.path.join(sbx.state_dir("alice"), "data.mdb")
+        if how == "truncate":
+            os.truncate(data, 0)
+        else:
+            os.unlink(data)
+        for n in (3, 4):
+            p = pop3(sbx, password="phonepw")
+            for k in range(1, p.stat()[0] + 1):
+                p.retr(k)
+            p.quit()
+            wait_session_end(sbx, "alice", count=n)
+            assert sbx.maildir_count("alice") == 3, how
+        sbx.wait_log(r"pop3\(alice\).*Error: mailward: State store %s lost "
+                     r"its data: %s is missing or empty while the store's "
+                     r"lock file remained, continuing with a fresh store"
+                     % (re.escape(sbx.state_dir("alice")), re.escape(data)))
+        sbx.wait_log(r"pop3\(alice\).*Info: mailward: "
+                     r"expunge-after-all-devices keeps every message until ")
+        resets = _wait_audit(sbx, "state_reset", 1)
+        assert len(resets) == 1 and "lost its data" in resets[0]["detail"]
+        # the laptop comes back: it still gets all three
+        p = pop3(sbx, password="laptoppw")
+        assert p.stat()[0] == 3
+        p.quit()
+        sbx.stop()

@@ -78,6 +78,9 @@ struct mw_store {
 	char *reset_path;
 	/* meta "reset_time": this store replaced a damaged one then */
 	time_t reset_time;
+	/* at open, an earlier store's lock file was there without its data
+	   file (missing or empty): the state was lost, not new */
+	bool data_lost;
 	char error[PATH_MAX + 512];
 };
 
@@ -858,6 +861,15 @@ static int store_init_txn(struct mw_store *s, MDB_txn *txn,
 	rc = store_check_format(s, txn);
 	if (rc == MDB_NOTFOUND)
 		rc = meta_put_u32(s, txn, "format", MW_STORE_FORMAT);
+	if (rc == 0 && s->data_lost && s->reset_time == 0) {
+		/* with the format, atomically: the next open finds a data
+		   file that is no longer empty but still knows the reset */
+		time_t now = time(NULL);
+
+		rc = meta_put_u32(s, txn, "reset_time", mw_time_to_u32(now));
+		if (rc == 0)
+			s->reset_time = now;
+	}
 	return rc;
 }
 
@@ -1033,6 +1045,25 @@ static int reset_time_write_guarded(struct mw_store *s, time_t now)
 	STORE_GUARDED(s, &error, reset_time_write(s, now));
 }
 
+/* TRUE if dir holds an earlier store's lock file but its data file is
+   missing or empty (truncated, deleted, a restore without it). A new
+   store gets its lock file and a data file with meta pages in one open;
+   a crash in between, or a second process opening a new store at that
+   moment, is taken as a loss too (which only keeps mail longer). */
+static bool store_data_lost(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct stat st;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/lock.mdb", dir) >=
+	    sizeof(path) || stat(path, &st) < 0)
+		return false;
+	(void)snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (stat(path, &st) < 0)
+		return errno == ENOENT;
+	return S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
 /* Creates and opens the environment of s and its databases. */
 static int store_env_open(struct mw_store *s, size_t mapsize)
 {
@@ -1051,6 +1082,7 @@ static int store_env_open(struct mw_store *s, size_t mapsize)
 				mdb_strerror(rc));
 		return -1;
 	}
+	s->data_lost = store_data_lost(s->path);
 	if (store_prealloc_lock(s, s->path) < 0)
 		return -1;
 	/* MDB_NOMETASYNC: one fdatasync per commit instead of two; a system
@@ -1212,6 +1244,14 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
 		s->reset_path = NULL;
 		store_free(s);
 	}
+	if (reset_path == NULL && s->data_lost) {
+		/* nothing to move aside: the data file itself is named */
+		size_t len = strlen(real) + sizeof("/data.mdb");
+
+		reset_path = malloc(len);
+		if (reset_path != NULL)
+			(void)snprintf(reset_path, len, "%s/data.mdb", real);
+	}
 	s->reset_path = reset_path;
 	s->next = stores;
 	stores = s;
@@ -1241,6 +1281,11 @@ void mw_store_unref(struct mw_store **_store)
 const char *mw_store_get_reset(struct mw_store *store)
 {
 	return store->reset_path;
+}
+
+bool mw_store_get_reset_lost(struct mw_store *store)
+{
+	return store->reset_path != NULL && store->data_lost;
 }
 
 time_t mw_store_get_reset_time(struct mw_store *store)

@@ -148,6 +148,13 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
    Callers must treat a reset as lost state: nothing may be expunged
    because of it. */
 const char *mw_store_get_reset(struct mw_store *store);
+/* TRUE if the reset was of a lost data file: this handle found an earlier
+   store's lock.mdb without data.mdb, or with an empty one (truncated,
+   deleted, restored without it). Nothing was moved aside;
+   mw_store_get_reset() then names the data file, and the fresh store
+   records its reset time (mw_store_get_reset_time()) like one that
+   replaced a damaged store. */
+bool mw_store_get_reset_lost(struct mw_store *store);
 /* When this store replaced a damaged one (the fresh store records it),
    0 if never. State from before that time is lost: devices seen before
    may be unknown until they log in again, so no decision may take the

@@ -188,26 +188,41 @@ mailward_device_event(enum mw_device_event event,
 
 void mailward_state_reset_check(struct mailward_user *muser)
 {
-	const char *moved;
+	const char *moved, *what;
 
 	if (muser->store == NULL || muser->state_reset_seen ||
 	    (moved = mw_store_get_reset(muser->store)) == NULL)
 		return;
 	muser->state_reset_seen = TRUE;
+	if (mw_store_get_reset_lost(muser->store)) {
+		what = t_strdup_printf("state store %s lost its data: %s is "
+				       "missing or empty while the store's "
+				       "lock file remained", muser->state_dir,
+				       moved);
+	} else {
+		what = t_strdup_printf("damaged state store %s moved aside "
+				       "to %s", muser->state_dir, moved);
+	}
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
 		mailward_audit_event_init(muser, &ev, "state_reset", "ok");
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
-			"damaged state store %s moved aside to %s",
-			muser->state_dir, moved));
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, what);
 		mailward_audit_queue_event(muser, &ev);
 	}
 	/* what devices had is lost: this session expunges nothing */
-	mailward_user_set_fail_safe(muser, t_strdup_printf(
-		"State store %s was damaged: moved aside to %s, continuing "
-		"with a fresh store (device state lost)",
-		muser->state_dir, moved));
+	if (mw_store_get_reset_lost(muser->store)) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store %s lost its data: %s is missing or empty "
+			"while the store's lock file remained, continuing "
+			"with a fresh store (device state lost)",
+			muser->state_dir, moved));
+	} else {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store %s was damaged: moved aside to %s, "
+			"continuing with a fresh store (device state lost)",
+			muser->state_dir, moved));
+	}
 }
 
 static bool mailward_state_open(struct mailward_user *muser)
