@@ -66,6 +66,12 @@ userdb_field_find(const char *const *fields, const char *name)
 	return NULL;
 }
 
+const char *mailward_userdb_field(const char *const *fields,
+				  const char *name)
+{
+	return userdb_field_find(fields, name);
+}
+
 #if DOVECOT_PREREQ(2, 4, 0)
 static const char *
 mailward_other_setting_lookup(const char *name, void *context,

@@ -978,6 +978,26 @@ void mailward_user_read_settings(struct mailward_user *muser,
 			"%u invalid setting(s) for user %s",
 			error_count, username));
 	}
+	if (!muser->set.hold && muser->actor == NULL) {
+		/* a legal hold in the session user's userdb field is not
+		   lifted by a setting that overrides the field (doveadm -o):
+		   it is lifted by changing the userdb (shared and public
+		   owners' settings are read apart, with actor set) */
+		const char *field = mailward_userdb_field(user->userdb_fields,
+							  "mailward_hold");
+		bool held = TRUE;
+
+		if (field != NULL && (mw_bool_parse(field, &held) < 0 ||
+				      held)) {
+			e_warning(muser->event, "mailward_hold is overridden "
+				  "to no for user %s, but the userdb field "
+				  "says %s: the legal hold stays (change the "
+				  "userdb field to lift it)", username,
+				  mailward_display(field, 64));
+			muser->set.hold = TRUE;
+			muser->set.hold_source = MW_SOURCE_USERDB;
+		}
+	}
 	muser->set.device = p_strdup(user->pool, muser->set.device);
 	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
 	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);

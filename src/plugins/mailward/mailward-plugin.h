@@ -257,6 +257,11 @@ const char *mailward_user_actor(struct mailward_user *muser);
 /* Frees the rest of them once the session's namespaces are gone. */
 void mailward_others_free(struct mailward_user *session);
 
+/* The value of the userdb field name in fields (a mail_user's
+   userdb_fields; "plugin/" prefixes ignored): "" for a field without a
+   value, NULL if there is none. */
+const char *mailward_userdb_field(const char *const *fields,
+				  const char *name);
 /* Reads muser's settings through lookup (see mw_settings_read()); logs
    invalid ones and makes the context fail-safe for them. */
 void mailward_user_read_settings(struct mailward_user *muser,
