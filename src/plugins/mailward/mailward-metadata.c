@@ -7,6 +7,7 @@
 #include "ioloop.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
+#include "mailbox-list-private.h"
 #include "mail-storage-private.h"
 #include "mailbox-attribute.h"
 #include "mailward-plugin.h"

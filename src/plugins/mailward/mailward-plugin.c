@@ -1104,11 +1104,13 @@ void mailward_plugin_init(struct module *module)
 {
 	mailward_module = module;
 	mailward_owner_init();
+	mailward_metadata_init();
 	mail_storage_hooks_add(module, &mailward_mail_storage_hooks);
 }
 
 void mailward_plugin_deinit(void)
 {
 	mail_storage_hooks_remove(&mailward_mail_storage_hooks);
+	mailward_metadata_deinit();
 	mailward_owner_deinit();
 }

@@ -369,6 +369,13 @@ bool mailward_mail_has_key(struct mail *mail,
    device's listing. */
 bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);
 
+/* --- METADATA (mailward-metadata.c) --- */
+/* Registers / unregisters the read-only server METADATA entry
+   /private/vendor/vendor.mailward/devices: the session user's own devices
+   as one JSON value, computed from the state store when read. */
+void mailward_metadata_init(void);
+void mailward_metadata_deinit(void);
+
 /* --- audit (mailward-audit-events.c) --- */
 struct mw_audit_event;
 /* Common fields: service, session, event, outcome, user, device, remote. */
