@@ -276,3 +276,50 @@ def test_log_disk_full_sessions_spooled(sandbox_factory):
         assert rc == 0 and "PASS" in out, out
     finally:
         subprocess.run(["umount", "-l", audit_dir])
+
+
+def test_slow_writer_records_spooled(sandbox_factory):
+    """A writer too slow to answer (stopped with SIGSTOP) during a real
+    POP3 session: the policy expunge is refused after the client's
+    timeout, the session's records go to the spool and the expunge stays
+    pending; when the writer goes on, every record is in the log (a
+    record it had received before the timeout may also come from the
+    spool: that copy is marked delayed, as documented), the chain
+    verifies and the next session carries out the expunge."""
+    users = {"slow": {"mailward_pop3_policy": "expunge-after-retrieval"}}
+    sbx = sandbox_factory(users=users, audit=True)
+    sbx.deliver("slow", [make_message(i) for i in (1, 2)])
+    assert wait_for(lambda: len(sbx.audit_records()) >= 2)
+    pids = sbx.audit_writer_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        p = pop3(sbx, "slow")
+        p.retr(1)
+        p.quit()
+        wait_session_end(sbx, "slow")
+        sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file",
+                     timeout=30)
+        assert sbx.maildir_count("slow") == 2 and pending(sbx, "slow") == 1
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert wait_for(lambda: spool_files(sbx) == [], timeout=30)
+    recs = [r for r in sbx.audit_records() if r.get("user") == "slow"]
+    live = {session_key(r) for r in recs if "delayed" not in r}
+    delayed = [session_key(r) for r in recs if "delayed" in r]
+    # from the spool: each record once; a record also in the log from
+    # before the timeout is the same event, once live and once delayed
+    assert len(delayed) == len(set(delayed)), delayed
+    events = sorted(k[1] for k in set(delayed) | live
+                    if not k[1].startswith("device_"))
+    assert events == sorted(["login", "retr", "expunge_intent",
+                             "expunge_rollback", "logout"]), events
+    p = pop3(sbx, "slow")
+    p.quit()
+    wait_session_end(sbx, "slow", count=2)
+    assert sbx.maildir_count("slow") == 1 and pending(sbx, "slow") == 0
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out
