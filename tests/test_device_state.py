@@ -108,8 +108,10 @@ def test_records_retr_not_top_and_pruned_after_expunge(sandbox_factory):
     i.logout()
     time.sleep(0.3)
     rows = sbx.doveadm_json("mailward", "state", "-u", "alice")
-    assert rows == [] or (rows[0]["retrieved"], rows[0]["deleted"]) == \
-        ("0", "0"), rows
+    # the POP3 device's records are gone; the IMAP session's own row
+    # remains, with nothing retrieved or deleted
+    assert [(r["label"], r["retrieved"], r["deleted"]) for r in rows] == \
+        [("imap from 127.0.0.0/24", "0", "0")], rows
     assert sbx.maildir_count("alice") == 2
 
 
@@ -199,7 +201,7 @@ def test_hostile_imap_id_values(sandbox_factory):
     # 100 parameters
     params = b" ".join(b"\"k%d\" \"v%d\"" % (n, n) for n in range(100))
     s.sendall(b"c ID (\"name\" \"Many\" " + params + b")\r\n")
-    assert _until_tag(f, b"c")[-1].split()[1] in (b"OK", b"BAD")
+    assert _until_tag(f, b"c")[-1].startswith(b"c OK ID completed")
     s.sendall(b"d SELECT INBOX\r\n")
     assert _until_tag(f, b"d")[-1].startswith(b"d OK")
     s.sendall(b"e FETCH 1 BODY[]\r\n")
