@@ -1,6 +1,7 @@
 /* Unit tests of settings and policy parsing (mw-policy.c) */
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -391,6 +392,108 @@ static void test_disposition_settings(void **state)
 	assert_null(set.disposition_mailbox);
 }
 
+/* The golden decision table: every EXPIRE value over policy x
+   disposition x hold x fail-safe x delay, and the settings a user without
+   any mailward setting gets, rendered one decision a line and compared with
+   tests/unit/policy-decisions.golden. A changed entry fails here; a
+   deliberate change updates the golden file in the same commit. */
+static void render_decisions(FILE *out)
+{
+	static const unsigned int delays[] = {
+		0, 1, 86399, 86400, 86401, 7 * 86400, MW_INTERVAL_MAX
+	};
+	struct mw_settings set;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	const struct kv none[] = { { NULL, NULL, MW_SOURCE_DEFAULT } };
+	const struct mw_setting_def *def;
+	unsigned int policy, disp, hold, fail_safe, d, count;
+	char buf[32];
+
+	for (policy = MW_POP3_POLICY_CLIENT;
+	     policy <= MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES; policy++) {
+		for (disp = MW_DISPOSITION_EXPUNGE;
+		     disp <= MW_DISPOSITION_MOVE; disp++)
+		for (hold = 0; hold <= 1; hold++)
+		for (fail_safe = 0; fail_safe <= 1; fail_safe++)
+		for (d = 0; d < sizeof(delays)/sizeof(delays[0]); d++) {
+			memset(&set, 0, sizeof(set));
+			set.pop3_policy = policy;
+			set.disposition = disp;
+			set.hold = hold == 1;
+			set.fail_safe = fail_safe == 1;
+			set.expunge_delay_secs = delays[d];
+			if (!mw_pop3_expire_capability(&set, buf, sizeof(buf)))
+				snprintf(buf, sizeof(buf), "(Dovecot's CAPA)");
+			fprintf(out, "expire %s %s hold=%u fail_safe=%u "
+				"delay=%u: %s\n", mw_pop3_policy_name(policy),
+				mw_pop3_disposition_name(disp), hold,
+				fail_safe, delays[d], buf);
+		}
+	}
+	mw_settings_read(&set, kv_lookup, (void *)none, errors, &count);
+	fprintf(out, "default errors=%u fail_safe=%d\n", count, set.fail_safe);
+	fprintf(out, "default pop3_policy=%s source=%s\n",
+		mw_pop3_policy_name(set.pop3_policy),
+		mw_setting_source_name(set.pop3_policy_source));
+	fprintf(out, "default pop3_disposition=%s source=%s\n",
+		mw_pop3_disposition_name(set.disposition),
+		mw_setting_source_name(set.disposition_source));
+	fprintf(out, "default expunge_delay_secs=%u hold=%d imap_expunge=%s "
+		"imap_counts_as_retrieval=%d\n", set.expunge_delay_secs,
+		set.hold, set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
+		"deny" : "allow", set.imap_counts_as_retrieval);
+	fprintf(out, "default state_enabled=%d device_max=%u "
+		"device_expire_secs=%u device_v4_prefix=%u "
+		"device_v6_prefix=%u\n", set.state_enabled, set.device_max,
+		set.device_expire_secs, set.device_v4_prefix,
+		set.device_v6_prefix);
+	fprintf(out, "default audit_required=%d audit_remote=%s\n",
+		set.audit_required,
+		set.audit_remote == NULL ? "(null)" : set.audit_remote);
+	for (def = mw_setting_defs; def->name != NULL; def++)
+		fprintf(out, "setting %s = \"%s\"\n", def->name,
+			def->default_text);
+}
+
+static void test_decisions_golden(void **state)
+{
+	char *actual = NULL, *golden = NULL;
+	size_t actual_size = 0, golden_size, i, line = 1;
+	FILE *out, *in;
+	long len;
+
+	(void)state;
+	out = open_memstream(&actual, &actual_size);
+	assert_non_null(out);
+	render_decisions(out);
+	assert_int_equal(fclose(out), 0);
+
+	in = fopen(MW_TEST_SRCDIR "/tests/unit/policy-decisions.golden", "r");
+	assert_non_null(in);
+	assert_int_equal(fseek(in, 0, SEEK_END), 0);
+	len = ftell(in);
+	assert_true(len >= 0);
+	rewind(in);
+	golden = calloc(1, (size_t)len + 1);
+	assert_non_null(golden);
+	golden_size = fread(golden, 1, (size_t)len, in);
+	fclose(in);
+
+	for (i = 0; i < actual_size && i < golden_size &&
+		    actual[i] == golden[i]; i++) {
+		if (actual[i] == '\n')
+			line++;
+	}
+	if (i != actual_size || i != golden_size) {
+		fprintf(stderr, "decision table differs from "
+			"policy-decisions.golden at line %zu; the table now:\n%s",
+			line, actual);
+	}
+	free(golden);
+	free(actual);
+	assert_true(i == actual_size && i == golden_size);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -402,6 +505,7 @@ int main(void)
 		cmocka_unit_test(test_setting_defs_complete),
 		cmocka_unit_test(test_disposition_parse),
 		cmocka_unit_test(test_disposition_settings),
+		cmocka_unit_test(test_decisions_golden),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
