@@ -40,5 +40,5 @@ def test_audit_log_group_readable(sandbox_factory, group_readable):
         assert "login" in r.stdout and "logout" in r.stdout, r.stdout
     else:
         assert mode == 0o600
-        assert r.returncode != 0
+        assert r.returncode == 3, r.stderr
         assert "Permission denied" in r.stderr, r.stderr
