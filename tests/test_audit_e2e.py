@@ -322,3 +322,30 @@ def test_cli_query_export_verify_json(sandbox_factory):
     assert r.returncode == 0, r.stdout + r.stderr
     r = run("frobnicate")
     assert r.returncode == 2
+
+
+def test_production_crypto_device_id_and_pseudonym(sandbox_factory):
+    """The device id and the audit pseudonym a mail process computes with
+    Dovecot's HMAC (mailward_crypto_dovecot) are HMAC-SHA-256(device key,
+    identity / address), first 16 bytes: the same as OpenSSL's provider
+    and any standard HMAC."""
+    import hashlib
+    import hmac
+    key = bytes(range(1, 33))
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_device_key": key.hex(),
+        "mailward_audit_remote": "pseudonym"}}, audit=True)
+    sbx.deliver("alice", [make_message(1)])
+    p = pop3(sbx)
+    p.quit()
+    wait_session_end(sbx, "alice")
+
+    def mac(data):
+        return hmac.new(key, data.encode(), hashlib.sha256).hexdigest()[:32]
+
+    devs = sbx.doveadm_json("mailward", "devices", "-u", "alice")
+    assert [d["id"] for d in devs] == [mac("net:pop3:127.0.0.0/24")], devs
+    login = [r for r in sbx.audit_records()
+             if r["event"] == "login" and r["user"] == "alice"]
+    assert [r["remote"] for r in login] == ["ps:" + mac("127.0.0.1")], login
+    stop_and_verify(sbx)

@@ -23,6 +23,7 @@ PROGRAMS = [
     "test-audit-tamper",
     "test-merkle",
     "test-util",
+    "test-core-link",
 ]
 
 
@@ -57,3 +58,33 @@ def test_unit(program, tmp_path):
     assert "[  FAILED  ]" not in out, out[-8000:]
     assert "ERROR: AddressSanitizer" not in out, out[-8000:]
     assert "runtime error:" not in out, out[-8000:]
+
+
+def _nm(*args):
+    r = subprocess.run(["nm", "-g"] + list(args), capture_output=True,
+                       text=True, check=True)
+    return {line.split()[-1] for line in r.stdout.splitlines()
+            if line.strip() and not line.endswith(":")}
+
+
+def test_core_library_self_contained():
+    """libmailward-core leaves no symbol of mailward's undefined: its
+    crypto comes from a provider the program installs (mw-crypto.h),
+    not from symbols whoever links it has to define."""
+    lib = os.path.join(mwharness.BUILD, ".libs", "libmailward-core.a")
+    undefined = _nm("--undefined-only", lib) - _nm("--defined-only", lib)
+    ours = sorted(s for s in undefined
+                  if s.startswith(("mw_", "mailward_")))
+    assert ours == []
+
+
+def test_crypto_providers_equal():
+    """Dovecot's provider (what mail processes run) and OpenSSL's (CLI,
+    writer, unit tests) give equal SHA-256, HMAC-SHA-256, device ids and
+    message keys on a table of inputs (tests/crypto-provider-test.c)."""
+    path = os.path.join(mwharness.BUILD, "tests", "crypto-provider-test")
+    r = subprocess.run([path], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == "12 inputs x 2 keys, 0 failed", \
+        r.stdout
+    assert "DIFFER" not in r.stdout, r.stdout

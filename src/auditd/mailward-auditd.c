@@ -22,6 +22,7 @@
 #include "master-service-settings.h"
 
 #include "mw-audit.h"
+#include "mw-crypto.h"
 #include "mailward-display.h"
 
 #include <dirent.h>
@@ -949,6 +950,7 @@ int main(int argc, char *argv[])
 	unsigned int waited = 0;
 	int opt;
 
+	mw_crypto_set_provider(&mw_crypto_openssl);
 	master_service = master_service_init("mailward-audit", service_flags,
 					     &argc, &argv,
 					     "l:K:s:S:H:e:E:t:T:I:g");

@@ -6,6 +6,7 @@
 #include "mw-audit-verify.h"
 #include "mw-json.h"
 #include "mw-util.h"
+#include "mw-crypto.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -737,6 +738,7 @@ int main(int argc, char **argv)
 {
 	const char *cmd;
 
+	mw_crypto_set_provider(&mw_crypto_openssl);
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -1,18 +1,50 @@
 #ifndef MW_CRYPTO_H
 #define MW_CRYPTO_H
 
-/* The few cryptographic primitives the crypto-free part of the core needs,
-   with two implementations: mw-crypto-openssl.c (OpenSSL 3; the CLI, the
-   audit writer and the unit tests) and the storage plugin's
-   mailward-crypto.c (Dovecot's lib), so that mail processes neither load
-   nor initialise OpenSSL on every login. Both give identical results:
-   SHA-256 and HMAC-SHA-256 are standard, and random bytes are random.
-   Also implemented there: mw_msg_key() (mw-store.h). */
+/* The cryptographic primitives the core needs, from a provider the
+   program installs at start: the storage plugin's (Dovecot's lib,
+   src/plugins/mailward/mailward-crypto.c) in mail processes, which neither
+   load nor initialise OpenSSL on every login, and mw_crypto_openssl
+   (mw-crypto-openssl.c, in libmailward-crypto) in the CLI, the audit writer
+   and the tests. libmailward-core itself references no provider, so it
+   links on its own. Both providers give identical results (SHA-256 and
+   HMAC-SHA-256 are standard; tests/crypto-provider-test.c compares them). */
 
 #include <stddef.h>
 
-/* Fills buf with size cryptographically secure random bytes. Returns 0,
-   or -1 if no randomness is available (buf is then zeroed). */
+#define MW_SHA256_SIZE 32
+
+struct mw_crypto_provider {
+	const char *name;
+	/* Fills buf with size cryptographically secure random bytes.
+	   Returns 0, or -1 if no randomness is available. */
+	int (*random_bytes)(void *buf, size_t size);
+	/* SHA-256 of data. Returns 0, or -1 on failure. */
+	int (*sha256)(const void *data, size_t size,
+		      unsigned char out[MW_SHA256_SIZE]);
+	/* HMAC-SHA-256 of data under key. Returns 0, or -1 on failure. */
+	int (*hmac_sha256)(const void *key, size_t key_size,
+			   const void *data, size_t size,
+			   unsigned char out[MW_SHA256_SIZE]);
+};
+
+/* Installs the process-wide provider (static storage; NULL uninstalls).
+   Install it before any other mw_* call: the core has no default. */
+void mw_crypto_set_provider(const struct mw_crypto_provider *provider);
+/* The installed provider, or NULL. */
+const struct mw_crypto_provider *mw_crypto_get_provider(void);
+
+/* OpenSSL 3's provider: defined in libmailward-crypto only (the CLI, the
+   writer, the tests); mail processes must not reference it. */
+extern const struct mw_crypto_provider mw_crypto_openssl;
+
+/* The installed provider's primitives. Each returns 0, or -1 when no
+   provider is installed or it fails (buf/out are then zeroed). */
 int mw_random_bytes(void *buf, size_t size);
+int mw_sha256(const void *data, size_t size,
+	      unsigned char out[MW_SHA256_SIZE]);
+int mw_hmac_sha256(const void *key, size_t key_size,
+		   const void *data, size_t size,
+		   unsigned char out[MW_SHA256_SIZE]);
 
 #endif

@@ -12,6 +12,7 @@
 #include "fuzz-common.h"
 #include "mw-imapid.h"
 #include "mw-device.h"
+#include "mw-crypto.h"
 
 #define MAX_FIELDS 40
 
@@ -74,6 +75,15 @@ static void check_describe(const struct mw_device_source *src,
 	free(label);
 	free(identity2);
 	free(label2);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	mw_crypto_set_provider(&mw_crypto_openssl);
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "mw-crypto.h"
 #include "mw-device.h"
 #include "mw-util.h"
 
@@ -774,5 +775,6 @@ int main(void)
 						teardown_dir),
 	};
 
+	mw_crypto_set_provider(&mw_crypto_openssl);
 	return cmocka_run_group_tests(tests, NULL, NULL) == 0 ? 0 : 1;
 }

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "mw-crypto.h"
 #include "mw-store.h"
 #include "mw-util.h"
 
@@ -1828,5 +1829,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_reader, setup, teardown),
 	};
 
+	mw_crypto_set_provider(&mw_crypto_openssl);
 	return cmocka_run_group_tests(tests, NULL, NULL) == 0 ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include "mail-storage-service.h"
 #include "mailward-plugin.h"
 #include "mailward-display.h"
+#include "mailward-crypto.h"
 #include "mw-audit.h"
 #include "doveadm-mailward.h"
 
@@ -772,6 +773,8 @@ void doveadm_mailward_plugin_init(struct module *module ATTR_UNUSED)
 {
 	unsigned int i;
 
+	/* this plugin's own copy of the core */
+	mw_crypto_set_provider(&mailward_crypto_dovecot);
 	doveadm_cmd_register_ver2(&doveadm_mailward_cmd_check);
 	doveadm_cmd_register_ver2(&doveadm_mailward_cmd_settings);
 	for (i = 0; i < N_ELEMENTS(mailward_commands); i++)

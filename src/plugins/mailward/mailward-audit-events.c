@@ -13,18 +13,14 @@
 #include "mailward-plugin.h"
 #include "mailward-audit-client.h"
 
-#include "hmac.h"
-
 #define MAILWARD_AUDIT_BATCH_RECORDS 500
-#include "sha2.h"
 
 static const char *mailward_audit_remote(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
 	const char *ip;
 	char prefix[MW_PREFIX_BUF_SIZE];
-	unsigned char mac[SHA256_RESULTLEN];
-	struct hmac_context hctx;
+	char mac_hex[MW_DEVICE_ID_HEX_SIZE];
 
 	if (user->conn.remote_ip == NULL || user->conn.remote_ip->family == 0)
 		return NULL;
@@ -39,13 +35,12 @@ static const char *mailward_audit_remote(struct mailward_user *muser)
 	if (strcmp(muser->set.audit_remote, "pseudonym") == 0) {
 		/* keyed with the user's device key: stable per user, not
 		   reversible without the key */
-		if (!muser->device_key_loaded)
+		if (!muser->device_key_loaded ||
+		    mw_device_id(muser->device_key, ip, NULL, mac_hex) < 0)
 			return "pseudonym-unavailable";
-		hmac_init(&hctx, muser->device_key, sizeof(muser->device_key),
-			  &hash_method_sha256);
-		hmac_update(&hctx, ip, strlen(ip));
-		hmac_final(&hctx, mac);
-		return t_strconcat("ps:", binary_to_hex(mac, 16), NULL);
+		/* the first 16 bytes of HMAC-SHA-256(device key, address),
+		   computed as a device id is */
+		return t_strconcat("ps:", mac_hex, NULL);
 	}
 	return ip;
 }

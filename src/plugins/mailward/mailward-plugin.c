@@ -6,8 +6,6 @@
 #include "net.h"
 #include "str.h"
 #include "hex-binary.h"
-#include "hmac.h"
-#include "sha2.h"
 #include "safe-memset.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
@@ -23,6 +21,7 @@
 #include "mw-audit.h"
 #include "mailward-display.h"
 #include "mailward-state-dir.h"
+#include "mailward-crypto.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -43,7 +42,6 @@ struct mailward_user_module mailward_user_module =
 struct mailward_storage_module mailward_storage_module =
 	MODULE_CONTEXT_INIT(&mail_storage_module_register);
 
-static struct module *mailward_module;
 
 const char *mailward_user_setting(struct mailward_user *muser,
 				  const char *name)
@@ -352,20 +350,12 @@ mailward_device_register(struct mailward_user *muser,
 	muser->device_source = src.explicit_device != NULL ? "explicit" :
 		(id != NULL && id->name[0] != '\0' ? "imap-id" : "network");
 
-	/* HMAC-SHA-256 with Dovecot's implementation: the same value as
-	   mw_device_id(), without initialising OpenSSL per session */
-	{
-		struct hmac_context hctx;
-		unsigned char digest[SHA256_RESULTLEN];
-
-		hmac_init(&hctx, muser->device_key, sizeof(muser->device_key),
-			  &hash_method_sha256);
-		hmac_update(&hctx, identity, strlen(identity));
-		hmac_final(&hctx, digest);
-		i_assert(MW_DEVICE_ID_SIZE * 2 + 1 == sizeof(id_hex));
-		memcpy(id_hex, binary_to_hex(digest, MW_DEVICE_ID_SIZE),
-		       sizeof(id_hex));
-		safe_memset(digest, 0, sizeof(digest));
+	/* with Dovecot's HMAC (mailward_crypto_dovecot, installed at init) */
+	if (mw_device_id(muser->device_key, identity, NULL, id_hex) < 0) {
+		mailward_user_set_fail_safe(muser,
+			"Device id: no working crypto provider");
+		muser->device_registered = FALSE;
+		return;
 	}
 	if (muser->set.pop3_login_delay_secs > 0 &&
 	    strcmp(user->service, "pop3") == 0 &&
@@ -1102,7 +1092,7 @@ static struct mail_storage_hooks mailward_mail_storage_hooks = {
 
 void mailward_plugin_init(struct module *module)
 {
-	mailward_module = module;
+	mw_crypto_set_provider(&mailward_crypto_dovecot);
 	mailward_owner_init();
 	mailward_metadata_init();
 	mail_storage_hooks_add(module, &mailward_mail_storage_hooks);
