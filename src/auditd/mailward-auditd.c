@@ -31,10 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDITD_PROTOCOL "mailward-audit"
-#define AUDITD_MAJOR 1
-#define AUDITD_MINOR 0
-
 /* longest accepted input line, excluding LF (a body is at most
    MW_AUDIT_BODY_MAX bytes; the rest is headroom) */
 #define AUDITD_MAX_LINE 65536
@@ -638,18 +634,18 @@ static int auditd_handshake(struct auditd_client *c, const char *line)
 
 	if (str_array_length(args) < 3 || str_array_length(args) > 4 ||
 	    strcmp(args[0], "VERSION") != 0 ||
-	    strcmp(args[1], AUDITD_PROTOCOL) != 0 ||
+	    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
 	    str_to_uint(args[2], &major) < 0 ||
 	    (args[3] != NULL && str_to_uint(args[3], &minor) < 0)) {
 		auditd_client_error(c, t_strdup_printf(
 			"expected VERSION\t%s\t%u as the first line",
-			AUDITD_PROTOCOL, AUDITD_MAJOR));
+			MW_AUDIT_PROTOCOL_NAME, MW_AUDIT_PROTOCOL_MAJOR));
 		return -1;
 	}
-	if (major != AUDITD_MAJOR) {
+	if (major != MW_AUDIT_PROTOCOL_MAJOR) {
 		auditd_client_error(c, t_strdup_printf(
 			"unsupported protocol version %u (writer speaks %u)",
-			major, AUDITD_MAJOR));
+			major, MW_AUDIT_PROTOCOL_MAJOR));
 		return -1;
 	}
 	c->handshake_done = TRUE;
@@ -813,7 +809,7 @@ static void auditd_client_connected(struct master_service_connection *conn)
 	if (to_spool != NULL)
 		timeout_reset(to_spool);
 	(void)auditd_client_send(c, t_strdup_printf("VERSION\t%s\t%u\t%u",
-		AUDITD_PROTOCOL, AUDITD_MAJOR, AUDITD_MINOR));
+		MW_AUDIT_PROTOCOL_NAME, MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR));
 }
 
 /* --- group commit --- */

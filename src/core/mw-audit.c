@@ -46,43 +46,6 @@ static const char zero_hash[MW_AUDIT_HASH_HEX_LEN + 1] =
 
 /* --- crypto --- */
 
-static void hex_encode(const uint8_t *data, size_t len, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		out[2 * i] = hex[data[i] >> 4];
-		out[2 * i + 1] = hex[data[i] & 0xf];
-	}
-	out[2 * len] = '\0';
-}
-
-static int hex_decode(const char *hex, size_t hexlen, uint8_t *out,
-		      size_t outlen)
-{
-	size_t i;
-
-	if (hexlen != outlen * 2)
-		return -1;
-	for (i = 0; i < hexlen; i++) {
-		char c = hex[i];
-		unsigned int v;
-
-		if (c >= '0' && c <= '9')
-			v = (unsigned int)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = (unsigned int)(c - 'a' + 10);
-		else
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return 0;
-}
-
 int mw_audit_sha256_hex(const void *data, size_t len, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -91,7 +54,7 @@ int mw_audit_sha256_hex(const void *data, size_t len, char out[65])
 	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
 	    mdlen != 32)
 		return -1;
-	hex_encode(md, 32, out);
+	mw_hex_encode(md, 32, out);
 	return 0;
 }
 
@@ -105,7 +68,7 @@ static int hmac_hex(const uint8_t key[MW_AUDIT_KEY_LEN], const void *data,
 		      MW_AUDIT_KEY_LEN, data, len, md, sizeof(md),
 		      &mdlen) == NULL || mdlen != 32)
 		return -1;
-	hex_encode(md, 32, out);
+	mw_hex_encode(md, 32, out);
 	OPENSSL_cleanse(md, sizeof(md));
 	return 0;
 }
@@ -184,28 +147,6 @@ void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 
 /* --- files --- */
 
-static int write_full(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	ssize_t n;
-
-	while (len > 0) {
-		n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int pread_full(int fd, void *data, size_t len, off_t off)
 {
 	char *p = data;
@@ -227,33 +168,6 @@ static int pread_full(int fd, void *data, size_t len, off_t off)
 		off += n;
 	}
 	return 0;
-}
-
-/* fsyncs the directory containing path */
-static int fsync_parent_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd, ret;
-
-	if (slash == NULL) {
-		strcpy(dir, ".");
-	} else if (slash == path) {
-		strcpy(dir, "/");
-	} else {
-		if ((size_t)(slash - path) >= sizeof(dir)) {
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		memcpy(dir, path, (size_t)(slash - path));
-		dir[slash - path] = '\0';
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	close(fd);
-	return ret;
 }
 
 int mw_audit_key_load(const char *path, uint32_t *epoch_r,
@@ -291,7 +205,7 @@ int mw_audit_key_load(const char *path, uint32_t *epoch_r,
 	p = end + 5;
 	if (strlen(p) != MW_AUDIT_KEY_LEN * 2 + 1 ||
 	    p[MW_AUDIT_KEY_LEN * 2] != '\n' ||
-	    hex_decode(p, MW_AUDIT_KEY_LEN * 2, key, MW_AUDIT_KEY_LEN) < 0)
+	    mw_hex_decode_n(p, key, MW_AUDIT_KEY_LEN) < 0)
 		goto bad;
 	*epoch_r = (uint32_t)epoch;
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -307,7 +221,7 @@ static int key_format(char *buf, size_t size, uint32_t epoch,
 	char hex[MW_AUDIT_KEY_LEN * 2 + 1];
 	int n;
 
-	hex_encode(key, MW_AUDIT_KEY_LEN, hex);
+	mw_hex_encode(key, MW_AUDIT_KEY_LEN, hex);
 	n = snprintf(buf, size, "mailward-audit-key v1 epoch=%u key=%s\n",
 		     (unsigned int)epoch, hex);
 	OPENSSL_cleanse(hex, sizeof(hex));
@@ -331,7 +245,7 @@ int mw_audit_key_store(const char *path, uint32_t epoch,
 		return fail_static(error_r, "open(%s) failed: %s", tmp,
 				   strerror(errno));
 	}
-	if (write_full(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
+	if (mw_write_full(fd, buf, (size_t)n) < 0 || fsync(fd) < 0) {
 		OPENSSL_cleanse(buf, sizeof(buf));
 		fail_static(error_r, "write(%s) failed: %s", tmp,
 			    strerror(errno));
@@ -352,7 +266,7 @@ int mw_audit_key_store(const char *path, uint32_t epoch,
 		(void)unlink(tmp);
 		return -1;
 	}
-	if (fsync_parent_dir(path) < 0)
+	if (mw_fsync_parent_dir(path) < 0)
 		return fail_static(error_r, "fsync of the directory of %s "
 				   "failed: %s", path, strerror(errno));
 	return 0;
@@ -386,7 +300,7 @@ static int write_key_file(const char *path, uint32_t epoch,
 	if (fd < 0)
 		return -1;
 	n = key_format(buf, sizeof(buf), epoch, key);
-	if (write_full(fd, buf, (size_t)n) < 0 || fsync(fd) < 0)
+	if (mw_write_full(fd, buf, (size_t)n) < 0 || fsync(fd) < 0)
 		ret = fail_static(error_r, "write(%s) failed: %s", path,
 				  strerror(errno));
 	OPENSSL_cleanse(buf, sizeof(buf));
@@ -452,7 +366,7 @@ int mw_audit_keygen(const char *dir, bool overwrite, const char **error_r)
 	snprintf(path, sizeof(path), "%s/checkpoint.pub", dir);
 	if (write_pem_file(path, pkey, false, overwrite, error_r) < 0)
 		goto out;
-	if (fsync_parent_dir(path) < 0) {
+	if (mw_fsync_parent_dir(path) < 0) {
 		fail_static(error_r, "fsync(%s) failed: %s", dir,
 			    strerror(errno));
 		goto out;
@@ -686,7 +600,7 @@ static int emit_checkpoint(struct mw_audit_writer *w, int64_t now,
 		if (w->tree.size != w->seq ||
 		    mw_merkle_range_root(&w->tree, root) < 0)
 			return wbroken(w, error_r, "Merkle root failed");
-		hex_encode(root, sizeof(root), roothex);
+		mw_hex_encode(root, sizeof(root), roothex);
 	}
 	format_time(now, ts);
 	mw_json_buf_reset(&w->scratch);
@@ -705,7 +619,7 @@ static int emit_checkpoint(struct mw_audit_writer *w, int64_t now,
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return wbroken(w, error_r, "Ed25519 signing failed");
-	hex_encode(sig, sizeof(sig), sighex);
+	mw_hex_encode(sig, sizeof(sig), sighex);
 	body_event(&w->body, MW_AUDIT_EV_CHECKPOINT);
 	if (w->tree_known)
 		body_str(&w->body, MW_AF_ROOT, roothex);
@@ -753,7 +667,7 @@ static void tree_save(struct mw_audit_writer *w)
 	mw_json_buf_append_str(&b, w->prev);
 	mw_json_buf_append_str(&b, "\n");
 	for (i = 0; i < w->tree.count; i++) {
-		hex_encode(w->tree.hashes[i], MW_MERKLE_HASH_LEN, hex);
+		mw_hex_encode(w->tree.hashes[i], MW_MERKLE_HASH_LEN, hex);
 		mw_json_buf_append_str(&b, hex);
 		mw_json_buf_append_str(&b, "\n");
 	}
@@ -766,7 +680,7 @@ static void tree_save(struct mw_audit_writer *w)
 		return;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write_full(fd, b.data, b.len) < 0 || fsync(fd) < 0 ||
+	if (fd < 0 || mw_write_full(fd, b.data, b.len) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, w->tree_path) < 0) {
 		int err = errno;
 
@@ -808,7 +722,7 @@ int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
 		return wfail(w, error_r, "audit writer is in a failed state");
 	if (w->pending.len == 0)
 		return 0;
-	if (write_full(w->fd, w->pending.data, w->pending.len) < 0)
+	if (mw_write_full(w->fd, w->pending.data, w->pending.len) < 0)
 		return wbroken(w, error_r, "write(%s) failed: %s",
 			       w->log_path, strerror(errno));
 	if (fdatasync(w->fd) < 0)
@@ -1346,7 +1260,7 @@ static int move_torn(struct mw_audit_writer *w, struct resume_info *ri,
 	}
 	if (pread_full(w->fd, buf, (size_t)ri->torn_bytes,
 		       ri->good_end) < 0 ||
-	    write_full(fd, buf, (size_t)ri->torn_bytes) < 0 ||
+	    mw_write_full(fd, buf, (size_t)ri->torn_bytes) < 0 ||
 	    fsync(fd) < 0) {
 		int err = errno;
 
@@ -1359,7 +1273,7 @@ static int move_torn(struct mw_audit_writer *w, struct resume_info *ri,
 			     ri->torn_file, strerror(err));
 	}
 	free(buf);
-	if (close(fd) < 0 || fsync_parent_dir(ri->torn_file) < 0) {
+	if (close(fd) < 0 || mw_fsync_parent_dir(ri->torn_file) < 0) {
 		int err = errno;
 
 		(void)unlink(ri->torn_file);
@@ -1413,7 +1327,7 @@ static int tree_read_file(struct mw_audit_writer *w, struct mw_merkle_range *r,
 	for (i = 0; i < r->count; i++) {
 		end = strchr(p, '\n');
 		if (end == NULL || end - p != 64 ||
-		    hex_decode(p, 64, r->hashes[i], MW_MERKLE_HASH_LEN) < 0) {
+		    mw_hex_decode_n(p, r->hashes[i], MW_MERKLE_HASH_LEN) < 0) {
 			*why_r = "malformed";
 			return -1;
 		}
@@ -1644,7 +1558,7 @@ static int writer_resume(struct mw_audit_writer *w, const char **error_r)
 		w->seq = 0;
 		memcpy(w->prev, zero_hash, sizeof(w->prev));
 		/* the (possibly new) log file's directory entry is durable */
-		if (fsync_parent_dir(w->log_path) < 0)
+		if (mw_fsync_parent_dir(w->log_path) < 0)
 			return wfail(w, error_r, "fsync of the directory of %s "
 				     "failed: %s", w->log_path, strerror(errno));
 		if (start_epoch(w, now, "new-chain", error_r) < 0)
@@ -1770,7 +1684,7 @@ int mw_audit_writer_rotate(struct mw_audit_writer *w,
 	close(w->fd);
 	w->fd = -1;
 	if (open_log_fd(w, true, error_r) < 0 ||
-	    fsync_parent_dir(w->log_path) < 0) {
+	    mw_fsync_parent_dir(w->log_path) < 0) {
 		w->failed = true;
 		return -1;
 	}

@@ -19,6 +19,13 @@
 #include "mw-json.h"
 
 #define MW_AUDIT_FORMAT_VERSION 1
+/* The protocol between mail processes and the writer (the plugin's
+   mailward-audit-client.c, src/auditd/mailward-auditd.c): each side first
+   sends "VERSION\t<name>\t<major>\t<minor>"; a different major is
+   refused. */
+#define MW_AUDIT_PROTOCOL_NAME "mailward-audit"
+#define MW_AUDIT_PROTOCOL_MAJOR 1
+#define MW_AUDIT_PROTOCOL_MINOR 0
 /* bytes of a decoded string field; longer values are cut by the builder
    (at a UTF-8 boundary) and named in the "truncated" field */
 #define MW_AUDIT_STR_MAX 256

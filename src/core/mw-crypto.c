@@ -18,11 +18,6 @@ void mw_crypto_set_provider(const struct mw_crypto_provider *provider)
 	mw_provider = provider;
 }
 
-const struct mw_crypto_provider *mw_crypto_get_provider(void)
-{
-	return mw_provider;
-}
-
 int mw_random_bytes(void *buf, size_t size)
 {
 	if (size == 0)

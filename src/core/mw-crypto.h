@@ -31,8 +31,6 @@ struct mw_crypto_provider {
 /* Installs the process-wide provider (static storage; NULL uninstalls).
    Install it before any other mw_* call: the core has no default. */
 void mw_crypto_set_provider(const struct mw_crypto_provider *provider);
-/* The installed provider, or NULL. */
-const struct mw_crypto_provider *mw_crypto_get_provider(void);
 
 /* OpenSSL 3's provider: defined in libmailward-crypto only (the CLI, the
    writer, the tests); mail processes must not reference it. */

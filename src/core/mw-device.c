@@ -341,45 +341,6 @@ static int key_read(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	return 1;
 }
 
-static void fsync_parent_dir(const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	size_t len;
-	int fd;
-
-	if (slash == NULL) {
-		strcpy(dir, ".");
-	} else {
-		len = slash == path ? 1 : (size_t)(slash - path);
-		if (len >= sizeof(dir))
-			return;
-		memcpy(dir, path, len);
-		dir[len] = '\0';
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)fsync(fd);
-		(void)close(fd);
-	}
-}
-
-static int write_all(int fd, const char *data, size_t size)
-{
-	ssize_t ret;
-
-	while (size > 0) {
-		ret = write(fd, data, size);
-		if (ret < 0 && errno == EINTR)
-			continue;
-		if (ret <= 0)
-			return -1;
-		data += ret;
-		size -= (size_t)ret;
-	}
-	return 0;
-}
-
 /* Returns 1 = created (key_r filled), 0 = someone else created it first,
    -1 = error set. */
 static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
@@ -415,7 +376,7 @@ static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 	mw_hex_encode(key_r, MW_DEVICE_KEY_SIZE, hex);
 	hex[KEY_HEX_LEN] = '\n';
 	hex[KEY_HEX_LEN + 1] = '\0';
-	if (write_all(fd, hex, KEY_HEX_LEN + 1) < 0 || fsync(fd) < 0) {
+	if (mw_write_full(fd, hex, KEY_HEX_LEN + 1) < 0 || fsync(fd) < 0) {
 		set_error("device key %s: write/fsync of %s failed: %s", path,
 			  tmp_path, strerror(errno));
 		mw_cleanse(hex, sizeof(hex));
@@ -443,7 +404,7 @@ static int key_create(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 		return -1;
 	}
 	(void)unlink(tmp_path);
-	fsync_parent_dir(path);
+	(void)mw_fsync_parent_dir(path);
 	return 1;
 }
 

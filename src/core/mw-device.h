@@ -3,7 +3,8 @@
 
 /* Device identity: which "device" a session belongs to, a human label for
    it, and the keyed id under which the state store knows it. Dovecot-free;
-   uses OpenSSL 3 for HMAC-SHA-256 and randomness. Never prints. */
+   HMAC-SHA-256 and randomness come from the installed crypto provider
+   (mw-crypto.h). Never prints. */
 
 #include <stddef.h>
 
@@ -84,7 +85,9 @@ void mw_device_describe(const struct mw_device_source *src,
 
 /* Device id: HMAC-SHA-256(key, identity), first 16 bytes. Writes the raw id
    to id_r (may be NULL) and 32 lowercase hex digits + NUL to id_hex_r (may
-   be NULL). Returns 0, or -1 if OpenSSL fails (outputs then zeroed). */
+   be NULL). Computed here only (mw-crypto.c), with the installed crypto
+   provider. Returns 0, or -1 if there is none or it fails (outputs then
+   zeroed). */
 int mw_device_id(const unsigned char key[MW_DEVICE_KEY_SIZE],
 		 const char *identity, unsigned char id_r[MW_DEVICE_ID_SIZE],
 		 char id_hex_r[MW_DEVICE_ID_HEX_SIZE]);
@@ -106,13 +109,13 @@ int mw_device_key_from_hex(const char *hex,
 			   unsigned char key_r[MW_DEVICE_KEY_SIZE],
 			   const char **error_r);
 
-/* OPENSSL_cleanse() of a key (or any secret) buffer. */
 /* A device id or id prefix as an administrator types it: 6 to 32 hex
    digits, either case. Writes the lowercase digits + NUL to out and
    returns their count, or returns -1 if in (may be NULL) is not one. */
 int mw_device_id_prefix_norm(const char *in,
 			     char out[MW_DEVICE_ID_HEX_SIZE]);
 
+/* mw_cleanse() of a key (or any secret) buffer. */
 void mw_device_key_cleanse(void *key, size_t size);
 
 #endif

@@ -2,6 +2,7 @@
    See mw-json.h and docs/audit-log.md §2. */
 
 #include "mw-json.h"
+#include "mw-util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,35 +95,11 @@ void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len)
 
 size_t mw_json_utf8_seq_len(const unsigned char *p, size_t len)
 {
-	unsigned char c;
-	size_t n, i;
-	uint32_t cp;
-
 	if (len == 0)
 		return 0;
-	c = p[0];
-	if (c < 0x80)
+	if (p[0] < 0x80)
 		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2; cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3; cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4; cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
+	return mw_utf8_seq_len_n(p, len, NULL);
 }
 
 size_t mw_json_utf8_cut(const char *data, size_t len, size_t max)

@@ -9,8 +9,12 @@
      names the store path; the string lives in the store (or, for open, in
      a static buffer) and is valid until the next call on that store (next
      mw_store_open call). Read functions return 1 found / 0 not found.
-   - LMDB's recoverable conditions (MDB_MAP_FULL, MDB_MAP_RESIZED, stale
-     readers) are handled inside; the caller never sees them.
+   - LMDB's recoverable conditions are handled inside; the caller never
+     sees them: MDB_MAP_FULL (the map grows and the write is redone),
+     MDB_MAP_RESIZED (another process's size is adopted) and the reader
+     slots of dead processes (mdb_reader_check() at every open; see also
+     mw_store_reader_check()). A reader table full of live readers
+     (MDB_READERS_FULL) is an error like any other.
    - Corrupt data (wrong-sized values, invalid meta pages, zeroed pages,
      a data file shorter than its pages, random bytes in B-tree pages that
      make LMDB fault) are errors, never crashes: the damaged file is moved
@@ -118,7 +122,10 @@ struct mw_store_stat {
    several messages can share, such as mbox's header hash, plus a hash of
    the message) gets the first MW_MSG_KEY_GUID_PART bytes of SHA-256 of
    the GUID followed by the first bytes of SHA-256 of the whole string:
-   messages whose GUID part matches no key need no hash of the message. */
+   messages whose GUID part matches no key need no hash of the message.
+   Computed here only (mw-crypto.c) with the installed crypto provider
+   (mw-crypto.h); without a working one it aborts (a program's bug: a
+   zero key would merge every message's records). */
 void mw_msg_key(const char *msg_guid, unsigned char out[MW_MSG_KEY_SIZE]);
 
 /* Opens (creating dir with missing parents 0700, and the environment) the

@@ -36,7 +36,7 @@ static int hex_value(char c)
 	return -1;
 }
 
-int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
+int mw_hex_decode_n(const char *hex, unsigned char *out, size_t size)
 {
 	size_t i;
 	int hi, lo;
@@ -53,7 +53,62 @@ int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
 			return -1;
 		out[i] = (unsigned char)((hi << 4) | lo);
 	}
+	return 0;
+}
+
+int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
+{
+	if (mw_hex_decode_n(hex, out, size) < 0)
+		return -1;
 	return hex[size * 2] == '\0' ? 0 : -1;
+}
+
+int mw_write_full(int fd, const void *data, size_t size)
+{
+	const char *p = data;
+	ssize_t n;
+
+	while (size > 0) {
+		n = write(fd, p, size);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		size -= (size_t)n;
+	}
+	return 0;
+}
+
+int mw_fsync_parent_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t len;
+	int fd, ret;
+
+	if (slash == NULL) {
+		strcpy(dir, ".");
+	} else {
+		len = slash == path ? 1 : (size_t)(slash - path);
+		if (len >= sizeof(dir)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(dir, path, len);
+		dir[len] = '\0';
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ret = fsync(fd);
+	(void)close(fd);
+	return ret;
 }
 
 size_t mw_utf8_seq_len_n(const unsigned char *p, size_t len,

@@ -14,9 +14,6 @@
 #  define MW_ATTR_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
 #  define MW_ATTR_FORMAT(fmt, args)
-/* Zeroes secret material in a way the compiler may not optimise away. */
-void mw_cleanse(void *data, size_t size);
-
 #endif
 
 /* Writes 2*size lowercase hex digits plus NUL to out (out must hold
@@ -26,6 +23,9 @@ void mw_hex_encode(const void *data, size_t size, char *out);
    after) into out. Returns 0, or -1 if hex is NULL or malformed (out is
    then unspecified). */
 int mw_hex_decode(const char *hex, unsigned char *out, size_t size);
+/* The same for the first 2*size characters of hex, whatever follows
+   them. Returns 0, or -1 if one of them is not a hex digit. */
+int mw_hex_decode_n(const char *hex, unsigned char *out, size_t size);
 
 /* Length (2..4) of the well-formed UTF-8 sequence of a code point >= U+0080
    at p (RFC 3629: no overlongs, no surrogates, <= U+10FFFF), or 0 if the
@@ -139,5 +139,14 @@ bool mw_ascii_strcaseeq(const char *a, const char *b);
 
 /* Zeroes secret material in a way the compiler may not optimise away. */
 void mw_cleanse(void *data, size_t size);
+
+/* Writes all size bytes of data to fd (retrying on EINTR and short
+   writes). Returns 0, or -1 with errno set (EIO if write() wrote 0). */
+int mw_write_full(int fd, const void *data, size_t size);
+
+/* fsync()s the directory that contains path ("." when path has no '/'),
+   so that a file created, renamed or linked there is durable. Returns 0,
+   or -1 with errno set. */
+int mw_fsync_parent_dir(const char *path);
 
 #endif

@@ -187,9 +187,50 @@ static void test_access_hint(void **state)
 	unlink(path);
 }
 
+/* the one hex decoder, file writer and directory fsync of the core */
+static void test_hex_and_files(void **state)
+{
+	unsigned char out[3];
+	char dir[] = "/tmp/mw-util-XXXXXX", path[64], buf[8];
+	int fd;
+
+	(void)state;
+	assert_int_equal(mw_hex_decode("00aBff", out, 3), 0);
+	assert_memory_equal(out, "\x00\xab\xff", 3);
+	assert_int_equal(mw_hex_decode("00abff\n", out, 3), -1);
+	assert_int_equal(mw_hex_decode_n("00abff\n", out, 3), 0);
+	assert_memory_equal(out, "\x00\xab\xff", 3);
+	assert_int_equal(mw_hex_decode_n("00ab", out, 3), -1);
+	assert_int_equal(mw_hex_decode_n("00abfg", out, 3), -1);
+	assert_int_equal(mw_hex_decode_n(NULL, out, 3), -1);
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(mw_write_full(fd, "abcdef", 6), 0);
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(mw_fsync_parent_dir(path), 0);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 6);
+	assert_memory_equal(buf, "abcdef", 6);
+	/* a read-only descriptor: -1 with errno */
+	errno = 0;
+	assert_int_equal(mw_write_full(fd, "x", 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/missing/f", dir);
+	assert_int_equal(mw_fsync_parent_dir(path), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hex_and_files),
 		cmocka_unit_test(test_escape_table),
 		cmocka_unit_test(test_escape_quotes_extra),
 		cmocka_unit_test(test_cp_is_unsafe),

@@ -15,6 +15,7 @@
 #include "write-full.h"
 #include "mailward-audit-client.h"
 #include "mw-util.h"
+#include "mw-audit.h"
 #include "mailward-display.h"
 
 #include <fcntl.h>
@@ -25,9 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDIT_PROTOCOL "mailward-audit"
-#define AUDIT_MAJOR 1
-#define AUDIT_MINOR 0
 #define AUDIT_DEFAULT_SOCKET "mailward-audit"
 /* the writer's reply lines are short; anything longer is an error */
 #define AUDIT_MAX_REPLY_LINE 4096
@@ -570,8 +568,8 @@ static int audit_flush_once(struct mailward_audit_client *client,
 	out = t_str_new(AUDIT_SEND_CHUNK + 1024);
 	if (!client->version_sent) {
 		client->version_sent = TRUE;
-		str_printfa(out, "VERSION\t%s\t%u\t%u\n", AUDIT_PROTOCOL,
-			    AUDIT_MAJOR, AUDIT_MINOR);
+		str_printfa(out, "VERSION\t%s\t%u\t%u\n", MW_AUDIT_PROTOCOL_NAME,
+			    MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR);
 	}
 	for (i = 0; i <= count && ret == AUDIT_IO_OK; i++) {
 		if (i < count) {
@@ -598,12 +596,12 @@ static int audit_flush_once(struct mailward_audit_client *client,
 		if (!client->version_received) {
 			if (str_array_length(args) < 3 ||
 			    strcmp(args[0], "VERSION") != 0 ||
-			    strcmp(args[1], AUDIT_PROTOCOL) != 0 ||
+			    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
 			    str_to_uint(args[2], &i) < 0 ||
-			    i != AUDIT_MAJOR) {
+			    i != MW_AUDIT_PROTOCOL_MAJOR) {
 				audit_set_error(client, "not a mailward audit "
 					"writer (protocol %u expected): %s",
-					AUDIT_MAJOR, mailward_display(line, 80));
+					MW_AUDIT_PROTOCOL_MAJOR, mailward_display(line, 80));
 				return AUDIT_IO_FAILED;
 			}
 			client->version_received = TRUE;
