@@ -233,13 +233,14 @@ def test_sweep_keeps_records_of_list_no_namespaces(sandbox_factory):
     namespace with list = no (hidden, as in compatibility set-ups) and a
     list = no namespace with its own storage still exist, so the device's
     DELEs stay in effect."""
-    sbx = _sandbox(sandbox_factory, dict(extra_conf=(
-        "namespace inbox {\n  inbox = yes\n  separator = /\n"
-        "  list = no\n  hidden = yes\n}\n"
-        "namespace other {\n  prefix = Other/\n  separator = /\n"
-        "  location = maildir:~/Other\n}\n"
-        "namespace archive {\n  prefix = Hidden/\n  separator = /\n"
-        "  location = maildir:~/Hidden\n  list = no\n  hidden = yes\n}\n")))
+    sbx = _sandbox(sandbox_factory, dict(namespaces=[
+        {"name": "inbox", "inbox": "yes", "separator": "/", "list": "no",
+         "hidden": "yes"},
+        {"name": "other", "prefix": "Other/", "separator": "/",
+         "mail_driver": "maildir", "mail_path": "~/Other"},
+        {"name": "archive", "prefix": "Hidden/", "separator": "/",
+         "mail_driver": "maildir", "mail_path": "~/Hidden", "list": "no",
+         "hidden": "yes"}]))
     sbx.deliver("alice", [make_message(i) for i in range(4)])
     hidden = os.path.join(sbx.home("alice"), "Hidden")
     for sub in ("new", "cur", "tmp"):
