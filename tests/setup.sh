@@ -16,9 +16,9 @@ MW_PACKAGES="build-essential autoconf automake libtool pkg-config
 # ... and what only the test suite needs (tests/run-tests.sh): real
 # clients, the fuzz replays' clang with its sanitizer runtime
 # (libclang-rt-dev), valgrind, LMDB's tools, debootstrap for the
-# Dovecot 2.4 chroot.
+# Dovecot 2.4 chroot, man for the man page checks.
 MW_TEST_PACKAGES="python3-pytest fetchmail getmail6 isync lmdb-utils
-  clang libclang-rt-dev valgrind debootstrap"
+  clang libclang-rt-dev valgrind debootstrap man-db"
 
 # mw_install_packages [extra package list]
 mw_install_packages() {

@@ -2,11 +2,14 @@
 auditor CLI's key, public key and log errors, the writer's key errors and
 the mail process's connect() error on the writer's socket."""
 
+import atexit
 import os
 import re
 import pwd
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import mwharness
 from test_audit_writer import AuditConn, body, wait_records, wait_writer
@@ -15,10 +18,23 @@ CLI = mwharness.AUDIT_CLI
 CLIENT_TEST = os.path.join(mwharness.BUILD, "tests", "audit-client-test")
 
 
+def runnable_by_others(path):
+    """path, or a copy in a directory everybody can traverse: the build
+    tree may be under a directory only root enters (a clone in /root)."""
+    d = tempfile.mkdtemp(prefix="mailward-bin-")
+    atexit.register(shutil.rmtree, d, True)
+    os.chmod(d, 0o755)
+    copy = os.path.join(d, os.path.basename(path))
+    shutil.copy2(path, copy)
+    os.chmod(copy, 0o755)
+    return copy
+
+
 def cli(*args, user=None):
     cmd = [CLI] + list(args)
     if user is not None:
-        cmd = ["runuser", "-u", user, "--"] + cmd
+        cmd = ["runuser", "-u", user, "--", runnable_by_others(CLI)] + \
+            list(args)
     return subprocess.run(cmd, capture_output=True, timeout=60)
 
 
@@ -125,7 +141,8 @@ def test_socket_connect_denied_names_uid_and_owner(sandbox_factory):
     for d in (sbx.dir, os.path.dirname(sock)):
         os.chmod(d, os.stat(d).st_mode | 0o005)
     nobody = pwd.getpwnam("nobody")
-    r = subprocess.run(["runuser", "-u", "nobody", "--", CLIENT_TEST, sock,
+    r = subprocess.run(["runuser", "-u", "nobody", "--",
+                        runnable_by_others(CLIENT_TEST), sock,
                         "queue-n:1:u", "flush", "queued"],
                        capture_output=True, text=True, timeout=60)
     os.chmod(sock, st.st_mode & 0o7777)
