@@ -28,7 +28,7 @@ def test_doveadm_override_does_not_lift_userdb_hold(sandbox_factory):
         if args[0] == "move":
             sbx.doveadm("mailbox", "create", "-u", "alice", "Moved")
         r = sbx.doveadm("-o", OVERRIDE, *args, check=False)
-        assert r.returncode != 0, (args, r.stderr)
+        assert r.returncode == 77, (args, r.stderr)  # EX_NOPERM
         assert "legal hold" in r.stderr, r.stderr
         assert ("Warning: mailward: mailward_hold is overridden to no for "
                 "user alice, but the userdb field says yes: the legal hold "
