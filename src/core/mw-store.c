@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -45,6 +46,9 @@
 
 /* error already formatted into store->error */
 #define MW_RC_FAILED (-1)
+/* a write transaction body changed nothing: abort it, nothing is written
+   or synced, the call succeeds */
+#define MW_RC_NOCHANGE (-2)
 
 #define MAPSIZE_ROUND (64 * 1024)
 #define DEV_FIXED_SIZE 34
@@ -74,6 +78,9 @@ struct mw_store {
 	/* data.mdb as opened (a quarantine renames only this file) */
 	dev_t data_dev;
 	ino_t data_ino;
+	/* the directory: handles are shared per directory */
+	dev_t dir_dev;
+	ino_t dir_ino;
 	/* where a corrupt store was moved (this handle's doing), or NULL */
 	char *reset_path;
 	/* meta "reset_time": this store replaced a damaged one then */
@@ -98,6 +105,7 @@ struct batch_op {
 	unsigned char key[MW_MSG_KEY_SIZE];
 	uint32_t uid, a, b, c;
 	uint64_t t, modseq;
+	bool deferred;	/* device touch left for the end of the attempt */
 };
 
 struct mw_batch {
@@ -122,10 +130,15 @@ struct mw_batch {
 	bool mbox_cached;
 	unsigned char mbox_guid[GUID_SIZE];
 	uint32_t mbox_no;
+	bool changed;	/* something was put or deleted */
+	uint64_t touch_secs;	/* mw_batch_set_touch_secs() */
 };
 
 static struct mw_store *stores = NULL;
 static pid_t stores_pid = 0;
+/* getpid() is a system call: cached, forgotten in a fork()ed child */
+static pid_t cached_pid = 0;
+static bool cached_pid_atfork = false;
 static char open_error[PATH_MAX + 512];
 
 static const char *const db_names[] = {
@@ -308,6 +321,24 @@ static int store_quarantine(struct mw_store *s, bool faulted,
 	return guard_ret_; \
 } while (0)
 
+static void store_pid_atfork_child(void)
+{
+	cached_pid = 0;
+}
+
+static pid_t store_getpid(void)
+{
+	if (!cached_pid_atfork) {
+		/* (handlers of a plugin are removed when it is unloaded) */
+		if (pthread_atfork(NULL, NULL, store_pid_atfork_child) != 0)
+			return getpid();	/* no handler: no cache */
+		cached_pid_atfork = true;
+	}
+	if (cached_pid == 0)
+		cached_pid = getpid();
+	return cached_pid;
+}
+
 /* ---- transactions ---- */
 
 static int store_txn_begin(struct mw_store *s, unsigned int flags,
@@ -316,7 +347,7 @@ static int store_txn_begin(struct mw_store *s, unsigned int flags,
 	unsigned int attempt;
 	int rc;
 
-	if (s->pid != getpid()) {
+	if (s->pid != store_getpid()) {
 		store_set_error(s, "handle inherited over fork() used");
 		return -1;
 	}
@@ -409,6 +440,11 @@ static int store_write(struct mw_store *s, const char *what,
 		if (store_txn_begin(s, 0, &txn) < 0)
 			return -1;
 		rc = fn(s, txn, ctx);
+		if (rc == MW_RC_NOCHANGE) {
+			/* read-only in effect: no page written, no sync */
+			store_txn_abort(s, txn);
+			return 0;
+		}
 		if (rc == 0)
 			rc = store_txn_commit(s, txn);
 		else
@@ -721,6 +757,11 @@ static int store_prealloc_lock(struct mw_store *s, const char *dir)
 		store_set_error(s, "lock file path too long");
 		return -1;
 	}
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= len &&
+	    (off_t)st.st_blocks * 512 >= st.st_size) {
+		/* allocated already (every open but the first) */
+		return 0;
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int err = errno;
@@ -743,7 +784,9 @@ static int store_prealloc_lock(struct mw_store *s, const char *dir)
 	return 0;
 }
 
-static int mkdir_parents(const char *dir)
+/* Creates dir with its missing parents (0700) unless it exists; *st_r
+   gets the directory's stat. */
+static int mkdir_parents(const char *dir, struct stat *st_r)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -753,6 +796,9 @@ static int mkdir_parents(const char *dir)
 		set_open_error("mailward store %s: invalid path", dir);
 		return -1;
 	}
+	/* the usual case: it exists (one stat, no mkdir per component) */
+	if (stat(dir, st_r) == 0 && S_ISDIR(st_r->st_mode))
+		return 0;
 	memcpy(path, dir, len + 1);
 	for (i = 1; i <= len; i++) {
 		if (path[i] != '/' && path[i] != '\0')
@@ -783,7 +829,28 @@ static int mkdir_parents(const char *dir)
 		set_open_error("mailward store %s: not a directory", dir);
 		return -1;
 	}
+	*st_r = st;
 	return 0;
+}
+
+/* An absolute path without empty, "." or ".." components: used as it is
+   (realpath() costs a readlink() per component). */
+static bool path_is_plain(const char *dir)
+{
+	const char *p;
+
+	if (dir[0] != '/')
+		return false;
+	for (p = dir; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		if (p[1] == '/' || p[1] == '\0' ||
+		    (p[1] == '.' && (p[2] == '/' || p[2] == '\0')) ||
+		    (p[1] == '.' && p[2] == '.' &&
+		     (p[3] == '/' || p[3] == '\0')))
+			return false;
+	}
+	return strlen(dir) < PATH_MAX;
 }
 
 /* A data file shorter than its used pages would make LMDB touch mapped
@@ -902,7 +969,7 @@ static void store_free(struct mw_store *s)
 {
 	sigjmp_buf buf, *saved;
 
-	if (s->env != NULL && s->pid == getpid()) {
+	if (s->env != NULL && s->pid == store_getpid()) {
 		/* closing reads no data pages; guarded all the same */
 		saved = guard_jmp;
 		if (sigsetjmp(buf, 0) == 0) {
@@ -911,7 +978,7 @@ static void store_free(struct mw_store *s)
 		}
 		guard_jmp = saved;
 	}
-	if (s->pid == getpid())
+	if (s->pid == store_getpid())
 		guard_handlers_unref();
 	free(s->reset_path);
 	free(s->path);
@@ -1141,7 +1208,7 @@ static struct mw_store *store_alloc(const char *real)
 		set_open_error("mailward store %s: out of memory", real);
 		return NULL;
 	}
-	s->pid = getpid();
+	s->pid = store_getpid();
 	s->refcount = 1;
 	guard_handlers_ref();
 	return s;
@@ -1181,29 +1248,35 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
 {
 	char real[PATH_MAX], *reset_path = NULL;
 	struct mw_store *s;
+	struct stat dir_st;
 	unsigned int attempt;
 
 	*store_r = NULL;
 	*error_r = open_error;
-	if (stores_pid != getpid()) {
+	if (stores_pid != store_getpid()) {
 		/* forked: handles of the parent must not be used or closed
 		   here (closing would drop this process' own fcntl locks);
 		   forget them */
 		stores = NULL;
-		stores_pid = getpid();
+		stores_pid = store_getpid();
 	}
-	if (dir == NULL || mkdir_parents(dir) < 0) {
+	if (dir == NULL || mkdir_parents(dir, &dir_st) < 0) {
 		if (dir == NULL)
 			set_open_error("mailward store: no directory given");
 		return -1;
 	}
-	if (realpath(dir, real) == NULL) {
+	if (path_is_plain(dir))
+		memcpy(real, dir, strlen(dir) + 1);
+	else if (realpath(dir, real) == NULL) {
 		set_open_error("mailward store %s: realpath() failed: %s",
 			       dir, strerror(errno));
 		return -1;
 	}
+	/* one handle per directory, whatever the spelling (LMDB must not
+	   open one environment twice in a process) */
 	for (s = stores; s != NULL; s = s->next) {
-		if (strcmp(s->path, real) == 0)
+		if (s->dir_dev == dir_st.st_dev &&
+		    s->dir_ino == dir_st.st_ino)
 			break;
 	}
 	if (s != NULL) {
@@ -1231,6 +1304,8 @@ int mw_store_open_mapsize(const char *dir, size_t mapsize,
 			free(reset_path);
 			return -1;
 		}
+		s->dir_dev = dir_st.st_dev;
+		s->dir_ino = dir_st.st_ino;
 		if (store_env_open_guarded(s, mapsize) == 0)
 			break;
 		set_open_error("%s", s->error);
@@ -2519,9 +2594,16 @@ struct mw_batch *mw_batch_begin(struct mw_store *store)
 {
 	struct mw_batch *b = calloc(1, sizeof(*b));
 
-	if (b != NULL)
+	if (b != NULL) {
 		b->store = store;
+		b->touch_secs = MW_DEVICE_TOUCH_SECS;
+	}
 	return b;
+}
+
+void mw_batch_set_touch_secs(struct mw_batch *batch, unsigned int secs)
+{
+	batch->touch_secs = secs;
 }
 
 unsigned int mw_batch_count(const struct mw_batch *batch)
@@ -2716,8 +2798,11 @@ static int batch_mailbox(struct mw_batch *b, MDB_txn *txn,
 		*no_r = b->mbox_no;
 		return 0;
 	}
-	rc = create ? mailbox_lookup_or_create(b->store, txn, guid, no_r) :
-		mailbox_lookup(b->store, txn, guid, no_r);
+	rc = mailbox_lookup(b->store, txn, guid, no_r);
+	if (rc == MDB_NOTFOUND && create) {
+		rc = mailbox_lookup_or_create(b->store, txn, guid, no_r);
+		b->changed = true;
+	}
 	if (rc == 0) {
 		b->mbox_cached = true;
 		memcpy(b->mbox_guid, guid, GUID_SIZE);
@@ -2769,6 +2854,7 @@ static int apply_msg_update(struct mw_batch *b, MDB_txn *txn,
 		return 0; /* nothing to record (e.g. DUE cleared) */
 	}
 	msg_dbkey(kb, op->dev_no, mbox);
+	b->changed = true;
 	return mdb_cursor_put(cur, &k, &d, 0);
 }
 
@@ -2790,6 +2876,7 @@ static int apply_msg_prune(struct mw_batch *b, MDB_txn *txn,
 			continue;
 		if (rc != 0 || (rc = mdb_cursor_del(cur, 0)) != 0)
 			return rc;
+		b->changed = true;
 	}
 	return 0;
 }
@@ -2808,6 +2895,7 @@ static int apply_mailbox_forget(struct mw_batch *b, MDB_txn *txn,
 	rc = mailbox_lookup(s, txn, op->guid, &mbox);
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
+	b->changed = true;
 	for (i = 0; i < b->dev_count; i++) {
 		msg_dbkey(kb, b->dev_nos[i], mbox);
 		rc = mdb_del(txn, s->dbi_messages, &k, NULL);
@@ -2825,8 +2913,11 @@ static int apply_mailbox_forget(struct mw_batch *b, MDB_txn *txn,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* final: apply whatever the time (the transaction writes anyway);
+   otherwise a touch that moves last_seen by less than
+   MW_DEVICE_TOUCH_SECS is only marked deferred */
 static int apply_device_touch(struct mw_batch *b, MDB_txn *txn,
-			      const struct batch_op *op)
+			      struct batch_op *op, bool final)
 {
 	struct mw_device_rec rec;
 	time_t t = mw_time_from_u64(op->t);
@@ -2842,19 +2933,29 @@ static int apply_device_touch(struct mw_batch *b, MDB_txn *txn,
 	rc = device_get_txn(b->store, txn, op->guid, &rec);
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
+	/* (a device's first session is always counted) */
+	if (!final && (rec.sessions != 0 || op->a == 0) &&
+	    (t <= rec.last_seen ||
+	     (uint64_t)(t - rec.last_seen) < b->touch_secs)) {
+		op->deferred = true;
+		return 0;
+	}
 	if (t > rec.last_seen)
 		rec.last_seen = t;
+	b->changed = true;
 	rec.sessions = mw_add_u32_sat(rec.sessions, op->a);
 	rec.retrieved = mw_add_u32_sat(rec.retrieved, op->b);
 	rec.deleted = mw_add_u32_sat(rec.deleted, op->c);
 	return device_put(b->store, txn, &rec);
 }
 
+/* final: as apply_device_touch(); a summary equal to the stored one
+   but for a time less than MW_DEVICE_TOUCH_SECS later is deferred */
 static int apply_summary_set(struct mw_batch *b, MDB_txn *txn,
-			     const struct batch_op *op)
+			     struct batch_op *op, bool final)
 {
 	unsigned char kb[MSG_DBKEY_SIZE], vb[SUMMARY_SIZE];
-	MDB_val k = { sizeof(kb), kb }, v = { sizeof(vb), vb };
+	MDB_val k = { sizeof(kb), kb }, v = { sizeof(vb), vb }, old;
 	uint32_t mbox;
 	int rc;
 
@@ -2870,6 +2971,21 @@ static int apply_summary_set(struct mw_batch *b, MDB_txn *txn,
 	mw_put_be32(vb + 4, op->b);
 	mw_put_be64(vb + 8, op->modseq);
 	mw_put_be64(vb + 16, op->t);
+	if (!final) {
+		rc = mdb_get(txn, b->store->dbi_summaries, &k, &old);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return rc;
+		if (rc == 0 && old.mv_size == sizeof(vb) &&
+		    memcmp(old.mv_data, vb, 16) == 0 &&
+		    op->t >= mw_get_be64((const unsigned char *)
+					 old.mv_data + 16) &&
+		    op->t - mw_get_be64((const unsigned char *)
+					old.mv_data + 16) < b->touch_secs) {
+			op->deferred = true;
+			return 0;
+		}
+	}
+	b->changed = true;
 	return mdb_put(txn, b->store->dbi_summaries, &k, &v, 0);
 }
 
@@ -2903,6 +3019,7 @@ static int batch_apply_txn(struct mw_store *s, MDB_txn *txn, void *ctx)
 	b->dev_count = count;
 	b->bound_gone = false;
 	b->bound_dropped = 0;
+	b->changed = false;
 	if (b->bound) {
 		/* the session's device must still exist with its number */
 		for (i = 0; i < count; i++) {
@@ -2922,8 +3039,9 @@ static int batch_apply_txn(struct mw_store *s, MDB_txn *txn, void *ctx)
 	if (rc != 0)
 		return rc;
 	for (i = 0; i < b->count && rc == 0; i++) {
-		const struct batch_op *op = &b->ops[i];
+		struct batch_op *op = &b->ops[i];
 
+		op->deferred = false;
 		switch (op->type) {
 		case OP_MSG_UPDATE:
 			rc = apply_msg_update(b, txn, cur, op);
@@ -2935,14 +3053,27 @@ static int batch_apply_txn(struct mw_store *s, MDB_txn *txn, void *ctx)
 			rc = apply_mailbox_forget(b, txn, op);
 			break;
 		case OP_DEVICE_TOUCH:
-			rc = apply_device_touch(b, txn, op);
+			rc = apply_device_touch(b, txn, op, false);
 			break;
 		case OP_SUMMARY_SET:
-			rc = apply_summary_set(b, txn, op);
+			rc = apply_summary_set(b, txn, op, false);
 			break;
 		}
 	}
 	mdb_cursor_close(cur);
+	/* touches that alone would not be worth a write go with one that
+	   writes anyway; a batch that changes nothing else writes nothing
+	   (their counts are not added: see mw_batch_device_touch()) */
+	for (i = 0; i < b->count && rc == 0 && b->changed; i++) {
+		if (!b->ops[i].deferred)
+			continue;
+		if (b->ops[i].type == OP_DEVICE_TOUCH)
+			rc = apply_device_touch(b, txn, &b->ops[i], true);
+		else if (b->ops[i].type == OP_SUMMARY_SET)
+			rc = apply_summary_set(b, txn, &b->ops[i], true);
+	}
+	if (rc == 0 && !b->changed)
+		return MW_RC_NOCHANGE;
 	return rc;
 }
 

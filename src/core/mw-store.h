@@ -46,8 +46,15 @@
 #define MW_PROTOCOL_MAX 15
 #define MW_MAILBOX_GUID_HEX_SIZE 33
 #define MW_MSG_KEY_SIZE 8
-/* Known devices are only rewritten at registration if last_seen is older
-   than this, so session starts of known devices are read-only. */
+/* Granularity of last_seen and of IMAP summary times. Known devices are
+   only rewritten at registration if last_seen is older than this, so
+   session starts of known devices are read-only; a session end that
+   changes nothing else rewrites a device (or a summary) only if its time
+   moves by this much, so repeated sessions that change nothing write
+   nothing (issue 14). last_seen may therefore lag the last session by
+   less than this: device expiry (days), eviction order and any check of
+   "the last login" (e.g. a POP3 LOGIN-DELAY) must not rely on a finer
+   resolution. */
 #define MW_DEVICE_TOUCH_SECS 60
 
 struct mw_store;
@@ -317,13 +324,24 @@ void mw_batch_msg_prune_key(struct mw_batch *batch,
 void mw_batch_mailbox_forget(struct mw_batch *batch,
 			     const char *mailbox_guid_hex);
 /* Raises last_seen to t (never lowers it) and adds to the counters of the
-   device id_hex; a device that no longer exists at commit is ignored. */
+   device id_hex; a device that no longer exists at commit is ignored.
+   When t is less than MW_DEVICE_TOUCH_SECS (mw_batch_set_touch_secs())
+   after the device's last_seen,
+   the device has counted a session already and nothing else of the
+   batch changes the store, the touch is not
+   written (the commit writes nothing), so its counts are not added:
+   the counters count the sessions (and their retrievals/deletions) that
+   were recorded, i.e. a session of the device is left out of them when
+   it came within MW_DEVICE_TOUCH_SECS of its last recorded one and
+   changed no state. */
 void mw_batch_device_touch(struct mw_batch *batch, const char *id_hex,
 			   time_t t, unsigned int add_sessions,
 			   unsigned int add_retrieved,
 			   unsigned int add_deleted);
 /* Sets the IMAP summary of (dev_no, mailbox); dropped if the device no
-   longer exists at commit. */
+   longer exists at commit. A summary equal to the stored one but for a
+   time less than MW_DEVICE_TOUCH_SECS later is written only when the
+   batch writes anyway. */
 void mw_batch_summary_set(struct mw_batch *batch, uint16_t dev_no,
 			  const char *mailbox_guid_hex, uint32_t uidvalidity,
 			  uint32_t highest_uid, uint64_t highestmodseq,
@@ -341,12 +359,19 @@ void mw_batch_summary_set(struct mw_batch *batch, uint16_t dev_no,
    replaces the previous binding. */
 void mw_batch_bind_device(struct mw_batch *batch, const char *id_hex,
 			  uint16_t dev_no, unsigned int *dropped_r);
+/* The granularity of this batch's device touches and summary times
+   (see mw_batch_device_touch()), MW_DEVICE_TOUCH_SECS unless set; 0
+   writes every touch. */
+void mw_batch_set_touch_secs(struct mw_batch *batch, unsigned int secs);
 /* Number of operations queued so far. */
 unsigned int mw_batch_count(const struct mw_batch *batch);
 /* Applies all operations in one write transaction, in the order given,
    growing the map and retrying the whole transaction on MDB_MAP_FULL (up
-   to MW_STORE_MAX_MAPSIZE). Frees the batch and sets *batch to NULL in all
-   cases. Returns 0 (all or nothing committed) or -1 (nothing committed). */
+   to MW_STORE_MAX_MAPSIZE). An update that changes nothing is not written;
+   when no operation changes anything (see mw_batch_device_touch()), the
+   transaction is aborted: nothing is written or synced. Frees the batch
+   and sets *batch to NULL in all cases. Returns 0 (all or nothing
+   committed) or -1 (nothing committed). */
 int mw_batch_commit(struct mw_batch **batch, const char **error_r);
 /* Frees the batch without writing anything; sets *batch to NULL. */
 void mw_batch_abort(struct mw_batch **batch);

@@ -553,8 +553,18 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser)
 {
 	if (muser->store == NULL)
 		return NULL;
-	if (muser->batch == NULL)
+	if (muser->batch == NULL) {
 		muser->batch = mw_batch_begin(muser->store);
+		/* last_seen may lag a session by MW_DEVICE_TOUCH_SECS
+		   (repeated sessions that change nothing write nothing):
+		   nothing next to a device expiry in days, but a short one
+		   (under 100 times that) gets every touch written */
+		if (muser->batch != NULL &&
+		    muser->set.device_expire_secs > 0 &&
+		    muser->set.device_expire_secs <
+		    100 * MW_DEVICE_TOUCH_SECS)
+			mw_batch_set_touch_secs(muser->batch, 0);
+	}
 	return muser->batch;
 }
 
