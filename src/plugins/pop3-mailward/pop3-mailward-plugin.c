@@ -186,6 +186,15 @@ reply_ostream_sendv(struct ostream_private *stream,
 		new_iov[0].iov_len = strlen(rstream->login_delay_reply);
 		return reply_ostream_send_parent(stream, new_iov, 1, total);
 	}
+	/* message data (RETR/TOP send it a line per call): every reply
+	   rewritten here starts with + or -, anything else passes
+	   straight through (no data stack frame, no copy) */
+	if (iov_count == 0 || iov[0].iov_len == 0 ||
+	    (total > 256 && total != sizeof(POP3_CAPA_REPLY) - 1) ||
+	    (((const char *)iov[0].iov_base)[0] != '+' &&
+	     ((const char *)iov[0].iov_base)[0] != '-'))
+		return reply_ostream_send_parent(stream, iov, iov_count,
+						 total);
 	if (rstream->capa_lines != NULL &&
 	    iov_equals(iov, iov_count, POP3_CAPA_REPLY,
 		       strlen(POP3_CAPA_REPLY))) {
