@@ -115,3 +115,19 @@ def test_short_device_expiry_writes_every_session(sandbox_factory):
     pop3_poll(sbx, 2)
     wait_session_end(sbx, "alice", count=3)
     assert txnid(sbx) == before + 2
+
+
+def test_login_delay_writes_every_session(sandbox_factory):
+    # the login delay counts from the device's last session: its
+    # last_seen is written at every session end, not every minute
+    sbx = sandbox_factory(
+        users={"alice": {"mailward_pop3_policy": "leave-on-server",
+                         "mailward_pop3_login_delay": "2s"}})
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    pop3_poll(sbx, 2)
+    wait_session_end(sbx, "alice")
+    before = txnid(sbx)
+    time.sleep(2.2)                 # past the delay
+    pop3_poll(sbx, 2)
+    wait_session_end(sbx, "alice", count=2)
+    assert txnid(sbx) == before + 1

@@ -2934,7 +2934,8 @@ static int apply_device_touch(struct mw_batch *b, MDB_txn *txn,
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	/* (a device's first session is always counted) */
-	if (!final && (rec.sessions != 0 || op->a == 0) &&
+	if (!final && b->touch_secs > 0 &&
+	    (rec.sessions != 0 || op->a == 0) &&
 	    (t <= rec.last_seen ||
 	     (uint64_t)(t - rec.last_seen) < b->touch_secs)) {
 		op->deferred = true;
@@ -2971,7 +2972,7 @@ static int apply_summary_set(struct mw_batch *b, MDB_txn *txn,
 	mw_put_be32(vb + 4, op->b);
 	mw_put_be64(vb + 8, op->modseq);
 	mw_put_be64(vb + 16, op->t);
-	if (!final) {
+	if (!final && b->touch_secs > 0) {
 		rc = mdb_get(txn, b->store->dbi_summaries, &k, &old);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;

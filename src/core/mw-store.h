@@ -52,9 +52,9 @@
    changes nothing else rewrites a device (or a summary) only if its time
    moves by this much, so repeated sessions that change nothing write
    nothing (issue 14). last_seen may therefore lag the last session by
-   less than this: device expiry (days), eviction order and any check of
-   "the last login" (e.g. a POP3 LOGIN-DELAY) must not rely on a finer
-   resolution. */
+   less than this: device expiry (days) and eviction order do not need a
+   finer resolution; a check of "the last session" (the POP3 login delay)
+   does: its batches set mw_batch_set_touch_secs(0). */
 #define MW_DEVICE_TOUCH_SECS 60
 
 struct mw_store;

@@ -291,7 +291,8 @@ static bool mailward_state_open(struct mailward_user *muser)
 
 /* RFC 2449 LOGIN-DELAY: TRUE if the POP3 device id_hex had a session
    less than mailward_pop3_login_delay ago (its last_seen, which every
-   session already writes at its end: no write for this). Then the session
+   session of a user with a delay writes at its end: see
+   mailward_state_batch()). Then the session
    is refused: the device is taken as it is in the store and not touched,
    so refused attempts do not push the next allowed login further. */
 static bool
@@ -558,11 +559,14 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser)
 		/* last_seen may lag a session by MW_DEVICE_TOUCH_SECS
 		   (repeated sessions that change nothing write nothing):
 		   nothing next to a device expiry in days, but a short one
-		   (under 100 times that) gets every touch written */
+		   (under 100 times that) gets every touch written, and so
+		   does a user with a POP3 login delay (measured from the
+		   device's last session: last_seen exact) */
 		if (muser->batch != NULL &&
-		    muser->set.device_expire_secs > 0 &&
-		    muser->set.device_expire_secs <
-		    100 * MW_DEVICE_TOUCH_SECS)
+		    ((muser->set.device_expire_secs > 0 &&
+		      muser->set.device_expire_secs <
+		      100 * MW_DEVICE_TOUCH_SECS) ||
+		     muser->set.pop3_login_delay_secs > 0))
 			mw_batch_set_touch_secs(muser->batch, 0);
 	}
 	return muser->batch;
