@@ -86,7 +86,7 @@ class Config:
         self.name = name
         self.sbx = sbx
         self.cpu = None
-        self.mailward = name != "plain"
+        self.mailward = not name.startswith("plain")
         self.audit = getattr(sbx, "audit", False)
 
     def start(self):
@@ -179,6 +179,10 @@ def make_configs(p, args):
     if wanted("plain"):
         cfgs.append(Config("plain", mwharness.Sandbox(mail_plugins=False,
                                                       **common)))
+    if want is not None and "plain2" in want:
+        # a second plain Dovecot: plain vs plain2 is the noise floor
+        cfgs.append(Config("plain2", mwharness.Sandbox(mail_plugins=False,
+                                                       **common)))
     if wanted("mailward"):
         cfgs.append(Config("mailward", mwharness.Sandbox(mail_plugins=True,
                                                          **common)))
@@ -851,7 +855,8 @@ def main():
     ap.add_argument("--rounds", type=int, help="timed rounds per load")
     ap.add_argument("--loads", help="regex: run only matching loads")
     ap.add_argument("--configs", help="comma list of plain,mailward,"
-                    "mailward+audit (default all available)")
+                    "mailward+audit (default all available); plain2 adds "
+                    "a second plain Dovecot (noise floor)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", metavar="DIR",
                     help="after the timed rounds, run each selected load "
