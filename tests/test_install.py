@@ -55,3 +55,29 @@ def test_man_page_paths_match_audit_service_guide():
     # the writer's user of the guide, never an older name
     assert "\\-o mailward-audit" in man
     assert "\\-o mailward " not in man
+
+
+def test_make_install_keeps_edited_config(tmp_path):
+    # issue 13 item 3: a rebuild + make install after every Dovecot
+    # upgrade must not turn audit off by replacing the admin's edits
+    dest = str(tmp_path / "d")
+    conf = dest + "/etc/dovecot/conf.d/90-mailward.conf"
+    cmd = ["make", "-C", BUILD, "install", "DESTDIR=" + dest,
+           "sysconfdir=/etc"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    sample = open(conf).read()
+    assert not os.path.exists(conf + ".sample")
+    # unchanged: an install replaces it (a newer sample may differ)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0
+    assert open(conf).read() == sample
+    assert not os.path.exists(conf + ".sample")
+    edited = sample + "plugin {\n  mailward_audit_socket = mailward-audit\n}\n"
+    with open(conf, "w") as f:
+        f.write(edited)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0
+    assert open(conf).read() == edited
+    assert open(conf + ".sample").read() == sample
+    assert "differs from the sample: not overwritten" in r.stdout
