@@ -2387,6 +2387,81 @@ static int store_mailbox_name_get(struct mw_store *s, const char *name,
 	return 1;
 }
 
+#define STORE_OWNER_MAX 255
+
+struct owner_ctx {
+	const char *user;
+	char found[STORE_OWNER_MAX + 1];
+	bool mine;
+};
+
+/* reads meta "owner" into ctx (found, mine) */
+static int owner_read(struct mw_store *s, MDB_txn *txn, struct owner_ctx *ctx)
+{
+	MDB_val k = { 5, (void *)"owner" }, v;
+	size_t len;
+	int rc;
+
+	rc = mdb_get(txn, s->dbi_meta, &k, &v);
+	if (rc != 0)
+		return rc;
+	len = v.mv_size > STORE_OWNER_MAX ? STORE_OWNER_MAX : v.mv_size;
+	memcpy(ctx->found, v.mv_data, len);
+	ctx->found[len] = '\0';
+	ctx->mine = v.mv_size == strlen(ctx->user) &&
+		memcmp(v.mv_data, ctx->user, v.mv_size) == 0;
+	return 0;
+}
+
+static int owner_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
+{
+	struct owner_ctx *ctx = _ctx;
+	MDB_val k = { 5, (void *)"owner" };
+	MDB_val v = { strlen(ctx->user), (void *)ctx->user };
+	int rc;
+
+	/* (another process may have recorded it since the read) */
+	rc = owner_read(s, txn, ctx);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	ctx->mine = true;
+	return mdb_put(txn, s->dbi_meta, &k, &v, 0);
+}
+
+static int store_check_owner(struct mw_store *s, struct owner_ctx *ctx,
+			     const char **error_r)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (store_txn_begin(s, MDB_RDONLY, &txn) < 0)
+		return store_fail(s, error_r);
+	rc = owner_read(s, txn, ctx);
+	store_txn_abort(s, txn);
+	if (rc == MDB_NOTFOUND) {
+		if (store_write(s, "recording the store's user", owner_txn,
+				ctx) < 0)
+			return store_fail(s, error_r);
+		rc = 0;
+	}
+	if (rc != 0) {
+		(void)store_read_error(s, "reading the store's user", rc);
+		return store_fail(s, error_r);
+	}
+	return ctx->mine ? 1 : 0;
+}
+
+int mw_store_check_owner(struct mw_store *s, const char *user,
+			 const char **owner_r, const char **error_r)
+{
+	static struct owner_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.user = user;
+	*owner_r = ctx.found;
+	STORE_GUARDED(s, error_r, store_check_owner(s, &ctx, error_r));
+}
+
 int mw_store_mailbox_name_get(struct mw_store *s, const char *name,
 			      char guid_hex_r[MW_MAILBOX_GUID_HEX_SIZE],
 			      const char **error_r)

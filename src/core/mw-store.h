@@ -177,6 +177,14 @@ time_t mw_store_get_reset_time(struct mw_store *store);
 /* Drops one reference and sets *store to NULL; the last one closes the
    environment. No transaction may be active. NULL *store is a no-op. */
 void mw_store_unref(struct mw_store **store);
+/* Checks that the store belongs to user: the first call on a store that
+   names no user records user (one write, then reads only). Returns 1 if
+   it is user's, 0 if it belongs to another user (*owner_r names that
+   user, unescaped, at most 255 bytes, valid until the next call), -1 on
+   error. A store directory shared by several users (mailward_state_dir
+   without a per-user part) would mix their devices and records. */
+int mw_store_check_owner(struct mw_store *store, const char *user,
+			 const char **owner_r, const char **error_r);
 /* The realpath of the store directory; valid while the handle is open. */
 const char *mw_store_get_path(struct mw_store *store);
 /* Current reference count (for tests and diagnostics). */

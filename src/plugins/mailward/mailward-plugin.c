@@ -266,6 +266,29 @@ static bool mailward_state_open(struct mailward_user *muser)
 		/* damaged: moved aside, this is a fresh store */
 		mailward_state_reset_check(muser);
 	}
+	if (muser->store != NULL) {
+		const char *owner;
+		int ret;
+
+		ret = mw_store_check_owner(muser->store, user->username,
+					   &owner, &error);
+		if (ret <= 0) {
+			/* another user's store (mailward_state_dir without a
+			   per-user part): using it would mix their devices
+			   and records */
+			mailward_user_set_fail_safe(muser, ret < 0 ?
+				t_strdup_printf("State store error: %s", error) :
+				t_strdup_printf("State store %s belongs to user "
+					"%s, not %s: mailward_state_dir must be "
+					"a directory per user (e.g. ~/mailward "
+					"or /var/lib/mailward/%%u); state not "
+					"used", muser->state_dir,
+					mailward_display(owner, 256),
+					user->username));
+			mw_store_unref(&muser->store);
+			return FALSE;
+		}
+	}
 	if (muser->set.device_key != NULL) {
 		if (mw_device_key_from_hex(muser->set.device_key,
 					   muser->device_key, &error) < 0) {
