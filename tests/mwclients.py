@@ -1,7 +1,9 @@
 """Third-party mail clients from Debian, driven against a Sandbox:
 fetchmail, getmail6 and mbsync. Each run is bounded in time."""
 import mailbox
+import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -60,6 +62,7 @@ def run_getmail(sbx, user, workdir, delete=True, timeout=60):
         run_getmail.dirs = {}
     if workdir not in run_getmail.dirs:
         run_getmail.dirs[workdir] = tempfile.mkdtemp(prefix="mw-getmail-")
+        atexit.register(shutil.rmtree, run_getmail.dirs[workdir], True)
         os.chmod(run_getmail.dirs[workdir], 0o755)
     workdir = run_getmail.dirs[workdir]
     md = os.path.join(workdir, "Maildir")

@@ -175,6 +175,7 @@ def test_state_disk_full_is_fail_safe(sandbox_factory, tmp_path):
         assert sbx.maildir_count("alice") == 3
     finally:
         subprocess.run(["umount", "-l", full])
+        os.rmdir(full)
 
 
 @pytest.mark.parametrize("fault", ["read-only", "full"])
