@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -2408,8 +2409,11 @@ static int owner_read(struct mw_store *s, MDB_txn *txn, struct owner_ctx *ctx)
 	len = v.mv_size > STORE_OWNER_MAX ? STORE_OWNER_MAX : v.mv_size;
 	memcpy(ctx->found, v.mv_data, len);
 	ctx->found[len] = '\0';
+	/* ignoring ASCII case: a case-insensitive userdb may hand out a
+	   login name as typed (auth_username_format without %L) */
 	ctx->mine = v.mv_size == strlen(ctx->user) &&
-		memcmp(v.mv_data, ctx->user, v.mv_size) == 0;
+		strncasecmp(ctx->found, ctx->user, v.mv_size) == 0 &&
+		v.mv_size <= STORE_OWNER_MAX;
 	return 0;
 }
 

@@ -179,7 +179,7 @@ time_t mw_store_get_reset_time(struct mw_store *store);
 void mw_store_unref(struct mw_store **store);
 /* Checks that the store belongs to user: the first call on a store that
    names no user records user (one write, then reads only). Returns 1 if
-   it is user's, 0 if it belongs to another user (*owner_r names that
+   it is user's (ASCII case ignored), 0 if it belongs to another user (*owner_r names that
    user, unescaped, at most 255 bytes, valid until the next call), -1 on
    error. A store directory shared by several users (mailward_state_dir
    without a per-user part) would mix their devices and records. */

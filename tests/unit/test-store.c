@@ -129,6 +129,31 @@ static unsigned int count_msgs(struct mw_store *s, int dev_no,
 	return count;
 }
 
+/* ---- owner ---- */
+
+static void test_owner(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	const char *owner, *error;
+
+	/* the first user is recorded; the same user, any ASCII case, is
+	   the owner; another user is not (and is told whose it is) */
+	assert_int_equal(mw_store_check_owner(s, "alice", &owner, &error), 1);
+	assert_int_equal(mw_store_check_owner(s, "alice", &owner, &error), 1);
+	assert_int_equal(mw_store_check_owner(s, "ALICE", &owner, &error), 1);
+	assert_int_equal(mw_store_check_owner(s, "bob", &owner, &error), 0);
+	assert_string_equal(owner, "alice");
+	assert_int_equal(mw_store_check_owner(s, "alic", &owner, &error), 0);
+	assert_int_equal(mw_store_check_owner(s, "alicex", &owner, &error), 0);
+	mw_store_unref(&s);
+	/* kept across opens */
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_check_owner(s, "bob", &owner, &error), 0);
+	assert_string_equal(owner, "alice");
+	mw_store_unref(&s);
+}
+
 /* ---- open / refcount ---- */
 
 static void test_open_refcount(void **state)
@@ -1806,6 +1831,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_key),
 		cmocka_unit_test_setup_teardown(test_open_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_expiry, setup, teardown),
