@@ -12,8 +12,12 @@ from mwharness import make_message, pop3, wait_session_end
 
 
 def test_shared_state_dir_is_not_mixed(sandbox_factory):
-    shared = tempfile.mkdtemp(prefix="mailward-shared-state-")
+    # inside the sandbox's directory (removed with it)
+    root = tempfile.mkdtemp(prefix="mailward-sbx-")
+    shared = os.path.join(root, "shared-state")
+    os.mkdir(shared)
     sbx = sandbox_factory(
+        root=root,
         users={"alice": {}, "bob": {}},
         plugin={"mailward_state_dir": shared,
                 "mailward_pop3_policy": "leave-on-server"},
