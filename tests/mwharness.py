@@ -11,8 +11,10 @@ state_dir, log, passwd-file users, maildir homes and high ports, and is
 stopped by stop() (the pytest fixture calls it also when a test fails).
 """
 
+import errno
 import json
 import os
+import random
 import pwd
 import re
 import shutil
@@ -167,12 +169,45 @@ def _have_ipv6():
         return False
 
 
+# Ports for sandboxes: below the kernel's ephemeral range (so no client
+# socket takes one between the choice and Dovecot's bind), one range per
+# test run that may run at the same time as another (run-tests.sh runs the
+# Debian 13 chroot's line, MAILWARD_INNER, beside the host's), and never
+# the same port twice in one process.
+_PORT_RANGE = (27000, 32700) if os.environ.get("MAILWARD_INNER") \
+    else (20000, 26900)
+_ports_issued = set()
+
+
+def _port_bindable(port):
+    for family, addr in ((socket.AF_INET, "127.0.0.1"),
+                         (socket.AF_INET6, "::1")):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            s.bind((addr, port))
+        except OSError as e:
+            if family == socket.AF_INET6 and \
+                    e.errno == errno.EADDRNOTAVAIL:
+                continue    # no IPv6 on this machine
+            return False
+        finally:
+            s.close()
+    return True
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    lo, hi = _PORT_RANGE
+    for _ in range(hi - lo):
+        port = random.randrange(lo, hi)
+        if port in _ports_issued:
+            continue
+        _ports_issued.add(port)
+        if _port_bindable(port):
+            return port
+    raise RuntimeError("no free port in %d-%d" % _PORT_RANGE)
 
 
 def make_message(n, subject=None, size=0, msgid=None):
