@@ -7,6 +7,7 @@ import glob
 import os
 import random
 import re
+import shutil
 import time
 
 from mwharness import imap, make_message, pop3, wait_session_end
@@ -211,3 +212,100 @@ def test_lost_data_file_never_expunges_for_unknown_devices(sandbox_factory):
         assert p.stat()[0] == 3
         p.quit()
         sbx.stop()
+
+
+# private mailbox attributes (the INBOX marker of the state store) need an
+# attribute dict
+ATTR_SETTINGS = {"mail_attribute_dict": {
+    "2.3": "file:%h/dovecot-attributes", "2.4": None}}
+ATTR_CONF = {"2.3": "",
+             "2.4": "mail_attribute {\n  dict file {\n"
+                    "    path = %{home}/dovecot-attributes\n  }\n}\n"}
+MARK_KEY = "vendor/vendor.mailward/state-created"
+
+
+def _log_lines(sbx, pattern):
+    return [l for l in sbx.read_log().splitlines() if re.search(pattern, l)]
+
+
+def test_lost_state_directory_never_expunges_for_unknown_devices(
+        sandbox_factory):
+    """The whole state directory deleted (or a restore without it) looks
+    like a new user to the store; the INBOX marker written when the first
+    store was created says otherwise: lost state, every message kept."""
+    sbx = sandbox_factory(
+        users={"alice": {
+            "mailward_pop3_policy": "expunge-after-all-devices"}},
+        app_passwords={"alice": {"phonepw": "phone",
+                                 "laptoppw": "laptop"}},
+        settings=ATTR_SETTINGS, extra_conf=ATTR_CONF, audit=True)
+    for pw in ("phonepw", "laptoppw"):
+        pop3(sbx, password=pw).quit()
+    wait_session_end(sbx, "alice", count=2)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    shutil.rmtree(sbx.state_dir("alice"))
+    for n in (3, 4):
+        # the first session finds the marker (fail-safe), the second is a
+        # normal one whose store knows only the phone
+        p = pop3(sbx, password="phonepw")
+        for k in range(1, p.stat()[0] + 1):
+            p.retr(k)
+        p.quit()
+        wait_session_end(sbx, "alice", count=n)
+        assert sbx.maildir_count("alice") == 3
+    sbx.wait_log(r"pop3\(alice\).*Error: mailward: State store %s lost its "
+                 r"data: the state directory is new but the INBOX marker "
+                 r"/private/%s says a store existed since \d+ "
+                 % (re.escape(sbx.state_dir("alice")), re.escape(MARK_KEY)))
+    sbx.wait_log(r"pop3\(alice\).*Info: mailward: expunge-after-all-devices "
+                 r"keeps every message until ")
+    last = sbx.wait_log(r"pop3\(alice\).*pop3 session ended", count=4)[-1]
+    assert "fail-safe" not in last and "expunged=0" in last, last
+    resets = _wait_audit(sbx, "state_reset", 1)
+    assert len(resets) == 1 and "INBOX marker" in resets[0]["detail"]
+    # the laptop comes back: it still gets all three
+    p = pop3(sbx, password="laptoppw")
+    assert p.stat()[0] == 3
+    p.quit()
+
+
+def test_new_user_first_session_marks_inbox_and_expunges(sandbox_factory):
+    """A brand-new user (no marker): the first all-devices session
+    expunges as before, writes the marker; later sessions write none."""
+    sbx = sandbox_factory(
+        users={"alice": {
+            "mailward_pop3_policy": "expunge-after-all-devices"}},
+        settings=ATTR_SETTINGS, extra_conf=ATTR_CONF)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    p = pop3(sbx)
+    for k in range(1, 4):
+        p.retr(k)
+    p.quit()
+    wait_session_end(sbx, "alice")
+    assert sbx.maildir_count("alice") == 0
+    with open(os.path.join(sbx.home("alice"), "dovecot-attributes")) as f:
+        assert MARK_KEY in f.read()
+    last = sbx.wait_log(r"pop3\(alice\).*pop3 session ended")[-1]
+    assert "fail-safe" not in last, last
+    assert not _log_lines(sbx, r"lost its data|INBOX marker|attributes "
+                                r"unavailable")
+
+
+def test_no_attribute_dict_warns_when_store_created(sandbox_factory):
+    """Without mail_attribute_dict the marker cannot be kept: a warning
+    when the store is created, and mail is expunged as before."""
+    sbx = sandbox_factory(
+        users={"alice": {
+            "mailward_pop3_policy": "expunge-after-all-devices"}})
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    for n in (1, 2):
+        p = pop3(sbx)
+        for k in range(1, p.stat()[0] + 1):
+            p.retr(k)
+        p.quit()
+        wait_session_end(sbx, "alice", count=n)
+    assert sbx.maildir_count("alice") == 0
+    warned = _log_lines(sbx, r"Warning: mailward: State store %s: mailbox "
+                          r"attributes unavailable .*set mail_attribute_dict"
+                          % re.escape(sbx.state_dir("alice")))
+    assert len(warned) == 1, warned

@@ -89,6 +89,11 @@ struct mw_store {
 	/* at open, an earlier store's lock file was there without its data
 	   file (missing or empty): the state was lost, not new */
 	bool data_lost;
+	/* meta "inbox_mark": the user's INBOX carries this store's marker
+	   (mw_store_set_inbox_marked()) */
+	bool inbox_marked;
+	/* this handle's open initialized the store (wrote its format) */
+	bool created;
 	char error[PATH_MAX + 512];
 };
 
@@ -901,6 +906,10 @@ static int store_check_format(struct mw_store *s, MDB_txn *txn)
 		return MW_RC_FAILED;
 	}
 	/* read here, in the open's own transaction: no extra cost */
+	rc = meta_get_u32(s, txn, "inbox_mark", &format);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	s->inbox_marked = rc == 0;
 	rc = meta_get_u32(s, txn, "reset_time", &format);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -927,8 +936,10 @@ static int store_init_txn(struct mw_store *s, MDB_txn *txn,
 		}
 	}
 	rc = store_check_format(s, txn);
-	if (rc == MDB_NOTFOUND)
+	if (rc == MDB_NOTFOUND) {
 		rc = meta_put_u32(s, txn, "format", MW_STORE_FORMAT);
+		s->created = rc == 0;
+	}
 	if (rc == 0 && s->data_lost && s->reset_time == 0) {
 		/* with the format, atomically: the next open finds a data
 		   file that is no longer empty but still knows the reset */
@@ -1367,6 +1378,59 @@ bool mw_store_get_reset_lost(struct mw_store *store)
 time_t mw_store_get_reset_time(struct mw_store *store)
 {
 	return store->reset_time;
+}
+
+bool mw_store_get_created(struct mw_store *store)
+{
+	return store->created;
+}
+
+bool mw_store_get_inbox_marked(struct mw_store *store)
+{
+	return store->inbox_marked;
+}
+
+struct inbox_mark_ctx {
+	time_t now, reset_time;
+};
+
+static int inbox_mark_txn(struct mw_store *s, MDB_txn *txn, void *_ctx)
+{
+	const struct inbox_mark_ctx *ctx = _ctx;
+	uint32_t old;
+	int rc;
+
+	if (ctx->reset_time != 0) {
+		rc = meta_get_u32(s, txn, "reset_time", &old);
+		if (rc == MDB_NOTFOUND)
+			rc = meta_put_u32(s, txn, "reset_time",
+					  mw_time_to_u32(ctx->reset_time));
+		if (rc != 0)
+			return rc;
+	}
+	return meta_put_u32(s, txn, "inbox_mark", mw_time_to_u32(ctx->now));
+}
+
+static int store_set_inbox_marked(struct mw_store *s, time_t now,
+				  time_t reset_time, const char **error_r)
+{
+	struct inbox_mark_ctx ctx = { now, reset_time };
+
+	if (store_write(s, "recording the INBOX marker", inbox_mark_txn,
+			&ctx) < 0)
+		return store_fail(s, error_r);
+	s->inbox_marked = true;
+	if (reset_time != 0 && s->reset_time == 0)
+		s->reset_time = reset_time;
+	return 0;
+}
+
+int mw_store_set_inbox_marked(struct mw_store *store, time_t now,
+			      time_t reset_time, const char **error_r)
+{
+	STORE_GUARDED(store, error_r, store_set_inbox_marked(store, now,
+							     reset_time,
+							     error_r));
 }
 
 const char *mw_store_get_path(struct mw_store *store)

@@ -174,6 +174,22 @@ bool mw_store_get_reset_lost(struct mw_store *store);
    may be unknown until they log in again, so no decision may take the
    known devices for all devices before they could have expired. */
 time_t mw_store_get_reset_time(struct mw_store *store);
+/* TRUE if this handle's open created the store (initialized an empty
+   environment). */
+bool mw_store_get_created(struct mw_store *store);
+/* TRUE if the store records that the user's INBOX carries its marker
+   (mw_store_set_inbox_marked()); read at open. A store without it is new
+   (or older than the marker): the caller checks the INBOX for the
+   marker of an earlier store, whose presence means the state directory
+   was lost (deleted, restored without it), not that the user is new. */
+bool mw_store_get_inbox_marked(struct mw_store *store);
+/* Records that the INBOX carries the marker (meta "inbox_mark" = now).
+   reset_time != 0: the marker of an earlier store was found, the state
+   was lost then: also records it as the reset time
+   (mw_store_get_reset_time()) unless the store already has one. One
+   write transaction. Returns 0 or -1. */
+int mw_store_set_inbox_marked(struct mw_store *store, time_t now,
+			      time_t reset_time, const char **error_r);
 /* Drops one reference and sets *store to NULL; the last one closes the
    environment. No transaction may be active. NULL *store is a no-op. */
 void mw_store_unref(struct mw_store **store);

@@ -154,6 +154,39 @@ static void test_owner(void **state)
 	mw_store_unref(&s);
 }
 
+/* ---- INBOX marker ---- */
+
+static void test_inbox_mark(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	const char *error;
+
+	/* a new store: created by this open, not marked */
+	s = open_ok(f->store_dir);
+	assert_true(mw_store_get_created(s));
+	assert_false(mw_store_get_inbox_marked(s));
+	assert_int_equal(mw_store_set_inbox_marked(s, 1000, 0, &error), 0);
+	assert_true(mw_store_get_inbox_marked(s));
+	assert_int_equal(mw_store_get_reset_time(s), 0);
+	mw_store_unref(&s);
+	/* kept across opens; the store is no longer new */
+	s = open_ok(f->store_dir);
+	assert_false(mw_store_get_created(s));
+	assert_true(mw_store_get_inbox_marked(s));
+	assert_int_equal(mw_store_get_reset_time(s), 0);
+	/* a found marker records the reset time, once */
+	assert_int_equal(mw_store_set_inbox_marked(s, 2000, 1500, &error), 0);
+	assert_int_equal(mw_store_get_reset_time(s), 1500);
+	assert_int_equal(mw_store_set_inbox_marked(s, 3000, 2500, &error), 0);
+	assert_int_equal(mw_store_get_reset_time(s), 1500);
+	mw_store_unref(&s);
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_get_reset_time(s), 1500);
+	assert_true(mw_store_get_inbox_marked(s));
+	mw_store_unref(&s);
+}
+
 /* ---- open / refcount ---- */
 
 static void test_open_refcount(void **state)
@@ -1831,6 +1864,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_key),
 		cmocka_unit_test_setup_teardown(test_open_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inbox_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),

@@ -86,6 +86,8 @@ struct mailward_user {
 	bool device_registered;
 	/* the store was found damaged and moved aside (audited) */
 	bool state_reset_seen;
+	/* the INBOX marker of the state store was checked this session */
+	bool inbox_mark_checked;
 	/* expunge-after-all-devices held back after a reset (logged) */
 	bool all_devices_suspended_logged;
 	/* the device was evicted, expired or forgotten during the session:

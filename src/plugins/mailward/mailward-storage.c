@@ -13,6 +13,7 @@
 #include "mail-storage-private.h"
 #include "mailbox-list-private.h"
 #include "mail-namespace.h"
+#include "mailbox-attribute.h"
 #include "mailward-plugin.h"
 #include "mw-audit.h"
 #include "mailward-display.h"
@@ -1165,6 +1166,129 @@ mailward_autoexpunge_get_status(struct mailbox *box,
 	return -1;
 }
 
+/* The private INBOX attribute that outlives the state store: written
+   when a store without the marker first sees the INBOX. Found by a store
+   that does not know it, the state directory was lost (deleted, restored
+   without it): not a new user. */
+#define MAILWARD_STATE_MARK_KEY "vendor/vendor.mailward/state-created"
+
+static void
+mailward_state_lost_found(struct mailward_user *muser, const char *created)
+{
+	const char *what = t_strdup_printf(
+		"State store %s lost its data: the state directory is new "
+		"but the INBOX marker %s says a store existed since %s "
+		"(directory deleted or restored without it), continuing "
+		"with a fresh store (device state lost)", muser->state_dir,
+		"/private/" MAILWARD_STATE_MARK_KEY,
+		mailward_display(created, 64));
+
+	muser->state_reset_seen = TRUE;
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_reset", "ok");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, what);
+		mailward_audit_queue_event(muser, &ev);
+	}
+	/* what devices had is lost: this session expunges nothing */
+	mailward_user_set_fail_safe(muser, what);
+}
+
+/* Once per session, for a store that does not record the INBOX marker
+   (new, or older than the marker): reads the marker; present means the
+   state was lost (recorded as a reset), absent means a new store (the
+   marker is written). Sessions whose store has the marker do nothing. */
+static void mailward_state_mark_check(struct mailward_user *muser,
+				      struct mailbox *box)
+{
+	struct mail_attribute_value value;
+	struct mailbox_transaction_context *t;
+	const char *error, *errstr;
+	enum mail_error err;
+	time_t reset = 0;
+	int ret;
+
+	if (muser->inbox_mark_checked || muser->store == NULL ||
+	    mw_store_get_inbox_marked(muser->store))
+		return;
+	muser->inbox_mark_checked = TRUE;
+	ret = mailbox_attribute_get(box, MAIL_ATTRIBUTE_TYPE_PRIVATE,
+				    MAILWARD_STATE_MARK_KEY, &value);
+	if (ret < 0) {
+		errstr = mailbox_get_last_error(box, &err);
+		if (err == MAIL_ERROR_NOTPOSSIBLE) {
+			/* no mail_attribute_dict: the store alone cannot
+			   tell a lost state directory from a new user */
+			const char *msg = t_strdup_printf(
+				"State store %s: mailbox attributes "
+				"unavailable (%s): a lost state directory "
+				"cannot be told from a new user (set "
+				"mail_attribute_dict)", muser->state_dir,
+				errstr);
+
+			/* warned when the store is created, not in every
+			   session */
+			if (mw_store_get_created(muser->store))
+				e_warning(muser->event, "%s", msg);
+			else
+				e_debug(muser->event, "%s", msg);
+			return;
+		}
+		/* unknown whether the state was lost: expunge nothing */
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store %s: reading the INBOX marker failed: %s",
+			muser->state_dir, errstr));
+		return;
+	}
+	if (ret > 0) {
+		if (mw_store_get_reset_time(muser->store) == 0 &&
+		    mw_store_get_reset(muser->store) == NULL) {
+			reset = ioloop_time;
+			mailward_state_lost_found(muser, value.value == NULL ?
+						  "?" : value.value);
+		}
+	} else {
+		i_zero(&value);
+		value.value = dec2str(ioloop_time);
+		t = mailbox_transaction_begin(box, 0,
+					      "mailward state marker");
+		if (mailbox_attribute_set(t, MAIL_ATTRIBUTE_TYPE_PRIVATE,
+					  MAILWARD_STATE_MARK_KEY,
+					  &value) < 0) {
+			errstr = mailbox_get_last_error(box, NULL);
+			mailbox_transaction_rollback(&t);
+			e_error(muser->event, "State store %s: writing the "
+				"INBOX marker failed: %s", muser->state_dir,
+				errstr);
+			return;
+		}
+		if (mailbox_transaction_commit(&t) < 0) {
+			e_error(muser->event, "State store %s: writing the "
+				"INBOX marker failed: %s", muser->state_dir,
+				mailbox_get_last_error(box, NULL));
+			return;
+		}
+	}
+	if (mw_store_set_inbox_marked(muser->store, ioloop_time, reset,
+				      &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+	}
+}
+
+static int mailward_inbox_open(struct mailbox *box)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+
+	if (mbox->module_ctx.super.open(box) < 0)
+		return -1;
+	T_BEGIN {
+		mailward_state_mark_check(mbox->muser, box);
+	} T_END;
+	return 0;
+}
+
 void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 {
 	struct mailward_user *muser = mailward_box_owner(box);
@@ -1187,6 +1311,10 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	v->copy = mailward_copy;
 	if (mbox->pop3_session)
 		v->search_next_nonblock = mailward_search_next_nonblock;
+	if (box->inbox_user && muser->actor == NULL &&
+	    !box->storage->user->autocreated &&
+	    box->list->ns->type == MAIL_NAMESPACE_TYPE_PRIVATE)
+		v->open = mailward_inbox_open;
 	if (muser->set.hold && mailward_in_autoexpunge()) {
 		mbox->autoexpunge_held = TRUE;
 		v->get_status = mailward_autoexpunge_get_status;
