@@ -1,7 +1,6 @@
 """mailward's decisions are named Dovecot events: a metric {} block counts
 them, read back with doveadm stats dump (issue 13, Metrics)."""
 
-import pytest
 import json
 import time
 import urllib.request
@@ -16,8 +15,7 @@ metric mailward_session_finished {
 }
 metric mailward_expunge_suppressed {
   filter = event=mailward_expunge_suppressed
-  group_by = cause
-}
+%(group_by)s}
 metric mailward_device_registered {
   filter = event=mailward_device_registered
 }
@@ -26,11 +24,21 @@ metric mailward_fail_safe {
 }
 service stats {
   inet_listener http {
-    address = 127.0.0.1
-    port = %d
+    %(address)s = 127.0.0.1
+    port = %(port)d
   }
 }
 """
+
+
+def metrics_conf(port):
+    """METRICS in 2.3 syntax (group_by = cause, inet_listener address)
+    and 2.4 syntax (group_by is a named list filter: group_by cause { },
+    inet_listener listen)."""
+    return {"2.3": METRICS % {"group_by": "  group_by = cause\n",
+                              "address": "address", "port": port},
+            "2.4": METRICS % {"group_by": "  group_by cause {\n  }\n",
+                              "address": "listen", "port": port}}
 
 
 def stats(sbx):
@@ -53,15 +61,13 @@ def wait_stats(sbx, key, count, timeout=15):
         time.sleep(0.1)
 
 
-@pytest.mark.only_dovecot23(
-    "its metric config is 2.3 syntax (group_by =); 2.4 needs group_by NAME { }")
 def test_metric_counts_mailward_events(sandbox_factory):
     port = mwharness.free_port()
     sbx = sandbox_factory(
         users={"alice": {"mailward_pop3_policy": "leave-on-server"},
                "carol": {"mailward_hold": "yes"},
                "dave": {"mailward_expunge_delay": "soon"}},
-        extra_conf=METRICS % port)
+        extra_conf=metrics_conf(port))
     sbx.deliver("alice", [make_message(i) for i in range(3)])
     sbx.deliver("carol", [make_message(1)])
     p = pop3(sbx, "alice")
