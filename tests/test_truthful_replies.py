@@ -181,3 +181,18 @@ namespace inbox {
     # not held: Dovecot's autoexpunge works as configured
     assert sbx.maildir_count("bob", "Trash") == 0
     assert sbx.maildir_count("bob", "Junk") == 0
+
+
+def test_imap_delete_under_hold_says_why(sandbox_factory):
+    """DELETE of a mailbox with mail under legal hold: the mail stays and
+    the tagged NO names the hold (Dovecot 2.4 goes on after the refused
+    expunge and lost the reason: "[SERVERBUG] Unknown internal error")."""
+    sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"}})
+    sbx.deliver("alice", [make_message(n) for n in range(2)],
+                folder="Archive")
+    i = imap(sbx, "alice")
+    typ, data = i.delete("Archive")
+    assert typ == "NO", data
+    assert data[0].startswith(b"[NOPERM] Mailbox is under legal hold"), data
+    i.logout()
+    assert sbx.maildir_count("alice", "Archive") == 2

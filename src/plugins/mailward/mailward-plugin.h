@@ -210,6 +210,12 @@ struct mailward_mailbox {
 	/* allocated by Dovecot's autoexpunge while the user is under hold:
 	   autoexpunge is told it does not exist */
 	bool autoexpunge_held:1;
+	/* inside mailward_delete_box() */
+	bool deleting:1;
+	/* why an expunge was refused while the mailbox was being deleted
+	   (Dovecot 2.4 goes on after the refused commit and loses its
+	   error): set again as the delete's error */
+	const char *delete_refused;
 	/* whose settings decide for this mailbox's mail (the session's own,
 	   a shared namespace owner's or the public namespace context) */
 	struct mailward_user *muser;

@@ -942,6 +942,8 @@ mailward_transaction_commit(struct mailbox_transaction_context *t,
 		mailward_report_refused(muser, box, mt);
 		mbox->module_ctx.super.transaction_rollback(t);
 		mailward_transaction_free(mt);
+		if (mbox->deleting && mbox->delete_refused == NULL)
+			mbox->delete_refused = p_strdup(box->pool, reason);
 		mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
 		return -1;
 	}
@@ -1093,6 +1095,7 @@ static int mailward_delete_box(struct mailbox *box)
 	struct mailward_user *muser = mailward_box_user(box);
 	struct mailbox_metadata metadata;
 	char guid_hex[GUID_128_SIZE * 2 + 1] = "";
+	int ret;
 
 	if (muser != NULL && muser->store != NULL &&
 	    box->storage->user == muser->user &&
@@ -1102,8 +1105,20 @@ static int mailward_delete_box(struct mailbox *box)
 						  sizeof(metadata.guid)),
 			  sizeof(guid_hex));
 	}
-	if (mbox->module_ctx.super.delete_box(box) < 0)
+	mbox->deleting = TRUE;
+	mbox->delete_refused = NULL;
+	ret = mbox->module_ctx.super.delete_box(box);
+	mbox->deleting = FALSE;
+	if (ret < 0) {
+		/* Dovecot 2.4 deletes attributes and syncs after the refused
+		   expunge commit, losing its error: the client read
+		   "Unknown internal error" instead of why */
+		if (mbox->delete_refused != NULL) {
+			mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
+					       mbox->delete_refused);
+		}
 		return -1;
+	}
 	if (guid_hex[0] != '\0') T_BEGIN {
 		struct mw_batch *batch = mailward_state_batch(muser);
 
