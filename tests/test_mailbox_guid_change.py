@@ -3,7 +3,6 @@ of an mbox INBOX, lost dovecot-uidlist of a maildir), and two different
 mbox messages that share one Dovecot GUID (same headers, no Message-ID)
 are told apart: hiding one does not hide the other. A deleted mailbox's
 records go with it."""
-import pytest
 import glob
 import os
 import re
@@ -229,8 +228,6 @@ def test_sweep_prunes_removed_mailboxes_only(sandbox_factory):
     p.quit()
 
 
-@pytest.mark.only_dovecot23(
-    "its namespace config is 2.3 syntax (location =); 2.4 needs mail_driver/mail_path")
 def test_sweep_keeps_records_of_list_no_namespaces(sandbox_factory):
     """The cron sweep prunes only mailboxes that are gone: an INBOX
     namespace with list = no (hidden, as in compatibility set-ups) and a
