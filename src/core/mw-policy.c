@@ -319,13 +319,8 @@ read_string(struct settings_reader *r, const char *name, size_t max_len)
 	return str;
 }
 
-void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
-		      void *context, struct mw_setting_error *errors_r,
-		      unsigned int *error_count_r)
+static void settings_set_defaults(struct mw_settings *set)
 {
-	struct settings_reader r;
-	const char *str;
-
 	memset(set, 0, sizeof(*set));
 	set->pop3_policy = MW_POP3_POLICY_CLIENT;
 	set->imap_expunge = MW_IMAP_EXPUNGE_ALLOW;
@@ -335,119 +330,155 @@ void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
 	set->device_expire_secs = 180 * 86400;
 	set->device_v4_prefix = 24;
 	set->device_v6_prefix = 64;
+}
 
-	memset(&r, 0, sizeof(r));
-	r.lookup = lookup;
-	r.context = context;
-	r.set = set;
-	r.errors = errors_r;
+/* mailward_pop3_policy, mailward_expunge_delay, mailward_pop3_disposition */
+static void read_retrieval_policy(struct settings_reader *r)
+{
+	struct mw_settings *set = r->set;
+	const char *str, *reason;
 
-	str = reader_get(&r, "mailward_pop3_policy", &set->pop3_policy_source);
+	str = reader_get(r, "mailward_pop3_policy", &set->pop3_policy_source);
 	if (str != NULL && mw_pop3_policy_parse(str, &set->pop3_policy) < 0) {
-		reader_error(&r, "mailward_pop3_policy", str,
+		reader_error(r, "mailward_pop3_policy", str,
 			     "expected client, leave-on-server, "
 			     "expunge-after-retrieval or expunge-after-all-devices");
 		/* fail-safe: DELE behaves as leave-on-server */
 		set->pop3_policy = MW_POP3_POLICY_LEAVE_ON_SERVER;
 	}
-	read_interval(&r, "mailward_expunge_delay", &set->expunge_delay_secs);
+	read_interval(r, "mailward_expunge_delay", &set->expunge_delay_secs);
 
 	/* default: keep under leave-on-server (DELE never expunges), expunge
 	   where the policy expunges */
 	set->disposition = set->pop3_policy == MW_POP3_POLICY_LEAVE_ON_SERVER ?
 		MW_DISPOSITION_KEEP : MW_DISPOSITION_EXPUNGE;
-	str = reader_get(&r, "mailward_pop3_disposition",
+	str = reader_get(r, "mailward_pop3_disposition",
 			 &set->disposition_source);
-	if (str != NULL) {
-		const char *reason;
-
-		if (mw_pop3_disposition_parse(str, &set->disposition,
-					      &set->disposition_mailbox,
-					      &reason) < 0) {
-			reader_error(&r, "mailward_pop3_disposition", str,
-				     reason);
-			/* fail-safe: the server's copy stays as it is */
-			set->disposition = MW_DISPOSITION_KEEP;
-			set->disposition_mailbox = NULL;
-		} else if (set->disposition == MW_DISPOSITION_EXPUNGE &&
-			   set->pop3_policy ==
-			   MW_POP3_POLICY_LEAVE_ON_SERVER) {
-			reader_error(&r, "mailward_pop3_disposition", str,
-				     "expunge contradicts "
-				     "mailward_pop3_policy=leave-on-server "
-				     "(which never expunges): use keep, seen "
-				     "or move:<mailbox>, or another policy");
-			set->disposition = MW_DISPOSITION_KEEP;
-		}
+	if (str == NULL)
+		return;
+	if (mw_pop3_disposition_parse(str, &set->disposition,
+				      &set->disposition_mailbox,
+				      &reason) < 0) {
+		reader_error(r, "mailward_pop3_disposition", str, reason);
+		/* fail-safe: the server's copy stays as it is */
+		set->disposition = MW_DISPOSITION_KEEP;
+		set->disposition_mailbox = NULL;
+	} else if (set->disposition == MW_DISPOSITION_EXPUNGE &&
+		   set->pop3_policy == MW_POP3_POLICY_LEAVE_ON_SERVER) {
+		reader_error(r, "mailward_pop3_disposition", str,
+			     "expunge contradicts "
+			     "mailward_pop3_policy=leave-on-server "
+			     "(which never expunges): use keep, seen "
+			     "or move:<mailbox>, or another policy");
+		set->disposition = MW_DISPOSITION_KEEP;
 	}
-	read_interval(&r, "mailward_pop3_login_delay",
+}
+
+/* mailward_pop3_login_delay, mailward_hold, mailward_imap_expunge,
+   mailward_imap_counts_as_retrieval */
+static void read_access(struct settings_reader *r)
+{
+	struct mw_settings *set = r->set;
+	const char *str;
+
+	read_interval(r, "mailward_pop3_login_delay",
 		      &set->pop3_login_delay_secs);
-	str = reader_get(&r, "mailward_hold", &set->hold_source);
+	str = reader_get(r, "mailward_hold", &set->hold_source);
 	if (str != NULL && mw_bool_parse(str, &set->hold) < 0) {
-		reader_error(&r, "mailward_hold", str, "expected yes or no");
+		reader_error(r, "mailward_hold", str, "expected yes or no");
 		/* an unreadable hold is treated as a hold */
 		set->hold = true;
 	}
 
-	str = reader_get(&r, "mailward_imap_expunge", NULL);
+	str = reader_get(r, "mailward_imap_expunge", NULL);
 	if (str != NULL) {
 		if (strcmp(str, "allow") == 0)
 			set->imap_expunge = MW_IMAP_EXPUNGE_ALLOW;
 		else if (strcmp(str, "deny") == 0)
 			set->imap_expunge = MW_IMAP_EXPUNGE_DENY;
 		else {
-			reader_error(&r, "mailward_imap_expunge", str,
+			reader_error(r, "mailward_imap_expunge", str,
 				     "expected allow or deny");
 			set->imap_expunge = MW_IMAP_EXPUNGE_DENY;
 		}
 	}
-	read_bool(&r, "mailward_imap_counts_as_retrieval",
+	read_bool(r, "mailward_imap_counts_as_retrieval",
 		  &set->imap_counts_as_retrieval, NULL);
+}
 
-	set->device = read_string(&r, "mailward_device", MW_DEVICE_LABEL_MAX);
-	set->state_dir = read_string(&r, "mailward_state_dir", 4096);
-	read_bool(&r, "mailward_state", &set->state_enabled, NULL);
-	read_uint(&r, "mailward_device_max", 1, MW_DEVICE_MAX_LIMIT,
+/* the device and state store settings */
+static void read_devices(struct settings_reader *r)
+{
+	struct mw_settings *set = r->set;
+	const char *p;
+	bool ok;
+
+	set->device = read_string(r, "mailward_device", MW_DEVICE_LABEL_MAX);
+	set->state_dir = read_string(r, "mailward_state_dir", 4096);
+	read_bool(r, "mailward_state", &set->state_enabled, NULL);
+	read_uint(r, "mailward_device_max", 1, MW_DEVICE_MAX_LIMIT,
 		  "expected a number of devices from 1 to 1024",
 		  &set->device_max);
-	read_interval(&r, "mailward_device_expire", &set->device_expire_secs);
-	read_uint(&r, "mailward_device_ipv4_prefix", 0, 32,
+	read_interval(r, "mailward_device_expire", &set->device_expire_secs);
+	read_uint(r, "mailward_device_ipv4_prefix", 0, 32,
 		  "expected a prefix length from 0 to 32",
 		  &set->device_v4_prefix);
-	read_uint(&r, "mailward_device_ipv6_prefix", 0, 128,
+	read_uint(r, "mailward_device_ipv6_prefix", 0, 128,
 		  "expected a prefix length from 0 to 128",
 		  &set->device_v6_prefix);
-	set->device_key = read_string(&r, "mailward_device_key", 128);
-	if (set->device_key != NULL) {
-		const char *p;
-		size_t len = strlen(set->device_key);
-		bool ok = len == 64;
-
-		for (p = set->device_key; ok && *p != '\0'; p++)
-			ok = isxdigit((unsigned char)*p) != 0;
-		if (!ok) {
-			reader_error(&r, "mailward_device_key", set->device_key,
-				     "expected 64 hex digits (32 bytes)");
-			set->device_key = NULL;
-		}
+	set->device_key = read_string(r, "mailward_device_key", 128);
+	if (set->device_key == NULL)
+		return;
+	ok = strlen(set->device_key) == 64;
+	for (p = set->device_key; ok && *p != '\0'; p++)
+		ok = isxdigit((unsigned char)*p) != 0;
+	if (!ok) {
+		reader_error(r, "mailward_device_key", set->device_key,
+			     "expected 64 hex digits (32 bytes)");
+		set->device_key = NULL;
 	}
+}
 
-	set->audit_socket = read_string(&r, "mailward_audit_socket", 1024);
-	set->audit_spool = read_string(&r, "mailward_audit_spool", 1024);
-	read_bool(&r, "mailward_audit_required", &set->audit_required, NULL);
-	str = reader_get(&r, "mailward_audit_remote", NULL);
+/* the audit settings of mail processes */
+static void read_audit(struct settings_reader *r)
+{
+	struct mw_settings *set = r->set;
+	const char *str;
+
+	set->audit_socket = read_string(r, "mailward_audit_socket", 1024);
+	set->audit_spool = read_string(r, "mailward_audit_spool", 1024);
+	read_bool(r, "mailward_audit_required", &set->audit_required, NULL);
+	str = reader_get(r, "mailward_audit_remote", NULL);
 	set->audit_remote = "full";
-	if (str != NULL) {
-		if (strcmp(str, "full") == 0 || strcmp(str, "network") == 0 ||
-		    strcmp(str, "pseudonym") == 0)
-			set->audit_remote = str;
-		else {
-			reader_error(&r, "mailward_audit_remote", str,
-				     "expected full, network or pseudonym");
-			set->audit_remote = "pseudonym";
-		}
+	if (str == NULL)
+		return;
+	if (strcmp(str, "full") == 0 || strcmp(str, "network") == 0 ||
+	    strcmp(str, "pseudonym") == 0)
+		set->audit_remote = str;
+	else {
+		reader_error(r, "mailward_audit_remote", str,
+			     "expected full, network or pseudonym");
+		set->audit_remote = "pseudonym";
 	}
+}
 
+void mw_settings_read(struct mw_settings *set, mw_setting_lookup_t *lookup,
+		      void *context, struct mw_setting_error *errors_r,
+		      unsigned int *error_count_r)
+{
+	struct settings_reader r;
+
+	settings_set_defaults(set);
+	memset(&r, 0, sizeof(r));
+	r.lookup = lookup;
+	r.context = context;
+	r.set = set;
+	r.errors = errors_r;
+
+	read_retrieval_policy(&r);
+	read_access(&r);
+	read_devices(&r);
+	read_audit(&r);
 	*error_count_r = r.error_count;
 }
 

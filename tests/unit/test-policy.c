@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "mw-policy.h"
+#include "mw-retrieval.h"
 
 static void test_interval_parse(void **state)
 {
@@ -392,9 +393,254 @@ static void test_disposition_settings(void **state)
 	assert_null(set.disposition_mailbox);
 }
 
+static const char *const policy_short[] = {
+	"client", "leave", "after-retr", "after-all"
+};
+
+static void set_policy(struct mw_settings *set, unsigned int policy,
+		       unsigned int disp, unsigned int delay)
+{
+	memset(set, 0, sizeof(*set));
+	set->pop3_policy = policy;
+	set->disposition = disp;
+	set->expunge_delay_secs = delay;
+	set->imap_counts_as_retrieval = true;
+}
+
+/* The per-device view: scope, and every record shape (own or another
+   device's, RETR, DELE, due time) at now = 1000. */
+static void render_view(FILE *out)
+{
+	static const time_t dues[] = { 0, MW_RETRIEVAL_DUE_DISPOSED, 999,
+				       1000, 1001 };
+	static const char *const scope_names[] = { "none", "own", "all" };
+	struct mw_settings set;
+	struct mw_retrieval_rec rec;
+	unsigned int policy, disp, delay, own, retr, del, d;
+
+	for (policy = 0; policy < 4; policy++)
+	for (disp = 0; disp < 4; disp++)
+	for (delay = 0; delay <= 1; delay++) {
+		set_policy(&set, policy, disp, delay * 3600);
+		fprintf(out, "view-scope %s %s delay=%u: %s\n",
+			policy_short[policy], mw_pop3_disposition_name(disp),
+			delay * 3600, scope_names[mw_view_scope(&set)]);
+	}
+	for (policy = 0; policy < 4; policy++)
+	for (disp = 0; disp < 4; disp++) {
+		set_policy(&set, policy, disp, 0);
+		for (own = 0; own <= 1; own++)
+		for (retr = 0; retr <= 1; retr++)
+		for (del = 0; del <= 1; del++)
+		for (d = 0; d < sizeof(dues)/sizeof(dues[0]); d++) {
+			rec.dev_no = own == 1 ? 7 : 8;
+			rec.retrieved = retr == 1;
+			rec.deleted = del == 1;
+			rec.expunge_due = dues[d];
+			fprintf(out, "view-hides %s %s %s retr=%u dele=%u "
+				"due=%ld now=1000: %s\n",
+				policy_short[policy],
+				mw_pop3_disposition_name(disp),
+				own == 1 ? "own" : "other", retr, del,
+				(long)dues[d],
+				mw_view_hides(&set, 7, &rec, 1000) ?
+				"hidden" : "listed");
+		}
+	}
+}
+
+/* QUIT: every policy x disposition x delay x what the session did. */
+static void render_quit(FILE *out)
+{
+	static const time_t recorded[] = { 0, MW_RETRIEVAL_DUE_DISPOSED, 500,
+					   9000 };
+	struct mw_settings set;
+	struct mw_quit_facts f;
+	enum mw_quit_action action;
+	unsigned int policy, disp, delay, retr, del, cexp, known, all, r;
+	time_t due;
+
+	for (policy = 0; policy < 4; policy++)
+	for (disp = 0; disp < 4; disp++)
+	for (delay = 0; delay <= 1; delay++)
+	for (retr = 0; retr <= 1; retr++)
+	for (del = 0; del <= 1; del++)
+	for (cexp = 0; cexp <= del; cexp++)
+	for (known = 0; known <= 1; known++)
+	for (all = 0; all <= (policy == 3 ? 1U : 0U); all++)
+	for (r = 0; r < (delay == 1 && known == 1 ? 4U : 1U); r++) {
+		set_policy(&set, policy, disp, delay * 3600);
+		memset(&f, 0, sizeof(f));
+		f.retrieved = retr == 1;
+		f.deleted = del == 1;
+		f.client_expunged = cexp == 1;
+		f.state_known = known == 1;
+		f.all_devices_have = all == 1;
+		f.recorded_due = recorded[r];
+		action = mw_quit_decide(&set, &f, 1000, &due);
+		fprintf(out, "quit %s %s delay=%u retr=%u dele=%u "
+			"client_expunged=%u state=%u all_have=%u "
+			"recorded_due=%ld now=1000: %s due=%ld\n",
+			policy_short[policy], mw_pop3_disposition_name(disp),
+			delay * 3600, retr, del, cexp, known, all,
+			(long)recorded[r], mw_quit_action_name(action),
+			(long)due);
+	}
+}
+
+/* Who may act: the disposition after a policy decision, Dovecot's own
+   DELE; when a sweep is needed at all. */
+static void render_allowed(FILE *out)
+{
+	struct mw_settings set;
+	unsigned int policy, disp, hold, fail_safe, delay;
+
+	for (policy = 0; policy < 4; policy++)
+	for (disp = 0; disp < 4; disp++)
+	for (hold = 0; hold <= 1; hold++)
+	for (fail_safe = 0; fail_safe <= 1; fail_safe++) {
+		set_policy(&set, policy, disp, 0);
+		set.hold = hold == 1;
+		fprintf(out, "allowed %s %s hold=%u fail_safe=%u: "
+			"dispose=%d dele=%d\n", policy_short[policy],
+			mw_pop3_disposition_name(disp), hold, fail_safe,
+			mw_dispose_allowed(&set, fail_safe == 1),
+			mw_dele_goes_ahead(&set, fail_safe == 1));
+	}
+	for (policy = 0; policy < 4; policy++)
+	for (disp = 0; disp < 4; disp++)
+	for (delay = 0; delay <= 1; delay++) {
+		set_policy(&set, policy, disp, delay * 3600);
+		fprintf(out, "sweep-needed %s %s delay=%u: %d\n",
+			policy_short[policy], mw_pop3_disposition_name(disp),
+			delay * 3600, mw_sweep_needed(&set));
+	}
+}
+
+/* Devices that count, suspension after a store reset, and the
+   all-devices test over record sets. */
+static void render_all_devices(FILE *out)
+{
+	static const struct {
+		const char *name;
+		unsigned int dev_count;
+		uint16_t devices[3];
+		unsigned int rec_count;
+		struct mw_retrieval_rec recs[3];
+	} sets[] = {
+		{ "no devices", 0, { 0 }, 1, { { 1, true, false, 0 } } },
+		{ "one device, no record", 1, { 1 }, 0, { { 0 } } },
+		{ "one device, retrieved", 1, { 1 }, 1,
+		  { { 1, true, false, 0 } } },
+		{ "one device, deleted", 1, { 1 }, 1,
+		  { { 1, false, true, 0 } } },
+		{ "one device, record without either", 1, { 1 }, 1,
+		  { { 1, false, false, 5000 } } },
+		{ "two devices, one has it", 2, { 1, 2 }, 2,
+		  { { 1, true, false, 0 }, { 2, false, false, 0 } } },
+		{ "two devices, both have it", 2, { 2, 1 }, 2,
+		  { { 1, true, false, 0 }, { 2, false, true, 0 } } },
+		{ "two devices, other device's record", 2, { 1, 2 }, 2,
+		  { { 1, true, false, 0 }, { 3, true, false, 0 } } },
+		{ "one device counts, idle one has none", 1, { 2 }, 2,
+		  { { 1, false, false, 0 }, { 2, true, true, 0 } } },
+		{ "three devices, all have it", 3, { 1, 2, 3 }, 3,
+		  { { 3, true, false, 0 }, { 2, true, false, 0 },
+		    { 1, false, true, 0 } } },
+	};
+	static const time_t resets[] = { 0, 500, 1000 };
+	struct mw_settings set;
+	unsigned int i, expire, imap, proto, seen, r;
+	time_t last_seen[] = { 100, 900, 1000 };
+
+	for (i = 0; i < sizeof(sets)/sizeof(sets[0]); i++) {
+		fprintf(out, "all-devices-have %s: %d\n", sets[i].name,
+			mw_all_devices_have(sets[i].devices, sets[i].dev_count,
+					    sets[i].recs, sets[i].rec_count));
+	}
+	for (expire = 0; expire <= 1; expire++)
+	for (imap = 0; imap <= 1; imap++)
+	for (proto = 0; proto <= 1; proto++)
+	for (seen = 0; seen < 3; seen++) {
+		set_policy(&set, 3, 0, 0);
+		set.device_expire_secs = expire * 200;
+		set.imap_counts_as_retrieval = imap == 1;
+		fprintf(out, "device-counts expire=%u imap_counts=%u %s "
+			"last_seen=%ld now=1000: %d\n", expire * 200, imap,
+			proto == 0 ? "pop3" : "imap", (long)last_seen[seen],
+			mw_all_devices_counts(&set, proto == 0 ? "pop3" : "imap",
+					      last_seen[seen], 1000));
+	}
+	for (expire = 0; expire <= 1; expire++)
+	for (r = 0; r < 3; r++)
+	for (seen = 0; seen < 3; seen++) {
+		set_policy(&set, 3, 0, 0);
+		set.device_expire_secs = expire * 400;
+		fprintf(out, "suspended expire=%u reset=%ld now=%ld: %d\n",
+			expire * 400, (long)resets[r], (long)last_seen[seen] + 500,
+			mw_all_devices_suspended(&set, resets[r],
+						 last_seen[seen] + 500));
+	}
+}
+
+/* The sweep over one message's records at now = 1000. */
+static void render_sweep(FILE *out)
+{
+	static const struct {
+		const char *name;
+		unsigned int count;
+		struct mw_retrieval_rec recs[2];
+	} msgs[] = {
+		{ "no due, device 1 has it", 1, { { 1, true, false, 0 } } },
+		{ "no due, both devices have it", 2,
+		  { { 1, true, false, 0 }, { 2, false, true, 0 } } },
+		{ "due past", 1, { { 1, true, false, 900 } } },
+		{ "due now", 1, { { 1, true, false, 1000 } } },
+		{ "due future", 1, { { 1, true, false, 1100 } } },
+		{ "due past and future, earliest counts", 2,
+		  { { 1, true, false, 1100 }, { 2, true, false, 900 } } },
+		{ "disposed and due past", 2,
+		  { { 1, true, false, MW_RETRIEVAL_DUE_DISPOSED },
+		    { 2, true, false, 900 } } },
+		{ "record without retrieval", 2,
+		  { { 1, true, false, 0 }, { 2, false, false, 0 } } },
+	};
+	static const uint16_t devices[] = { 1, 2 };
+	struct mw_settings set;
+	enum mw_sweep_action action;
+	unsigned int policy, delay, m, usable, ndev;
+	time_t due;
+
+	for (policy = 0; policy < 4; policy++)
+	for (delay = 0; delay <= 1; delay++)
+	for (m = 0; m < sizeof(msgs)/sizeof(msgs[0]); m++)
+	for (usable = 0; usable <= 1; usable++)
+	for (ndev = 1; ndev <= 2; ndev++) {
+		set_policy(&set, policy, MW_DISPOSITION_EXPUNGE,
+			   delay * 3600);
+		action = mw_sweep_decide(&set, msgs[m].recs, msgs[m].count,
+					 devices, ndev, usable == 1, 1000,
+					 &due);
+		fprintf(out, "sweep %s delay=%u devices_usable=%u devices=%u "
+			"(%s) now=1000: %s due=%ld\n", policy_short[policy],
+			delay * 3600, usable, ndev, msgs[m].name,
+			mw_sweep_action_name(action), (long)due);
+	}
+}
+
+static void render_retrieval_decisions(FILE *out)
+{
+	render_view(out);
+	render_quit(out);
+	render_allowed(out);
+	render_all_devices(out);
+	render_sweep(out);
+}
+
 /* The golden decision table: every EXPIRE value over policy x
-   disposition x hold x fail-safe x delay, and the settings a user without
-   any mailward setting gets, rendered one decision a line and compared with
+   disposition x hold x fail-safe x delay, the settings a user without
+   any mailward setting gets, and every retrieval decision of
+   mw-retrieval.h (view, QUIT, who may act, all devices, sweep), rendered one decision a line and compared with
    tests/unit/policy-decisions.golden. A changed entry fails here; a
    deliberate change updates the golden file in the same commit. */
 static void render_decisions(FILE *out)
@@ -453,6 +699,7 @@ static void render_decisions(FILE *out)
 	for (def = mw_setting_defs; def->name != NULL; def++)
 		fprintf(out, "setting %s = \"%s\"\n", def->name,
 			def->default_text);
+	render_retrieval_decisions(out);
 }
 
 static void test_decisions_golden(void **state)
