@@ -11,20 +11,22 @@ import time
 
 from mwharness import make_message, imap, ensure_test_user, AUDIT_CLI
 
-import pytest
-
-# The acl and shared/public namespace configuration below is Dovecot 2.3
-# syntax (plugin { acl = vfile }, location = maildir:%%h/..., %%u):
-pytestmark = pytest.mark.only_dovecot23(
-    "acl plugin and shared/public namespace config not translated to 2.4 "
-    "syntax yet (acl_driver, acl_sharing_map, mail_driver/mail_path, "
-    "%{owner_user})")
 
 ACL_PLUGINS = ["acl", "imap_acl"]
 
 
 def shared_conf(sbx_dir):
-    return f"""namespace inbox {{
+    """The inbox, shared and public namespaces per Dovecot line (2.3:
+    location =, %%u; 2.4: mail_driver/mail_path, %{owner_home}, prefix
+    $user) and the acl sharing map (2.4: acl_sharing_map; 2.3: plugin
+    acl_shared_dict)."""
+    auth = """service auth {
+  unix_listener auth-userdb {
+    mode = 0666
+  }
+}
+"""
+    conf23 = f"""namespace inbox {{
   inbox = yes
   separator = /
   prefix =
@@ -45,12 +47,47 @@ namespace public {{
   subscriptions = no
   list = children
 }}
-service auth {{
-  unix_listener auth-userdb {{
-    mode = 0666
+"""
+    conf24 = f"""namespace inbox {{
+  inbox = yes
+  separator = /
+  prefix =
+}}
+namespace shared {{
+  type = shared
+  separator = /
+  prefix = shared/$user/
+  mail_driver = maildir
+  mail_path = %{{owner_home}}/Maildir
+  mail_index_private_path = ~/Maildir/shared/%{{owner_user}}
+  subscriptions = no
+  list = children
+}}
+namespace public {{
+  type = public
+  separator = /
+  prefix = public/
+  mail_driver = maildir
+  mail_path = {sbx_dir}/public
+  subscriptions = no
+  list = children
+}}
+acl_sharing_map {{
+  dict file {{
+    path = {sbx_dir}/acl/shared-mailboxes.db
   }}
 }}
 """
+    return {"2.3": conf23 + auth, "2.4": conf24 + auth}
+
+
+def acl_plugin_settings(root):
+    """The acl plugin's settings per line (2.4: acl_driver; its sharing
+    map is in shared_conf())."""
+    return {"acl": {"2.3": "vfile"},
+            "acl_driver": {"2.4": "vfile"},
+            "acl_shared_dict": {
+                "2.3": "file:%s/acl/shared-mailboxes.db" % root}}
 
 
 def acl_sandbox(sandbox_factory, users, plugin=None):
@@ -60,9 +97,7 @@ def acl_sandbox(sandbox_factory, users, plugin=None):
     os.makedirs(os.path.join(root, "acl"))
     os.chown(os.path.join(root, "acl"), uid, gid)
     plugin = dict(plugin or {})
-    plugin.update({"acl": "vfile",
-                   "acl_shared_dict": "file:%s/acl/shared-mailboxes.db"
-                   % root})
+    plugin.update(acl_plugin_settings(root))
     sbx = sandbox_factory(users=users, audit=True, plugin=plugin,
                           plugins=ACL_PLUGINS, root=root,
                           extra_conf=shared_conf(root))

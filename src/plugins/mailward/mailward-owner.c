@@ -25,6 +25,14 @@
 #include <pwd.h>
 #include <unistd.h>
 
+/* The context attached to an autocreated mail_user (a shared namespace
+   owner, a raw user) in its mail_user_created hook: it wraps the user's
+   deinit and becomes the owner's settings context once finished. */
+#define MAILWARD_OWNER_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailward_owner_module)
+static MODULE_CONTEXT_DEFINE_INIT(mailward_owner_module,
+				  &mail_user_module_register);
+
 struct mailward_lookup_ctx {
 	/* the user settings are expanded for (owner, or the session for
 	   public namespaces) */
@@ -36,7 +44,9 @@ struct mailward_lookup_ctx {
 	/* why a value could not be determined (first failure) */
 	const char *error;
 #if DOVECOT_PREREQ(2, 4, 0)
-	/* user's settings (Dovecot 2.4), read at the first lookup */
+	/* the global settings (Dovecot 2.4), read at the first lookup
+	   through an instance of their own (see mailward_global_settings) */
+	struct settings_instance *set_instance;
 	const struct mailward_settings *dset;
 	bool dset_failed;
 #endif
@@ -73,6 +83,29 @@ const char *mailward_userdb_field(const char *const *fields,
 }
 
 #if DOVECOT_PREREQ(2, 4, 0)
+/* The global mailward settings for user: the configuration (with its
+   filters and the command line's -o) without any userdb field. The
+   session's settings instance carries the session user's userdb fields
+   as overrides, and every settings lookup of the process (the shared
+   owner's too) goes through it: a new instance of the same settings
+   root has none of them. */
+static int
+mailward_global_settings(struct mailward_lookup_ctx *ctx,
+			 const char **error_r)
+{
+	struct event *event;
+	int ret;
+
+	ctx->set_instance =
+		settings_instance_new(settings_root_find(ctx->user->event));
+	event = event_create(ctx->user->event);
+	event_set_ptr(event, SETTINGS_EVENT_INSTANCE, ctx->set_instance);
+	ret = settings_get(event, &mailward_setting_parser_info, 0,
+			   &ctx->dset, error_r);
+	event_unref(&event);
+	return ret;
+}
+
 static const char *
 mailward_other_setting_lookup(const char *name, void *context,
 			      enum mw_setting_source *source_r)
@@ -87,22 +120,8 @@ mailward_other_setting_lookup(const char *name, void *context,
 		return p_strdup(ctx->user->pool, value);
 	}
 	*source_r = MW_SOURCE_CONFIG;
-	if (userdb_field_find(ctx->session->userdb_fields, name) != NULL) {
-		/* the session user's own field must not decide for another
-		   owner, and on Dovecot 2.4 it overrides the global value in
-		   every settings lookup of this process: unknown */
-		if (ctx->error == NULL) {
-			ctx->error = p_strdup_printf(ctx->user->pool,
-				"global value of %s not available "
-				"(the session's userdb field overrides it)",
-				name);
-		}
-		return NULL;
-	}
 	if (ctx->dset == NULL && !ctx->dset_failed) {
-		if (settings_get(ctx->user->event,
-				 &mailward_setting_parser_info, 0,
-				 &ctx->dset, &error) < 0) {
+		if (mailward_global_settings(ctx, &error) < 0) {
 			ctx->dset = NULL;
 			ctx->dset_failed = TRUE;
 			if (ctx->error == NULL) {
@@ -194,13 +213,10 @@ mailward_other_setting_lookup(const char *name, void *context,
 }
 #endif
 
-static struct mailward_user *
-mailward_other_alloc(struct mailward_user *actor, struct mail_user *user,
-		     const char *owner_name)
+static void
+mailward_other_init(struct mailward_user *muser, struct mailward_user *actor,
+		    struct mail_user *user, const char *owner_name)
 {
-	struct mailward_user *muser;
-
-	muser = p_new(user->pool, struct mailward_user, 1);
 	muser->user = user;
 	muser->actor = actor;
 	muser->owner_name = owner_name == NULL ? NULL :
@@ -209,6 +225,16 @@ mailward_other_alloc(struct mailward_user *actor, struct mail_user *user,
 	event_set_append_log_prefix(muser->event, owner_name == NULL ?
 		"public namespace: " :
 		t_strdup_printf("owner %s: ", owner_name));
+}
+
+static struct mailward_user *
+mailward_other_alloc(struct mailward_user *actor, struct mail_user *user,
+		     const char *owner_name)
+{
+	struct mailward_user *muser;
+
+	muser = p_new(user->pool, struct mailward_user, 1);
+	mailward_other_init(muser, actor, user, owner_name);
 	return muser;
 }
 
@@ -221,6 +247,7 @@ mailward_other_settings(struct mailward_user *muser,
 	mailward_user_read_settings(muser, mailward_other_setting_lookup, ctx);
 #if DOVECOT_PREREQ(2, 4, 0)
 	settings_free(ctx->dset);
+	settings_instance_free(&ctx->set_instance);
 #endif
 	if (ctx->error != NULL && muser->settings_unknown == NULL)
 		muser->settings_unknown = ctx->error;
@@ -268,7 +295,7 @@ static void mailward_other_deinit(struct mailward_user *muser)
 
 static void mailward_owner_user_deinit(struct mail_user *user)
 {
-	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
+	struct mailward_user *muser = MAILWARD_OWNER_CONTEXT(user);
 	struct mailward_user *const *others;
 	unsigned int i, count;
 
@@ -281,7 +308,8 @@ static void mailward_owner_user_deinit(struct mail_user *user)
 			}
 		}
 	}
-	mailward_other_deinit(muser);
+	if (muser->actor != NULL)
+		mailward_other_deinit(muser);
 	muser->module_ctx.super.deinit(user);
 	event_unref(&muser->event);
 }
@@ -326,21 +354,23 @@ mailward_owner_userdb(struct mail_user *owner, const char *const **fields_r,
 	return 0;
 }
 
-void mailward_owner_user_created(struct mail_user *owner)
+/* Makes owner's attached context the owner's settings context, once its
+   creator (the session acting on its mail) is known. */
+static void mailward_owner_finish(struct mail_user *owner)
 {
+	struct mailward_user *muser = MAILWARD_OWNER_CONTEXT(owner);
 	struct mail_user *session = owner->creator;
 	struct mailward_user *actor = MAILWARD_USER_CONTEXT(session);
-	struct mail_user_vfuncs *v = owner->vlast;
-	struct mailward_user *muser;
 	struct mailward_lookup_ctx ctx;
 	const char *error;
 
-	if (actor == NULL || actor->actor != NULL)
+	if (actor == NULL || actor->actor != NULL) {
+		/* mailward is not active for the session, or the session is
+		   itself an owner: no context (its mail is then treated as
+		   an unknown owner's: nothing expunged) */
 		return;
-	muser = mailward_other_alloc(actor, owner, owner->username);
-	muser->module_ctx.super = *v;
-	owner->vlast = &muser->module_ctx.super;
-	v->deinit = mailward_owner_user_deinit;
+	}
+	mailward_other_init(muser, actor, owner, owner->username);
 	MODULE_CONTEXT_SET(owner, mailward_user_module, muser);
 
 	i_zero(&ctx);
@@ -356,6 +386,36 @@ void mailward_owner_user_created(struct mail_user *owner)
 	if (!array_is_created(&actor->others))
 		p_array_init(&actor->others, session->pool, 4);
 	array_push_back(&actor->others, &muser);
+}
+
+void mailward_owner_user_created(struct mail_user *owner)
+{
+	struct mail_user_vfuncs *v = owner->vlast;
+	struct mailward_user *muser;
+
+	/* attached to every autocreated user (its deinit can only be
+	   wrapped now); it becomes the owner's settings context
+	   (MAILWARD_USER_CONTEXT) only when finished */
+	muser = p_new(owner->pool, struct mailward_user, 1);
+	muser->user = owner;
+	muser->module_ctx.super = *v;
+	owner->vlast = &muser->module_ctx.super;
+	v->deinit = mailward_owner_user_deinit;
+	MODULE_CONTEXT_SET(owner, mailward_owner_module, muser);
+	/* Dovecot 2.3 sets creator before this hook, 2.4 after it (then
+	   mailward_owner_namespaces_created() finishes) */
+	if (owner->creator != NULL)
+		mailward_owner_finish(owner);
+}
+
+void mailward_owner_namespaces_created(struct mail_namespace *namespaces)
+{
+	struct mail_user *owner = namespaces->user;
+
+	if (owner->autocreated && owner->creator != NULL &&
+	    MAILWARD_OWNER_CONTEXT(owner) != NULL &&
+	    MAILWARD_USER_CONTEXT(owner) == NULL)
+		mailward_owner_finish(owner);
 }
 
 struct mailward_user *mailward_public_user(struct mailward_user *session)

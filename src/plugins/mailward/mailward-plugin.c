@@ -1048,8 +1048,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 		/* raw user of LDA, owners of shared mailboxes: not a login.
 		   A shared namespace owner gets a settings context of its
 		   own: decisions about its mail use its settings. */
-		if (user->creator != NULL)
-			mailward_owner_user_created(user);
+		mailward_owner_user_created(user);
 		return;
 	}
 
@@ -1123,6 +1122,7 @@ static void mailward_mail_user_created(struct mail_user *user)
 
 static struct mail_storage_hooks mailward_mail_storage_hooks = {
 	.mail_user_created = mailward_mail_user_created,
+	.mail_namespaces_created = mailward_owner_namespaces_created,
 	.mailbox_allocated = mailward_storage_hooks_mailbox_allocated,
 	.mail_allocated = mailward_storage_hooks_mail_allocated,
 };

@@ -241,10 +241,16 @@ extern struct event_category event_category_mailward;
    public context (global settings) for a public namespace. NULL when
    mailward is not active for the session. */
 struct mailward_user *mailward_mailbox_user(struct mailbox *box);
-/* Called for an autocreated mail_user with a creator (the owner of a
-   shared namespace): attaches the owner's settings context, read from
-   the owner's own userdb fields and the global settings. */
+/* Called for an autocreated mail_user (the owner of a shared namespace,
+   a raw user) in its mail_user_created hook. Once the user's creator (the
+   acting session) is set, the owner gets its settings context, read from
+   the owner's own userdb fields and the global settings: here on Dovecot
+   2.3; on 2.4, which sets creator after this hook, in
+   mailward_owner_namespaces_created(). */
 void mailward_owner_user_created(struct mail_user *owner);
+/* mail_namespaces_created hook: finishes the settings context of a shared
+   namespace owner whose creator is set now (Dovecot 2.4). */
+void mailward_owner_namespaces_created(struct mail_namespace *namespaces);
 /* The settings context for public namespace mailboxes of a session:
    global (plugin {}) settings, without the session user's userdb
    fields. Created on first use. */
