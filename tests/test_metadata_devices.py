@@ -12,7 +12,8 @@ import pytest
 
 from mwharness import make_message, pop3, imap, imap_id, ensure_test_user, \
     wait_session_end
-from test_owner import shared_conf, grant, ACL_PLUGINS
+from test_owner import shared_conf, grant, ACL_PLUGINS, \
+    acl_plugin_settings
 
 ENTRY = "/private/vendor/vendor.mailward/devices"
 # METADATA needs imap_metadata and an attribute dict
@@ -63,9 +64,10 @@ def metadata_sandbox(sandbox_factory, users, app_passwords, shared=False):
     return sandbox_factory(
         users=users, app_passwords=app_passwords, root=root,
         plugins=ACL_PLUGINS,
-        plugin={"acl": "vfile",
-                "acl_shared_dict": "file:%s/acl/shared-mailboxes.db" % root},
-        settings=METADATA_SETTINGS, extra_conf=shared_conf(root))
+        plugin=acl_plugin_settings(root),
+        settings=METADATA_SETTINGS,
+        extra_conf={line: conf + METADATA_CONF[line]
+                    for line, conf in shared_conf(root).items()})
 
 
 def test_getmetadata_own_devices_two_users(sandbox_factory):
@@ -137,9 +139,6 @@ def test_getmetadata_own_devices_two_users(sandbox_factory):
     i.logout()
 
 
-@pytest.mark.only_dovecot23(
-    "acl plugin and shared namespace config not translated to 2.4 syntax "
-    "yet (as in test_owner)")
 def test_getmetadata_not_through_shared_namespace(sandbox_factory):
     sbx = metadata_sandbox(
         sandbox_factory, users={"alice": {}, "bob": {}},
