@@ -18,8 +18,10 @@
 
 MW_TRIXIE="${MW_TRIXIE:-/var/cache/mailward-trixie}"
 MW_TRIXIE_ROOT="$MW_TRIXIE/root"
-# this source tree's copy in the chroot
-MW_TRIXIE_TREE="/trees/$(printf '%s' "$MW_ROOT" | tr -c 'A-Za-z0-9_.-' '+' | sed 's/^+//')"
+# this source tree's copy in the chroot (run by hand, setup.sh is sourced
+# only later: an empty MW_ROOT here made the copy /trees itself, and its
+# sync deleted every other tree's copy)
+MW_TRIXIE_TREE="/trees/$(printf '%s' "${MW_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}" | tr -c 'A-Za-z0-9_.-' '+' | sed 's/^+//')"
 # the host's own Debian mirror (deb822 or one-line sources), else Debian's
 mw_trixie_mirror() {
 	local m
