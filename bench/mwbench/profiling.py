@@ -1,0 +1,278 @@
+"""bench/profile.py: deterministic per-session costs of mailward against
+plain Dovecot (issue 14): system calls (strace) and instructions
+(callgrind). See bench/profile.py's help and bench/README.md."""
+
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import mwharness
+
+from . import clients, lines, mailgen, measure
+
+PW = mwharness.PASSWORD
+DOVECOT_LIBEXEC = "/usr/lib/dovecot"
+
+LOADS = {
+    # name: (session function, port attribute, user, messages)
+    "pop3-leave": (lambda p, u: clients.pop3_session(p, u, PW), "pop3_port",
+                   "pl00", 20),
+    "pop3-client": (lambda p, u: clients.pop3_session(p, u, PW), "pop3_port",
+                    "pc00", 20),
+    "login-pop3": (lambda p, u: clients.pop3_login(p, u, PW), "pop3_port",
+                   "pl01", 20),
+    "login-imap": (lambda p, u: clients.imap_login(p, u, PW), "imap_port",
+                   "im01", 20),
+    "imap-read": (lambda p, u: clients.imap_session(p, u, PW, expunge=0),
+                  "imap_port", "im00", 20),
+    "list-pop3": (lambda p, u: clients.pop3_list_session(p, u, PW), "pop3_port",
+                  "ls00", 1000),
+}
+USERS = {"pl00": "leave-on-server", "pl01": "leave-on-server",
+         "pc00": "client", "im00": None, "im01": None,
+         "ls00": "leave-on-server"}
+
+
+def make_sandbox(name, extra_conf=""):
+    users = {u: ({"mailward_pop3_policy": p} if p else {})
+             for u, p in USERS.items()}
+    return mwharness.Sandbox(users=users, plugin={}, log_debug=False,
+                             mail_plugins=(name != "plain"),
+                             audit=(name == "mailward+audit"),
+                             extra_conf=extra_conf)
+
+
+def fill(sbx, gen):
+    for i, u in enumerate(sorted(USERS)):
+        n = LOADS_BY_USER.get(u, 20)
+        msgs = gen.small(n) if u.startswith("ls") else gen.mailbox(i, n)
+        mailgen.deliver(sbx, u, msgs, sbx.uid, sbx.gid)
+
+
+LOADS_BY_USER = {v[2]: v[3] for v in LOADS.values()}
+
+
+def master_pid(sbx):
+    return int(open(os.path.join(sbx.dir, "run", "master.pid")).read())
+
+
+def quiesce(sbx):
+    cpu = measure.ServerCPU(master_pid(sbx))
+    cpu.wait_quiescent(10)
+
+
+SYSCALL = re.compile(r"^(\d+)\s+(?:\d+:\d+:\d+\.\d+\s+)?"
+                     r"(?:<\.\.\. (\w+) resumed>|(\w+)\()")
+
+
+def parse_trace(path):
+    """{program: Counter(syscall)} and {program: number of processes}."""
+    prog = {}
+    counts = collections.defaultdict(collections.Counter)
+    procs = collections.Counter()
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = SYSCALL.match(line)
+            if not m:
+                continue
+            pid = int(m.group(1))
+            if m.group(2):      # "resumed" halves are not new calls
+                continue
+            name = m.group(3)
+            if name == "execve" and "= 0" in line[-12:] or (
+                    name == "execve" and '"' in line):
+                em = re.search(r'execve\("([^"]+)"', line)
+                if em:
+                    p = os.path.basename(em.group(1))
+                    if prog.get(pid) != p:
+                        prog[pid] = p
+                        procs[p] += 1
+            counts[prog.get(pid, "master/forked")][name] += 1
+    return counts, procs
+
+
+def run_strace(args):
+    gen = mailgen.MailGen()
+    results = {}
+    for name in args.configs.split(","):
+        sbx = make_sandbox(name)
+        fill(sbx, gen)
+        sbx.start()
+        try:
+            fn, portattr, user, _ = LOADS[args.load]
+            port = getattr(sbx, portattr)
+            for _ in range(args.warmup):
+                fn(port, user)
+            quiesce(sbx)
+            out = os.path.join(args.dir, "%s-%s.trace" % (args.load, name))
+            st = subprocess.Popen(["strace", "-f", "-qq", "-o", out, "-p",
+                                   str(master_pid(sbx))])
+            time.sleep(1.0)
+            for _ in range(args.sessions):
+                fn(port, user)
+            quiesce(sbx)
+            time.sleep(0.3)
+            st.send_signal(signal.SIGINT)
+            st.wait(30)
+            results[name] = parse_trace(out)
+        finally:
+            sbx.stop(check=False)
+            if not args.keep:
+                shutil.rmtree(sbx.dir, ignore_errors=True)
+    report_strace(args, results)
+
+
+def report_strace(args, results):
+    n = args.sessions
+    base = results.get("plain")
+    print("== %s: system calls per session (%d sessions, after %d warm-up)"
+          % (args.load, n, args.warmup))
+    for name, (counts, procs) in results.items():
+        tot = {p: sum(c.values()) / n for p, c in counts.items()}
+        print("%-16s total %.1f  %s" % (name, sum(tot.values()), "  ".join(
+            "%s=%.1f" % kv for kv in sorted(tot.items()))))
+    if not base:
+        return
+    for name, (counts, procs) in results.items():
+        if name == "plain":
+            continue
+        for p in sorted(set(counts) | set(base[0])):
+            a = base[0].get(p, collections.Counter())
+            b = counts.get(p, collections.Counter())
+            diff = {k: (b[k] - a[k]) / n for k in set(a) | set(b)
+                    if b[k] != a[k]}
+            if not diff:
+                continue
+            print("%s vs plain, %s: %+.1f  %s" % (
+                name, p, sum(diff.values()), " ".join(
+                    "%s%+.1f" % (k, v) for k, v in
+                    sorted(diff.items(), key=lambda kv: -abs(kv[1]))
+                    if abs(v) >= 0.1)))
+
+
+def callgrind_conf(outdir, service):
+    args = ["/usr/bin/valgrind", "--tool=callgrind",
+            "--callgrind-out-file=%s/%s.%%p.out" % (outdir, service),
+            os.path.join(DOVECOT_LIBEXEC, service)]
+    # 2.4: vsz_limit must be >= 1M or unlimited
+    vsz = mwharness.for_line({"2.3": "0", "2.4": "unlimited"})
+    return ("service %s {\n  executable = %s\n  vsz_limit = %s\n"
+            "}\n" % (service, " ".join(args), vsz))
+
+
+def callgrind_total(path):
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    return None
+
+
+def written(outdir):
+    n = 0
+    for f in glob.glob(outdir + "/*.out"):
+        try:
+            if os.stat(f).st_uid != 0 and callgrind_total(f):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def run_callgrind(args):
+    gen = mailgen.MailGen()
+    fn, portattr, user, _ = LOADS[args.load]
+    service = "imap" if portattr == "imap_port" else "pop3"
+    res = {}
+    for name in args.configs.split(","):
+        outdir = tempfile.mkdtemp(prefix="mw-cg-", dir=args.dir)
+        os.chmod(outdir, 0o777)
+        sbx = make_sandbox(name, callgrind_conf(outdir, service))
+        fill(sbx, gen)
+        sbx.start()
+        # callgrind creates its output file when the process starts (as
+        # root) and writes it at exit (as the mail uid, which cannot open
+        # root's file): remove the empty root-owned files meanwhile, so
+        # that the exit creates its own
+        stop = threading.Event()
+
+        def unroot():
+            while not stop.is_set():
+                for f in glob.glob(outdir + "/*.out"):
+                    try:
+                        st = os.stat(f)
+                        if st.st_uid == 0 and st.st_size == 0:
+                            os.unlink(f)
+                    except OSError:
+                        pass
+                stop.wait(0.01)
+        th = threading.Thread(target=unroot, daemon=True)
+        th.start()
+        try:
+            port = getattr(sbx, portattr)
+            for i in range(args.warmup):
+                fn(port, user)
+                deadline = time.time() + 60
+                while (written(outdir) <= i and time.time() < deadline):
+                    time.sleep(0.1)
+            for f in glob.glob(outdir + "/*.out"):
+                os.unlink(f)
+            for i in range(args.sessions):
+                fn(port, user)
+                # callgrind writes its file when the process exits
+                deadline = time.time() + 60
+                while (written(outdir) <= i and time.time() < deadline):
+                    time.sleep(0.1)
+            time.sleep(0.5)
+            tots = sorted(t for t in (callgrind_total(f) for f in
+                                      glob.glob(outdir + "/*.out")) if t)
+            res[name] = (tots, outdir)
+        finally:
+            stop.set()
+            th.join(5)
+            sbx.stop(check=False)
+            if not args.keep:
+                shutil.rmtree(sbx.dir, ignore_errors=True)
+    base = None
+    print("== %s: instructions (Ir) of the %s process per session"
+          % (args.load, service))
+    for name, (tots, outdir) in res.items():
+        med = tots[len(tots) // 2] if tots else 0
+        if name == "plain":
+            base = med
+        print("%-16s median %d (%d sessions: %s)%s  [%s]" % (
+            name, med, len(tots), " ".join(str(t) for t in tots),
+            "  x%.4f vs plain (%+d)" % (med / base, med - base)
+            if base and name != "plain" else "", outdir))
+
+
+def main(doc):
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("mode", choices=("strace", "callgrind"))
+    ap.add_argument("--load", default="pop3-leave", choices=sorted(LOADS))
+    ap.add_argument("--sessions", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--configs", default="plain,mailward")
+    ap.add_argument("--dir", default="/tmp/mw-profile")
+    ap.add_argument("--keep", action="store_true")
+    lines.add_argument(ap)
+    args = ap.parse_args()
+    if lines.relaunch(args, "bench/profile.py", sys.argv[1:],
+                      dirs=("dir",), tools=("strace",) if args.mode == "strace" else ("valgrind",)):
+        return
+    os.makedirs(args.dir, exist_ok=True)
+    os.chmod(args.dir, 0o755)
+    if args.mode == "strace":
+        run_strace(args)
+    else:
+        run_callgrind(args)
+
