@@ -10,15 +10,8 @@ import subprocess
 import pytest
 
 import mwharness
-from mwharness import AUDITD, REPO, make_message, pop3
+from mwharness import AUDITD, REPO, DOVECOT_24, make_message, pop3
 from test_audit_writer import wait_records
-
-# The configurations below are Dovecot 2.3 syntax (conf.d/90-mailward.conf
-# included, mail_plugins = $mail_plugins ...), and check's reading of
-# mail_plugins through doveconf is 2.3's format
-pytestmark = pytest.mark.only_dovecot23(
-    "doveadm mailward check's config checks and these 2.3-syntax "
-    "configurations not ported to Dovecot 2.4 yet")
 
 EX_CONFIG = 78
 
@@ -59,24 +52,30 @@ def test_check_misspelled_key_and_invalid_values(sandbox_factory):
     sbx = sandbox_factory(
         users={"alice": {"mailward_hold": "maybe"},
                "bob": {"mailward_expunge_dealy": "7d"}},
-        plugin={"mailward_pop3_polcy": "leave-on-server",
+        # (a misspelled key in the configuration files: Dovecot 2.4's
+        # doveconf refuses it itself, test_check_misspelled_config_key)
+        plugin={"mailward_pop3_polcy": {"2.3": "leave-on-server"},
                 "mailward_device_max": "lots"})
     rc, lines, r = check(sbx)
     assert rc == EX_CONFIG, r.stdout + r.stderr
-    assert sorted(lines) == sorted([
-        "alice: unknown setting mailward_pop3_polcy = leave-on-server "
-        "(config): ignored by mailward",
+    expected = [
         "alice: invalid mailward_hold = maybe (userdb): expected yes "
         "or no",
         "alice: invalid mailward_device_max = lots (config): expected "
         "a number of devices from 1 to 1024",
+        # Dovecot ignores unknown userdb fields silently (2.3 and 2.4)
         "bob: unknown setting mailward_expunge_dealy = 7d (userdb): "
         "ignored by mailward",
-        "bob: unknown setting mailward_pop3_polcy = leave-on-server "
-        "(config): ignored by mailward",
         "bob: invalid mailward_device_max = lots (config): expected "
         "a number of devices from 1 to 1024",
-    ]), r.stdout
+    ]
+    if not DOVECOT_24:
+        expected += [
+            "alice: unknown setting mailward_pop3_polcy = leave-on-server "
+            "(config): ignored by mailward",
+            "bob: unknown setting mailward_pop3_polcy = leave-on-server "
+            "(config): ignored by mailward"]
+    assert sorted(lines) == sorted(expected), r.stdout
 
     # settings: every setting with value and source, raw invalid values
     rows = {(x["user"], x["setting"]): x for x in
@@ -94,6 +93,41 @@ def test_check_misspelled_key_and_invalid_values(sandbox_factory):
     assert rows[("alice", "audit")]["value"] == "off"
 
 
+def test_check_misspelled_config_key(sandbox_factory):
+    """A misspelled mailward key in the configuration files is named: by
+    check on Dovecot 2.3 (Dovecot keeps unknown plugin {} keys); on 2.4
+    doveconf refuses the configuration itself, so doveadm (check too)
+    fails naming the file, line and key, and Dovecot would not start."""
+    sbx = sandbox_factory()
+    with open(sbx.conf) as f:
+        conf = f.read()
+    line = len(conf.splitlines()) + 1
+    if DOVECOT_24:
+        conf += "mailward_pop3_polcy = leave-on-server\n"
+    else:
+        conf += "plugin {\n  mailward_pop3_polcy = leave-on-server\n}\n"
+        line += 1
+    # a copy: the running Dovecot keeps its own file (on 2.4 its config
+    # process would read the changed file again and fail)
+    path = os.path.join(sbx.dir, "misspelled.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    r = mwharness._run_with_doveadm_modules(
+        sbx.doveadm_moddir,
+        ["doveadm", "-c", path, "mailward", "check", "-u", "alice"], None)
+    rc, lines = r.returncode, [l for l in r.stdout.splitlines() if l.strip()]
+    if DOVECOT_24:
+        assert (rc, r.stdout) == (89, ""), r.stdout + r.stderr
+        assert r.stderr == (
+            "doveconf: Fatal: Error in configuration file %s line %d: "
+            "mailward_pop3_polcy: Unknown setting: mailward_pop3_polcy\n"
+            % (path, line)), r.stderr
+    else:
+        assert (rc, lines) == (EX_CONFIG, [
+            "unknown setting mailward_pop3_polcy = leave-on-server "
+            "(config): ignored by mailward"]), r.stdout + r.stderr
+
+
 def test_check_mail_plugins_without_dollar(sandbox_factory):
     # issue 13 item 5: "mail_plugins = quota" in a later file drops
     # mailward from every protocol without its own mail_plugins line
@@ -103,14 +137,23 @@ def test_check_mail_plugins_without_dollar(sandbox_factory):
                           extra_conf="mail_plugins = quota\n")
     rc, lines, r = check(sbx, "-u", "alice")
     assert rc == EX_CONFIG, r.stdout + r.stderr
-    for service in ("doveadm", "indexer-worker"):
-        assert ("config: protocol %s: mail_plugins = quota lacks mailward: "
-                "its processes expunge without policy, hold or audit (a "
-                "mail_plugins line without $mail_plugins?)" % service) \
-            in lines, r.stdout
-    assert not [l for l in lines if "protocol imap" in l or
-                "protocol pop3" in l], r.stdout
-    assert len(lines) == 2, r.stdout
+    if DOVECOT_24:
+        # 2.4: the line replaces the global list; the sandbox's protocol
+        # imap and pop3 blocks add only their protocol plugin to it
+        lacking = [("imap", "quota imap_mailward"),
+                   ("pop3", "quota pop3_mailward"),
+                   ("doveadm", "quota"), ("indexer-worker", "quota")]
+        hint = ("(a mail_plugins = line replaces the list; "
+                "mail_plugins { NAME = yes } adds to it)")
+    else:
+        # 2.3: protocol imap and pop3 name mailward themselves
+        lacking = [("doveadm", "quota"), ("indexer-worker", "quota")]
+        hint = "(a mail_plugins line without $mail_plugins?)"
+    assert lines == [
+        "config: protocol %s: mail_plugins = %s lacks mailward: its "
+        "processes expunge without policy, hold or audit %s"
+        % (service, plugins, hint) for service, plugins in lacking], \
+        r.stdout
     # the other commands say why they cannot run instead of vanishing
     r = sbx.doveadm("mailward", "devices", "-u", "alice", check=False)
     assert r.returncode == 68, r.stderr  # not found
@@ -136,7 +179,14 @@ def _doc_blocks():
     written (the service and plugin blocks of its first code block)."""
     text = open(os.path.join(REPO, "docs", "audit-service.md")).read()
     sec = text[text.index("## 3. Dovecot configuration"):]
-    return sec.split("```\n", 2)[1].split("```")[0]
+    blocks = sec.split("```\n", 2)[1].split("```")[0]
+    if DOVECOT_24:
+        # as the guide says for 2.4: the plugin block's settings at the
+        # top level
+        head, plugin = blocks.split("plugin {\n")
+        body = plugin[:plugin.rindex("}")]
+        blocks = head + "".join(l[2:] + "\n" for l in body.splitlines())
+    return blocks
 
 
 def _sandbox_paths(sbx, conf):
@@ -184,9 +234,12 @@ def test_check_reports_writer_with_audit_off():
     sbx = mwharness.Sandbox()
     try:
         blocks = _doc_blocks()
-        writer = blocks[:blocks.index("plugin {")]
-        sbx.extra_conf = (_sandbox_paths(sbx, writer) + "!include %s\n" %
-                          os.path.join(REPO, "conf.d", "90-mailward.conf"))
+        writer = blocks[:blocks.index(
+            "mailward_audit_socket" if DOVECOT_24 else "plugin {")]
+        sample = os.path.join(REPO, "conf.d", *(
+            ["dovecot-2.4"] if DOVECOT_24 else []), "90-mailward.conf")
+        sbx.extra_conf = _sandbox_paths(sbx, writer) + \
+            "!include %s\n" % sample
         sbx._setup_audit()
         sbx.start()
         rc, lines, r = check(sbx, "-u", "alice")
@@ -252,7 +305,10 @@ def test_state_dir_tilde_and_home_expanded(sandbox_factory):
     sbx = sandbox_factory(
         users={"alice": {"mailward_state_dir": "~/mw-tilde"},
                "bob": {}},
-        plugin={"mailward_state_dir": "%h/mw-percent"})
+        # (Dovecot 2.4 expands only %{home}; a literal %h is kept and
+        # refused as a relative path)
+        plugin={"mailward_state_dir": {"2.3": "%h/mw-percent",
+                                       "2.4": "%{home}/mw-percent"}})
     rc, lines, r = check(sbx)
     assert (rc, lines) == (0, []), r.stdout + r.stderr
     for user in ("alice", "bob"):

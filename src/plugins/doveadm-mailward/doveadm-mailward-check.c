@@ -16,6 +16,7 @@
 #include "mailward-state-dir.h"
 #include "mw-policy.h"
 #include "doveadm-mailward.h"
+#include "doveadm-mailward-doveconf.h"
 #if DOVECOT_PREREQ(2, 4, 0)
 #  include "settings.h"
 #  include "mailward-settings.h"
@@ -25,7 +26,6 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -248,97 +248,9 @@ check_problem(struct check_cmd_context *ctx, const char *fmt, ...)
 		doveadm_print(t_strdup_vprintf(fmt, args));
 	} T_END;
 	va_end(args);
+	/* the exit code is set by run(): Dovecot 2.4's doveadm stops before
+	   the first user when init() sets one */
 	ctx->problems++;
-	ctx->ctx.exit_code = EX_CONFIG;
-}
-
-/* doveconf's path: next to the running doveadm, else from PATH */
-static const char *doveconf_path(void)
-{
-	char buf[PATH_MAX];
-	const char *slash, *path;
-	ssize_t len;
-
-	len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-	if (len > 0) {
-		buf[len] = '\0';
-		slash = strrchr(buf, '/');
-		if (slash != NULL) {
-			path = t_strconcat(t_strdup_until(buf, slash),
-					   "/doveconf", NULL);
-			if (access(path, X_OK) == 0)
-				return path;
-		}
-	}
-	return "doveconf";
-}
-
-/* Runs doveconf -c <doveadm's config> [-f filter] -h key. Returns 0 with
-   the value (trailing newline removed) or -1 with an error. */
-static int
-doveconf_get(const char *filter, const char *key, const char **value_r,
-	     const char **error_r)
-{
-	const char *argv[9];
-	unsigned int n = 0;
-	string_t *out = t_str_new(256);
-	char buf[1024];
-	ssize_t ret;
-	int fd[2], status;
-	pid_t pid;
-
-	argv[n++] = doveconf_path();
-	argv[n++] = "-c";
-	argv[n++] = master_service_get_config_path(master_service);
-	if (filter != NULL) {
-		argv[n++] = "-f";
-		argv[n++] = filter;
-	}
-	argv[n++] = "-h";
-	argv[n++] = key;
-	argv[n] = NULL;
-	if (pipe(fd) < 0) {
-		*error_r = t_strdup_printf("pipe() failed: %m");
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0) {
-		*error_r = t_strdup_printf("fork() failed: %m");
-		i_close_fd(&fd[0]);
-		i_close_fd(&fd[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-
-		if (dup2(fd[1], STDOUT_FILENO) < 0 ||
-		    (null >= 0 && (dup2(null, STDIN_FILENO) < 0 ||
-				   dup2(null, STDERR_FILENO) < 0)))
-			_exit(EX_OSERR);
-		execvp(argv[0], (char **)argv);
-		_exit(127);
-	}
-	i_close_fd(&fd[1]);
-	while ((ret = read(fd[0], buf, sizeof(buf))) != 0) {
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		str_append_data(out, buf, ret);
-	}
-	i_close_fd(&fd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) ;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		*error_r = t_strdup_printf("%s -h %s%s%s failed (status %d)",
-			argv[0], key, filter == NULL ? "" : " -f ",
-			filter == NULL ? "" : filter, status);
-		return -1;
-	}
-	while (str_len(out) > 0 && str_data(out)[str_len(out) - 1] == '\n')
-		str_truncate(out, str_len(out) - 1);
-	*value_r = str_c(out);
-	return 0;
 }
 
 static bool plugin_list_has(const char *list, const char *name)
@@ -408,32 +320,28 @@ check_writer_key(struct check_cmd_context *ctx, const char *what,
 	}
 }
 
-/* the configuration as a whole: run once, as root */
-static void check_config(struct check_cmd_context *ctx)
+/* mailward (and its protocol plugin) in the mail_plugins of each service
+   whose processes can expunge */
+static void check_config_plugins(struct check_cmd_context *ctx,
+				 const char *protocols)
 {
-	const char *protocols, *plugins, *executable, *writer_user, *error;
+	const char *plugins, *error, *dump = NULL;
 	unsigned int i;
 
-	if (doveconf_get(NULL, "protocols", &protocols, &error) < 0) {
-		check_problem(ctx, "config: cannot read the configuration: %s",
-			      error);
-		return;
-	}
-	for (i = 0; mailward_expunging_services[i] != NULL; i++) T_BEGIN {
+	for (i = 0; mailward_expunging_services[i] != NULL; i++) {
 		const char *service = mailward_expunging_services[i];
 
 		if (!protocols_has(protocols, service))
 			;
-		else if (doveconf_get(t_strconcat("protocol=", service, NULL),
-				      "mail_plugins", &plugins, &error) < 0) {
+		else if (mailward_doveconf_mail_plugins(service, &dump,
+						  &plugins, &error) < 0) {
 			check_problem(ctx, "config: protocol %s: cannot read "
 				      "mail_plugins: %s", service, error);
 		} else if (!plugin_list_has(plugins, "mailward")) {
 			check_problem(ctx, "config: protocol %s: mail_plugins "
 				      "= %s lacks mailward: its processes "
 				      "expunge without policy, hold or audit "
-				      "(a mail_plugins line without "
-				      "$mail_plugins?)", service,
+				      MAILWARD_DOVECONF_PLUGINS_HINT, service,
 				      mailward_display(plugins, 200));
 		} else {
 			if (strcmp(service, "doveadm") == 0)
@@ -449,13 +357,28 @@ static void check_config(struct check_cmd_context *ctx)
 					      service);
 			}
 		}
+	}
+}
+
+/* the configuration as a whole: run once, as root */
+static void check_config(struct check_cmd_context *ctx)
+{
+	const char *protocols, *executable, *writer_user, *error;
+
+	if (mailward_doveconf_get(NULL, "protocols", &protocols, &error) < 0) {
+		check_problem(ctx, "config: cannot read the configuration: %s",
+			      error);
+		return;
+	}
+	T_BEGIN {
+		check_config_plugins(ctx, protocols);
 	} T_END;
 
-	if (doveconf_get(NULL, "service/mailward-audit/executable",
+	if (mailward_doveconf_get(NULL, "service/mailward-audit/executable",
 			 &executable, &error) < 0 || executable[0] == '\0')
 		return;
 	ctx->writer_configured = TRUE;
-	if (doveconf_get(NULL, "service/mailward-audit/user", &writer_user,
+	if (mailward_doveconf_get(NULL, "service/mailward-audit/user", &writer_user,
 			 &error) < 0 || writer_user[0] == '\0') {
 		check_problem(ctx, "config: service mailward-audit has no user "
 			      "(the writer must run as its own user)");
@@ -594,6 +517,71 @@ check_audit_spool(struct check_cmd_context *ctx, struct mail_user *user,
 	}
 }
 
+/* the user's own mail_plugins (a userdb field can replace them) */
+static void
+check_user_plugins(struct check_cmd_context *ctx, struct mail_user *user)
+{
+	if (!ctx->doveadm_has_mailward)
+		return;
+#if DOVECOT_PREREQ(2, 4, 0)
+	const char *name;
+
+	array_foreach_elem(&user->set->mail_plugins, name) {
+		if (strcmp(name, "mailward") == 0)
+			return;
+	}
+	check_problem(ctx, "mail_plugins (from userdb) lacks mailward");
+#else
+	if (!plugin_list_has(user->set->mail_plugins, "mailward")) {
+		check_problem(ctx, "mail_plugins = %s (from userdb) lacks "
+			      "mailward",
+			      mailward_display(user->set->mail_plugins, 200));
+	}
+#endif
+}
+
+/* unknown mailward_* keys: misspelled settings are ignored. Dovecot 2.4
+   refuses unknown keys in the configuration files itself (doveconf, and
+   so doveadm, fail naming the key) but ignores unknown userdb fields:
+   those are looked for here. */
+static void
+check_unknown_keys(struct check_cmd_context *ctx, struct mail_user *user)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	const char *const *fields = user->userdb_fields;
+	const char *name, *value;
+
+	for (; fields != NULL && *fields != NULL; fields++) T_BEGIN {
+		value = strchr(*fields, '=');
+		name = value == NULL ? *fields :
+			t_strdup_until(*fields, value++);
+		if (strncmp(name, "mailward_", 9) == 0 &&
+		    !mw_setting_is_known(name)) {
+			check_problem(ctx, "unknown setting %s = %s (userdb): "
+				      "ignored by mailward",
+				      mailward_display(name, 0),
+				      mailward_display(value == NULL ? "" :
+						       value, 200));
+		}
+	} T_END;
+#else
+	const char *const *envs;
+	unsigned int i, count;
+
+	envs = array_get(&user->set->plugin_envs, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (strncmp(envs[i], "mailward_", 9) == 0 &&
+		    !mw_setting_is_known(envs[i])) {
+			check_problem(ctx, "unknown setting %s = %s (%s): "
+				      "ignored by mailward",
+				      mailward_display(envs[i], 0),
+				      mailward_display(envs[i + 1], 200),
+				      mailward_setting_source(user, envs[i]));
+		}
+	}
+#endif
+}
+
 static int
 cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 		       struct mail_user *user)
@@ -605,44 +593,8 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 	const char *dir;
 	unsigned int i, error_count;
 
-#if DOVECOT_PREREQ(2, 4, 0)
-	/* (2.4: doveconf itself rejects unknown mailward_* keys, and
-	   mail_plugins is a list) */
-	if (ctx->doveadm_has_mailward) {
-		const char *name;
-		bool found = FALSE;
-
-		array_foreach_elem(&user->set->mail_plugins, name) {
-			if (strcmp(name, "mailward") == 0)
-				found = TRUE;
-		}
-		if (!found) {
-			check_problem(ctx, "mail_plugins (from userdb) "
-				      "lacks mailward");
-		}
-	}
-#else
-	const char *const *envs;
-	unsigned int count;
-
-	if (ctx->doveadm_has_mailward &&
-	    !plugin_list_has(user->set->mail_plugins, "mailward")) {
-		check_problem(ctx, "mail_plugins = %s (from userdb) "
-			      "lacks mailward", mailward_display(user->set->mail_plugins, 200));
-	}
-
-	/* unknown mailward_* keys: misspelled settings are ignored */
-	envs = array_get(&user->set->plugin_envs, &count);
-	for (i = 0; i + 1 < count; i += 2) {
-		if (strncmp(envs[i], "mailward_", 9) == 0 &&
-		    !mw_setting_is_known(envs[i])) {
-			check_problem(ctx, "unknown setting %s = %s "
-				      "(%s): ignored by mailward", mailward_display(envs[i], 0),
-				      mailward_display(envs[i + 1], 200),
-				      mailward_setting_source(user, envs[i]));
-		}
-	}
-#endif
+	check_user_plugins(ctx, user);
+	check_unknown_keys(ctx, user);
 
 	mw_settings_read(&set, mailward_check_lookup, user, errors,
 			 &error_count);
@@ -678,6 +630,8 @@ cmd_mailward_check_run(struct doveadm_mail_cmd_context *_ctx,
 			check_state_dir(ctx, dir);
 		}
 	}
+	if (ctx->problems > 0)
+		ctx->ctx.exit_code = EX_CONFIG;
 	return 0;
 }
 
