@@ -3,6 +3,7 @@ parsing, so the load generator stays cheap) and run_sessions(), which
 runs a bounded task list on N client threads with a deadline. Everything
 talks to 127.0.0.1 only; every socket has a timeout."""
 
+import random
 import re
 import socket
 import threading
@@ -202,6 +203,25 @@ class Imap:
             if len(untagged) < 100000:
                 untagged.append(line[:200])
 
+    def append(self, data):
+        """APPEND data to INBOX (a synchronizing literal); returns the
+        untagged lines."""
+        self.tagno += 1
+        tag = b"a%d" % self.tagno
+        self.c.send(tag + b" APPEND INBOX {%d}\r\n" % len(data))
+        line = self.c.readline()
+        if not line.startswith(b"+"):
+            raise ProtoError("APPEND -> %r" % line[:200])
+        self.c.send(data + b"\r\n")
+        untagged = []
+        while True:
+            line = self.c.readline()
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise ProtoError("APPEND -> %r" % line[:200])
+                return untagged
+            untagged.append(line[:200])
+
     def close(self):
         self.c.close()
 
@@ -232,6 +252,71 @@ def imap_session(port, user, password, expunge=2):
                 im.cmd(b"STORE %d:%d +FLAGS.SILENT (\\Deleted)"
                        % (n - k + 1, n))
                 im.cmd(b"EXPUNGE")
+        im.cmd(b"LOGOUT")
+        return got, im.c.nbytes
+    finally:
+        im.close()
+
+
+# imaptest's default mix, roughly: its command probabilities (FETCH
+# flags and bodies, STORE, SEARCH, STATUS, NOOP, APPEND, EXPUNGE)
+MIX_OPS = (("fetch-flags", 25), ("fetch-body", 20), ("store", 15),
+           ("search", 10), ("status", 5), ("noop", 5), ("append", 10),
+           ("expunge", 10))
+
+
+def _mix_count(untagged, n):
+    """The message count after a command's untagged EXISTS/EXPUNGE."""
+    for l in untagged:
+        m = re.match(rb"\* (\d+) (EXISTS|EXPUNGE)", l)
+        if m:
+            n = int(m.group(1)) if m.group(2) == b"EXISTS" else n - 1
+    return n
+
+
+def _mix_command(im, op, rng, n, message):
+    """One command of the mix on a mailbox of n messages; returns
+    (untagged lines, bodies fetched)."""
+    k = rng.randint(1, n) if n else 0
+    if op == "append" or not n:
+        return im.append(message), 0
+    if op == "fetch-flags":
+        return im.cmd(b"FETCH 1:* (UID FLAGS)")[0], 0
+    if op == "fetch-body":
+        u, _, got = im.cmd(b"FETCH %d (BODY[])" % k)
+        return u, got
+    if op == "store":
+        return im.cmd(b"STORE %d %sFLAGS (\\Seen \\Flagged)"
+                      % (k, rng.choice((b"+", b"-"))))[0], 0
+    if op == "search":
+        return im.cmd(b"SEARCH UNSEEN")[0], 0
+    if op == "status":
+        return im.cmd(b"STATUS INBOX (MESSAGES UNSEEN UIDNEXT)")[0], 0
+    if op == "noop":
+        return im.cmd(b"NOOP")[0], 0
+    u = im.cmd(b"STORE %d +FLAGS.SILENT (\\Deleted)" % k)[0]
+    return u + im.cmd(b"EXPUNGE")[0], 0
+
+
+def imap_mix_session(port, user, password, seed, message, ops=20):
+    """An imaptest-style random IMAP session: LOGIN, SELECT, `ops`
+    commands drawn from MIX_OPS by a random generator seeded with `seed`
+    (the same sessions for every configuration), LOGOUT. APPEND adds
+    `message` (bytes, CRLF), EXPUNGE removes one message: the mailbox
+    stays about its size. Returns (bodies fetched, bytes received)."""
+    rng = random.Random(seed)
+    names = [o for o, _ in MIX_OPS]
+    weights = [w for _, w in MIX_OPS]
+    im = Imap(port)
+    try:
+        im.cmd(b"LOGIN %s %s" % (user.encode(), password.encode()))
+        n = _mix_count(im.cmd(b"SELECT INBOX")[0], 0)
+        got = 0
+        for _ in range(ops):
+            op = rng.choices(names, weights)[0]
+            untagged, g = _mix_command(im, op, rng, n, message)
+            n = _mix_count(untagged, n)
+            got += g
         im.cmd(b"LOGOUT")
         return got, im.c.nbytes
     finally:

@@ -22,7 +22,8 @@ TARGETS = {
     "state_bytes_per_device_message": 64,
 }
 # loads whose throughput ratio is held against the targets
-THROUGHPUT_LOADS = ("pop3-client", "pop3-leave", "pop3-expunge", "imap")
+THROUGHPUT_LOADS = ("pop3-client", "pop3-leave", "pop3-expunge", "imap",
+                    "imap-mix")
 
 PHASE_CAP = 90          # seconds, one configuration in one round
 WARMUP_CAP = 600        # seconds, untimed warm-up of one load

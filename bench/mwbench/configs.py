@@ -78,7 +78,7 @@ def user_table(p):
     groups = {}
     for prefix, policy in (("pc", "client"), ("pl", "leave-on-server"),
                            ("pe", "expunge-after-retrieval"),
-                           ("im", None)):
+                           ("im", None), ("mx", "client")):
         names = ["%s%02d" % (prefix, i) for i in range(p["users"])]
         groups[prefix] = names
         for n in names:

@@ -139,13 +139,13 @@ def fill(cfgs, groups, p, gen, uidgid):
     t = time.time()
     M = p["msgs"]
     for cfg in cfgs:
-        for prefix in ("pc", "pl", "pe", "im"):
+        for prefix in ("pc", "pl", "pe", "im", "mx"):
             for i, u in enumerate(groups[prefix]):
                 mailgen.deliver(cfg.sbx, u, gen.mailbox(i, M), *uidgid)
     per_user = sum(len(m) for m in gen.mailbox(0, M))
     log("filled %d users x %d messages per configuration "
         "(user 0: %.1f MB) in %.1fs" % (
-            4 * p["users"], M, per_user / 1e6, time.time() - t))
+            5 * p["users"], M, per_user / 1e6, time.time() - t))
     sizes = sorted(len(m) for m in gen.pool)
     return {"pool_messages": len(sizes),
             "size_min": sizes[0], "size_median": measure.median(sizes),

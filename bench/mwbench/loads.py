@@ -76,7 +76,26 @@ def session_loads(p, groups, gen, uidgid):
         "STORE \\Deleted x2, EXPUNGE, LOGOUT; topped up between rounds",
         imap_tasks, C, refill=refill_full("im"), users=groups["im"],
         txn_users=groups["im"]))
+    loads.append(mix_load(p, groups, gen))
     return loads
+
+
+def mix_load(p, groups, gen):
+    """imaptest's default random IMAP mix, the project's own version
+    (clients.imap_mix_session): 10 clients, two sessions per user."""
+    users = groups["mx"]
+    msg = next(iter(gen.small(1))).replace(b"\n", b"\r\n")
+    ops = p.get("mix_ops", 20)
+
+    def mk(cfg):
+        port = cfg.sbx.imap_port
+        return [(lambda u=u, i=i: clients.imap_mix_session(
+            port, u, PW, 1000 + i, msg, ops))
+            for i, u in enumerate(users * 2)]
+    return Load("imap-mix", "imaptest-style random IMAP mix (FETCH, "
+                "STORE, SEARCH, STATUS, NOOP, APPEND, EXPUNGE), %d "
+                "commands per session, 10 clients" % ops, mk, 10,
+                users=users, txn_users=users)
 
 
 def login_loads(p, groups):
