@@ -1,8 +1,11 @@
 #ifndef MW_STORE_H
 #define MW_STORE_H
 
-/* Per-user device state in an LMDB environment (one directory per user).
-   Dovecot-free, single-threaded, never prints.
+/* Per-user device state (one directory per user). Dovecot-free,
+   single-threaded, never prints. This API is backend-neutral (no LMDB
+   type): its one backend keeps the state in an LMDB environment in the
+   directory (mw-store-lmdb*.c behind struct mw_store_backend,
+   mw-store-private.h); what follows about LMDB is that backend's.
 
    Conventions:
    - int functions return -1 on error with *error_r set to a message that
@@ -12,9 +15,11 @@
    - LMDB's recoverable conditions are handled inside; the caller never
      sees them: MDB_MAP_FULL (the map grows and the write is redone),
      MDB_MAP_RESIZED (another process's size is adopted) and the reader
-     slots of dead processes (mdb_reader_check() at every open; see also
-     mw_store_reader_check()). A reader table full of live readers
-     (MDB_READERS_FULL) is an error like any other.
+     slots of dead processes, also when they fill the reader table
+     (mdb_reader_check() at every open, before the handle's first
+     transaction takes its slot; see also mw_store_reader_check()). A
+     reader table full of live readers (MDB_READERS_FULL) is an error
+     like any other.
    - Corrupt data (wrong-sized values, invalid meta pages, zeroed pages,
      a data file shorter than its pages, random bytes in B-tree pages that
      make LMDB fault) are errors, never crashes: the damaged file is moved
@@ -195,10 +200,11 @@ int mw_store_set_inbox_marked(struct mw_store *store, time_t now,
 void mw_store_unref(struct mw_store **store);
 /* Checks that the store belongs to user: the first call on a store that
    names no user records user (one write, then reads only). Returns 1 if
-   it is user's (ASCII case ignored), 0 if it belongs to another user (*owner_r names that
-   user, unescaped, at most 255 bytes, valid until the next call), -1 on
-   error. A store directory shared by several users (mailward_state_dir
-   without a per-user part) would mix their devices and records. */
+   it is user's (ASCII case ignored), 0 if it belongs to another user
+   (*owner_r names that user, unescaped, at most 255 bytes, valid until
+   the next call), -1 on error. A store directory shared by several
+   users (mailward_state_dir without a per-user part) would mix their
+   devices and records. */
 int mw_store_check_owner(struct mw_store *store, const char *user,
 			 const char **owner_r, const char **error_r);
 /* The realpath of the store directory; valid while the handle is open. */

@@ -1844,6 +1844,82 @@ static void test_stale_reader(void **state)
 	mw_store_unref(&s);
 }
 
+/* A child that takes every free reader slot with LMDB itself (MDB_NOTLS:
+   a slot per read transaction; no reader check at open, unlike
+   mw_store_open()) and dies holding them. Exits 0 when it filled the
+   table (MDB_READERS_FULL after at least one slot), else 2 to 4. */
+static void child_fill_reader_table(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	unsigned int n;
+	int rc;
+
+	if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0 ||
+	    mdb_env_open(env, dir, MDB_NOMETASYNC | MDB_NOTLS, 0600) != 0)
+		_exit(2);
+	for (n = 0; n < 100000; n++) {
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+		if (rc != 0)
+			_exit(rc == MDB_READERS_FULL && n > 0 ? 0 : 3);
+	}
+	_exit(4);
+}
+
+static int fork_wait(void (*fn)(const char *dir), const char *dir)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		fn(dir);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static int first_device_cb(const struct mw_device_rec *rec, void *ctx)
+{
+	*(struct mw_device_rec *)ctx = *rec;
+	return 1;
+}
+
+static void child_open_and_read(const char *dir)
+{
+	struct mw_device_rec d;
+	struct mw_store *cs;
+	const char *error;
+
+	if (mw_store_open(dir, &cs, &error) < 0)
+		_exit(10);
+	_exit(mw_store_device_iter(cs, first_device_cb, &d, &error) == 1 ?
+	      0 : 11);
+}
+
+/* mw-store.h: the reader slots of dead processes are recovered at open,
+   also when they fill LMDB's whole reader table (MDB_READERS_FULL). */
+static void test_reader_table_full_of_dead(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	unsigned int others;
+	const char *error;
+
+	/* kept open: the table is not reset by an exclusive open */
+	s = open_ok(f->store_dir);
+	(void)register_ok(s, 1, 100, 0, 0, 1);
+	assert_int_equal(fork_wait(child_fill_reader_table, f->store_dir), 0);
+	assert_int_equal(mw_store_reader_count_others(s, &others, &error), 0);
+	assert_true(others > 100);
+	/* a new process opens the store and reads */
+	assert_int_equal(fork_wait(child_open_and_read, f->store_dir), 0);
+	/* the filler's slots are free; the reader died holding its own */
+	assert_int_equal(mw_store_reader_count_others(s, &others, &error), 0);
+	assert_int_equal(others, 1);
+	mw_store_unref(&s);
+}
+
 static void test_msg_key(void **state)
 {
 	unsigned char k1[MW_MSG_KEY_SIZE], k2[MW_MSG_KEY_SIZE];
@@ -1887,6 +1963,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_resized_by_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_table_full_of_dead,
+						setup, teardown),
 	};
 
 	mw_crypto_set_provider(&mw_crypto_openssl);
