@@ -185,9 +185,11 @@ cmd_mailward_settings_run(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 	doveadm_print(username);
 	doveadm_print("fail_safe");
 	if (muser != NULL) {
-		doveadm_print(muser->fail_safe ? "yes" : "no");
+		const char *reason = api->user_fail_safe_reason(muser);
+
+		doveadm_print(reason != NULL ? "yes" : "no");
 		doveadm_print("session");
-		doveadm_print(mailward_display(muser->fail_safe_reason, 0));
+		doveadm_print(mailward_display(reason, 0));
 	} else {
 		doveadm_print(error_count > 0 ? "yes" : "unknown");
 		doveadm_print("settings");

@@ -17,7 +17,6 @@
 #include "mailward-plugin.h"
 #include "mailward-display.h"
 #include "mailward-crypto.h"
-#include "mw-audit.h"
 #include "doveadm-mailward.h"
 
 #include <stdio.h>
@@ -61,9 +60,9 @@ const struct mailward_doveadm_api *doveadm_mailward_api(void)
 /* The storage plugin's functions, through its table: this module has no
    link-time dependency on it. Every command gets the table (and the
    user's context) from cmd_mailward_get_user() before using these. */
-#define mailward_audit_event_init mailward_api->audit_event_init
-#define mailward_audit_queue_event mailward_api->audit_queue_event
-#define mailward_audit_commit mailward_api->audit_commit
+#define mailward_user_store mailward_api->user_store
+#define mailward_user_fail_safe_reason mailward_api->user_fail_safe_reason
+#define mailward_device_forgotten mailward_api->device_forgotten
 #define mailward_expunge_due mailward_api->expunge_due
 #define mailward_state_flush mailward_api->state_flush
 #define mailward_user_inbox_ns mailward_api->user_inbox_ns
@@ -101,11 +100,12 @@ cmd_mailward_get_user(struct doveadm_mail_cmd_context *ctx,
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
 		return NULL;
 	}
-	if (need_store && muser->store == NULL) {
+	if (need_store && mailward_user_store(muser) == NULL) {
+		const char *reason = mailward_user_fail_safe_reason(muser);
+
 		i_error("mailward state store of user %s is not available%s%s",
-			user->username,
-			muser->fail_safe_reason == NULL ? "" : ": ",
-			mailward_display(muser->fail_safe_reason, 0));
+			user->username, reason == NULL ? "" : ": ",
+			mailward_display(reason, 0));
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
 		return NULL;
 	}
@@ -223,8 +223,8 @@ cmd_mailward_find_device(struct doveadm_mail_cmd_context *_ctx,
 	i_zero(&fctx);
 	fctx.prefix = prefix;
 	fctx.len = len;
-	if (mw_store_device_iter(muser->store, device_find_cb, &fctx,
-				 &error) < 0) {
+	if (mw_store_device_iter(mailward_user_store(muser), device_find_cb,
+				 &fctx, &error) < 0) {
 		i_error("mailward: %s", error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		return -1;
@@ -275,8 +275,8 @@ cmd_mailward_devices_run(struct doveadm_mail_cmd_context *ctx,
 
 	if (muser == NULL)
 		return -1;
-	if (mw_store_device_iter(muser->store, devices_print_cb, user,
-				 &error) < 0) {
+	if (mw_store_device_iter(mailward_user_store(muser), devices_print_cb,
+				 user, &error) < 0) {
 		i_error("mailward: %s", error);
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
 		return -1;
@@ -395,7 +395,7 @@ static int summary_rows_cb(const struct mw_device_rec *rec, void *context)
 		    strcmp(row->mailbox_guid, ctx->mailbox_guid) == 0)
 			return 0;
 	}
-	if (mw_store_summary_get(ctx->muser->store, rec->dev_no,
+	if (mw_store_summary_get(mailward_user_store(ctx->muser), rec->dev_no,
 				 ctx->mailbox_guid, &sum, &error) <= 0)
 		return 0;
 	new_row = array_append_space(&ctx->sctx->rows);
@@ -469,8 +469,8 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 	i_zero(&sctx);
 	sctx.pool = pool_alloconly_create("mailward state", 1024);
 	p_array_init(&sctx.rows, sctx.pool, 8);
-	if (mw_store_msg_iter(muser->store, dev_no, mbox_guid, state_iter_cb,
-			      &sctx, &error) < 0) {
+	if (mw_store_msg_iter(mailward_user_store(muser), dev_no, mbox_guid,
+			      state_iter_cb, &sctx, &error) < 0) {
 		i_error("mailward: %s", error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		pool_unref(&sctx.pool);
@@ -488,8 +488,8 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 			.muser = muser, .sctx = &sctx, .mailbox_guid = mbox_guid,
 			.dev_no = dev_no,
 		};
-		(void)mw_store_device_iter(muser->store, summary_rows_cb,
-					   &srctx, &error);
+		(void)mw_store_device_iter(mailward_user_store(muser),
+					   summary_rows_cb, &srctx, &error);
 	}
 	array_foreach(&sctx.rows, row) T_BEGIN {
 		struct device_lookup_ctx dctx;
@@ -498,8 +498,8 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 
 		i_zero(&dctx);
 		dctx.dev_no = row->dev_no;
-		(void)mw_store_device_iter(muser->store, device_lookup_cb,
-					   &dctx, &error);
+		(void)mw_store_device_iter(mailward_user_store(muser),
+					   device_lookup_cb, &dctx, &error);
 		doveadm_print(mailward_display(user->username, 0));
 		doveadm_print(dctx.found ? dctx.rec.id_hex : "");
 		doveadm_print(dctx.found ?
@@ -511,8 +511,9 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print(dec2str(row->deleted));
 		doveadm_print(dec2str(row->pending));
 		doveadm_print(time_str(row->next_due));
-		sret = mw_store_summary_get(muser->store, row->dev_no,
-					    row->mailbox_guid, &sum, &error);
+		sret = mw_store_summary_get(mailward_user_store(muser),
+					    row->dev_no, row->mailbox_guid,
+					    &sum, &error);
 		doveadm_print(sret > 0 ? dec2str(sum.uidvalidity) : "");
 		doveadm_print(sret > 0 ? dec2str(sum.highest_uid) : "");
 		doveadm_print(sret > 0 ? dec2str(sum.highestmodseq) : "");
@@ -573,7 +574,8 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	if (cmd_mailward_find_device(_ctx, user, muser, &rec) < 0)
 		return -1;
-	ret = mw_store_device_forget(muser->store, rec.id_hex, &rec, &error);
+	ret = mw_store_device_forget(mailward_user_store(muser), rec.id_hex,
+				     &rec, &error);
 	if (ret < 0) {
 		i_error("mailward: %s", error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
@@ -586,19 +588,8 @@ cmd_mailward_forget_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
 		return -1;
 	}
-	e_info(muser->event, "device %s forgotten by doveadm: %s",
-	       rec.id_hex, mailward_display(rec.label, 0));
-	if (muser->audit != NULL) {
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, "device_forgotten", "ok");
-		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec.id_hex);
-		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec.label);
-		mw_audit_event_set_str(&ev, MW_AF_CAUSE, "admin");
-		mailward_audit_queue_event(muser, &ev);
-		if (mailward_audit_commit(muser, FALSE) < 0)
-			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
-	}
+	if (mailward_device_forgotten(muser, &rec) < 0)
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 	doveadm_print(mailward_display(user->username, 0));
 	doveadm_print(rec.id_hex);
 	doveadm_print(mailward_display(rec.label, 0));

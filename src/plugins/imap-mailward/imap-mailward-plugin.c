@@ -5,8 +5,8 @@
 #include "ioloop.h"
 #include "imap-client.h"
 #include "imap-commands.h"
+#include "module-context.h"
 #include "mailward-plugin.h"
-#include "mw-imapid.h"
 
 const char *imap_mailward_plugin_version = DOVECOT_ABI_VERSION;
 const char *imap_mailward_plugin_dependencies[] = { "mailward", NULL };
@@ -14,12 +14,6 @@ const char imap_mailward_plugin_binary_dependency[] = "imap";
 
 void imap_mailward_plugin_init(struct module *module);
 void imap_mailward_plugin_deinit(void);
-
-/* RFC 2971: at most 30 field-value pairs */
-#define IMAP_ID_MAX_STRINGS 60
-/* sync summaries kept in memory before they are written anyway */
-#define IMAP_SUMMARY_BATCH_MAX 256
-#define IMAP_STATE_FLUSH_SECS 30
 
 /* the state block carrying the session's ID across hibernation */
 #define IMAP_MAILWARD_STATE_ID "mailward-id\n"
@@ -43,58 +37,7 @@ static struct mailward_user *imap_mailward_user(struct client *client)
 	if (client->user == NULL ||
 	    !mail_user_is_plugin_loaded(client->user, imap_mailward_module_ptr))
 		return NULL;
-	return MAILWARD_USER_CONTEXT(client->user);
-}
-
-static void imap_mailward_id(struct mailward_user *muser, const char *args)
-{
-	const char *strings[IMAP_ID_MAX_STRINGS];
-	char buf[4096];
-	unsigned int count;
-
-	if (args == NULL)
-		return;
-	if (mw_imap_id_split(args, buf, sizeof(buf), strings,
-			     IMAP_ID_MAX_STRINGS, &count) < 0) {
-		e_debug(muser->event, "ID arguments not understood: "
-			"device stays as identified");
-		return;
-	}
-	mailward_user_set_imap_id(muser, strings, count / 2);
-}
-
-static void imap_mailward_summary(struct mailward_user *muser,
-				  struct mailbox *box)
-{
-	struct mailbox_status status;
-	struct mw_batch *batch;
-	const char *guid;
-
-	if ((!muser->device_registered && !muser->device_pending) ||
-	    muser->store == NULL)
-		return;
-	if (mailward_mailbox_user(box) != muser) {
-		/* another owner's mailbox (shared, public): the session's
-		   device state is kept for its own mail only */
-		return;
-	}
-	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
-				STATUS_HIGHESTMODSEQ, &status);
-	guid = mailward_mailbox_guid(muser, box);
-	if (guid == NULL)
-		return;
-	if (mailward_user_pending_add(muser, guid, NULL, 0, status.uidvalidity,
-				      status.uidnext > 0 ?
-				      status.uidnext - 1 : 0,
-				      status.highest_modseq))
-		return;
-	batch = mailward_state_batch(muser);
-	if (batch == NULL || !muser->device_registered)
-		return;
-	mw_batch_summary_set(batch, muser->device.dev_no, guid,
-			     status.uidvalidity,
-			     status.uidnext > 0 ? status.uidnext - 1 : 0,
-			     status.highest_modseq, ioloop_time);
+	return mailward_user_get(client->user);
 }
 
 static bool imap_mailward_is_sync_cmd(const char *name)
@@ -128,29 +71,18 @@ static void imap_mailward_cmd_post(struct client_command_context *cmd)
 			struct imap_mailward_client *mclient =
 				IMAP_MAILWARD_CONTEXT(client);
 
-			imap_mailward_id(muser, cmd->args);
+			mailward_imap_id(muser, cmd->args);
 			/* kept for a session restored from hibernation,
 			   where the client does not send it again */
-			if (mclient != NULL && muser->device_registered &&
-			    strcmp(muser->device_source, "imap-id") == 0) {
+			if (mclient != NULL &&
+			    mailward_imap_id_identified(muser)) {
 				mclient->id_args =
 					p_strdup(client->pool, cmd->args);
 			}
 		} else if (client->mailbox != NULL &&
 			 imap_mailward_is_sync_cmd(cmd->name))
-			imap_mailward_summary(muser, client->mailbox);
-		/* state changes of IMAP commands are written at the end of
-		   the session, and in long sessions at most every
-		   IMAP_STATE_FLUSH_SECS (or when the batch grows): never one
-		   write transaction per message, rarely one per command */
-		if ((muser->state_dirty &&
-		     ioloop_time - muser->last_state_flush >=
-		     IMAP_STATE_FLUSH_SECS) ||
-		    (muser->batch != NULL &&
-		     mw_batch_count(muser->batch) >= IMAP_SUMMARY_BATCH_MAX))
-			(void)mailward_state_flush(muser);
-		/* the command's audit records made durable */
-		(void)mailward_audit_commit(muser, FALSE);
+			mailward_imap_sync_summary(muser, client->mailbox);
+		mailward_imap_command_end(muser);
 	} T_END;
 }
 
@@ -162,8 +94,7 @@ static void imap_mailward_client_destroy(struct client *client,
 
 	if (muser != NULL && client->hibernated) {
 		/* the session goes on in imap-hibernate: not a logout */
-		muser->hibernating = TRUE;
-		e_debug(muser->event, "imap session moves to imap-hibernate");
+		mailward_imap_hibernating(muser);
 	}
 	mclient->module_ctx.super.destroy(client, reason);
 }
@@ -211,12 +142,7 @@ imap_mailward_state_import(struct client *client, bool internal,
 				     end - (data + prefix_len));
 	muser = imap_mailward_user(client);
 	if (muser != NULL) T_BEGIN {
-		/* the same device as before hibernation (a known device:
-		   looked up, not registered again); it replaces what the
-		   login knew (network or pre-login ID) and did nothing yet */
-		if (muser->set.device == NULL)
-			muser->device_pending = TRUE;
-		imap_mailward_id(muser, mclient->id_args);
+		mailward_imap_id_restored(muser, mclient->id_args);
 	} T_END;
 	return end - data + 1;
 }
@@ -235,13 +161,9 @@ imap_mailward_send_tagline(struct client_command_context *cmd,
 	static const char refused[] =
 		"NO [SERVERBUG] "MAILWARD_AUDIT_UNAVAILABLE_READ;
 
-	if (muser != NULL && muser->read_refused) {
-		muser->read_refused = FALSE;
-		if (strcmp(data, refused) == 0) {
-			data = "NO [UNAVAILABLE] "
-				MAILWARD_AUDIT_UNAVAILABLE_READ;
-		}
-	}
+	if (muser != NULL && mailward_user_read_refused_take(muser) &&
+	    strcmp(data, refused) == 0)
+		data = "NO [UNAVAILABLE] "MAILWARD_AUDIT_UNAVAILABLE_READ;
 	mclient->module_ctx.super.send_tagline(cmd, data);
 }
 
@@ -260,7 +182,7 @@ static void imap_mailward_client_created(struct client **clientp)
 		client->v.state_import = imap_mailward_state_import;
 		client->v.send_tagline = imap_mailward_send_tagline;
 		MODULE_CONTEXT_SET(client, imap_mailward_imap_module, mclient);
-		e_debug(muser->event, "imap session %s",
+		e_debug(mailward_user_event(muser), "imap session %s",
 			client->user->session_restored ?
 			"restored from hibernation" : "started");
 	}

@@ -10,7 +10,7 @@
 #include "hex-binary.h"
 #include "mail-user.h"
 #include "mail-storage-private.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mailward-audit-client.h"
 
 #define MAILWARD_AUDIT_BATCH_RECORDS 500

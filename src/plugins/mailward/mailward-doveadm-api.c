@@ -3,20 +3,15 @@
 
 #include "lib.h"
 #include "mail-user.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mailward-doveadm-api.h"
-
-static struct mailward_user *mailward_doveadm_user_get(struct mail_user *user)
-{
-	return MAILWARD_USER_CONTEXT(user);
-}
 
 const struct mailward_doveadm_api mailward_doveadm_api = {
 	.version = MAILWARD_DOVEADM_API_VERSION,
-	.user_get = mailward_doveadm_user_get,
-	.audit_event_init = mailward_audit_event_init,
-	.audit_queue_event = mailward_audit_queue_event,
-	.audit_commit = mailward_audit_commit,
+	.user_get = mailward_user_get,
+	.user_store = mailward_user_store,
+	.user_fail_safe_reason = mailward_user_fail_safe_reason,
+	.device_forgotten = mailward_device_forgotten,
 	.expunge_due = mailward_expunge_due,
 	.state_flush = mailward_state_flush,
 	.user_inbox_ns = mailward_user_inbox_ns,

@@ -14,10 +14,11 @@
    test_doveadm_plugin_needs_no_storage_symbols). */
 
 #include "mailward-plugin.h"
+#include "mw-store.h"
 
 #define MAILWARD_DOVEADM_API_SYMBOL "mailward_doveadm_api"
 /* bumped whenever the table changes; a mismatch is reported, not used */
-#define MAILWARD_DOVEADM_API_VERSION 2
+#define MAILWARD_DOVEADM_API_VERSION 3
 
 struct mailward_doveadm_api {
 	unsigned int version;
@@ -26,12 +27,12 @@ struct mailward_doveadm_api {
 	   this user */
 	struct mailward_user *(*user_get)(struct mail_user *user);
 
-	void (*audit_event_init)(struct mailward_user *muser,
-				 struct mw_audit_event *ev, const char *event,
-				 const char *outcome);
-	void (*audit_queue_event)(struct mailward_user *muser,
-				  const struct mw_audit_event *ev);
-	int (*audit_commit)(struct mailward_user *muser, bool destructive);
+	/* see mailward-plugin.h */
+	struct mw_store *(*user_store)(struct mailward_user *muser);
+	const char *(*user_fail_safe_reason)(struct mailward_user *muser);
+	int (*device_forgotten)(struct mailward_user *muser,
+				const struct mw_device_rec *rec);
+	/* see mailward-private.h */
 	int (*expunge_due)(struct mailward_user *muser, struct mailbox *box,
 			   time_t now,
 			   void (*print_cb)(void *ctx, uint32_t uid,

@@ -10,7 +10,7 @@
 #include "mailbox-list-private.h"
 #include "mail-storage-private.h"
 #include "mailbox-attribute.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mw-json.h"
 
 #include <time.h>

@@ -18,7 +18,7 @@
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage-settings.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mailward-audit-client.h"
 
 #include <fcntl.h>

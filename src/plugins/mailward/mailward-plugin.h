@@ -1,447 +1,112 @@
 #ifndef MAILWARD_PLUGIN_H
 #define MAILWARD_PLUGIN_H
 
-/* The storage plugin's interface to mailward's protocol and doveadm
-   plugins. Everything here is valid for the mail_user's lifetime. */
+/* The storage plugin's interface to mailward's pop3, imap and doveadm
+   plugins, as Dovecot's quota.h is imap_quota's. struct mailward_user is
+   opaque here: its fields belong to the storage plugin's own files
+   (mailward-private.h). A protocol plugin reads and changes the session
+   only through these functions. Every muser argument is a context
+   returned by mailward_user_get() and is valid for the mail_user's
+   lifetime; strings returned are valid as long (unless told otherwise). */
 
-#include "array.h"
-#include "hash.h"
-#include "module-context.h"
 #include "mail-user.h"
-#include "guid.h"
-#include "mail-storage-private.h"
-#include "mw-policy.h"
-#include "mw-device.h"
-#include "mw-store.h"
 
-#define MAILWARD_USER_CONTEXT(obj) \
-	MODULE_CONTEXT(obj, mailward_user_module)
-#define MAILWARD_CONTEXT(obj) \
-	MODULE_CONTEXT(obj, mailward_storage_module)
+struct mailbox;
+struct mw_store;
+struct mw_device_rec;
 
-/* What a POP3 session did with one message. */
-struct mailward_pop3_msg {
-	uint32_t uid;
-	const char *guid;
-	bool retrieved:1;	/* RETR */
-	bool deleted:1;		/* DELE, seen at QUIT */
-	bool client_expunged:1;	/* Dovecot expunged it (client policy) */
-};
-
-struct mailward_pop3_session {
-	pool_t pool;
-	struct mailbox *box;
-	/* uid -> struct mailward_pop3_msg */
-	HASH_TABLE(void *, struct mailward_pop3_msg *) msgs;
-	unsigned int retr_count, top_count, dele_count;
-	/* per-device view: sorted message keys hidden from this device */
-	ARRAY(uint64_t) hidden;
-	/* their first MW_MSG_KEY_GUID_PART bytes, sorted: an mbox message is
-	   read to tell its identity only when its GUID part is here */
-	ARRAY(uint32_t) hidden_guid_parts;
-	bool hidden_loaded:1;
-	unsigned int hidden_count;
-};
-
-/* A record made while the IMAP session's device is still pending: a body
-   fetch (msg_guid != NULL) or a sync summary. */
-struct mailward_pending_rec {
-	char mbox_guid[MW_MAILBOX_GUID_HEX_SIZE];
-	const char *msg_guid;
-	uint32_t uid;
-	uint32_t uidvalidity, highest_uid;
-	uint64_t highest_modseq;
-	time_t time;
-};
-
-struct mailward_user {
-	union mail_user_module_context module_ctx;
-	struct mail_user *user;
-
-	/* child of user->event: category "mailward", prefix "mailward: " */
-	struct event *event;
-	struct mw_settings set;
-#if DOVECOT_PREREQ(2, 4, 0)
-	/* Dovecot 2.4: the settings struct set's strings point into
-	   (mailward-settings.h); NULL if it could not be read */
-	const struct mailward_settings *dset;
-#endif
-
-	/* Policy must not expunge anything in this session (invalid
-	   setting, state store error, audit failure). Never cleared once
-	   set. */
-	bool fail_safe;
-	/* first reason for fail_safe, for logs and doveadm */
-	const char *fail_safe_reason;
-
-	/* per-user LMDB state; NULL when off or failed */
-	struct mw_store *store;
-	const char *state_dir;
-	unsigned char device_key[MW_DEVICE_KEY_SIZE];
-	bool device_key_loaded;
-
-	/* the device of this session (device_registered when stored) */
-	struct mw_device_rec device;
-	const char *device_source;	/* explicit, imap-id, network */
-	bool device_registered;
-	/* the store was found damaged and moved aside (audited) */
-	bool state_reset_seen;
-	/* the INBOX marker of the state store was checked this session */
-	bool inbox_mark_checked;
-	/* expunge-after-all-devices held back after a reset (logged) */
-	bool all_devices_suspended_logged;
-	/* the device was evicted, expired or forgotten during the session:
-	   its records are discarded, its retrievals never expunge */
-	bool device_removed;
-	/* IMAP: not identified yet; an ID command may still come. What the
-	   session does meanwhile waits in pending_recs (bounded) and is
-	   recorded for the device the session turns out to be. */
-	bool device_pending;
-	ARRAY(struct mailward_pending_rec) pending_recs;
-	/* audit records of reads queued while the device was pending */
-	unsigned int audit_pending_reads;
-	/* IMAP hibernation: this process hands the session to
-	   imap-hibernate (not a logout) / took it over (not a login) */
-	bool hibernating;
-
-	/* state changes of the current command / session, committed in one
-	   LMDB write transaction by mailward_state_flush() */
-	struct mw_batch *batch;
-	/* the batch holds message records (not only IMAP sync summaries,
-	   which wait for the next such flush or the end of the session) */
-	bool state_dirty;
-	time_t last_state_flush;
-	unsigned int imap_body_fetches;
-
-	struct mailward_pop3_session *pop3;
-	/* set by the POP3 plugin: while QUIT is updating the mailbox, TRUE
-	   if the message at seq was DELE'd in this session */
-	bool (*pop3_dele_at_quit)(void *context, uint32_t seq);
-	void *pop3_dele_context;
-	/* a POP3 RETR/TOP or IMAP FETCH was just refused (audit required,
-	   writer away); the protocol plugin clears it when it replies */
-	bool read_refused;
-	/* the hold's effect on Dovecot's autoexpunge was logged */
-	bool autoexpunge_hold_logged;
-	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
-	   instead of expunging a DELE'd message; NULL otherwise */
-	const char *pop3_deleted_flag;
-	/* POP3: the device logged in sooner than mailward_pop3_login_delay
-	   after its last session (the store's last_seen): the POP3 plugin
-	   refuses the login with -ERR [LOGIN-DELAY], and nothing of the
-	   session is recorded (the device is looked up, not touched) */
-	bool pop3_login_delayed;
-	/* ... seconds until the device may log in again */
-	unsigned int pop3_login_wait;
-
-	/* Settings context of mail that is not the session user's own: the
-	   owner of a shared namespace, or a public namespace (no owner).
-	   actor is the session acting on it; NULL for a session's own
-	   context. Such a context has no state store and no device. */
-	struct mailward_user *actor;
-	/* owner's username; NULL for a public namespace */
-	const char *owner_name;
-	/* the owner's settings could not be determined: nothing of its
-	   mail is expunged here (the reason, for logs and replies) */
-	const char *settings_unknown;
-	/* the audit client is the actor's (same socket): not freed here */
-	bool audit_shared;
-	/* a session's contexts for other owners' mail (freed with it) */
-	ARRAY(struct mailward_user *) others;
-	/* a session's context for public namespaces, once needed */
-	struct mailward_user *public_ctx;
-	/* ... and for shared namespace mailboxes with no owner user */
-	struct mailward_user *unknown_ctx;
-
-	/* audit writer client; NULL when audit is off */
-	struct mailward_audit_client *audit;
-	/* the last flush failed */
-	bool audit_broken;
-	unsigned int audit_retrieved, audit_deleted;
-	unsigned int audit_expunged, audit_suppressed;
-	/* records of an IMAP session queued while its device waits for
-	   the client's ID (device_pending): they get the device once it is
-	   known (pool-allocated copies) */
-	pool_t audit_deferred_pool;
-	ARRAY(struct mw_audit_event) audit_deferred;
-};
-
-struct mailward_expunged {
-	uint32_t uid;
-	const char *guid;	/* Dovecot's ("" if unknown) */
-	const char *identity;	/* mailward_mail_identity(), or NULL */
-	/* for the expunge_done/expunge_rollback records: each says on its
-	   own which message, under which policy and why */
-	const char *message_id;	/* NULL if none */
-	const char *cause;
-	uint32_t uidvalidity;
-	uoff_t size;
-	bool size_set;
-};
-
-struct mailward_transaction {
-	union mailbox_transaction_module_context module_ctx;
-	/* audit cause of mailward's own expunges: policy, delay */
-	const char *cause;
-	/* expunges refused (hold / imap_expunge=deny): rolls back */
-	unsigned int refused;
-	/* copies saved here whose move (or lazy_expunge copy) mailward
-	   refuses or suppresses in the source: the commit saves nothing */
-	unsigned int kept_move_copies;
-	const char *kept_reason;
-	struct mail_storage *kept_src_storage;
-	const char *refuse_reason;
-	/* expunges mailward itself decided (policy, delay, admin) */
-	bool policy_expunge;
-	/* messages expunged in this transaction, for pruning and audit */
-	ARRAY(struct mailward_expunged) expunged;
-	/* audit intents queued that must be durable before commit */
-	unsigned int audit_intents;
-	/* an intent could not be queued: the commit is refused */
-	bool audit_intent_lost;
-	pool_t pool;
-};
-
-struct mailward_mailbox {
-	union mailbox_module_context module_ctx;
-	bool pop3_session:1;
-	/* mailward's own searches see past the per-device view */
-	bool view_bypass:1;
-	/* allocated by Dovecot's autoexpunge while the user is under hold:
-	   autoexpunge is told it does not exist */
-	bool autoexpunge_held:1;
-	/* inside mailward_delete_box() */
-	bool deleting:1;
-	/* why an expunge was refused while the mailbox was being deleted
-	   (Dovecot 2.4 goes on after the refused commit and loses its
-	   error): set again as the delete's error */
-	const char *delete_refused;
-	/* whose settings decide for this mailbox's mail (the session's own,
-	   a shared namespace owner's or the public namespace context) */
-	struct mailward_user *muser;
-	/* the mailbox GUID in hex, once looked up ("" = not yet) */
-	char guid_hex[GUID_128_SIZE * 2 + 1];
-};
-
-extern MODULE_CONTEXT_DEFINE(mailward_user_module, &mail_user_module_register);
-extern MODULE_CONTEXT_DEFINE(mailward_storage_module,
-			     &mail_storage_module_register);
-extern struct event_category event_category_mailward;
-
-/* A named event of the session (a passthrough child of muser->event, so
-   category "mailward" and the log prefix apply), for Dovecot's metric {}
-   and event exporters; names and fields are listed in docs/metrics.md.
-   Use: e_info(mailward_named_event(muser, "mailward_...")->
-   add_int("n", n)->event(), "..."). */
-#define mailward_named_event(muser, name) \
-	event_create_passthrough((muser)->event)->set_name(name)
-
-/* The settings context that decides for box's mail: the session user's
-   own for its private namespaces, the owner's for a shared namespace, the
-   public context (global settings) for a public namespace. NULL when
-   mailward is not active for the session. */
-struct mailward_user *mailward_mailbox_user(struct mailbox *box);
-/* Called for an autocreated mail_user (the owner of a shared namespace,
-   a raw user) in its mail_user_created hook. Once the user's creator (the
-   acting session) is set, the owner gets its settings context, read from
-   the owner's own userdb fields and the global settings: here on Dovecot
-   2.3; on 2.4, which sets creator after this hook, in
-   mailward_owner_namespaces_created(). */
-void mailward_owner_user_created(struct mail_user *owner);
-/* mail_namespaces_created hook: finishes the settings context of a shared
-   namespace owner whose creator is set now (Dovecot 2.4). */
-void mailward_owner_namespaces_created(struct mail_namespace *namespaces);
-/* The settings context for public namespace mailboxes of a session:
-   global (plugin {}) settings, without the session user's userdb
-   fields. Created on first use. */
-struct mailward_user *mailward_public_user(struct mailward_user *session);
-/* The context for mailboxes of a shared namespace with no owner user:
-   settings unknown, so expunges and deletes there are refused. */
-struct mailward_user *mailward_unknown_owner_user(struct mailward_user *session);
-/* Ends the contexts a session holds for other owners' mail (closes their
-   audit clients, or stops using the session's). Called at session
-   deinit, before its namespaces are freed. */
-void mailward_others_deinit(struct mailward_user *session);
-/* The acting party to name in audit records of muser's mail, or NULL
-   when it is muser's own session: "<username>" of another session,
-   "doveadm:<login>" for doveadm (login of the real uid running it),
-   "doveadm:<login>/<username>" for doveadm acting through a shared
-   namespace. */
-const char *mailward_user_actor(struct mailward_user *muser);
-/* Frees the rest of them once the session's namespaces are gone. */
-void mailward_others_free(struct mailward_user *session);
-
-/* The value of the userdb field name in fields (a mail_user's
-   userdb_fields; "plugin/" prefixes ignored): "" for a field without a
-   value, NULL if there is none. */
-const char *mailward_userdb_field(const char *const *fields,
-				  const char *name);
-/* Reads muser's settings through lookup (see mw_settings_read()); logs
-   invalid ones and makes the context fail-safe for them. */
-void mailward_user_read_settings(struct mailward_user *muser,
-				 mw_setting_lookup_t *lookup, void *context);
-
-/* Puts the session into fail-safe mode (policy expunges nothing) and logs
-   the reason as an error. */
-/* Returns the raw value of mailward setting name for this user (userdb
-   field first, then the configuration), or NULL if unset. Valid for the
-   user's lifetime. Mailward's own settings all go through this. */
-const char *mailward_user_setting(struct mailward_user *muser,
-				  const char *name);
-void mailward_user_set_fail_safe(struct mailward_user *muser,
-				 const char *reason);
-/* Returns TRUE if policy may expunge in this session. */
-bool mailward_user_may_expunge(struct mailward_user *muser);
-
-/* Re-identifies the session's device from RFC 2971 ID parameters
-   (pairs[2*i] name, pairs[2*i+1] value or NULL). An explicit
-   mailward_device wins and makes this a no-op. */
-void mailward_user_set_imap_id(struct mailward_user *muser,
-			       const char *const *pairs, unsigned int count);
-/* Registers the session's device from what is known now (explicit field
-   or network) if that was deferred to wait for an IMAP ID, and records
-   what waited for it. */
-void mailward_user_device_resolve(struct mailward_user *muser);
-/* While the IMAP device is pending: keeps a body fetch (msg_guid set) or
-   sync summary (msg_guid NULL) of mbox_guid for the device the session
-   turns out to be and returns TRUE. Returns FALSE when no device is
-   pending (the caller records it for muser->device itself); when too
-   many records wait, the device is resolved first. */
-bool mailward_user_pending_add(struct mailward_user *muser,
-			       const char *mbox_guid, const char *msg_guid,
-			       uint32_t uid, uint32_t uidvalidity,
-			       uint32_t highest_uid, uint64_t highest_modseq);
-/* The batch of the current command, begun on first use; NULL when the
-   state store is off. */
-struct mw_batch *mailward_state_batch(struct mailward_user *muser);
-/* Commits pending state changes in one write transaction. Returns 0 or
-   -1 (logged, session made fail-safe). */
-int mailward_state_flush(struct mailward_user *muser);
-/* If the store handle moved a damaged store aside (at open or during the
-   session): audits state_reset and makes the session fail-safe (logged as
-   an error naming both paths), once per session. */
-void mailward_state_reset_check(struct mailward_user *muser);
-/* The session's device no longer exists in the store (another session or
-   doveadm removed it): logs a warning naming the device and what, and
-   audits a state_discarded event (later calls of the session log at info
-   level only). */
-void mailward_user_device_removed(struct mailward_user *muser,
-				  const char *what);
-
-/* TRUE if expunges can become due or complete for this user at session
-   end (a delay or expunge-after-all-devices): otherwise the sweep over the
-   user's records is skipped (doveadm mailward expunge sweeps anyway). */
-bool mailward_user_needs_sweep(struct mailward_user *muser);
-
-/* The user's INBOX namespace, or NULL when there is none (namespaces not
-   created because of a configuration or storage error). Unlike
-   mail_namespace_find_inbox() it never asserts. */
-struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user);
+struct mailward_user;
 
 /* Why a read is refused while mailward_audit_required=yes and the audit
    writer is away */
 #define MAILWARD_AUDIT_UNAVAILABLE_READ \
 	"Audit log unavailable, try again later"
-/* The storage error of a refusal because the audit writer is away: a
-   temporary condition, told as such by each protocol (IMAP
-   [UNAVAILABLE], POP3 [SYS/TEMP]). */
-enum mail_error mailward_error_unavailable(struct mailward_user *muser);
 
-/* Hex GUID of a mailbox, or NULL on error (logged). */
-const char *mailward_mailbox_guid(struct mailward_user *muser,
-				  struct mailbox *box);
-/* Removes the records and summaries of mailboxes the user no longer has
-   (removed outside Dovecot); a mailbox whose GUID was regenerated keeps
-   its records. When any mailbox cannot be looked at, nothing is removed.
-   Returns the number of mailboxes removed, or -1 (logged). */
-int mailward_prune_missing_mailboxes(struct mailward_user *muser);
+/* The session's mailward context, or NULL when mailward is not active for
+   user (the storage plugin not loaded for it, or an autocreated user). */
+struct mailward_user *mailward_user_get(struct mail_user *user);
+/* The session's event: category "mailward", log prefix "mailward: ". */
+struct event *mailward_user_event(struct mailward_user *muser);
+/* Why the session is fail-safe (policy expunges nothing), or NULL when it
+   is not. */
+const char *mailward_user_fail_safe_reason(struct mailward_user *muser);
+/* TRUE once after a POP3 RETR/TOP or IMAP FETCH was refused by mailward
+   (audit required, writer away), and clears that: the protocol plugin
+   calls it when it rewrites Dovecot's reply to that read. */
+bool mailward_user_read_refused_take(struct mailward_user *muser);
 
-/* POP3: ends the session: records retrievals and deletions (only when
+/* --- POP3 (pop3_mailward) --- */
+
+/* TRUE if the message at sequence seq was DELE'd in this session, asked
+   while QUIT is updating the mailbox; context as given below. */
+typedef bool mailward_pop3_dele_at_quit_t(void *context, uint32_t seq);
+
+/* A POP3 client started: dele_at_quit(context, seq) answers for it until
+   mailward_pop3_client_end(). deleted_flag is Dovecot's pop3_deleted_flag
+   when pop3_delete_type=flag (the keyword Dovecot adds at QUIT instead of
+   expunging; copied), NULL otherwise. */
+void mailward_pop3_client_start(struct mailward_user *muser,
+				mailward_pop3_dele_at_quit_t *dele_at_quit,
+				void *context, const char *deleted_flag);
+/* The POP3 client (and the context given above) goes away. */
+void mailward_pop3_client_end(struct mailward_user *muser);
+/* Appends the RFC 2449 capability lines mailward adds to the post-login
+   CAPA ("EXPIRE <value>\r\n", "LOGIN-DELAY <secs>\r\n"), if any, to capa. */
+void mailward_pop3_capability(struct mailward_user *muser, string_t *capa);
+/* TRUE if this login is refused for RFC 2449 LOGIN-DELAY (the device had
+   a session less than mailward_pop3_login_delay ago; nothing of the
+   session is recorded then): delay_secs_r is the setting, wait_secs_r the
+   seconds until the device may log in again. */
+bool mailward_pop3_login_delayed(struct mailward_user *muser,
+				 unsigned int *delay_secs_r,
+				 unsigned int *wait_secs_r);
+/* Why DELE'd messages stay on the server after this QUIT although Dovecot
+   says they were deleted ("legal hold", "server in fail-safe mode"), or
+   NULL when Dovecot's reply is true. */
+const char *mailward_pop3_quit_kept_reason(struct mailward_user *muser);
+/* Ends the POP3 session: records retrievals and deletions (only when
    quit_seen), applies the policy, carries out due expunges, logs a
-   summary line. box is the session's INBOX, still open. */
+   summary line. box is the session's INBOX, still open; update_ok is
+   FALSE when QUIT's update of the mailbox failed. */
 void mailward_pop3_session_end(struct mailward_user *muser,
 			       struct mailbox *box, bool quit_seen,
 			       bool update_ok);
-/* Expunges messages of box whose expunge time has come. Adds prunes to
-   the current batch. Returns the number expunged, -1 on error.
-   print_cb (may be NULL) is called for each expunged message. */
-int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
-			 time_t now,
-			 void (*print_cb)(void *ctx, uint32_t uid,
-					  const char *guid, time_t due),
-			 void *ctx);
-/* mailward's identity of a message in its records: Dovecot's GUID, or
-   for mbox, whose GUID is a hash of some headers that two different
-   messages can share, "GUID/" plus a hash of the whole message (read for
-   it). Returns NULL on error. Allocated from the data stack. */
-const char *mailward_mail_identity(struct mail *mail);
-/* TRUE if mw_msg_key() of the mail's identity is key; reads an mbox
-   message only when the GUID part of key matches. */
-bool mailward_mail_has_key(struct mail *mail,
-			   const unsigned char key[MW_MSG_KEY_SIZE]);
-/* The POP3 per-device view: TRUE if the mail is hidden from this
-   device's listing. */
-bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);
 
-/* --- METADATA (mailward-metadata.c) --- */
-/* Registers / unregisters the read-only server METADATA entry
-   /private/vendor/vendor.mailward/devices: the session user's own devices
-   as one JSON value, computed from the state store when read. */
-void mailward_metadata_init(void);
-void mailward_metadata_deinit(void);
+/* --- IMAP (imap_mailward) --- */
 
-/* --- audit (mailward-audit-events.c) --- */
-struct mw_audit_event;
-/* Common fields: service, session, event, outcome, user, device, remote. */
-void mailward_audit_event_init(struct mailward_user *muser,
-			       struct mw_audit_event *ev, const char *event,
-			       const char *outcome);
-/* Message fields: mailbox, GUIDs, UIDVALIDITY, UID, Message-ID, size. */
-void mailward_audit_event_mail(struct mailward_user *muser,
-			       struct mw_audit_event *ev, struct mail *mail,
-			       const char *guid);
-/* Effective policy and its source. */
-void mailward_audit_event_policy(struct mailward_user *muser,
-				 struct mw_audit_event *ev);
-/* Queues an event (no I/O); no-op when audit is off. */
-void mailward_audit_queue_event(struct mailward_user *muser,
-				const struct mw_audit_event *ev);
-/* Queues a record an act depends on (audit client required). Returns
-   FALSE if it could not be queued (client queue full): the act must not
-   happen. */
-bool mailward_audit_queue_required(struct mailward_user *muser,
-				   const struct mw_audit_event *ev);
-/* Makes queued records durable. Returns 0, or -1 when the writer failed
-   (logged; destructive=TRUE: the caller must not expunge). */
-int mailward_audit_commit(struct mailward_user *muser, bool destructive);
-/* Queues the records that waited for the session's device
-   (device_pending), with the device when it is registered by now. */
-void mailward_audit_deferred_release(struct mailward_user *muser);
-/* FALSE when mailward_audit_required=yes and the writer is unreachable. */
-bool mailward_audit_may_read(struct mailward_user *muser);
-void mailward_audit_user_init(struct mailward_user *muser);
-void mailward_audit_login(struct mailward_user *muser);
-void mailward_audit_user_deinit(struct mailward_user *muser);
+/* An RFC 2971 ID command's arguments as the client sent them
+   ("(" "name" "value" ... ")" or NIL): identifies the session's device
+   (an explicit mailward_device wins). Arguments not understood leave the
+   device as identified. */
+void mailward_imap_id(struct mailward_user *muser, const char *args);
+/* A session restored from hibernation: args are the ID arguments that
+   identified its device before (see mailward_imap_id_identified()); the
+   same device is looked up again, replacing what the login knew. */
+void mailward_imap_id_restored(struct mailward_user *muser,
+			       const char *args);
+/* TRUE if the session's device is identified by the client's ID. */
+bool mailward_imap_id_identified(struct mailward_user *muser);
+/* A command that syncs box (SELECT, FETCH, NOOP, IDLE, ...) ended:
+   records the device's sync summary of the session user's own mailbox. */
+void mailward_imap_sync_summary(struct mailward_user *muser,
+				struct mailbox *box);
+/* An IMAP command ended (its tagged reply sent): writes the state
+   changes if due (at most every IMAP_STATE_FLUSH_SECS, or when many
+   wait) and makes the command's audit records durable. */
+void mailward_imap_command_end(struct mailward_user *muser);
+/* The session moves to imap-hibernate: its end is not a logout. */
+void mailward_imap_hibernating(struct mailward_user *muser);
 
-/* Test builds (--enable-fault-injection): kills the process with SIGKILL
-   when the setting mailward_fault_inject names this point. */
-#ifdef MAILWARD_FAULT_INJECTION
-void mailward_fault_point(struct mailward_user *muser, const char *point);
-#  define MAILWARD_FAULT_POINT(muser, point) \
-	mailward_fault_point(muser, point)
-#else
-#  define MAILWARD_FAULT_POINT(muser, point) do { } while (0)
-#endif
+/* --- doveadm (doveadm-mailward, through mailward-doveadm-api.h) --- */
 
-void mailward_storage_hooks_mailbox_allocated(struct mailbox *box);
-void mailward_storage_hooks_mail_allocated(struct mail *mail);
-
-/* Notes the real uid of the process (the administrator running doveadm)
-   before Dovecot switches to a mail user's uid; frees what it keeps. */
-void mailward_owner_init(void);
-void mailward_owner_deinit(void);
-
-void mailward_plugin_init(struct module *module);
-void mailward_plugin_deinit(void);
+/* The session's state store, NULL when it is off or failed (see
+   mailward_user_fail_safe_reason()). Only for the mw_store_*() calls of
+   the storage plugin's own table: never unref'd by the caller. */
+struct mw_store *mailward_user_store(struct mailward_user *muser);
+/* doveadm forgot the device rec of the user: logs it and audits
+   device_forgotten (cause admin). Returns 0, or -1 when the audit record
+   could not be made durable (logged). */
+int mailward_device_forgotten(struct mailward_user *muser,
+			      const struct mw_device_rec *rec);
 
 #endif

@@ -11,7 +11,7 @@
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mw-audit.h"
 #include "mailward-display.h"
 

@@ -14,7 +14,7 @@
 #include "mailbox-list-private.h"
 #include "mail-namespace.h"
 #include "mailbox-attribute.h"
-#include "mailward-plugin.h"
+#include "mailward-private.h"
 #include "mw-audit.h"
 #include "mailward-display.h"
 

@@ -14,6 +14,8 @@
 #include "pop3-capability.h"
 #include "pop3-client.h"
 #include "pop3-settings.h"
+#include "module-context.h"
+#include "mail-storage-private.h"
 #include "mailward-plugin.h"
 
 #define POP3_MAILWARD_CONTEXT(obj) \
@@ -128,28 +130,19 @@ static const char *
 reply_rewrite(struct reply_filter *filter, const char *line)
 {
 	struct mailward_user *muser = filter->muser;
+	const char *kept;
 
 	if (strcmp(line, POP3_QUIT_DELETED_REPLY) == 0) {
-		/* DELE'd messages stay on the server under hold and in a
-		   fail-safe session (they come back in the next listing).
-		   Under the leave-on-server policy they leave this device's
-		   view, which is what a POP3 client's deletion means, and
-		   the expunge-after-* policies expunge them after QUIT:
-		   there Dovecot's reply stays. */
-		if (muser->set.hold)
-			return "+OK Logging out, messages kept "
-				"(legal hold).\r\n";
-		if (muser->fail_safe)
-			return "+OK Logging out, messages kept "
-				"(server in fail-safe mode).\r\n";
-		return NULL;
+		/* DELE'd messages that stay on the server */
+		kept = mailward_pop3_quit_kept_reason(muser);
+		return kept == NULL ? NULL : t_strdup_printf(
+			"+OK Logging out, messages kept (%s).\r\n", kept);
 	}
-	if (muser->read_refused &&
-	    strncmp(line, POP3_EXPUNGED_PREFIX,
+	if (strncmp(line, POP3_EXPUNGED_PREFIX,
 		    strlen(POP3_EXPUNGED_PREFIX)) == 0 &&
-	    str_has_suffix(line, POP3_EXPUNGED_SUFFIX)) {
+	    str_has_suffix(line, POP3_EXPUNGED_SUFFIX) &&
+	    mailward_user_read_refused_take(muser)) {
 		/* mailward refused the read: the message exists */
-		muser->read_refused = FALSE;
 		return "-ERR [SYS/TEMP] "MAILWARD_AUDIT_UNAVAILABLE_READ"\r\n";
 	}
 	return NULL;
@@ -324,6 +317,7 @@ static void pop3_mailward_client_destroy(struct client *client,
 					 const char *reason)
 {
 	struct pop3_mailward_client *mclient = POP3_MAILWARD_CONTEXT(client);
+	unsigned int delay_secs, wait_secs;
 
 	timeout_remove(&mclient->to_login_delay);
 	/* (no mailbox, or one that could not be opened: the session
@@ -331,7 +325,8 @@ static void pop3_mailward_client_destroy(struct client *client,
 	   LOGIN-DELAY records nothing) */
 	if (client->mailbox != NULL && client->mailbox->opened &&
 	    mclient->muser != NULL &&
-	    !mclient->muser->pop3_login_delayed) T_BEGIN {
+	    !mailward_pop3_login_delayed(mclient->muser, &delay_secs,
+					 &wait_secs)) T_BEGIN {
 		/* QUIT has committed Dovecot's transaction already; a dropped
 		   connection's transaction is still open and only carries
 		   \Seen flags */
@@ -341,8 +336,7 @@ static void pop3_mailward_client_destroy(struct client *client,
 	} T_END;
 	if (mclient->muser != NULL) {
 		/* the client and its pool go away below */
-		mclient->muser->pop3_dele_at_quit = NULL;
-		mclient->muser->pop3_dele_context = NULL;
+		mailward_pop3_client_end(mclient->muser);
 	}
 	mclient->module_ctx.super.destroy(client, reason);
 }
@@ -352,42 +346,43 @@ static void pop3_mailward_client_destroy(struct client *client,
    flushing the reply first */
 static void pop3_mailward_login_delay_end(struct pop3_mailward_client *mclient)
 {
+	unsigned int delay_secs, wait_secs;
+
 	timeout_remove(&mclient->to_login_delay);
+	(void)mailward_pop3_login_delayed(mclient->muser, &delay_secs,
+					  &wait_secs);
 	client_disconnect(mclient->client, t_strdup_printf(
 		"Login refused: LOGIN-DELAY (mailward_pop3_login_delay, "
-		"next login in %u s)", mclient->muser->pop3_login_wait));
+		"next login in %u s)", wait_secs));
 }
 
 static void pop3_mailward_client_created(struct client **clientp)
 {
 	struct client *client = *clientp;
-	struct mailward_user *muser = MAILWARD_USER_CONTEXT(client->user);
+	struct mailward_user *muser = mailward_user_get(client->user);
 
 	if (muser != NULL &&
 	    mail_user_is_plugin_loaded(client->user, pop3_mailward_module_ptr)) {
 		struct pop3_mailward_client *mclient;
 		struct istream *input;
-		const char *login_delay_reply = NULL;
+		const char *login_delay_reply = NULL, *deleted_flag = NULL;
 		string_t *capa = t_str_new(64);
-		char expire[32];
+		unsigned int delay_secs, wait_secs;
 
 		mclient = p_new(client->pool, struct pop3_mailward_client, 1);
 		mclient->module_ctx.super = client->v;
 		mclient->muser = muser;
 		mclient->client = client;
-		muser->pop3_dele_at_quit = pop3_mailward_dele_at_quit;
-		muser->pop3_dele_context = mclient;
 		client->v.destroy = pop3_mailward_client_destroy;
 		MODULE_CONTEXT_SET(client, pop3_mailward_module, mclient);
 
 		/* pop3_deleted_flag: Dovecot flags DELE'd messages instead
 		   of expunging them; mailward sees that keyword update */
 		if (client->set->parsed_delete_type == POP3_DELETE_TYPE_FLAG &&
-		    client->set->pop3_deleted_flag[0] != '\0') {
-			muser->pop3_deleted_flag = p_strdup(
-				client->user->pool,
-				client->set->pop3_deleted_flag);
-		}
+		    client->set->pop3_deleted_flag[0] != '\0')
+			deleted_flag = client->set->pop3_deleted_flag;
+		mailward_pop3_client_start(muser, pop3_mailward_dele_at_quit,
+					   mclient, deleted_flag);
 
 		/* The per-device view hides messages from the listing. Without
 		   pop3_deleted_flag Dovecot would assume the visible messages
@@ -396,16 +391,9 @@ static void pop3_mailward_client_created(struct client **clientp)
 		    !array_is_created(&client->all_seqs))
 			i_array_init(&client->all_seqs, 32);
 
-		if (mw_pop3_expire_capability(&muser->set, expire,
-					      sizeof(expire)))
-			str_printfa(capa, "EXPIRE %s\r\n", expire);
-		/* advertised where it is enforced: the device is known */
-		if (muser->set.pop3_login_delay_secs > 0 &&
-		    muser->device_registered) {
-			str_printfa(capa, "LOGIN-DELAY %u\r\n",
-				    muser->set.pop3_login_delay_secs);
-		}
-		if (muser->pop3_login_delayed) {
+		mailward_pop3_capability(muser, capa);
+		if (mailward_pop3_login_delayed(muser, &delay_secs,
+						&wait_secs)) {
 			/* RFC 2449 8.1.1: the reply to PASS (sent by this
 			   process) becomes -ERR [LOGIN-DELAY]; no command is
 			   read, and the session ends once Dovecot's login
@@ -416,9 +404,7 @@ static void pop3_mailward_client_created(struct client **clientp)
 			login_delay_reply = t_strdup_printf(
 				"-ERR [LOGIN-DELAY] This device logged in less "
 				"than %u seconds ago: try again in %u "
-				"second(s).\r\n",
-				muser->set.pop3_login_delay_secs,
-				muser->pop3_login_wait);
+				"second(s).\r\n", delay_secs, wait_secs);
 			input = client->input;
 			client->input = i_stream_create_limit(input, 0);
 			i_stream_unref(&input);
@@ -427,7 +413,7 @@ static void pop3_mailward_client_created(struct client **clientp)
 		}
 		reply_filter_add(client->output, muser, str_c(capa),
 				 login_delay_reply);
-		e_debug(muser->event, "pop3 session started");
+		e_debug(mailward_user_event(muser), "pop3 session started");
 	}
 	if (next_hook_client_created != NULL)
 		next_hook_client_created(clientp);

@@ -1,0 +1,425 @@
+/* mailward storage plugin: the device of a session (explicit, IMAP ID or
+   network), its registration in the state store, POP3 LOGIN-DELAY, and
+   what an IMAP session records while its device is pending */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "net.h"
+#include "mail-user.h"
+#include "mailward-private.h"
+#include "mailward-display.h"
+#include "mw-imapid.h"
+#include "mw-audit.h"
+
+/* records kept in memory while an IMAP session's device is pending */
+#define MAILWARD_PENDING_MAX 1000
+
+static const char *device_audit_event(enum mw_device_event event)
+{
+	switch (event) {
+	case MW_DEVICE_EVENT_REGISTERED:
+		return "device_registered";
+	case MW_DEVICE_EVENT_EVICTED:
+		return "device_evicted";
+	case MW_DEVICE_EVENT_EXPIRED:
+		return "device_expired";
+	}
+	return "device_changed";
+}
+
+static const char *device_event_name(enum mw_device_event event)
+{
+	switch (event) {
+	case MW_DEVICE_EVENT_REGISTERED:
+		return "registered";
+	case MW_DEVICE_EVENT_EVICTED:
+		return "evicted (device limit reached)";
+	case MW_DEVICE_EVENT_EXPIRED:
+		return "expired (idle too long)";
+	}
+	return "changed";
+}
+
+static void
+mailward_device_event(enum mw_device_event event,
+		      const struct mw_device_rec *rec, void *context)
+{
+	struct mailward_user *muser = context;
+
+	e_info(mailward_named_event(muser, t_strconcat(
+			"mailward_", device_audit_event(event), NULL))->
+	       add_str("device", rec->id_hex)->
+	       add_str("device_label", rec->label)->
+	       add_str("device_protocol", rec->protocol)->event(),
+	       "device %s %s: %s", rec->id_hex,
+	       device_event_name(event), mailward_display(rec->label, 0));
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, device_audit_event(event),
+					  "ok");
+		/* the record is about this device, not the session's */
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
+		mailward_audit_queue_event(muser, &ev);
+	}
+}
+
+/* RFC 2449 LOGIN-DELAY: TRUE if the POP3 device id_hex had a session
+   less than mailward_pop3_login_delay ago (its last_seen, which every
+   session of a user with a delay writes at its end: see
+   mailward_state_batch()). Then the session
+   is refused: the device is taken as it is in the store and not touched,
+   so refused attempts do not push the next allowed login further. */
+static bool
+mailward_pop3_login_delay_check(struct mailward_user *muser,
+				const char *id_hex)
+{
+	struct mw_device_rec prev;
+	const char *error;
+	time_t since;
+	int ret;
+
+	ret = mw_store_device_get(muser->store, id_hex, &prev, &error);
+	if (ret < 0) {
+		/* the register below reports the store's state */
+		return FALSE;
+	}
+	if (ret == 0 || prev.last_seen > ioloop_time)
+		return FALSE;	/* new device; or the clock went back */
+	since = ioloop_time - prev.last_seen;
+	if (since >= (time_t)muser->set.pop3_login_delay_secs)
+		return FALSE;
+	muser->device = prev;
+	muser->device_registered = TRUE;
+	muser->pop3_login_delayed = TRUE;
+	muser->pop3_login_wait = muser->set.pop3_login_delay_secs -
+		(unsigned int)since;
+	e_info(muser->event, "POP3 login of device %s (%s) refused: its last "
+	       "session was %ld second(s) ago, mailward_pop3_login_delay=%us "
+	       "(LOGIN-DELAY): it may log in again in %u second(s)",
+	       prev.id_hex, mailward_display(prev.label, 0), (long)since,
+	       muser->set.pop3_login_delay_secs, muser->pop3_login_wait);
+	return TRUE;
+}
+
+static void
+mailward_device_register(struct mailward_user *muser,
+			 const struct mw_id_params *id)
+{
+	struct mail_user *user = muser->user;
+	struct mw_device_source src;
+	char identity[MW_IDENTITY_BUF_SIZE], label[MW_LABEL_BUF_SIZE];
+	char id_hex[MW_DEVICE_ID_HEX_SIZE];
+	const char *error;
+	int ret;
+
+	i_zero(&src);
+	src.explicit_device = muser->set.device;
+	src.protocol = user->service;
+	src.id = id;
+	if (user->conn.remote_ip != NULL && user->conn.remote_ip->family != 0)
+		src.remote_ip = net_ip2addr(user->conn.remote_ip);
+	src.v4_prefix_bits = muser->set.device_v4_prefix;
+	src.v6_prefix_bits = muser->set.device_v6_prefix;
+	mw_device_describe(&src, identity, sizeof(identity),
+			   label, sizeof(label));
+	muser->device_source = src.explicit_device != NULL ? "explicit" :
+		(id != NULL && id->name[0] != '\0' ? "imap-id" : "network");
+
+	/* with Dovecot's HMAC (mailward_crypto_dovecot, installed at init) */
+	if (mw_device_id(muser->device_key, identity, NULL, id_hex) < 0) {
+		mailward_user_set_fail_safe(muser,
+			"Device id: no working crypto provider");
+		muser->device_registered = FALSE;
+		return;
+	}
+	if (muser->set.pop3_login_delay_secs > 0 &&
+	    strcmp(user->service, "pop3") == 0 &&
+	    mailward_pop3_login_delay_check(muser, id_hex))
+		return;
+	ret = mw_store_device_register(muser->store, id_hex, label,
+				       user->service, ioloop_time,
+				       muser->set.device_max,
+				       muser->set.device_expire_secs,
+				       mailward_device_event, muser,
+				       &muser->device, &error);
+	if (ret < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		muser->device_registered = FALSE;
+		return;
+	}
+	muser->device_registered = TRUE;
+	e_debug(muser->event, "device %s (%s, %s): %s", muser->device.id_hex,
+		muser->device_source, ret > 0 ? "new" : "known",
+		mailward_display(muser->device.label, 0));
+}
+
+/* The pre-login IMAP ID: with imap_id_retain=yes Dovecot gives it to auth
+   as %{client_id} ("name" "value" ...), which the admin exposes as the
+   userdb field mailward_client_id. */
+static bool
+mailward_prelogin_id(struct mailward_user *muser, struct mw_id_params *id_r)
+{
+	const char *value, *strings[60];
+	char buf[4096];
+	unsigned int count;
+
+	if (strcmp(muser->user->service, "imap") != 0 ||
+	    muser->set.device != NULL)
+		return FALSE;
+	value = mailward_user_setting(muser, "mailward_client_id");
+	/* 2.3: an empty field reads back as "yes": no ID was sent */
+	if (value == NULL || value[0] == '\0' || strcmp(value, "yes") == 0)
+		return FALSE;
+	if (mw_imap_id_split(t_strconcat("(", value, ")", NULL), buf,
+			     sizeof(buf), strings, N_ELEMENTS(strings),
+			     &count) < 0) {
+		e_debug(muser->event, "pre-login ID not understood");
+		return FALSE;
+	}
+	mw_id_params_parse(strings, count / 2, id_r);
+	return id_r->name[0] != '\0';
+}
+
+/* records what waited for the device: now muser->device's */
+static void mailward_pending_replay(struct mailward_user *muser)
+{
+	const struct mailward_pending_rec *rec;
+	struct mw_batch *batch;
+
+	/* audit records that waited for the device get it (the IMAP
+	   login's among them) */
+	mailward_audit_deferred_release(muser);
+	if (muser->audit_pending_reads > 0 && muser->device_registered &&
+	    muser->audit != NULL) {
+		/* earlier read records of the session that had to go out
+		   before the device was known name none: this one does,
+		   with the same session */
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "device_identified",
+					  "ok");
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+				       muser->device_source);
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+			"%u earlier read record(s) of this session are this "
+			"device's", muser->audit_pending_reads));
+		mailward_audit_queue_event(muser, &ev);
+	}
+	muser->audit_pending_reads = 0;
+
+	if (!array_is_created(&muser->pending_recs))
+		return;
+	batch = muser->device_registered ? mailward_state_batch(muser) : NULL;
+	if (batch != NULL) {
+		array_foreach(&muser->pending_recs, rec) {
+			if (rec->msg_guid != NULL) {
+				mw_batch_msg_update(batch, muser->device.dev_no,
+						    rec->mbox_guid,
+						    rec->msg_guid, rec->uid,
+						    MW_MSG_RETRIEVED,
+						    rec->time);
+				muser->state_dirty = TRUE;
+			} else {
+				mw_batch_summary_set(batch,
+						     muser->device.dev_no,
+						     rec->mbox_guid,
+						     rec->uidvalidity,
+						     rec->highest_uid,
+						     rec->highest_modseq,
+						     rec->time);
+			}
+		}
+	}
+	array_clear(&muser->pending_recs);
+}
+
+bool mailward_user_pending_add(struct mailward_user *muser,
+			       const char *mbox_guid, const char *msg_guid,
+			       uint32_t uid, uint32_t uidvalidity,
+			       uint32_t highest_uid, uint64_t highest_modseq)
+{
+	struct mailward_pending_rec *rec;
+
+	if (!muser->device_pending)
+		return FALSE;
+	if (!array_is_created(&muser->pending_recs))
+		p_array_init(&muser->pending_recs, muser->user->pool, 16);
+	if (array_count(&muser->pending_recs) >= MAILWARD_PENDING_MAX) {
+		/* a client that never sends ID: stop waiting */
+		mailward_user_device_resolve(muser);
+		return FALSE;
+	}
+	if (msg_guid == NULL) {
+		/* a summary replaces the mailbox's earlier one */
+		struct mailward_pending_rec *found = NULL;
+
+		array_foreach_modifiable(&muser->pending_recs, rec) {
+			if (rec->msg_guid == NULL &&
+			    strcmp(rec->mbox_guid, mbox_guid) == 0) {
+				found = rec;
+				break;
+			}
+		}
+		rec = found != NULL ? found :
+			array_append_space(&muser->pending_recs);
+	} else {
+		rec = array_append_space(&muser->pending_recs);
+		rec->msg_guid = p_strdup(muser->user->pool, msg_guid);
+		rec->uid = uid;
+	}
+	i_strocpy(rec->mbox_guid, mbox_guid, sizeof(rec->mbox_guid));
+	rec->uidvalidity = uidvalidity;
+	rec->highest_uid = highest_uid;
+	rec->highest_modseq = highest_modseq;
+	rec->time = ioloop_time;
+	return TRUE;
+}
+
+void mailward_user_device_resolve(struct mailward_user *muser)
+{
+	if (!muser->device_pending)
+		return;
+	muser->device_pending = FALSE;
+	if (muser->store != NULL) {
+		mailward_device_register(muser, NULL);
+		mailward_pending_replay(muser);
+	}
+}
+
+static void
+mailward_user_set_imap_id(struct mailward_user *muser,
+			  const char *const *pairs, unsigned int count)
+{
+	struct mw_id_params id;
+
+	if (muser->store == NULL || muser->set.device != NULL)
+		return;
+	mw_id_params_parse(pairs, count, &id);
+	if (id.name[0] == '\0') {
+		mailward_user_device_resolve(muser);
+		return;
+	}
+	if (muser->device_pending) {
+		/* the first identification of this session, whatever
+		   commands came before it: one client, one device */
+		muser->device_pending = FALSE;
+		mailward_device_register(muser, &id);
+		mailward_pending_replay(muser);
+		return;
+	}
+	/* a second, different ID (or one after the client had to be
+	   identified by network): what the previous device did so far
+	   stays attributed to it */
+	if (muser->device_registered) {
+		struct mw_batch *batch = mailward_state_batch(muser);
+
+		if (batch != NULL) {
+			mw_batch_device_touch(batch, muser->device.id_hex,
+					      ioloop_time, 1,
+					      muser->imap_body_fetches, 0);
+		}
+	}
+	muser->imap_body_fetches = 0;
+	(void)mailward_state_flush(muser);
+	mailward_device_register(muser, &id);
+}
+
+void mailward_user_device_removed(struct mailward_user *muser,
+				  const char *what)
+{
+	if (muser->device_removed) {
+		/* warned and audited already */
+		e_info(muser->event, "device %s (%s) removed during this "
+		       "session: %s", muser->device.id_hex,
+		       mailward_display(muser->device.label, 0), what);
+		return;
+	}
+	muser->device_removed = TRUE;
+	e_warning(muser->event, "device %s (%s) was removed from the state "
+		  "store during this session (evicted, expired or forgotten): "
+		  "%s", muser->device.id_hex,
+		  mailward_display(muser->device.label, 0), what);
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_discarded",
+					  "dropped");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
+			"device removed during the session: ", what, NULL));
+		mailward_audit_queue_event(muser, &ev);
+	}
+}
+
+void mailward_device_login(struct mailward_user *muser)
+{
+	/* session_restored: IMAP unhibernation is the same device,
+	   registering is then a read-only lookup anyway */
+	struct mw_id_params id;
+
+	if (mailward_prelogin_id(muser, &id))
+		mailward_device_register(muser, &id);
+	else if (strcmp(muser->user->service, "imap") == 0 &&
+		 muser->set.device == NULL) {
+		/* clients send ID right after login: wait for it
+		   rather than register a network device first */
+		muser->device_pending = TRUE;
+	} else
+		mailward_device_register(muser, NULL);
+}
+
+/* RFC 2971: at most 30 field-value pairs */
+#define MAILWARD_IMAP_ID_MAX_STRINGS 60
+
+void mailward_imap_id(struct mailward_user *muser, const char *args)
+{
+	const char *strings[MAILWARD_IMAP_ID_MAX_STRINGS];
+	char buf[4096];
+	unsigned int count;
+
+	if (args == NULL)
+		return;
+	if (mw_imap_id_split(args, buf, sizeof(buf), strings,
+			     N_ELEMENTS(strings), &count) < 0) {
+		e_debug(muser->event, "ID arguments not understood: "
+			"device stays as identified");
+		return;
+	}
+	mailward_user_set_imap_id(muser, strings, count / 2);
+}
+
+void mailward_imap_id_restored(struct mailward_user *muser,
+			       const char *args)
+{
+	/* the same device as before hibernation (a known device: looked up,
+	   not registered again); it replaces what the login knew (network
+	   or pre-login ID) and did nothing yet */
+	if (muser->set.device == NULL)
+		muser->device_pending = TRUE;
+	mailward_imap_id(muser, args);
+}
+
+bool mailward_imap_id_identified(struct mailward_user *muser)
+{
+	return muser->device_registered &&
+		strcmp(muser->device_source, "imap-id") == 0;
+}
+
+int mailward_device_forgotten(struct mailward_user *muser,
+			      const struct mw_device_rec *rec)
+{
+	struct mw_audit_event ev;
+
+	e_info(muser->event, "device %s forgotten by doveadm: %s",
+	       rec->id_hex, mailward_display(rec->label, 0));
+	if (muser->audit == NULL)
+		return 0;
+	mailward_audit_event_init(muser, &ev, "device_forgotten", "ok");
+	mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
+	mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
+	mw_audit_event_set_str(&ev, MW_AF_CAUSE, "admin");
+	mailward_audit_queue_event(muser, &ev);
+	return mailward_audit_commit(muser, FALSE);
+}

@@ -1,0 +1,245 @@
+/* mailward storage plugin: a session's settings (read once, fail-safe
+   on invalid values) and the fail-safe state */
+
+#include "lib.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "mailward-private.h"
+#include "mailward-settings.h"
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#endif
+#include "mailward-display.h"
+#include "mw-audit.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+const char *mailward_user_setting(struct mailward_user *muser,
+				  const char *name)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* userdb fields of the same name have already overridden these */
+	if (muser->dset == NULL)
+		return NULL;
+	return mailward_settings_find(muser->dset, name);
+#else
+	/* userdb fields come before plugin {} settings */
+	return mail_user_plugin_getenv(muser->user, name);
+#endif
+}
+
+static const char *
+mailward_setting_lookup(const char *name, void *context,
+			enum mw_setting_source *source_r)
+{
+	struct mailward_user *muser = context;
+	struct mail_user *user = muser->user;
+	const char *value;
+	size_t name_len = strlen(name);
+	unsigned int i;
+
+	bool userdb = FALSE;
+
+	if (user->userdb_fields != NULL) {
+		for (i = 0; user->userdb_fields[i] != NULL; i++) {
+			const char *field = user->userdb_fields[i];
+
+			if (strncmp(field, name, name_len) == 0 &&
+			    (field[name_len] == '=' || field[name_len] == '\0')) {
+				userdb = TRUE;
+				break;
+			}
+		}
+	}
+	value = mailward_user_setting(muser, name);
+	if (value == NULL) {
+		/* Dovecot 2.4 reads an empty userdb field as "" (2.3: "yes"):
+		   it is a value that does not parse, not an unset setting */
+		if (!userdb)
+			return NULL;
+		value = "";
+	}
+	*source_r = userdb ? MW_SOURCE_USERDB : MW_SOURCE_CONFIG;
+	return value;
+}
+
+void mailward_user_set_fail_safe(struct mailward_user *muser,
+				 const char *reason)
+{
+	if (!muser->fail_safe) {
+		muser->fail_safe = TRUE;
+		muser->fail_safe_reason = p_strdup(
+			muser->user->pool, reason);
+	}
+	e_error(mailward_named_event(muser, "mailward_fail_safe")->
+		add_str("reason", reason)->event(), "%s - session is fail-safe: "
+		"policy expunges nothing", mailward_display(reason, 0));
+	if (muser->audit != NULL) {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "state_error", "failed");
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, reason);
+		mailward_audit_queue_event(muser, &ev);
+	}
+}
+
+bool mailward_user_may_expunge(struct mailward_user *muser)
+{
+	return !muser->fail_safe && !muser->set.hold;
+}
+
+#ifdef MAILWARD_FAULT_INJECTION
+void mailward_fault_point(struct mailward_user *muser, const char *point)
+{
+	const char *value;
+
+	if (muser == NULL)
+		return;
+	value = mailward_user_setting(muser, "mailward_fault_inject");
+	if (value != NULL && strcmp(value, point) == 0) {
+		e_warning(muser->event, "fault injection: killing process at %s",
+			  point);
+		(void)kill(getpid(), SIGKILL);
+	}
+}
+#endif
+
+bool mailward_user_needs_sweep(struct mailward_user *muser)
+{
+	if (muser->set.disposition == MW_DISPOSITION_KEEP)
+		return FALSE;	/* nothing ever becomes due */
+	/* (expunge-after-retrieval: policy expunges that could not be
+	   carried out at QUIT, e.g. without the audit writer, are due) */
+	return muser->set.expunge_delay_secs > 0 ||
+		muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES ||
+		muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL ||
+		/* (seen and move under leave-on-server and client: the same
+		   for dispositions that could not be carried out) */
+		muser->set.disposition == MW_DISPOSITION_SEEN ||
+		muser->set.disposition == MW_DISPOSITION_MOVE;
+}
+
+struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user)
+{
+	struct mail_namespace *ns;
+
+	/* mail_namespace_find_inbox() asserts that there is one */
+	for (ns = user->namespaces; ns != NULL; ns = ns->next) {
+		if ((ns->flags & NAMESPACE_FLAG_INBOX_USER) != 0)
+			return ns;
+	}
+	return NULL;
+}
+
+void mailward_user_read_settings(struct mailward_user *muser,
+				 mw_setting_lookup_t *lookup, void *context)
+{
+	struct mail_user *user = muser->user;
+	const char *username = muser->owner_name != NULL ?
+		muser->owner_name : user->username;
+	struct mw_setting_error errors[MW_SETTINGS_MAX_ERRORS];
+	unsigned int i, error_count;
+
+	mw_settings_read(&muser->set, lookup, context, errors, &error_count);
+	for (i = 0; i < error_count; i++) {
+		e_error(muser->event,
+			"Invalid setting %s=%s for user %s: %s",
+			errors[i].name, mailward_display(errors[i].value, 256),
+			username, errors[i].reason);
+	}
+	if (error_count > 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"%u invalid setting(s) for user %s",
+			error_count, username));
+	}
+	if (!muser->set.hold && muser->actor == NULL) {
+		/* a legal hold in the session user's userdb field is not
+		   lifted by a setting that overrides the field (doveadm -o):
+		   it is lifted by changing the userdb (shared and public
+		   owners' settings are read apart, with actor set) */
+		const char *field = mailward_userdb_field(user->userdb_fields,
+							  "mailward_hold");
+		bool held = TRUE;
+
+		if (field != NULL && (mw_bool_parse(field, &held) < 0 ||
+				      held)) {
+			e_warning(muser->event, "mailward_hold is overridden "
+				  "to no for user %s, but the userdb field "
+				  "says %s: the legal hold stays (change the "
+				  "userdb field to lift it)", username,
+				  mailward_display(field, 64));
+			muser->set.hold = TRUE;
+			muser->set.hold_source = MW_SOURCE_USERDB;
+		}
+	}
+	muser->set.device = p_strdup(user->pool, muser->set.device);
+	muser->set.state_dir = p_strdup(user->pool, muser->set.state_dir);
+	muser->set.device_key = p_strdup(user->pool, muser->set.device_key);
+	muser->set.audit_socket = p_strdup(user->pool, muser->set.audit_socket);
+	muser->set.audit_spool = p_strdup(user->pool, muser->set.audit_spool);
+	muser->set.audit_remote = p_strdup(user->pool, muser->set.audit_remote);
+}
+
+struct mailward_user *mailward_user_get(struct mail_user *user)
+{
+	return MAILWARD_USER_CONTEXT(user);
+}
+
+struct event *mailward_user_event(struct mailward_user *muser)
+{
+	return muser->event;
+}
+
+const char *mailward_user_fail_safe_reason(struct mailward_user *muser)
+{
+	return muser->fail_safe ? muser->fail_safe_reason : NULL;
+}
+
+bool mailward_user_read_refused_take(struct mailward_user *muser)
+{
+	bool refused = muser->read_refused;
+
+	muser->read_refused = FALSE;
+	return refused;
+}
+
+void mailward_user_settings_init(struct mailward_user *muser)
+{
+	struct mail_user *user = muser->user;
+
+#if DOVECOT_PREREQ(2, 4, 0)
+	const char *set_error;
+
+	if (settings_get(user->event, &mailward_setting_parser_info, 0,
+			 &muser->dset, &set_error) < 0) {
+		muser->dset = NULL;
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"Can't read mailward settings of user %s: %s",
+			user->username, set_error));
+	}
+#endif
+	mailward_user_read_settings(muser, mailward_setting_lookup, muser);
+
+	e_debug(muser->event, "user %s service %s: pop3_policy=%s (%s) "
+		"expunge_delay=%us pop3_disposition=%s%s%s (%s) "
+		"hold=%s (%s) imap_expunge=%s audit=%s",
+		user->username, user->service,
+		mw_pop3_policy_name(muser->set.pop3_policy),
+		mw_setting_source_name(muser->set.pop3_policy_source),
+		muser->set.expunge_delay_secs,
+		mw_pop3_disposition_name(muser->set.disposition),
+		muser->set.disposition_mailbox != NULL ? ":" : "",
+		muser->set.disposition_mailbox != NULL ?
+		mailward_display(muser->set.disposition_mailbox, 0) : "",
+		mw_setting_source_name(muser->set.disposition_source),
+		muser->set.hold ? "yes" : "no",
+		mw_setting_source_name(muser->set.hold_source),
+		muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY ?
+		"deny" : "allow",
+		muser->set.audit_socket == NULL ? "off" : t_strconcat("on (",
+			mailward_display(muser->set.audit_socket, 0), ")",
+			NULL));
+}
