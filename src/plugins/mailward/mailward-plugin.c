@@ -11,6 +11,7 @@
 #include "mailward-private.h"
 #if DOVECOT_PREREQ(2, 4, 0)
 #  include "settings.h"
+#  include "mailward-settings.h"
 #endif
 #include "mailward-crypto.h"
 
