@@ -27,6 +27,55 @@ struct mailward_storage_module mailward_storage_module =
 	MODULE_CONTEXT_INIT(&mail_storage_module_register);
 
 
+/* IMAP and other sessions (POP3: mailward_pop3_session_end()): carries
+   out due expunges at the end of the session and records the device's
+   activity */
+static void mailward_session_end_state(struct mailward_user *muser)
+{
+	struct mail_user *user = muser->user;
+	struct mail_namespace *ns = mailward_user_inbox_ns(user);
+	struct mw_batch *batch;
+	bool sweep = ns != NULL && !muser->hibernating &&
+		strcmp(user->service, "doveadm") != 0 &&
+		mailward_user_needs_sweep(muser);
+
+	/* the sweep reads committed state: this session's records
+	   first (one more write transaction only when sweeping) */
+	if (sweep && muser->state_dirty)
+		(void)mailward_state_flush(muser);
+	batch = mailward_state_batch(muser);
+	if (sweep) {
+		struct mailbox *box =
+			mailbox_alloc(ns->list, "INBOX", 0);
+		enum mail_error error;
+		const char *errstr;
+
+		if (mailbox_open(box) == 0) {
+			(void)mailward_expunge_due(muser, box,
+						   ioloop_time,
+						   NULL, NULL);
+		} else {
+			errstr = mailbox_get_last_internal_error(
+				box, &error);
+			if (error != MAIL_ERROR_NOTFOUND) {
+				e_error(muser->event, "Due expunges "
+					"not carried out (mail kept): "
+					"Can't open INBOX: %s", errstr);
+			}
+		}
+		mailbox_free(&box);
+	}
+	if (batch != NULL && strcmp(user->service, "doveadm") != 0) {
+		/* a session counts once: at its real end, not when
+		   it moves to imap-hibernate */
+		mw_batch_device_touch(batch, muser->device.id_hex,
+				      ioloop_time,
+				      muser->hibernating ? 0 : 1,
+				      muser->imap_body_fetches, 0);
+	}
+	(void)mailward_state_flush(muser);
+}
+
 static void mailward_user_deinit(struct mail_user *user)
 {
 	struct mailward_user *muser = MAILWARD_USER_CONTEXT(user);
@@ -45,51 +94,8 @@ static void mailward_user_deinit(struct mail_user *user)
 	}
 	if (muser->store != NULL && muser->device_registered &&
 	    user->namespaces_created &&
-	    strcmp(user->service, "pop3") != 0) {
-		/* IMAP and other sessions: carry out due expunges at the
-		   end of the session and record the device's activity */
-		struct mail_namespace *ns = mailward_user_inbox_ns(user);
-		struct mw_batch *batch;
-		bool sweep = ns != NULL && !muser->hibernating &&
-			strcmp(user->service, "doveadm") != 0 &&
-			mailward_user_needs_sweep(muser);
-
-		/* the sweep reads committed state: this session's records
-		   first (one more write transaction only when sweeping) */
-		if (sweep && muser->state_dirty)
-			(void)mailward_state_flush(muser);
-		batch = mailward_state_batch(muser);
-		if (sweep) {
-			struct mailbox *box =
-				mailbox_alloc(ns->list, "INBOX", 0);
-			enum mail_error error;
-			const char *errstr;
-
-			if (mailbox_open(box) == 0) {
-				(void)mailward_expunge_due(muser, box,
-							   ioloop_time,
-							   NULL, NULL);
-			} else {
-				errstr = mailbox_get_last_internal_error(
-					box, &error);
-				if (error != MAIL_ERROR_NOTFOUND) {
-					e_error(muser->event, "Due expunges "
-						"not carried out (mail kept): "
-						"Can't open INBOX: %s", errstr);
-				}
-			}
-			mailbox_free(&box);
-		}
-		if (batch != NULL && strcmp(user->service, "doveadm") != 0) {
-			/* a session counts once: at its real end, not when
-			   it moves to imap-hibernate */
-			mw_batch_device_touch(batch, muser->device.id_hex,
-					      ioloop_time,
-					      muser->hibernating ? 0 : 1,
-					      muser->imap_body_fetches, 0);
-		}
-		(void)mailward_state_flush(muser);
-	}
+	    strcmp(user->service, "pop3") != 0)
+		mailward_session_end_state(muser);
 	mailward_others_deinit(muser);
 	/* a store moved aside during the session: audited once */
 	mailward_state_reset_check(muser);

@@ -61,10 +61,13 @@ void mailward_state_reset_check(struct mailward_user *muser)
 	}
 }
 
-bool mailward_state_open(struct mailward_user *muser)
+/* Sets the session's state directory (mailward_state_dir, %h/~
+   expanded). FALSE when the store cannot be used there (logged,
+   fail-safe). */
+static bool mailward_state_dir_get(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
-	const char *home, *error, *key_path;
+	const char *home;
 
 	if (mail_user_get_home(user, &home) <= 0)
 		home = NULL;
@@ -86,6 +89,63 @@ bool mailward_state_open(struct mailward_user *muser)
 				muser->state_dir, 0), user->username));
 		return FALSE;
 	}
+	return TRUE;
+}
+
+/* FALSE (logged, fail-safe) when the open store is another user's
+   (mailward_state_dir without a per-user part): using it would mix their
+   devices and records */
+static bool mailward_state_owner_check(struct mailward_user *muser)
+{
+	const char *username = muser->user->username, *owner, *error;
+	int ret;
+
+	ret = mw_store_check_owner(muser->store, username, &owner, &error);
+	if (ret > 0)
+		return TRUE;
+	mailward_user_set_fail_safe(muser, ret < 0 ?
+		t_strdup_printf("State store error: %s", error) :
+		t_strdup_printf("State store %s belongs to user %s, not %s: "
+			"mailward_state_dir must be a directory per user "
+			"(e.g. ~/mailward or /var/lib/mailward/%%u); state not "
+			"used", muser->state_dir, mailward_display(owner, 256),
+			username));
+	return FALSE;
+}
+
+/* Loads the device key (mailward_device_key, else the state directory's
+   device.key, created on first use). FALSE on error (logged, fail-safe). */
+static bool mailward_device_key_load(struct mailward_user *muser)
+{
+	const char *error, *key_path;
+
+	if (muser->set.device_key != NULL) {
+		if (mw_device_key_from_hex(muser->set.device_key,
+					   muser->device_key, &error) < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"Invalid setting mailward_device_key for user "
+				"%s: %s", muser->user->username, error));
+			return FALSE;
+		}
+	} else {
+		key_path = t_strconcat(muser->state_dir, "/device.key", NULL);
+		if (mw_device_key_load_or_create(key_path, muser->device_key,
+						 &error) < 0) {
+			mailward_user_set_fail_safe(muser, t_strdup_printf(
+				"State store error: %s", error));
+			return FALSE;
+		}
+	}
+	muser->device_key_loaded = TRUE;
+	return TRUE;
+}
+
+bool mailward_state_open(struct mailward_user *muser)
+{
+	const char *error;
+
+	if (!mailward_state_dir_get(muser))
+		return FALSE;
 	if (geteuid() == 0) {
 		/* a root-owned environment or lock file would lock the
 		   mail uid out */
@@ -104,49 +164,14 @@ bool mailward_state_open(struct mailward_user *muser)
 		/* damaged: moved aside, this is a fresh store */
 		mailward_state_reset_check(muser);
 	}
-	if (muser->store != NULL) {
-		const char *owner;
-		int ret;
-
-		ret = mw_store_check_owner(muser->store, user->username,
-					   &owner, &error);
-		if (ret <= 0) {
-			/* another user's store (mailward_state_dir without a
-			   per-user part): using it would mix their devices
-			   and records */
-			mailward_user_set_fail_safe(muser, ret < 0 ?
-				t_strdup_printf("State store error: %s", error) :
-				t_strdup_printf("State store %s belongs to user "
-					"%s, not %s: mailward_state_dir must be "
-					"a directory per user (e.g. ~/mailward "
-					"or /var/lib/mailward/%%u); state not "
-					"used", muser->state_dir,
-					mailward_display(owner, 256),
-					user->username));
-			mw_store_unref(&muser->store);
-			return FALSE;
-		}
+	if (muser->store != NULL && !mailward_state_owner_check(muser)) {
+		mw_store_unref(&muser->store);
+		return FALSE;
 	}
-	if (muser->set.device_key != NULL) {
-		if (mw_device_key_from_hex(muser->set.device_key,
-					   muser->device_key, &error) < 0) {
-			mailward_user_set_fail_safe(muser, t_strdup_printf(
-				"Invalid setting mailward_device_key for user %s: %s",
-				user->username, error));
-			mw_store_unref(&muser->store);
-			return FALSE;
-		}
-	} else {
-		key_path = t_strconcat(muser->state_dir, "/device.key", NULL);
-		if (mw_device_key_load_or_create(key_path, muser->device_key,
-						 &error) < 0) {
-			mailward_user_set_fail_safe(muser, t_strdup_printf(
-				"State store error: %s", error));
-			mw_store_unref(&muser->store);
-			return FALSE;
-		}
+	if (!mailward_device_key_load(muser)) {
+		mw_store_unref(&muser->store);
+		return FALSE;
 	}
-	muser->device_key_loaded = TRUE;
 	return TRUE;
 }
 
@@ -330,13 +355,58 @@ static int prune_mailbox_cb(const char *guid_hex, void *context)
 	return 0;
 }
 
+/* Adds the GUIDs of the mailboxes of the private namespace ns to
+   ctx->existing (strings from pool). Returns FALSE if a mailbox could not
+   be looked at or the listing failed (logged). */
+static bool
+mailward_existing_mailboxes(struct prune_ctx *ctx, struct mail_namespace *ns,
+			    pool_t pool)
+{
+	struct mailward_user *muser = ctx->muser;
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	const char *guid;
+	bool failed = FALSE;
+
+	iter = mailbox_list_iter_init(ns->list, "*",
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		struct mailbox *box;
+
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		box = mailbox_alloc(info->ns->list, info->vname, 0);
+		guid = mailward_mailbox_guid(muser, box);
+		if (guid == NULL)
+			failed = TRUE;
+		else {
+			guid = p_strdup(pool, guid);
+			hash_table_update(ctx->existing, guid, (void *)guid);
+		}
+		mailbox_free(&box);
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		e_error(muser->event, "Listing the mailboxes of %s failed, "
+			"records of removed mailboxes kept: %s",
+			muser->user->username,
+			mailbox_list_get_last_internal_error(ns->list, NULL));
+		return FALSE;
+	}
+	if (failed) {
+		e_error(muser->event, "A mailbox of %s could not be looked at, "
+			"records of removed mailboxes kept",
+			muser->user->username);
+	}
+	return !failed;
+}
+
 int mailward_prune_missing_mailboxes(struct mailward_user *muser)
 {
 	struct mail_namespace *ns;
-	struct mailbox_list_iterate_context *iter;
-	const struct mailbox_info *info;
 	struct prune_ctx ctx;
-	const char *guid, *error;
+	const char *error;
 	bool failed = FALSE;
 	pool_t pool;
 	int ret;
@@ -354,41 +424,10 @@ int mailward_prune_missing_mailboxes(struct mailward_user *muser)
 	   INBOX namespace with list = no would lose all its records). */
 	for (ns = muser->user->namespaces; ns != NULL && !failed;
 	     ns = ns->next) {
-		if (ns->type != MAIL_NAMESPACE_TYPE_PRIVATE ||
-		    ns->alias_for != NULL)
-			continue;
-		iter = mailbox_list_iter_init(ns->list, "*",
-			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
-			MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
-		while ((info = mailbox_list_iter_next(iter)) != NULL) {
-			struct mailbox *box;
-
-			if ((info->flags & (MAILBOX_NOSELECT |
-					    MAILBOX_NONEXISTENT)) != 0)
-				continue;
-			box = mailbox_alloc(info->ns->list, info->vname, 0);
-			guid = mailward_mailbox_guid(muser, box);
-			if (guid == NULL)
-				failed = TRUE;
-			else {
-				guid = p_strdup(pool, guid);
-				hash_table_update(ctx.existing, guid,
-						  (void *)guid);
-			}
-			mailbox_free(&box);
-		}
-		if (mailbox_list_iter_deinit(&iter) < 0) {
-			e_error(muser->event, "Listing the mailboxes of %s "
-				"failed, records of removed mailboxes kept: %s",
-				muser->user->username,
-				mailbox_list_get_last_internal_error(ns->list,
-								     NULL));
+		if (ns->type == MAIL_NAMESPACE_TYPE_PRIVATE &&
+		    ns->alias_for == NULL &&
+		    !mailward_existing_mailboxes(&ctx, ns, pool))
 			failed = TRUE;
-		} else if (failed) {
-			e_error(muser->event, "A mailbox of %s could not be "
-				"looked at, records of removed mailboxes kept",
-				muser->user->username);
-		}
 	}
 	if (mailward_user_inbox_ns(muser->user) == NULL && !failed) {
 		e_error(muser->event, "Listing the mailboxes of %s failed, "
