@@ -100,11 +100,7 @@ static void mailward_user_deinit(struct mail_user *user)
 	/* a store moved aside during the session: audited once */
 	mailward_state_reset_check(muser);
 	mailward_audit_user_deinit(muser);
-	if (muser->pop3 != NULL) {
-		hash_table_destroy(&muser->pop3->msgs);
-		pool_unref(&muser->pop3->pool);
-		muser->pop3 = NULL;
-	}
+	mailward_pop3_session_free(muser);
 	if (muser->batch != NULL)
 		mw_batch_abort(&muser->batch);
 	mw_store_unref(&muser->store);

@@ -1,9 +1,57 @@
-/* mailward storage plugin: what the POP3 plugin (pop3_mailward) tells the
-   session and asks of it (mailward-plugin.h) */
+/* mailward storage plugin: the POP3 session object (what a POP3 session
+   did with each message, its per-device view), which this file creates
+   and frees, and what the POP3 plugin (pop3_mailward) tells the session
+   and asks of it (mailward-plugin.h) */
 
 #include "lib.h"
 #include "str.h"
+#include "hash.h"
 #include "mailward-private.h"
+
+struct mailward_pop3_session *
+mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
+{
+	struct mailward_pop3_session *s = muser->pop3;
+
+	if (s != NULL)
+		return s->box == box ? s : NULL;
+	pool_t pool = pool_alloconly_create("mailward pop3 session", 1024);
+	s = p_new(pool, struct mailward_pop3_session, 1);
+	s->pool = pool;
+	s->box = box;
+	hash_table_create_direct(&s->msgs, pool, 0);
+	p_array_init(&s->hidden, pool, 16);
+	p_array_init(&s->hidden_guid_parts, pool, 16);
+	muser->pop3 = s;
+	return s;
+}
+
+struct mailward_pop3_msg *
+mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
+{
+	struct mailward_pop3_msg *msg;
+	const char *guid;
+
+	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
+	if (msg != NULL)
+		return msg;
+	if ((guid = mailward_mail_identity(mail)) == NULL)
+		return NULL;
+	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
+	msg->uid = mail->uid;
+	msg->guid = p_strdup(s->pool, guid);
+	hash_table_insert(s->msgs, POINTER_CAST(mail->uid), msg);
+	return msg;
+}
+
+void mailward_pop3_session_free(struct mailward_user *muser)
+{
+	if (muser->pop3 == NULL)
+		return;
+	hash_table_destroy(&muser->pop3->msgs);
+	pool_unref(&muser->pop3->pool);
+	muser->pop3 = NULL;
+}
 
 void mailward_pop3_client_start(struct mailward_user *muser,
 				mailward_pop3_dele_at_quit_t *dele_at_quit,

@@ -47,6 +47,17 @@ struct mailward_pop3_session {
 	unsigned int hidden_count;
 };
 
+/* The POP3 session object of muser for box (mailward-pop3.c), created on
+   first use; NULL when muser's session object is another mailbox's. */
+struct mailward_pop3_session *
+mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box);
+/* What the session did with mail, added on first use; NULL when the mail's
+   identity cannot be read. */
+struct mailward_pop3_msg *
+mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail);
+/* Frees the session's POP3 session object, at the end of the session. */
+void mailward_pop3_session_free(struct mailward_user *muser);
+
 /* A record made while the IMAP session's device is still pending: a body
    fetch (msg_guid != NULL) or a sync summary. */
 struct mailward_pending_rec {

@@ -133,45 +133,6 @@ bool mailward_mail_has_key(struct mail *mail,
 	return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
 }
 
-/* ---------------------------------------------------------------- */
-/* POP3 session tracking                                            */
-
-static struct mailward_pop3_session *
-mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
-{
-	struct mailward_pop3_session *s = muser->pop3;
-
-	if (s != NULL)
-		return s->box == box ? s : NULL;
-	pool_t pool = pool_alloconly_create("mailward pop3 session", 1024);
-	s = p_new(pool, struct mailward_pop3_session, 1);
-	s->pool = pool;
-	s->box = box;
-	hash_table_create_direct(&s->msgs, pool, 0);
-	p_array_init(&s->hidden, pool, 16);
-	p_array_init(&s->hidden_guid_parts, pool, 16);
-	muser->pop3 = s;
-	return s;
-}
-
-static struct mailward_pop3_msg *
-mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
-{
-	struct mailward_pop3_msg *msg;
-	const char *guid;
-
-	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
-	if (msg != NULL)
-		return msg;
-	if ((guid = mailward_mail_identity(mail)) == NULL)
-		return NULL;
-	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
-	msg->uid = mail->uid;
-	msg->guid = p_strdup(s->pool, guid);
-	hash_table_insert(s->msgs, POINTER_CAST(mail->uid), msg);
-	return msg;
-}
-
 static uint64_t msg_key_u64(const char *guid)
 {
 	unsigned char key[MW_MSG_KEY_SIZE];
