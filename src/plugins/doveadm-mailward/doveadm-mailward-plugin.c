@@ -155,7 +155,23 @@ cmd_mailward_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
 }
 #endif
 
-static struct mailward_cmd_context *cmd_mailward_alloc_common(void)
+/* Declares the table's columns: names separated by spaces */
+static void cmd_mailward_print_headers(const char *names)
+{
+	const char *const *name;
+
+	for (name = t_strsplit_spaces(names, " "); *name != NULL; name++)
+		doveadm_print_header_simple(*name);
+}
+
+/* init() of a command (its arguments differ between Dovecot 2.3 and 2.4:
+   MW_INIT_ARGS) */
+typedef void cmd_mailward_init_t(MW_INIT_ARGS);
+
+static struct mailward_cmd_context *
+cmd_mailward_alloc_common(cmd_mailward_init_t *init,
+			  int (*run)(struct doveadm_mail_cmd_context *ctx,
+				     struct mail_user *user))
 {
 	struct mailward_cmd_context *ctx;
 
@@ -164,6 +180,8 @@ static struct mailward_cmd_context *cmd_mailward_alloc_common(void)
 	ctx->ctx.getopt_args = "d:";
 	ctx->ctx.v.parse_arg = cmd_mailward_parse_arg;
 #endif
+	ctx->ctx.v.init = init;
+	ctx->ctx.v.run = run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return ctx;
 }
@@ -288,24 +306,14 @@ static void
 cmd_mailward_devices_init(MW_INIT_ARGS)
 {
 	MW_INIT_ARGS_GET
-	doveadm_print_header_simple("user");
-	doveadm_print_header_simple("id");
-	doveadm_print_header_simple("label");
-	doveadm_print_header_simple("protocol");
-	doveadm_print_header_simple("first_seen");
-	doveadm_print_header_simple("last_seen");
-	doveadm_print_header_simple("sessions");
-	doveadm_print_header_simple("retrieved");
-	doveadm_print_header_simple("deleted");
+	cmd_mailward_print_headers("user id label protocol first_seen last_seen "
+				   "sessions retrieved deleted");
 }
 
 static struct doveadm_mail_cmd_context *cmd_mailward_devices_alloc(void)
 {
-	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
-
-	ctx->ctx.v.init = cmd_mailward_devices_init;
-	ctx->ctx.v.run = cmd_mailward_devices_run;
-	return &ctx->ctx;
+	return &cmd_mailward_alloc_common(cmd_mailward_devices_init,
+					  cmd_mailward_devices_run)->ctx;
 }
 
 /* ---- doveadm mailward state ---- */
@@ -432,6 +440,51 @@ mailbox_name_by_guid(struct mail_user *user, const char *guid_hex)
 	return name == NULL ? "" : name;
 }
 
+/* The GUID of mailbox name in namespace ns, or NULL when it is not
+   found */
+static const char *
+cmd_mailward_mailbox_guid(struct mailward_user *muser,
+			  struct mail_namespace *ns, const char *name)
+{
+	struct mailbox *box = mailbox_alloc(ns->list, name, 0);
+	const char *guid;
+
+	guid = t_strdup(mailward_mailbox_guid(muser, box));
+	mailbox_free(&box);
+	return guid;
+}
+
+static void
+state_row_print(struct mailward_user *muser, struct mail_user *user,
+		const struct state_row *row)
+{
+	struct mw_store *store = mailward_user_store(muser);
+	struct device_lookup_ctx dctx;
+	struct mw_summary_rec sum;
+	const char *error;
+	int sret;
+
+	i_zero(&dctx);
+	dctx.dev_no = row->dev_no;
+	(void)mw_store_device_iter(store, device_lookup_cb, &dctx, &error);
+	doveadm_print(mailward_display(user->username, 0));
+	doveadm_print(dctx.found ? dctx.rec.id_hex : "");
+	doveadm_print(dctx.found ? mailward_display(dctx.rec.label, 0) : "");
+	doveadm_print(mailward_display(
+		mailbox_name_by_guid(user, row->mailbox_guid), 0));
+	doveadm_print(row->mailbox_guid);
+	doveadm_print(dec2str(row->retrieved));
+	doveadm_print(dec2str(row->deleted));
+	doveadm_print(dec2str(row->pending));
+	doveadm_print(time_str(row->next_due));
+	sret = mw_store_summary_get(store, row->dev_no, row->mailbox_guid,
+				    &sum, &error);
+	doveadm_print(sret > 0 ? dec2str(sum.uidvalidity) : "");
+	doveadm_print(sret > 0 ? dec2str(sum.highest_uid) : "");
+	doveadm_print(sret > 0 ? dec2str(sum.highestmodseq) : "");
+	doveadm_print(sret > 0 ? time_str(sum.time) : "");
+}
+
 static int
 cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		       struct mail_user *user)
@@ -452,12 +505,9 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		dev_no = dev.dev_no;
 	}
 	if (ctx->mailbox != NULL) {
-		struct mail_namespace *ns =
-			mail_namespace_find(user->namespaces, ctx->mailbox);
-		struct mailbox *box = mailbox_alloc(ns->list, ctx->mailbox, 0);
-
-		mbox_guid = t_strdup(mailward_mailbox_guid(muser, box));
-		mailbox_free(&box);
+		mbox_guid = cmd_mailward_mailbox_guid(muser,
+			mail_namespace_find(user->namespaces, ctx->mailbox),
+			ctx->mailbox);
 		if (mbox_guid == NULL) {
 			i_error("mailward: mailbox %s of user %s not found",
 				mailward_display(ctx->mailbox, 0),
@@ -477,47 +527,19 @@ cmd_mailward_state_run(struct doveadm_mail_cmd_context *_ctx,
 		return -1;
 	}
 	if (mbox_guid == NULL && mailward_user_inbox_ns(user) != NULL) {
-		struct mail_namespace *ns = mailward_user_inbox_ns(user);
-		struct mailbox *box = mailbox_alloc(ns->list, "INBOX", 0);
-
-		mbox_guid = t_strdup(mailward_mailbox_guid(muser, box));
-		mailbox_free(&box);
+		mbox_guid = cmd_mailward_mailbox_guid(muser,
+			mailward_user_inbox_ns(user), "INBOX");
 	}
 	if (mbox_guid != NULL) {
 		struct summary_rows_ctx srctx = {
-			.muser = muser, .sctx = &sctx, .mailbox_guid = mbox_guid,
-			.dev_no = dev_no,
+			.muser = muser, .sctx = &sctx,
+			.mailbox_guid = mbox_guid, .dev_no = dev_no,
 		};
 		(void)mw_store_device_iter(mailward_user_store(muser),
 					   summary_rows_cb, &srctx, &error);
 	}
 	array_foreach(&sctx.rows, row) T_BEGIN {
-		struct device_lookup_ctx dctx;
-		struct mw_summary_rec sum;
-		int sret;
-
-		i_zero(&dctx);
-		dctx.dev_no = row->dev_no;
-		(void)mw_store_device_iter(mailward_user_store(muser),
-					   device_lookup_cb, &dctx, &error);
-		doveadm_print(mailward_display(user->username, 0));
-		doveadm_print(dctx.found ? dctx.rec.id_hex : "");
-		doveadm_print(dctx.found ?
-			      mailward_display(dctx.rec.label, 0) : "");
-		doveadm_print(mailward_display(
-			mailbox_name_by_guid(user, row->mailbox_guid), 0));
-		doveadm_print(row->mailbox_guid);
-		doveadm_print(dec2str(row->retrieved));
-		doveadm_print(dec2str(row->deleted));
-		doveadm_print(dec2str(row->pending));
-		doveadm_print(time_str(row->next_due));
-		sret = mw_store_summary_get(mailward_user_store(muser),
-					    row->dev_no, row->mailbox_guid,
-					    &sum, &error);
-		doveadm_print(sret > 0 ? dec2str(sum.uidvalidity) : "");
-		doveadm_print(sret > 0 ? dec2str(sum.highest_uid) : "");
-		doveadm_print(sret > 0 ? dec2str(sum.highestmodseq) : "");
-		doveadm_print(sret > 0 ? time_str(sum.time) : "");
+		state_row_print(muser, user, row);
 	} T_END;
 	pool_unref(&sctx.pool);
 	return 0;
@@ -535,28 +557,16 @@ cmd_mailward_state_init(MW_INIT_ARGS)
 			doveadm_mail_help_name("mailward state");
 	}
 	cmd_mailward_check_device_arg("mailward state", ctx->device);
-	doveadm_print_header_simple("user");
-	doveadm_print_header_simple("device");
-	doveadm_print_header_simple("label");
-	doveadm_print_header_simple("mailbox");
-	doveadm_print_header_simple("mailbox_guid");
-	doveadm_print_header_simple("retrieved");
-	doveadm_print_header_simple("deleted");
-	doveadm_print_header_simple("pending_expunge");
-	doveadm_print_header_simple("next_due");
-	doveadm_print_header_simple("uidvalidity");
-	doveadm_print_header_simple("highest_uid");
-	doveadm_print_header_simple("highestmodseq");
-	doveadm_print_header_simple("last_sync");
+	cmd_mailward_print_headers("user device label mailbox mailbox_guid "
+				   "retrieved deleted pending_expunge next_due "
+				   "uidvalidity highest_uid highestmodseq "
+				   "last_sync");
 }
 
 static struct doveadm_mail_cmd_context *cmd_mailward_state_alloc(void)
 {
-	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
-
-	ctx->ctx.v.init = cmd_mailward_state_init;
-	ctx->ctx.v.run = cmd_mailward_state_run;
-	return &ctx->ctx;
+	return &cmd_mailward_alloc_common(cmd_mailward_state_init,
+					  cmd_mailward_state_run)->ctx;
 }
 
 /* ---- doveadm mailward forget ---- */
@@ -605,18 +615,13 @@ cmd_mailward_forget_init(MW_INIT_ARGS)
 	if (ctx->device == NULL || args[0] != NULL)
 		doveadm_mail_help_name("mailward forget");
 	cmd_mailward_check_device_arg("mailward forget", ctx->device);
-	doveadm_print_header_simple("user");
-	doveadm_print_header_simple("id");
-	doveadm_print_header_simple("label");
+	cmd_mailward_print_headers("user id label");
 }
 
 static struct doveadm_mail_cmd_context *cmd_mailward_forget_alloc(void)
 {
-	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
-
-	ctx->ctx.v.init = cmd_mailward_forget_init;
-	ctx->ctx.v.run = cmd_mailward_forget_run;
-	return &ctx->ctx;
+	return &cmd_mailward_alloc_common(cmd_mailward_forget_init,
+					  cmd_mailward_forget_run)->ctx;
 }
 
 /* ---- doveadm mailward expunge ---- */
@@ -691,11 +696,7 @@ cmd_mailward_expunge_init(MW_INIT_ARGS)
 	MW_INIT_ARGS_GET
 	if (args[0] != NULL)
 		doveadm_mail_help_name("mailward expunge");
-	doveadm_print_header_simple("user");
-	doveadm_print_header_simple("mailbox");
-	doveadm_print_header_simple("uid");
-	doveadm_print_header_simple("guid");
-	doveadm_print_header_simple("due");
+	cmd_mailward_print_headers("user mailbox uid guid due");
 }
 
 /* Nothing due: no header either, so that a cron job running
@@ -714,10 +715,10 @@ static void cmd_mailward_expunge_deinit(struct doveadm_mail_cmd_context *_ctx)
 
 static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 {
-	struct mailward_cmd_context *ctx = cmd_mailward_alloc_common();
+	struct mailward_cmd_context *ctx =
+		cmd_mailward_alloc_common(cmd_mailward_expunge_init,
+					  cmd_mailward_expunge_run);
 
-	ctx->ctx.v.init = cmd_mailward_expunge_init;
-	ctx->ctx.v.run = cmd_mailward_expunge_run;
 	ctx->ctx.v.deinit = cmd_mailward_expunge_deinit;
 	return &ctx->ctx;
 }

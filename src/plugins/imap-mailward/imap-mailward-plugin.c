@@ -155,11 +155,11 @@ static void
 imap_mailward_send_tagline(struct client_command_context *cmd,
 			   const char *data)
 {
-	struct client *client = cmd->client;
-	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
-	struct mailward_user *muser = imap_mailward_user(client);
 	static const char refused[] =
 		"NO [SERVERBUG] "MAILWARD_AUDIT_UNAVAILABLE_READ;
+	struct mailward_user *muser = imap_mailward_user(cmd->client);
+	struct imap_mailward_client *mclient =
+		IMAP_MAILWARD_CONTEXT(cmd->client);
 
 	if (muser != NULL && mailward_user_read_refused_take(muser) &&
 	    strcmp(data, refused) == 0)

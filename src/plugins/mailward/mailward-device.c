@@ -14,30 +14,23 @@
 /* records kept in memory while an IMAP session's device is pending */
 #define MAILWARD_PENDING_MAX 1000
 
-static const char *device_audit_event(enum mw_device_event event)
+/* the audit event of a device event, and its words in the log */
+static const char *
+device_event_names(enum mw_device_event event, const char **log_words_r)
 {
 	switch (event) {
 	case MW_DEVICE_EVENT_REGISTERED:
+		*log_words_r = "registered";
 		return "device_registered";
 	case MW_DEVICE_EVENT_EVICTED:
+		*log_words_r = "evicted (device limit reached)";
 		return "device_evicted";
 	case MW_DEVICE_EVENT_EXPIRED:
+		*log_words_r = "expired (idle too long)";
 		return "device_expired";
 	}
+	*log_words_r = "changed";
 	return "device_changed";
-}
-
-static const char *device_event_name(enum mw_device_event event)
-{
-	switch (event) {
-	case MW_DEVICE_EVENT_REGISTERED:
-		return "registered";
-	case MW_DEVICE_EVENT_EVICTED:
-		return "evicted (device limit reached)";
-	case MW_DEVICE_EVENT_EXPIRED:
-		return "expired (idle too long)";
-	}
-	return "changed";
 }
 
 static void
@@ -45,19 +38,19 @@ mailward_device_event(enum mw_device_event event,
 		      const struct mw_device_rec *rec, void *context)
 {
 	struct mailward_user *muser = context;
+	const char *log_words, *name = device_event_names(event, &log_words);
 
 	e_info(mailward_named_event(muser, t_strconcat(
-			"mailward_", device_audit_event(event), NULL))->
+			"mailward_", name, NULL))->
 	       add_str("device", rec->id_hex)->
 	       add_str("device_label", rec->label)->
 	       add_str("device_protocol", rec->protocol)->event(),
 	       "device %s %s: %s", rec->id_hex,
-	       device_event_name(event), mailward_display(rec->label, 0));
+	       log_words, mailward_display(rec->label, 0));
 	if (muser->audit != NULL) {
 		struct mw_audit_event ev;
 
-		mailward_audit_event_init(muser, &ev, device_audit_event(event),
-					  "ok");
+		mailward_audit_event_init(muser, &ev, name, "ok");
 		/* the record is about this device, not the session's */
 		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
 		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
