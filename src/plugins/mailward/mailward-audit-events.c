@@ -12,6 +12,7 @@
 #include "mail-storage-private.h"
 #include "mailward-private.h"
 #include "mailward-audit-client.h"
+#include "mailward-display.h"
 
 #define MAILWARD_AUDIT_BATCH_RECORDS 500
 
@@ -324,4 +325,72 @@ void mailward_audit_user_deinit(struct mailward_user *muser)
 	}
 	/* deinit flushes what is queued (best effort, failures logged) */
 	mailward_audit_client_deinit(&muser->audit);
+}
+
+/* the pending IMAP device is known now (or never will be) */
+static void mailward_audit_device_resolved(struct mailward_user *muser)
+{
+	struct mw_audit_event ev;
+
+	mailward_audit_deferred_release(muser);
+	if (muser->audit_pending_reads > 0 && muser->device_registered &&
+	    muser->audit != NULL) {
+		/* earlier read records of the session that had to go out
+		   before the device was known name none: this one does,
+		   with the same session */
+		mailward_audit_event_init(muser, &ev, "device_identified",
+					  "ok");
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+				       muser->device_source);
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
+			"%u earlier read record(s) of this session are this "
+			"device's", muser->audit_pending_reads));
+		mailward_audit_queue_event(muser, &ev);
+	}
+	muser->audit_pending_reads = 0;
+}
+
+void mailward_audit_notice(struct mailward_user *muser,
+			   enum mailward_notice_kind kind, const char *detail,
+			   const struct mw_device_rec *device)
+{
+	struct mw_audit_event ev;
+	const char *outcome = "ok";
+
+	if (kind == MAILWARD_NOTICE_DEVICE_RESOLVED) {
+		mailward_audit_device_resolved(muser);
+		return;
+	}
+	if (muser->audit == NULL)
+		return;
+	if (kind == MAILWARD_NOTICE_STATE_ERROR)
+		outcome = "failed";
+	else if (kind == MAILWARD_NOTICE_STATE_DISCARDED)
+		outcome = "dropped";
+	mailward_audit_event_init(muser, &ev,
+				  mailward_notice_event_name(kind), outcome);
+	if (device != NULL) {
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE, device->id_hex);
+		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, device->label);
+	}
+	if (detail != NULL)
+		mw_audit_event_set_str(&ev, MW_AF_DETAIL, detail);
+	mailward_audit_queue_event(muser, &ev);
+}
+
+int mailward_device_forgotten(struct mailward_user *muser,
+			      const struct mw_device_rec *rec)
+{
+	struct mw_audit_event ev;
+
+	e_info(muser->event, "device %s forgotten by doveadm: %s",
+	       rec->id_hex, mailward_display(rec->label, 0));
+	if (muser->audit == NULL)
+		return 0;
+	mailward_audit_event_init(muser, &ev, "device_forgotten", "ok");
+	mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
+	mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
+	mw_audit_event_set_str(&ev, MW_AF_CAUSE, "admin");
+	mailward_audit_queue_event(muser, &ev);
+	return mailward_audit_commit(muser, FALSE);
 }

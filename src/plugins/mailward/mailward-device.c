@@ -9,28 +9,27 @@
 #include "mailward-private.h"
 #include "mailward-display.h"
 #include "mw-imapid.h"
-#include "mw-audit.h"
 
 /* records kept in memory while an IMAP session's device is pending */
 #define MAILWARD_PENDING_MAX 1000
 
-/* the audit event of a device event, and its words in the log */
-static const char *
-device_event_names(enum mw_device_event event, const char **log_words_r)
+/* the notice of a device event, and its words in the log */
+static enum mailward_notice_kind
+device_event_kind(enum mw_device_event event, const char **words_r)
 {
 	switch (event) {
 	case MW_DEVICE_EVENT_REGISTERED:
-		*log_words_r = "registered";
-		return "device_registered";
+		*words_r = "registered";
+		return MAILWARD_NOTICE_DEVICE_REGISTERED;
 	case MW_DEVICE_EVENT_EVICTED:
-		*log_words_r = "evicted (device limit reached)";
-		return "device_evicted";
+		*words_r = "evicted (device limit reached)";
+		return MAILWARD_NOTICE_DEVICE_EVICTED;
 	case MW_DEVICE_EVENT_EXPIRED:
-		*log_words_r = "expired (idle too long)";
-		return "device_expired";
+		*words_r = "expired (idle too long)";
+		return MAILWARD_NOTICE_DEVICE_EXPIRED;
 	}
-	*log_words_r = "changed";
-	return "device_changed";
+	*words_r = "changed";
+	return MAILWARD_NOTICE_DEVICE_CHANGED;
 }
 
 static void
@@ -38,24 +37,18 @@ mailward_device_event(enum mw_device_event event,
 		      const struct mw_device_rec *rec, void *context)
 {
 	struct mailward_user *muser = context;
-	const char *log_words, *name = device_event_names(event, &log_words);
+	const char *words;
+	enum mailward_notice_kind kind = device_event_kind(event, &words);
 
 	e_info(mailward_named_event(muser, t_strconcat(
-			"mailward_", name, NULL))->
+			"mailward_", mailward_notice_event_name(kind), NULL))->
 	       add_str("device", rec->id_hex)->
 	       add_str("device_label", rec->label)->
 	       add_str("device_protocol", rec->protocol)->event(),
-	       "device %s %s: %s", rec->id_hex,
-	       log_words, mailward_display(rec->label, 0));
-	if (muser->audit != NULL) {
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, name, "ok");
-		/* the record is about this device, not the session's */
-		mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
-		mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
-		mailward_audit_queue_event(muser, &ev);
-	}
+	       "device %s %s: %s", rec->id_hex, words,
+	       mailward_display(rec->label, 0));
+	/* the record is about this device, not the session's */
+	mailward_notice(muser, kind, NULL, rec);
 }
 
 /* RFC 2449 LOGIN-DELAY: TRUE if the POP3 device id_hex had a session
@@ -184,24 +177,7 @@ static void mailward_pending_replay(struct mailward_user *muser)
 
 	/* audit records that waited for the device get it (the IMAP
 	   login's among them) */
-	mailward_audit_deferred_release(muser);
-	if (muser->audit_pending_reads > 0 && muser->device_registered &&
-	    muser->audit != NULL) {
-		/* earlier read records of the session that had to go out
-		   before the device was known name none: this one does,
-		   with the same session */
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, "device_identified",
-					  "ok");
-		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
-				       muser->device_source);
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strdup_printf(
-			"%u earlier read record(s) of this session are this "
-			"device's", muser->audit_pending_reads));
-		mailward_audit_queue_event(muser, &ev);
-	}
-	muser->audit_pending_reads = 0;
+	mailward_notice(muser, MAILWARD_NOTICE_DEVICE_RESOLVED, NULL, NULL);
 
 	if (!array_is_created(&muser->pending_recs))
 		return;
@@ -320,32 +296,6 @@ mailward_user_set_imap_id(struct mailward_user *muser,
 	mailward_device_register(muser, &id);
 }
 
-void mailward_user_device_removed(struct mailward_user *muser,
-				  const char *what)
-{
-	if (muser->device_removed) {
-		/* warned and audited already */
-		e_info(muser->event, "device %s (%s) removed during this "
-		       "session: %s", muser->device.id_hex,
-		       mailward_display(muser->device.label, 0), what);
-		return;
-	}
-	muser->device_removed = TRUE;
-	e_warning(muser->event, "device %s (%s) was removed from the state "
-		  "store during this session (evicted, expired or forgotten): "
-		  "%s", muser->device.id_hex,
-		  mailward_display(muser->device.label, 0), what);
-	if (muser->audit != NULL) {
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, "state_discarded",
-					  "dropped");
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
-			"device removed during the session: ", what, NULL));
-		mailward_audit_queue_event(muser, &ev);
-	}
-}
-
 void mailward_device_login(struct mailward_user *muser)
 {
 	/* session_restored: IMAP unhibernation is the same device,
@@ -398,21 +348,4 @@ bool mailward_imap_id_identified(struct mailward_user *muser)
 {
 	return muser->device_registered &&
 		strcmp(muser->device_source, "imap-id") == 0;
-}
-
-int mailward_device_forgotten(struct mailward_user *muser,
-			      const struct mw_device_rec *rec)
-{
-	struct mw_audit_event ev;
-
-	e_info(muser->event, "device %s forgotten by doveadm: %s",
-	       rec->id_hex, mailward_display(rec->label, 0));
-	if (muser->audit == NULL)
-		return 0;
-	mailward_audit_event_init(muser, &ev, "device_forgotten", "ok");
-	mw_audit_event_set_str(&ev, MW_AF_DEVICE, rec->id_hex);
-	mw_audit_event_set_str(&ev, MW_AF_DEVICE_LABEL, rec->label);
-	mw_audit_event_set_str(&ev, MW_AF_CAUSE, "admin");
-	mailward_audit_queue_event(muser, &ev);
-	return mailward_audit_commit(muser, FALSE);
 }

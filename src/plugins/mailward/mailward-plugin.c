@@ -15,6 +15,10 @@
 #endif
 #include "mailward-crypto.h"
 
+/* IMAP: state records kept in memory before they are written anyway */
+#define MAILWARD_IMAP_BATCH_MAX 256
+#define MAILWARD_IMAP_FLUSH_SECS 30
+
 const char *mailward_plugin_version = DOVECOT_ABI_VERSION;
 
 struct event_category event_category_mailward = {
@@ -167,7 +171,9 @@ static struct mail_storage_hooks mailward_mail_storage_hooks = {
 void mailward_plugin_init(struct module *module)
 {
 	mw_crypto_set_provider(&mailward_crypto_dovecot);
-	mailward_owner_init();
+	/* the lower layers' reports go to the audit log */
+	mailward_notice_handler_set(mailward_audit_notice);
+	mailward_actor_init();
 	mailward_metadata_init();
 	mail_storage_hooks_add(module, &mailward_mail_storage_hooks);
 }
@@ -176,11 +182,61 @@ void mailward_plugin_deinit(void)
 {
 	mail_storage_hooks_remove(&mailward_mail_storage_hooks);
 	mailward_metadata_deinit();
-	mailward_owner_deinit();
+	mailward_notice_handler_set(NULL);
+	mailward_actor_deinit();
 }
 
 void mailward_imap_hibernating(struct mailward_user *muser)
 {
 	muser->hibernating = TRUE;
 	e_debug(muser->event, "imap session moves to imap-hibernate");
+}
+
+void mailward_imap_sync_summary(struct mailward_user *muser,
+				struct mailbox *box)
+{
+	struct mailbox_status status;
+	struct mw_batch *batch;
+	uint32_t highest_uid;
+	const char *guid;
+
+	if ((!muser->device_registered && !muser->device_pending) ||
+	    muser->store == NULL)
+		return;
+	if (mailward_mailbox_user(box) != muser) {
+		/* another owner's mailbox (shared, public): the session's
+		   device state is kept for its own mail only */
+		return;
+	}
+	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+				STATUS_HIGHESTMODSEQ, &status);
+	guid = mailward_mailbox_guid(muser, box);
+	if (guid == NULL)
+		return;
+	highest_uid = status.uidnext > 0 ? status.uidnext - 1 : 0;
+	if (mailward_user_pending_add(muser, guid, NULL, 0, status.uidvalidity,
+				      highest_uid, status.highest_modseq))
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL || !muser->device_registered)
+		return;
+	mw_batch_summary_set(batch, muser->device.dev_no, guid,
+			     status.uidvalidity, highest_uid,
+			     status.highest_modseq, ioloop_time);
+}
+
+void mailward_imap_command_end(struct mailward_user *muser)
+{
+	/* state changes of IMAP commands are written at the end of the
+	   session, and in long sessions at most every
+	   MAILWARD_IMAP_FLUSH_SECS (or when the batch grows): never one
+	   write transaction per message, rarely one per command */
+	if ((muser->state_dirty &&
+	     ioloop_time - muser->last_state_flush >=
+	     MAILWARD_IMAP_FLUSH_SECS) ||
+	    (muser->batch != NULL &&
+	     mw_batch_count(muser->batch) >= MAILWARD_IMAP_BATCH_MAX))
+		(void)mailward_state_flush(muser);
+	/* the command's audit records made durable */
+	(void)mailward_audit_commit(muser, FALSE);
 }

@@ -26,24 +26,6 @@ mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
 	return s;
 }
 
-struct mailward_pop3_msg *
-mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
-{
-	struct mailward_pop3_msg *msg;
-	const char *guid;
-
-	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
-	if (msg != NULL)
-		return msg;
-	if ((guid = mailward_mail_identity(mail)) == NULL)
-		return NULL;
-	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
-	msg->uid = mail->uid;
-	msg->guid = p_strdup(s->pool, guid);
-	hash_table_insert(s->msgs, POINTER_CAST(mail->uid), msg);
-	return msg;
-}
-
 void mailward_pop3_session_free(struct mailward_user *muser)
 {
 	if (muser->pop3 == NULL)

@@ -51,10 +51,6 @@ struct mailward_pop3_session {
    first use; NULL when muser's session object is another mailbox's. */
 struct mailward_pop3_session *
 mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box);
-/* What the session did with mail, added on first use; NULL when the mail's
-   identity cannot be read. */
-struct mailward_pop3_msg *
-mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail);
 /* Frees the session's POP3 session object, at the end of the session. */
 void mailward_pop3_session_free(struct mailward_user *muser);
 
@@ -300,6 +296,43 @@ void mailward_user_settings_init(struct mailward_user *muser);
 void mailward_user_read_settings(struct mailward_user *muser,
 				 mw_setting_lookup_t *lookup, void *context);
 
+/* What the settings, state and device layers report for the audit log.
+   They never call the audit layer themselves (calls go one way: user and
+   settings -> state and device -> audit -> expunge -> storage vfuncs ->
+   hooks): mailward_notice() hands each report to the handler that
+   mailward_plugin_init() installs (mailward_audit_notice()). */
+enum mailward_notice_kind {
+	/* the session became fail-safe; detail: why */
+	MAILWARD_NOTICE_STATE_ERROR,
+	/* the state store was moved aside or lost its data; detail: what */
+	MAILWARD_NOTICE_STATE_RESET,
+	/* state records of the session were dropped; detail: which */
+	MAILWARD_NOTICE_STATE_DISCARDED,
+	/* a device of the user was registered, evicted, expired (or changed
+	   otherwise); device: that device (not the session's) */
+	MAILWARD_NOTICE_DEVICE_REGISTERED,
+	MAILWARD_NOTICE_DEVICE_EVICTED,
+	MAILWARD_NOTICE_DEVICE_EXPIRED,
+	MAILWARD_NOTICE_DEVICE_CHANGED,
+	/* the pending IMAP device is known now (or never will be): what
+	   waited for it goes out */
+	MAILWARD_NOTICE_DEVICE_RESOLVED,
+};
+typedef void mailward_notice_handler_t(struct mailward_user *muser,
+				       enum mailward_notice_kind kind,
+				       const char *detail,
+				       const struct mw_device_rec *device);
+/* Installs the handler of notices (NULL: none), at plugin init. */
+void mailward_notice_handler_set(mailward_notice_handler_t *handler);
+/* Reports kind to the handler; detail and device may be NULL (see the
+   kinds) and need to live only during the call. */
+void mailward_notice(struct mailward_user *muser,
+		     enum mailward_notice_kind kind, const char *detail,
+		     const struct mw_device_rec *device);
+/* The audit event (and metric event, with "mailward_" before it) of
+   kind: "state_error", "device_registered", ... */
+const char *mailward_notice_event_name(enum mailward_notice_kind kind);
+
 /* Puts the session into fail-safe mode (policy expunges nothing) and logs
    the reason as an error. */
 /* Returns the raw value of mailward setting name for this user (userdb
@@ -429,6 +462,11 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive);
 /* Queues the records that waited for the session's device
    (device_pending), with the device when it is registered by now. */
 void mailward_audit_deferred_release(struct mailward_user *muser);
+/* The notice handler (mailward_notice_handler_set()): audits what the
+   settings, state and device layers report. */
+void mailward_audit_notice(struct mailward_user *muser,
+			   enum mailward_notice_kind kind, const char *detail,
+			   const struct mw_device_rec *device);
 /* FALSE when mailward_audit_required=yes and the writer is unreachable. */
 bool mailward_audit_may_read(struct mailward_user *muser);
 void mailward_audit_user_init(struct mailward_user *muser);
@@ -450,8 +488,8 @@ void mailward_storage_hooks_mail_allocated(struct mail *mail);
 
 /* Notes the real uid of the process (the administrator running doveadm)
    before Dovecot switches to a mail user's uid; frees what it keeps. */
-void mailward_owner_init(void);
-void mailward_owner_deinit(void);
+void mailward_actor_init(void);
+void mailward_actor_deinit(void);
 
 void mailward_plugin_init(struct module *module);
 void mailward_plugin_deinit(void);

@@ -12,15 +12,11 @@
 #include "mailward-private.h"
 #include "mailward-display.h"
 #include "mailward-state-dir.h"
-#include "mw-audit.h"
 
 #include <unistd.h>
 
 /* mailboxes looked at to tell whether a GUID is still in use */
 #define MAILWARD_GUID_SCAN_MAX 1000
-/* IMAP: state records kept in memory before they are written anyway */
-#define MAILWARD_IMAP_BATCH_MAX 256
-#define MAILWARD_IMAP_FLUSH_SECS 30
 
 void mailward_state_reset_check(struct mailward_user *muser)
 {
@@ -39,13 +35,7 @@ void mailward_state_reset_check(struct mailward_user *muser)
 		what = t_strdup_printf("damaged state store %s moved aside "
 				       "to %s", muser->state_dir, moved);
 	}
-	if (muser->audit != NULL) {
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, "state_reset", "ok");
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL, what);
-		mailward_audit_queue_event(muser, &ev);
-	}
+	mailward_notice(muser, MAILWARD_NOTICE_STATE_RESET, what, NULL);
 	/* what devices had is lost: this session expunges nothing */
 	if (mw_store_get_reset_lost(muser->store)) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
@@ -195,6 +185,25 @@ struct mw_batch *mailward_state_batch(struct mailward_user *muser)
 			mw_batch_set_touch_secs(muser->batch, 0);
 	}
 	return muser->batch;
+}
+
+void mailward_user_device_removed(struct mailward_user *muser,
+				  const char *what)
+{
+	if (muser->device_removed) {
+		/* warned and audited already */
+		e_info(muser->event, "device %s (%s) removed during this "
+		       "session: %s", muser->device.id_hex,
+		       mailward_display(muser->device.label, 0), what);
+		return;
+	}
+	muser->device_removed = TRUE;
+	e_warning(muser->event, "device %s (%s) was removed from the state "
+		  "store during this session (evicted, expired or forgotten): "
+		  "%s", muser->device.id_hex,
+		  mailward_display(muser->device.label, 0), what);
+	mailward_notice(muser, MAILWARD_NOTICE_STATE_DISCARDED, t_strconcat(
+		"device removed during the session: ", what, NULL), NULL);
 }
 
 int mailward_state_flush(struct mailward_user *muser)
@@ -464,53 +473,4 @@ int mailward_prune_missing_mailboxes(struct mailward_user *muser)
 struct mw_store *mailward_user_store(struct mailward_user *muser)
 {
 	return muser->store;
-}
-
-void mailward_imap_sync_summary(struct mailward_user *muser,
-				struct mailbox *box)
-{
-	struct mailbox_status status;
-	struct mw_batch *batch;
-	uint32_t highest_uid;
-	const char *guid;
-
-	if ((!muser->device_registered && !muser->device_pending) ||
-	    muser->store == NULL)
-		return;
-	if (mailward_mailbox_user(box) != muser) {
-		/* another owner's mailbox (shared, public): the session's
-		   device state is kept for its own mail only */
-		return;
-	}
-	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
-				STATUS_HIGHESTMODSEQ, &status);
-	guid = mailward_mailbox_guid(muser, box);
-	if (guid == NULL)
-		return;
-	highest_uid = status.uidnext > 0 ? status.uidnext - 1 : 0;
-	if (mailward_user_pending_add(muser, guid, NULL, 0, status.uidvalidity,
-				      highest_uid, status.highest_modseq))
-		return;
-	batch = mailward_state_batch(muser);
-	if (batch == NULL || !muser->device_registered)
-		return;
-	mw_batch_summary_set(batch, muser->device.dev_no, guid,
-			     status.uidvalidity, highest_uid,
-			     status.highest_modseq, ioloop_time);
-}
-
-void mailward_imap_command_end(struct mailward_user *muser)
-{
-	/* state changes of IMAP commands are written at the end of the
-	   session, and in long sessions at most every
-	   MAILWARD_IMAP_FLUSH_SECS (or when the batch grows): never one
-	   write transaction per message, rarely one per command */
-	if ((muser->state_dirty &&
-	     ioloop_time - muser->last_state_flush >=
-	     MAILWARD_IMAP_FLUSH_SECS) ||
-	    (muser->batch != NULL &&
-	     mw_batch_count(muser->batch) >= MAILWARD_IMAP_BATCH_MAX))
-		(void)mailward_state_flush(muser);
-	/* the command's audit records made durable */
-	(void)mailward_audit_commit(muser, FALSE);
 }

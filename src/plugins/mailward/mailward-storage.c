@@ -133,6 +133,24 @@ bool mailward_mail_has_key(struct mail *mail,
 	return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
 }
 
+static struct mailward_pop3_msg *
+mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
+{
+	struct mailward_pop3_msg *msg;
+	const char *guid;
+
+	msg = hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
+	if (msg != NULL)
+		return msg;
+	if ((guid = mailward_mail_identity(mail)) == NULL)
+		return NULL;
+	msg = p_new(s->pool, struct mailward_pop3_msg, 1);
+	msg->uid = mail->uid;
+	msg->guid = p_strdup(s->pool, guid);
+	hash_table_insert(s->msgs, POINTER_CAST(mail->uid), msg);
+	return msg;
+}
+
 static uint64_t msg_key_u64(const char *guid)
 {
 	unsigned char key[MW_MSG_KEY_SIZE];

@@ -10,10 +10,71 @@
 #  include "settings.h"
 #endif
 #include "mailward-display.h"
-#include "mw-audit.h"
 
 #include <signal.h>
 #include <unistd.h>
+
+static mailward_notice_handler_t *mailward_notice_handler;
+
+void mailward_notice_handler_set(mailward_notice_handler_t *handler)
+{
+	mailward_notice_handler = handler;
+}
+
+const char *mailward_notice_event_name(enum mailward_notice_kind kind)
+{
+	switch (kind) {
+	case MAILWARD_NOTICE_STATE_ERROR:
+		return "state_error";
+	case MAILWARD_NOTICE_STATE_RESET:
+		return "state_reset";
+	case MAILWARD_NOTICE_STATE_DISCARDED:
+		return "state_discarded";
+	case MAILWARD_NOTICE_DEVICE_REGISTERED:
+		return "device_registered";
+	case MAILWARD_NOTICE_DEVICE_EVICTED:
+		return "device_evicted";
+	case MAILWARD_NOTICE_DEVICE_EXPIRED:
+		return "device_expired";
+	case MAILWARD_NOTICE_DEVICE_CHANGED:
+		return "device_changed";
+	case MAILWARD_NOTICE_DEVICE_RESOLVED:
+		return "device_identified";
+	}
+	i_unreached();
+}
+
+void mailward_notice(struct mailward_user *muser,
+		     enum mailward_notice_kind kind, const char *detail,
+		     const struct mw_device_rec *device)
+{
+	if (mailward_notice_handler != NULL)
+		mailward_notice_handler(muser, kind, detail, device);
+}
+
+const char *mailward_userdb_field(const char *const *fields,
+				  const char *name)
+{
+	size_t len = strlen(name);
+	unsigned int i;
+
+	if (fields == NULL)
+		return NULL;
+	for (i = 0; fields[i] != NULL; i++) {
+		const char *field = fields[i];
+
+		/* unknown userdb fields become plugin/ settings */
+		if (strncmp(field, "plugin/", 7) == 0)
+			field += 7;
+		if (strncmp(field, name, len) == 0) {
+			if (field[len] == '=')
+				return field + len + 1;
+			if (field[len] == '\0')
+				return "";
+		}
+	}
+	return NULL;
+}
 
 const char *mailward_user_setting(struct mailward_user *muser,
 				  const char *name)
@@ -75,13 +136,7 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 	e_error(mailward_named_event(muser, "mailward_fail_safe")->
 		add_str("reason", reason)->event(), "%s - session is fail-safe: "
 		"policy expunges nothing", mailward_display(reason, 0));
-	if (muser->audit != NULL) {
-		struct mw_audit_event ev;
-
-		mailward_audit_event_init(muser, &ev, "state_error", "failed");
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL, reason);
-		mailward_audit_queue_event(muser, &ev);
-	}
+	mailward_notice(muser, MAILWARD_NOTICE_STATE_ERROR, reason, NULL);
 }
 
 bool mailward_user_may_expunge(struct mailward_user *muser)
