@@ -50,6 +50,59 @@ int mw_lmdb_msg_get_key(struct mw_store *store, uint16_t dev_no,
 				    msg_get_txn, &ctx, error_r);
 }
 
+struct msg_get_many_ctx {
+	const unsigned char *mailbox;
+	struct mw_msg_query *queries;
+	unsigned int count;
+};
+
+static int msg_get_many_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
+{
+	struct msg_get_many_ctx *ctx = _ctx;
+	unsigned char kb[MSG_DBKEY_SIZE];
+	const unsigned char *data;
+	struct mw_msg_query *q;
+	MDB_cursor *cur;
+	uint32_t mailbox_no;
+	unsigned int i;
+	int rc;
+
+	rc = mw_lmdb_mailbox_lookup(s, txn, ctx->mailbox, &mailbox_no);
+	if (rc != 0 || (rc = mdb_cursor_open(txn, s->dbi_messages, &cur)) != 0)
+		return rc;
+	for (i = 0; i < ctx->count; i++) {
+		q = &ctx->queries[i];
+		rc = mw_lmdb_msg_find(s, cur, q->dev_no, mailbox_no, q->key,
+				      &data);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0)
+			break;
+		mw_lmdb_msg_dbkey(kb, q->dev_no, mailbox_no);
+		mw_lmdb_msg_decode(kb, data, &q->rec);
+		mw_hex_encode(ctx->mailbox, MW_STORE_GUID_SIZE,
+			      q->rec.mailbox_guid_hex);
+		q->found = true;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int mw_lmdb_msg_get_many(struct mw_store *store,
+			 const unsigned char mailbox[MW_STORE_GUID_SIZE],
+			 struct mw_msg_query *queries, unsigned int count,
+			 const char **error_r)
+{
+	struct lmdb_store *s = LMDB_STORE(store);
+	struct msg_get_many_ctx ctx = { mailbox, queries, count };
+	int ret;
+
+	ret = mw_lmdb_read_guarded(s, "reading message records",
+				   msg_get_many_txn, &ctx, error_r);
+	/* an unknown mailbox (0) has no records: nothing found */
+	return ret < 0 ? -1 : 0;
+}
+
 static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 			bool have_mbox, uint32_t mbox,
 			int (*cb)(const struct mw_msg_rec *rec, void *ctx),

@@ -646,6 +646,7 @@ const struct mw_store_backend mw_store_backend_lmdb = {
 	.device_iter = mw_lmdb_device_iter,
 	.device_forget = mw_lmdb_device_forget,
 	.msg_get_key = mw_lmdb_msg_get_key,
+	.msg_get_many = mw_lmdb_msg_get_many,
 	.msg_iter = mw_lmdb_msg_iter,
 	.summary_get = mw_lmdb_summary_get,
 	.mailbox_name_get = mw_lmdb_mailbox_name_get,

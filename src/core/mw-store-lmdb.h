@@ -260,6 +260,7 @@ mw_store_device_expire_fn mw_lmdb_device_expire;
 mw_store_device_iter_fn mw_lmdb_device_iter;
 mw_store_device_forget_fn mw_lmdb_device_forget;
 mw_store_msg_get_key_fn mw_lmdb_msg_get_key;
+mw_store_msg_get_many_fn mw_lmdb_msg_get_many;
 mw_store_msg_iter_fn mw_lmdb_msg_iter;
 mw_store_summary_get_fn mw_lmdb_summary_get;
 mw_store_mailbox_name_get_fn mw_lmdb_mailbox_name_get;

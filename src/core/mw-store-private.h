@@ -129,6 +129,12 @@ typedef int mw_store_msg_get_key_fn(
 	const unsigned char mailbox[MW_STORE_GUID_SIZE],
 	const unsigned char key[MW_MSG_KEY_SIZE], struct mw_msg_rec *rec_r,
 	const char **error_r);
+/* count > 0; found is FALSE in every query on entry */
+typedef int mw_store_msg_get_many_fn(
+	struct mw_store *store,
+	const unsigned char mailbox[MW_STORE_GUID_SIZE],
+	struct mw_msg_query *queries, unsigned int count,
+	const char **error_r);
 /* mailbox NULL: all mailboxes */
 typedef int mw_store_msg_iter_fn(
 	struct mw_store *store, int dev_no, const unsigned char *mailbox,
@@ -173,6 +179,7 @@ struct mw_store_backend {
 	mw_store_device_iter_fn *device_iter;
 	mw_store_device_forget_fn *device_forget;
 	mw_store_msg_get_key_fn *msg_get_key;
+	mw_store_msg_get_many_fn *msg_get_many;
 	mw_store_msg_iter_fn *msg_iter;
 	mw_store_summary_get_fn *summary_get;
 	mw_store_mailbox_name_get_fn *mailbox_name_get;

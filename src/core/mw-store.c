@@ -266,6 +266,30 @@ int mw_store_msg_get(struct mw_store *store, uint16_t dev_no,
 				    rec_r, error_r);
 }
 
+int mw_store_msg_get_many(struct mw_store *store,
+			  const char *mailbox_guid_hex,
+			  struct mw_msg_query *queries, unsigned int count,
+			  const char **error_r)
+{
+	unsigned char guid[MW_STORE_GUID_SIZE];
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < count; i++)
+		queries[i].found = false;
+	if (store_arg_mailbox(store, mailbox_guid_hex, guid, error_r) < 0)
+		return -1;
+	if (count == 0)
+		return 0;
+	ret = store->backend->msg_get_many(store, guid, queries, count,
+					   error_r);
+	if (ret < 0) {
+		for (i = 0; i < count; i++)
+			queries[i].found = false;
+	}
+	return ret;
+}
+
 int mw_store_msg_iter(struct mw_store *store, int dev_no,
 		      const char *mailbox_guid_hex,
 		      int (*cb)(const struct mw_msg_rec *rec, void *ctx),

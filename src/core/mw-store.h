@@ -282,6 +282,25 @@ int mw_store_msg_get_key(struct mw_store *store, uint16_t dev_no,
 			 const char *mailbox_guid_hex,
 			 const unsigned char key[MW_MSG_KEY_SIZE],
 			 struct mw_msg_rec *rec_r, const char **error_r);
+/* One record asked for by mw_store_msg_get_many(). */
+struct mw_msg_query {
+	/* in: the device and the message (mw_msg_key()) */
+	uint16_t dev_no;
+	unsigned char key[MW_MSG_KEY_SIZE];
+	/* out: TRUE and rec filled if the record exists */
+	bool found;
+	struct mw_msg_rec rec;
+};
+/* Looks up count records of mailbox mailbox_guid_hex (32 hex digits) in
+   one read transaction, as mw_store_msg_get_key() each (for a session end
+   or a sweep that asks about many messages, or about one message for
+   every device). queries is the caller's array; found and rec of each
+   are set. count 0 reads nothing. Returns 0, or -1 on error (then found
+   of every query is FALSE). */
+int mw_store_msg_get_many(struct mw_store *store,
+			  const char *mailbox_guid_hex,
+			  struct mw_msg_query *queries, unsigned int count,
+			  const char **error_r);
 /* Calls cb for each record of device dev_no (-1 = all devices) in mailbox
    mailbox_guid_hex (NULL = all mailboxes), ordered by dev_no, mailbox_no,
    key. cb runs inside the read transaction (must not call the store); rec

@@ -356,6 +356,63 @@ static void add_msgs(struct mw_store *s, uint16_t dev_no, const char *mbox,
 	commit_ok(&b);
 }
 
+/* mw_store_msg_get_many() answers as mw_store_msg_get_key() does, query
+   by query: found and not found, several devices, another mailbox's
+   records, an unknown mailbox, many queries. */
+static void test_msg_get_many(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_rec d1, d2;
+	struct mw_msg_query q[600];
+	struct mw_msg_rec rec;
+	const char *error;
+	char guid[64];
+	unsigned int i, n = 0, found = 0;
+	int ret;
+
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	d2 = register_ok(s, 2, 100, 0, 0, 1);
+	add_msgs(s, d1.dev_no, MBOX_A, 200, 1000);
+	add_msgs(s, d2.dev_no, MBOX_A, 50, 2000);
+	add_msgs(s, d2.dev_no, MBOX_B, 300, 3000);
+	/* msg-0 .. msg-299 for both devices in MBOX_A */
+	for (i = 0; i < 300; i++) {
+		snprintf(guid, sizeof(guid), "msg-%u", i);
+		q[n].dev_no = d1.dev_no;
+		mw_msg_key(guid, q[n++].key);
+		q[n].dev_no = d2.dev_no;
+		mw_msg_key(guid, q[n++].key);
+	}
+	q[0].found = true; /* reset by the call */
+	assert_int_equal(mw_store_msg_get_many(s, MBOX_A, q, n, &error), 0);
+	for (i = 0; i < n; i++) {
+		ret = mw_store_msg_get_key(s, q[i].dev_no, MBOX_A, q[i].key,
+					   &rec, &error);
+		assert_int_equal(ret, q[i].found ? 1 : 0);
+		if (!q[i].found)
+			continue;
+		found++;
+		assert_memory_equal(&rec, &q[i].rec, sizeof(rec));
+	}
+	assert_int_equal(found, 200 + 50);
+	assert_true(q[0].found && q[0].rec.retrieved == 1000);
+	assert_true(q[1].found && q[1].rec.retrieved == 2000);
+	assert_int_equal(q[1].rec.uid, 1);
+	assert_string_equal(q[1].rec.mailbox_guid_hex, MBOX_A);
+	assert_false(q[2 * 200].found);	/* msg-200 of d1 */
+	/* an unknown mailbox has none; no query is nothing */
+	assert_int_equal(mw_store_msg_get_many(
+		s, "00000000000000000000000000000001", q, n, &error), 0);
+	for (i = 0; i < n; i++)
+		assert_false(q[i].found);
+	assert_int_equal(mw_store_msg_get_many(s, MBOX_B, q, 0, &error), 0);
+	/* a malformed GUID is an error */
+	assert_int_equal(mw_store_msg_get_many(s, "xyz", q, n, &error), -1);
+	assert_non_null(strstr(error, "invalid mailbox GUID 'xyz'"));
+	mw_store_unref(&s);
+}
+
 static void test_device_eviction(void **state)
 {
 	struct fixture *f = *state;
@@ -1963,6 +2020,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_resized_by_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_get_many, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_reader_table_full_of_dead,
 						setup, teardown),
 	};
