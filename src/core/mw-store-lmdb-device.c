@@ -44,15 +44,11 @@ static int dev_events_add(struct dev_events *ev, enum mw_device_event event,
 {
 	struct dev_event *tmp;
 
-	if (ev->count == ev->alloc) {
-		unsigned int alloc = ev->alloc == 0 ? 4 : ev->alloc * 2;
-
-		tmp = realloc(ev->events, alloc * sizeof(*tmp));
-		if (tmp == NULL)
-			return ENOMEM;
-		ev->events = tmp;
-		ev->alloc = alloc;
-	}
+	tmp = mw_lmdb_array_room(ev->events, &ev->alloc, ev->count,
+				 sizeof(*ev->events));
+	if (tmp == NULL)
+		return ENOMEM;
+	ev->events = tmp;
 	ev->events[ev->count].event = event;
 	ev->events[ev->count].rec = *rec;
 	ev->count++;
@@ -196,6 +192,24 @@ static int dev_no_counter_ensure(struct lmdb_store *s, MDB_txn *txn,
 			    max_used >= MW_STORE_MAX_DEV_NO ? 1 : max_used + 1);
 }
 
+/* Loads the devices before some are removed (expire, forget), making
+   sure the store has its device number counter first. */
+static int devices_load_to_remove(struct lmdb_store *s, MDB_txn *txn,
+				  struct mw_device_rec **recs_r,
+				  unsigned int *count_r)
+{
+	int rc;
+
+	rc = mw_lmdb_devices_load(s, txn, recs_r, count_r);
+	if (rc == 0)
+		rc = dev_no_counter_ensure(s, txn, *recs_r, *count_r);
+	if (rc != 0) {
+		free(*recs_r);
+		*recs_r = NULL;
+	}
+	return rc;
+}
+
 struct register_ctx {
 	unsigned char id[MW_DEVICE_ID_SIZE];
 	const char *label, *protocol;
@@ -332,13 +346,8 @@ static int device_expire_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 	int rc;
 
 	ctx->ev.count = 0;
-	rc = mw_lmdb_devices_load(s, txn, &recs, &count);
-	if (rc == 0)
-		rc = dev_no_counter_ensure(s, txn, recs, count);
-	if (rc != 0) {
-		free(recs);
+	if ((rc = devices_load_to_remove(s, txn, &recs, &count)) != 0)
 		return rc;
-	}
 	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
 				  ctx->expire_secs, 0, &ctx->ev);
 	free(recs);
@@ -439,13 +448,8 @@ static int device_forget_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 	int rc;
 
 	ctx->found = false;
-	rc = mw_lmdb_devices_load(s, txn, &recs, &count);
-	if (rc == 0)
-		rc = dev_no_counter_ensure(s, txn, recs, count);
-	if (rc != 0) {
-		free(recs);
+	if ((rc = devices_load_to_remove(s, txn, &recs, &count)) != 0)
 		return rc;
-	}
 	for (i = 0; i < count; i++) {
 		if (strncmp(recs[i].id_hex, ctx->prefix,
 			    ctx->prefix_len) != 0)

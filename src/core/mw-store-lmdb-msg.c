@@ -525,15 +525,13 @@ static int store_mailbox_iter(struct lmdb_store *s,
 				rc = MW_RC_FAILED;
 				break;
 			}
-			if (count == alloc) {
-				alloc = alloc == 0 ? 16 : alloc * 2;
-				tmp = realloc(guids, alloc * sizeof(*guids));
-				if (tmp == NULL) {
-					rc = ENOMEM;
-					break;
-				}
-				guids = tmp;
+			tmp = mw_lmdb_array_room(guids, &alloc, count,
+						 sizeof(*guids));
+			if (tmp == NULL) {
+				rc = ENOMEM;
+				break;
 			}
+			guids = tmp;
 			mw_hex_encode(k.mv_data, MW_STORE_GUID_SIZE, guids[count++]);
 		}
 		mdb_cursor_close(cur);

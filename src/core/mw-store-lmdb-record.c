@@ -252,6 +252,23 @@ int mw_lmdb_device_delete_all(struct lmdb_store *s, MDB_txn *txn,
 	return mw_lmdb_delete_dev_prefix(txn, s->dbi_summaries, rec->dev_no, 0);
 }
 
+void *mw_lmdb_array_room(void *arr, unsigned int *alloc, unsigned int count,
+			 size_t elem_size)
+{
+	unsigned int new_alloc;
+	void *tmp;
+
+	if (count < *alloc)
+		return arr;
+	new_alloc = *alloc == 0 ? 16 : *alloc * 2;
+	if (new_alloc <= *alloc)
+		return NULL;
+	tmp = realloc(arr, (size_t)new_alloc * elem_size);
+	if (tmp != NULL)
+		*alloc = new_alloc;
+	return tmp;
+}
+
 /* Reads all devices (dev_no order is not guaranteed: id order). *recs_r
    is malloc()ed (may be NULL when count is 0). */
 int mw_lmdb_devices_load(struct lmdb_store *s, MDB_txn *txn,
@@ -270,15 +287,12 @@ int mw_lmdb_devices_load(struct lmdb_store *s, MDB_txn *txn,
 		return rc;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (count == alloc) {
-			alloc = alloc == 0 ? 16 : alloc * 2;
-			tmp = realloc(recs, alloc * sizeof(*recs));
-			if (tmp == NULL) {
-				rc = ENOMEM;
-				break;
-			}
-			recs = tmp;
+		tmp = mw_lmdb_array_room(recs, &alloc, count, sizeof(*recs));
+		if (tmp == NULL) {
+			rc = ENOMEM;
+			break;
 		}
+		recs = tmp;
 		rc = mw_lmdb_dev_decode(s, &k, &v, &recs[count]);
 		if (rc != 0)
 			break;

@@ -18,13 +18,11 @@ static bool cached_pid_atfork = false;
 
 void mw_lmdb_set_corrupt(struct lmdb_store *s, const char *fmt, ...)
 {
-	char tmp[512];
 	va_list args;
 
 	va_start(args, fmt);
-	(void)vsnprintf(tmp, sizeof(tmp), fmt, args);
+	mw_store_set_errorv(&s->base, fmt, args);
 	va_end(args);
-	store_set_error(s, "%s", tmp);
 	s->corrupt = true;
 }
 

@@ -228,6 +228,12 @@ int mw_lmdb_delete_dev_prefix(MDB_txn *txn, MDB_dbi dbi, uint16_t dev_no,
 /* Deletes the device with its message records and summaries. */
 int mw_lmdb_device_delete_all(struct lmdb_store *s, MDB_txn *txn,
 			      const struct mw_device_rec *rec);
+/* Makes room in arr, a malloc()ed array of *alloc elements of elem_size
+   bytes with count used, for one more element. Returns the array (moved
+   or not; *alloc updated), or NULL when out of memory (arr unchanged and
+   still the caller's). */
+void *mw_lmdb_array_room(void *arr, unsigned int *alloc, unsigned int count,
+			 size_t elem_size);
 /* Reads all devices (id order). *recs_r is malloc()ed (may be NULL when
    count is 0). */
 int mw_lmdb_devices_load(struct lmdb_store *s, MDB_txn *txn,

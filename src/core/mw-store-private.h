@@ -12,6 +12,7 @@
 #include "mw-util.h"
 
 #include <limits.h>
+#include <stdarg.h>
 
 /* internal to the store: not exported from a plugin that links the core */
 #pragma GCC visibility push(hidden)
@@ -194,6 +195,8 @@ extern const struct mw_store_backend mw_store_backend_lmdb;
 /* Sets store->error to "mailward store <path>: " and the message. */
 void mw_store_set_error(struct mw_store *store, const char *fmt, ...)
 	MW_ATTR_FORMAT(2, 3);
+void mw_store_set_errorv(struct mw_store *store, const char *fmt,
+			 va_list args) MW_ATTR_FORMAT(2, 0);
 /* Decodes exactly size bytes of hex (either case) into out. Returns 0, or
    -1 with "invalid <what> '<escaped hex>'" in err (err_size bytes). */
 int mw_store_parse_hex(const char *hex, unsigned char *out, size_t size,

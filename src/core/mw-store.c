@@ -8,16 +8,23 @@
 #include <stdio.h>
 #include <string.h>
 
-void mw_store_set_error(struct mw_store *store, const char *fmt, ...)
+void mw_store_set_errorv(struct mw_store *store, const char *fmt,
+			 va_list args)
 {
 	char tmp[512];
+
+	(void)vsnprintf(tmp, sizeof(tmp), fmt, args);
+	(void)snprintf(store->error, sizeof(store->error),
+		       "mailward store %s: %s", store->path, tmp);
+}
+
+void mw_store_set_error(struct mw_store *store, const char *fmt, ...)
+{
 	va_list args;
 
 	va_start(args, fmt);
-	(void)vsnprintf(tmp, sizeof(tmp), fmt, args);
+	mw_store_set_errorv(store, fmt, args);
 	va_end(args);
-	(void)snprintf(store->error, sizeof(store->error),
-		       "mailward store %s: %s", store->path, tmp);
 }
 
 int mw_store_parse_hex(const char *hex, unsigned char *out, size_t size,

@@ -24,6 +24,11 @@
 #include "mw-device.h"
 #include "mw-store.h"
 
+/* the store's API is backend-neutral: it brings no LMDB header along */
+#ifdef MDB_VERSION_MAJOR
+#error "mw-store.h exposes LMDB"
+#endif
+
 /* ---- a test provider (no library) ---- */
 
 static const uint32_t sha256_k[64] = {

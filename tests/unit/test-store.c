@@ -1,5 +1,5 @@
-/* Unit tests of the LMDB state store (src/core/mw-store.c), on real LMDB
-   files in a temporary directory. Child processes (concurrency, stale
+/* Unit tests of the state store (mw-store.h) and its LMDB backend
+   (src/core/mw-store*.c), on real LMDB files in a temporary directory. Child processes (concurrency, stale
    readers) report through their exit code, never through cmocka. */
 
 #define _GNU_SOURCE /* nftw */
