@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+import mwharness
 from mwharness import BUILD, REPO
 
 
@@ -43,6 +44,29 @@ def test_man_pages_and_guides_installed(destdir):
     # what SEE ALSO names exists
     for doc in ("admin-guide.md", "audit-service.md", "audit-log.md"):
         assert os.path.exists(os.path.join(share, "doc", "mailward", doc))
+
+
+def _dovecot_config(key):
+    for line in open("/usr/lib/dovecot/dovecot-config"):
+        if line.startswith(key + "="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise AssertionError("no %s in dovecot-config" % key)
+
+
+def test_plugins_installed_where_dovecot_loads_them(destdir):
+    # Dovecot 2.4's dovecot.m4 defaults the module directory to
+    # $(libdir)/dovecot, where Dovecot loads nothing from: the plugins go
+    # to the installed Dovecot's module directory on both lines
+    moddir = destdir + _dovecot_config("dovecot_moduledir")
+    names = ["lib20_mailward_plugin.so", "lib95_pop3_mailward_plugin.so",
+             "lib95_imap_mailward_plugin.so",
+             "doveadm/lib10_doveadm_mailward_plugin.so"]
+    if mwharness.DOVECOT_24:
+        # read by the config process from its compiled-in directory
+        names.append("settings/lib20_mailward_settings.so")
+    missing = [n for n in names if not os.path.exists(
+        os.path.join(moddir, n))]
+    assert missing == [], (moddir, missing)
 
 
 def test_man_page_paths_match_audit_service_guide():
