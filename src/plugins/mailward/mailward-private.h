@@ -177,47 +177,9 @@ struct mailward_user {
 	ARRAY(struct mw_audit_event) audit_deferred;
 };
 
-struct mailward_expunged {
-	uint32_t uid;
-	const char *guid;	/* Dovecot's ("" if unknown) */
-	const char *identity;	/* mailward_mail_identity(), or NULL */
-	/* for the expunge_done/expunge_rollback records: each says on its
-	   own which message, under which policy and why */
-	const char *message_id;	/* NULL if none */
-	const char *cause;
-	uint32_t uidvalidity;
-	uoff_t size;
-	bool size_set;
-};
-
-struct mailward_transaction {
-	union mailbox_transaction_module_context module_ctx;
-	/* audit cause of mailward's own expunges: policy, delay */
-	const char *cause;
-	/* expunges refused (hold / imap_expunge=deny): rolls back */
-	unsigned int refused;
-	/* copies saved here whose move (or lazy_expunge copy) mailward
-	   refuses or suppresses in the source: the commit saves nothing */
-	unsigned int kept_move_copies;
-	const char *kept_reason;
-	struct mail_storage *kept_src_storage;
-	const char *refuse_reason;
-	/* expunges mailward itself decided (policy, delay, admin) */
-	bool policy_expunge;
-	/* messages expunged in this transaction, for pruning and audit */
-	ARRAY(struct mailward_expunged) expunged;
-	/* audit intents queued that must be durable before commit */
-	unsigned int audit_intents;
-	/* an intent could not be queued: the commit is refused */
-	bool audit_intent_lost;
-	pool_t pool;
-};
-
 struct mailward_mailbox {
 	union mailbox_module_context module_ctx;
 	bool pop3_session:1;
-	/* mailward's own searches see past the per-device view */
-	bool view_bypass:1;
 	/* allocated by Dovecot's autoexpunge while the user is under hold:
 	   autoexpunge is told it does not exist */
 	bool autoexpunge_held:1;
@@ -342,8 +304,6 @@ const char *mailward_user_setting(struct mailward_user *muser,
 				  const char *name);
 void mailward_user_set_fail_safe(struct mailward_user *muser,
 				 const char *reason);
-/* Returns TRUE if policy may expunge in this session. */
-bool mailward_user_may_expunge(struct mailward_user *muser);
 
 /* Opens the session's state store and device key (mailward-state.c).
    Returns FALSE when the session has no state store (logged, fail-safe

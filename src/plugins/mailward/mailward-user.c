@@ -5,6 +5,7 @@
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mailward-private.h"
+#include "mw-retrieval.h"
 #include "mailward-settings.h"
 #if DOVECOT_PREREQ(2, 4, 0)
 #  include "settings.h"
@@ -139,11 +140,6 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 	mailward_notice(muser, MAILWARD_NOTICE_STATE_ERROR, reason, NULL);
 }
 
-bool mailward_user_may_expunge(struct mailward_user *muser)
-{
-	return !muser->fail_safe && !muser->set.hold;
-}
-
 #ifdef MAILWARD_FAULT_INJECTION
 void mailward_fault_point(struct mailward_user *muser, const char *point)
 {
@@ -162,19 +158,7 @@ void mailward_fault_point(struct mailward_user *muser, const char *point)
 
 bool mailward_user_needs_sweep(struct mailward_user *muser)
 {
-	if (muser->set.disposition == MW_DISPOSITION_KEEP)
-		return FALSE;	/* nothing ever becomes due */
-	/* (expunge-after-retrieval: policy expunges that could not be
-	   carried out at QUIT, e.g. without the audit writer, are due) */
-	return muser->set.expunge_delay_secs > 0 ||
-		muser->set.pop3_policy ==
-		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES ||
-		muser->set.pop3_policy ==
-		MW_POP3_POLICY_EXPUNGE_AFTER_RETRIEVAL ||
-		/* (seen and move under leave-on-server and client: the same
-		   for dispositions that could not be carried out) */
-		muser->set.disposition == MW_DISPOSITION_SEEN ||
-		muser->set.disposition == MW_DISPOSITION_MOVE;
+	return mw_sweep_needed(&muser->set);
 }
 
 struct mail_namespace *mailward_user_inbox_ns(struct mail_user *user)

@@ -1,0 +1,699 @@
+/* mailward: which expunges happen (policy, hold, imap_expunge=deny, the
+   owner's settings unknown), POP3 DELEs, the audit of every expunge
+   (intent durable before the commit, result after it) and pruning the
+   records of expunged messages */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "mail-user.h"
+#include "mail-storage-private.h"
+#include "mailward-policy-private.h"
+#include "mw-audit.h"
+#include "mailward-display.h"
+
+struct mailward_expunged {
+	uint32_t uid;
+	const char *guid;	/* Dovecot's ("" if unknown) */
+	const char *identity;	/* mailward_mail_identity(), or NULL */
+	/* for the expunge_done/expunge_rollback records: each says on its
+	   own which message, under which policy and why */
+	const char *message_id;	/* NULL if none */
+	const char *cause;
+	uint32_t uidvalidity;
+	uoff_t size;
+	bool size_set;
+};
+
+struct mailward_transaction {
+	union mailbox_transaction_module_context module_ctx;
+	/* audit cause of mailward's own expunges: policy, delay */
+	const char *cause;
+	/* expunges refused (hold / imap_expunge=deny): rolls back */
+	unsigned int refused;
+	/* copies saved here whose move (or lazy_expunge copy) mailward
+	   refuses or suppresses in the source: the commit saves nothing */
+	unsigned int kept_move_copies;
+	const char *kept_reason;
+	struct mail_storage *kept_src_storage;
+	const char *refuse_reason;
+	/* begun by mailward_policy_transaction_begin(): expunges
+	   mailward itself decided (policy, delay) */
+	bool policy_expunge;
+	/* messages expunged in this transaction, for pruning and audit */
+	ARRAY(struct mailward_expunged) expunged;
+	/* audit intents queued that must be durable before commit */
+	unsigned int audit_intents;
+	/* an intent could not be queued: the commit is refused */
+	bool audit_intent_lost;
+	pool_t pool;
+};
+
+enum mail_error mailward_error_unavailable(struct mailward_user *muser)
+{
+	/* IMAP: [UNAVAILABLE] (MAIL_ERROR_TEMP is [SERVERBUG]); POP3 maps
+	   only TEMP to [SYS/TEMP], everything else to [SYS/PERM] */
+	if (muser != NULL && strcmp(muser->user->service, "pop3") == 0)
+		return MAIL_ERROR_TEMP;
+	return MAIL_ERROR_UNAVAILABLE;
+}
+
+static const char *mailward_refuse_reason(struct mailward_user *muser)
+{
+	if (muser->settings_unknown != NULL)
+		return "The mailbox owner's mailward settings could not be "
+			"determined: messages cannot be expunged";
+	if (muser->set.hold)
+		return "Mailbox is under legal hold (mailward_hold): "
+			"messages cannot be expunged or moved";
+	return "Expunging or moving is not allowed for this user "
+		"(mailward_imap_expunge=deny)";
+}
+
+static const char *
+mailward_expunge_cause(struct mailward_user *muser,
+		       struct mailbox_transaction_context *t,
+		       struct mailward_transaction *mt)
+{
+	if (mt->policy_expunge)
+		return mt->cause != NULL ? mt->cause : "policy";
+	if (t->reason != NULL && strcmp(t->reason, "autoexpunge") == 0)
+		return "autoexpunge";
+	/* Dovecot expunges a mailbox's mail before deleting it */
+	if (t->reason != NULL &&
+	    strcmp(t->reason, "mailbox_expunge_all_data") == 0)
+		return "mailbox_delete";
+	if (strcmp(muser->user->service, "doveadm") == 0)
+		return "admin";
+	return "client";
+}
+
+/* An expunge that goes ahead: its intent is queued now and made durable
+   before the transaction commits (audit before act). */
+static void mailward_note_expunged(struct mailward_user *muser,
+				   struct mailward_transaction *mt,
+				   struct mail *mail)
+{
+	struct mailward_expunged *exp;
+	const char *guid;
+
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		guid = "";
+	if (mt->pool == NULL) {
+		mt->pool = pool_alloconly_create("mailward expunged", 512);
+		p_array_init(&mt->expunged, mt->pool, 8);
+	}
+	exp = array_append_space(&mt->expunged);
+	exp->uid = mail->uid;
+	exp->guid = p_strdup(mt->pool, guid);
+	exp->identity = p_strdup(mt->pool, guid[0] == '\0' ? NULL :
+				 mailward_mail_identity(mail));
+	exp->cause = mailward_expunge_cause(muser, mail->transaction, mt);
+	if (muser->audit != NULL) T_BEGIN {
+		struct mw_audit_event ev;
+
+		mailward_audit_event_init(muser, &ev, "expunge_intent", "ok");
+		mailward_audit_event_mail(muser, &ev, mail, guid);
+		mailward_audit_event_policy(muser, &ev);
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, exp->cause);
+		/* the result records repeat the message fields */
+		exp->message_id = p_strdup(mt->pool,
+					   ev.str[MW_AF_MESSAGE_ID]);
+		exp->uidvalidity = ev.num[MW_AF_UIDVALIDITY];
+		exp->size = ev.num[MW_AF_SIZE];
+		exp->size_set = ev.num_set[MW_AF_SIZE];
+		if (mailward_audit_queue_required(muser, &ev))
+			mt->audit_intents++;
+		else
+			mt->audit_intent_lost = TRUE;
+	} T_END;
+}
+
+/* An expunge that does not happen, with why. */
+static void
+mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
+			 const char *event, const char *cause)
+{
+	struct mw_audit_event ev;
+
+	muser->audit_suppressed++;
+	if (muser->audit == NULL)
+		return;
+	T_BEGIN {
+		mailward_audit_event_init(muser, &ev, event, "suppressed");
+		mailward_audit_event_mail(muser, &ev, mail, NULL);
+		mailward_audit_event_policy(muser, &ev);
+		mw_audit_event_set_str(&ev, MW_AF_CAUSE, cause);
+		mailward_audit_queue_event(muser, &ev);
+	} T_END;
+}
+
+/* TRUE if Dovecot's own POP3 DELE may go ahead: client policy, not
+   held, not fail-safe (otherwise the message stays on the server) */
+static bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser)
+{
+	return mw_dele_goes_ahead(&muser->set, muser->fail_safe);
+}
+
+/* TRUE if an expunge requested by a client or a tool in this mailbox is
+   refused, and the requester told so (hold, imap_expunge=deny, the
+   owner's settings unknown) */
+static bool
+mailward_expunge_refused(struct mailward_user *muser)
+{
+	return muser->settings_unknown != NULL || muser->set.hold ||
+		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
+		 strcmp(muser->user->service, "imap") == 0);
+}
+
+/* Why mailward will not let the expunge of this mail happen (a static
+   string), or NULL if it may. A move whose expunge half does not happen
+   must leave no copy (see mailward_copy()). */
+static const char *mailward_mail_expunge_kept(struct mail *mail)
+{
+	struct mailward_user *muser = mailward_mailbox_user(mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(mail->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(mail->transaction);
+
+	if (muser == NULL || mbox == NULL || mt == NULL || mail->expunged ||
+	    mt->policy_expunge)
+		return NULL;
+	if (mbox->pop3_session) {
+		/* (a kept POP3 DELE never reaches Dovecot's expunge: see
+		   mailward_search_next_nonblock()) */
+		return mailward_pop3_dele_goes_ahead(muser) ? NULL :
+			"Message is kept on the server (mailward)";
+	}
+	return mailward_expunge_refused(muser) ?
+		mailward_refuse_reason(muser) : NULL;
+}
+
+/* A POP3 DELE that Dovecot carries out at QUIT, by expunge or (with
+   pop3_deleted_flag and pop3_delete_type=flag) by adding a keyword that
+   hides the message from every POP3 listing. Records the DELE for this
+   device. Returns TRUE if Dovecot's own act may go ahead (client policy,
+   not held, not fail-safe); otherwise the act is suppressed and audited,
+   and the per-device view and the policy at session end take over. */
+static bool
+mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
+		   bool by_flag)
+{
+	struct mailward_pop3_session *s =
+		mailward_pop3_session_get(muser, mail->box);
+	struct mailward_pop3_msg *msg = s == NULL ? NULL :
+		mailward_pop3_msg_get(s, mail);
+
+	if (msg != NULL && !msg->deleted) {
+		msg->deleted = TRUE;
+		s->dele_count++;
+		muser->audit_deleted++;
+	}
+	if (mailward_pop3_dele_goes_ahead(muser)) {
+		if (msg != NULL && !by_flag)
+			msg->client_expunged = TRUE;
+		if (by_flag && muser->audit != NULL) T_BEGIN {
+			/* not an expunge: the message stays (for IMAP) */
+			struct mw_audit_event ev;
+
+			mailward_audit_event_init(muser, &ev, "dele", "flagged");
+			mailward_audit_event_mail(muser, &ev, mail, NULL);
+			mailward_audit_event_policy(muser, &ev);
+			mw_audit_event_set_str(&ev, MW_AF_CAUSE, "client");
+			mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
+				"pop3_deleted_flag ", muser->pop3_deleted_flag,
+				" set: hidden from every POP3 listing", NULL));
+			mailward_audit_queue_event(muser, &ev);
+		} T_END;
+		return TRUE;
+	}
+	/* kept (and, with pop3_deleted_flag, not flagged: other devices
+	   still list it): policy decides at session end */
+	mailward_note_suppressed(muser, mail, "dele",
+		muser->set.hold ? "hold" :
+		(muser->fail_safe ? "fail_safe" : "policy"));
+	return FALSE;
+}
+
+/* TRUE if keywords holds the POP3 deleted flag */
+static bool
+mailward_keywords_have(struct mail *mail, const struct mail_keywords *keywords,
+		       const char *name)
+{
+	const ARRAY_TYPE(keywords) *names;
+	const char *const *kw;
+	unsigned int i, count;
+
+	if (keywords == NULL)
+		return FALSE;
+	names = mail_index_get_keywords(mail->box->index);
+	kw = array_get(names, &count);
+	for (i = 0; i < keywords->count; i++) {
+		if (keywords->idx[i] < count &&
+		    strcasecmp(kw[keywords->idx[i]], name) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+void mailward_mail_update_keywords(struct mail *_mail, enum modify_type modify_type,
+			      struct mail_keywords *keywords)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
+	struct mailward_user *muser = mailward_mailbox_user(_mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+
+	if (muser != NULL && mbox != NULL && mbox->pop3_session &&
+	    muser->pop3_deleted_flag != NULL && !_mail->expunged &&
+	    modify_type != MODIFY_REMOVE &&
+	    mailward_keywords_have(_mail, keywords,
+				   muser->pop3_deleted_flag)) {
+		/* pop3_delete_type=flag: this is a DELE at QUIT */
+		bool go_ahead;
+
+		T_BEGIN {
+			go_ahead = mailward_pop3_dele(muser, _mail, TRUE);
+		} T_END;
+		if (!go_ahead)
+			return;
+	}
+	mmail->super.update_keywords(_mail, modify_type, keywords);
+}
+
+void mailward_mail_expunge(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
+	struct mailward_user *muser = mailward_mailbox_user(_mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(_mail->transaction);
+
+	if (muser == NULL || mbox == NULL || mt == NULL || _mail->expunged) {
+		/* (already expunged by a concurrent session: nothing to do
+		   or to record) */
+		mmail->super.expunge(_mail);
+		return;
+	}
+	if (mt->policy_expunge) {
+		/* mailward's own expunge: decided and checked already */
+		mailward_note_expunged(muser, mt, _mail);
+		mmail->super.expunge(_mail);
+		return;
+	}
+	if (mbox->pop3_session) {
+		/* POP3 DELE, reaching here at QUIT */
+		if (mailward_pop3_dele(muser, _mail, FALSE)) {
+			/* Dovecot's own behaviour */
+			mailward_note_expunged(muser, mt, _mail);
+			mmail->super.expunge(_mail);
+		}
+		return;
+	}
+	if (mailward_expunge_refused(muser)) {
+		if (mt->refused == 0 && muser->settings_unknown != NULL) {
+			e_error(muser->event, "Expunge in %s refused and mail "
+				"kept: %s",
+				mailward_display(mailbox_get_vname(_mail->box),
+						 0),
+				muser->settings_unknown);
+		}
+		mt->refused++;
+		mt->refuse_reason = mailward_refuse_reason(muser);
+		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
+			muser->settings_unknown != NULL ? "fail_safe" :
+			(muser->set.hold ? "hold" : "policy"));
+		return;
+	}
+	mailward_note_expunged(muser, mt, _mail);
+	mmail->super.expunge(_mail);
+}
+
+
+/* ---------------------------------------------------------------- */
+/* mailbox vfuncs                                                   */
+
+struct mailbox_transaction_context *
+mailward_transaction_begin(struct mailbox *box,
+			   enum mailbox_transaction_flags flags,
+			   const char *reason)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailbox_transaction_context *t;
+	struct mailward_transaction *mt;
+
+	t = mbox->module_ctx.super.transaction_begin(box, flags, reason);
+	mt = i_new(struct mailward_transaction, 1);
+	MODULE_CONTEXT_SET(t, mailward_storage_module, mt);
+	return t;
+}
+
+struct mailbox_transaction_context *
+mailward_policy_transaction_begin(struct mailbox *box, const char *cause)
+{
+	struct mailbox_transaction_context *t;
+	struct mailward_transaction *mt;
+
+	t = mailbox_transaction_begin(box, 0, "mailward policy expunge");
+	mt = MAILWARD_CONTEXT(t);
+	if (mt != NULL) {
+		mt->policy_expunge = TRUE;
+		mt->cause = cause;
+	}
+	return t;
+}
+
+bool mailward_transaction_is_policy(struct mailbox_transaction_context *t)
+{
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+
+	return mt != NULL && mt->policy_expunge;
+}
+
+int mailward_transaction_audit_intents(struct mailward_user *muser,
+				       struct mailbox_transaction_context *t)
+{
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+
+	if (mt == NULL)
+		return 0;
+	if (mt->audit_intent_lost ||
+	    (mt->audit_intents > 0 && mailward_audit_commit(muser, TRUE) < 0))
+		return -1;
+	return 0;
+}
+
+/* A copy into this mailbox. When it is the first half of a move (IMAP
+   MOVE, doveadm move, lazy_expunge's copy of an expunged message) whose
+   expunge half mailward refuses or suppresses, the copy must not stay:
+   it is counted here and the destination transaction is rolled back at
+   commit. Dovecot commits the destination before the source's expunges
+   (and lazy_expunge's transaction_commit wraps mailward's), so this is
+   the point where nothing has been committed yet. */
+int mailward_copy(struct mail_save_context *ctx, struct mail *mail)
+{
+	struct mailbox_transaction_context *t = ctx->transaction;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	const char *reason = NULL;
+
+	if (ctx->moving)
+		reason = mailward_mail_expunge_kept(mail);
+	if (mbox->module_ctx.super.copy(ctx, mail) < 0)
+		return -1;
+	if (reason != NULL && mt != NULL) {
+		mt->kept_move_copies++;
+		mt->kept_reason = reason;
+		mt->kept_src_storage = mail->box->storage;
+	}
+	return 0;
+}
+
+static void mailward_transaction_free(struct mailward_transaction *mt)
+{
+	pool_unref(&mt->pool);
+	i_free(mt);
+}
+
+static void
+mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
+			struct mailward_transaction *mt)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	const struct mailward_expunged *exp;
+	struct mw_batch *batch;
+	const char *mbox_guid;
+
+	if (mt->pool == NULL || array_count(&mt->expunged) == 0 ||
+	    muser->store == NULL)
+		return;
+	batch = mailward_state_batch(muser);
+	if (batch == NULL)
+		return;
+	mbox_guid = mailward_mailbox_guid(muser, box);
+	if (mbox_guid == NULL)
+		return;
+	array_foreach(&mt->expunged, exp) {
+		if (exp->identity != NULL)
+			mw_batch_msg_prune(batch, mbox_guid, exp->identity);
+		if (exp->identity != NULL && exp->guid[0] != '\0' &&
+		    strcmp(exp->identity, exp->guid) != 0) {
+			/* and a record made before mbox identities */
+			mw_batch_msg_prune(batch, mbox_guid, exp->guid);
+		}
+	}
+	if (!mbox->pop3_session && !mt->policy_expunge) {
+		if (strcmp(muser->user->service, "imap") == 0) {
+			/* written with the session's next state flush */
+			muser->state_dirty = TRUE;
+		} else {
+			/* doveadm and others: now */
+			(void)mailward_state_flush(muser);
+		}
+	}
+}
+
+static void
+mailward_audit_expunge_result(struct mailward_user *muser, struct mailbox *box,
+			      struct mailward_transaction *mt,
+			      const char *event)
+{
+	const struct mailward_expunged *exp;
+	struct mw_audit_event ev;
+	const char *mbox_guid;
+
+	if (muser->audit == NULL || mt->pool == NULL)
+		return;
+	T_BEGIN {
+		mbox_guid = mailward_mailbox_guid(muser, box);
+		array_foreach(&mt->expunged, exp) {
+			mailward_audit_event_init(muser, &ev, event,
+				strcmp(event, "expunge_done") == 0 ?
+				"ok" : "rolled_back");
+			mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
+					       mailbox_get_vname(box));
+			mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
+					       mbox_guid);
+			if (exp->uidvalidity != 0) {
+				mw_audit_event_set_num(&ev, MW_AF_UIDVALIDITY,
+						       exp->uidvalidity);
+			}
+			mw_audit_event_set_num(&ev, MW_AF_UID, exp->uid);
+			if (exp->guid[0] != '\0') {
+				mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
+						       exp->guid);
+			}
+			mw_audit_event_set_str(&ev, MW_AF_MESSAGE_ID,
+					       exp->message_id);
+			if (exp->size_set) {
+				mw_audit_event_set_num(&ev, MW_AF_SIZE,
+						       exp->size);
+			}
+			mailward_audit_event_policy(muser, &ev);
+			mw_audit_event_set_str(&ev, MW_AF_CAUSE, exp->cause);
+			mailward_audit_queue_event(muser, &ev);
+		}
+	} T_END;
+}
+
+/* Logs and makes durable the audit records of expunges refused in a
+   transaction that is rolled back (also when a plugin around mailward,
+   such as lazy_expunge, rolls it back instead of committing) */
+static void
+mailward_report_refused(struct mailward_user *muser, struct mailbox *box,
+			struct mailward_transaction *mt)
+{
+	if (muser == NULL || mt->refused == 0)
+		return;
+	e_info(mailward_named_event(muser, "mailward_expunge_suppressed")->
+	       add_int("count", mt->refused)->add_str("cause", "refused")->
+	       add_str("reason", mt->refuse_reason)->event(),
+	       "Refused to expunge %u message(s) in %s: %s",
+	       mt->refused, mailward_display(mailbox_get_vname(box), 0),
+	       mt->refuse_reason);
+	(void)mailward_audit_commit(muser, FALSE);
+}
+
+/* Copies of messages whose move (or lazy_expunge's copy on expunge)
+   mailward refuses: nothing is saved and the commit fails, so the caller
+   keeps the source's messages too and plugins around mailward see a
+   rollback (RFC 3501: a failed COPY leaves the destination unchanged;
+   MOVE is COPY plus EXPUNGE). Returns -1. */
+static int
+commit_kept_copies(struct mailbox_transaction_context *t,
+		   struct mailward_transaction *mt, struct mailward_user *muser)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	const char *reason = t_strdup(mt->kept_reason);
+	struct mail_storage *src_storage = mt->kept_src_storage;
+
+	if (muser != NULL) {
+		e_debug(muser->event, "%s: %u copied message(s) not "
+			"saved: their move or expunge is refused",
+			mailward_display(mailbox_get_vname(box), 0),
+			mt->kept_move_copies);
+	}
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+	/* the source mailbox's caller reports this error too
+	   (lazy_expunge reads it from the source storage) */
+	if (src_storage != NULL && src_storage != box->storage)
+		mail_storage_set_error(src_storage, MAIL_ERROR_PERM, reason);
+	mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
+	return -1;
+}
+
+/* Expunges refused: never a silent no-op, the client is told. Returns
+   -1. */
+static int
+commit_refused(struct mailbox_transaction_context *t,
+	       struct mailward_transaction *mt, struct mailward_user *muser)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	const char *reason = t_strdup(mt->refuse_reason);
+
+	mailward_report_refused(muser, box, mt);
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+	if (mbox->deleting && mbox->delete_refused == NULL)
+		mbox->delete_refused = p_strdup(box->pool, reason);
+	mail_storage_set_error(box->storage, MAIL_ERROR_PERM, reason);
+	return -1;
+}
+
+/* Audit before act: makes the expunges' intents durable. Returns 0, or
+   -1 when they are not (rolled back, the client told). */
+static int
+commit_audit_intents(struct mailbox_transaction_context *t,
+		     struct mailward_transaction *mt,
+		     struct mailward_user *muser)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+
+	if (mt->audit_intents > 0)
+		MAILWARD_FAULT_POINT(muser, "before-audit-intent");
+	if (muser == NULL)
+		return 0;
+	if (mt->audit_intent_lost) {
+		e_error(muser->event, "Audit record of an expunge could not "
+			"be queued, expunge refused and mail kept");
+	}
+	if (mailward_transaction_audit_intents(muser, t) == 0)
+		return 0;
+	/* no durable intent, no expunge */
+	mailward_audit_expunge_result(muser, box, mt, "expunge_rollback");
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+	mail_storage_set_error(box->storage, mailward_error_unavailable(muser),
+			       "Audit log unavailable: message(s) not expunged");
+	return -1;
+}
+
+int mailward_transaction_commit(struct mailbox_transaction_context *t,
+				struct mail_transaction_commit_changes *changes_r)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	struct mailward_user *muser = mailward_mailbox_user(box);
+	bool expunges;
+	int ret;
+
+	if (mt->kept_move_copies > 0)
+		return commit_kept_copies(t, mt, muser);
+	if (mt->refused > 0)
+		return commit_refused(t, mt, muser);
+	if (commit_audit_intents(t, mt, muser) < 0)
+		return -1;
+	expunges = mt->pool != NULL && array_count(&mt->expunged) > 0;
+	MAILWARD_FAULT_POINT(muser, expunges ? "before-expunge-commit" :
+			     "before-commit");
+	ret = mbox->module_ctx.super.transaction_commit(t, changes_r);
+	if (expunges)
+		MAILWARD_FAULT_POINT(muser, "after-expunge-commit");
+	if (muser != NULL) T_BEGIN {
+		if (ret == 0) {
+			if (mt->pool != NULL)
+				muser->audit_expunged +=
+					array_count(&mt->expunged);
+			mailward_audit_expunge_result(muser, box, mt,
+						      "expunge_done");
+			mailward_prune_expunged(muser, box, mt);
+		} else {
+			mailward_audit_expunge_result(muser, box, mt,
+						      "expunge_rollback");
+		}
+	} T_END;
+	mailward_transaction_free(mt);
+	return ret;
+}
+
+void mailward_transaction_rollback(struct mailbox_transaction_context *t)
+{
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(t->box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(t);
+	struct mailward_user *muser = mailward_mailbox_user(t->box);
+
+	if (muser != NULL && mt->audit_intents > 0)
+		mailward_audit_expunge_result(muser, t->box, mt,
+					      "expunge_rollback");
+	T_BEGIN {
+		mailward_report_refused(muser, t->box, mt);
+	} T_END;
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+}
+
+/* TRUE if QUIT is carrying out this device's DELEs, the mail was DELE'd
+   and mailward keeps it on the server (policy, hold, fail-safe): the DELE
+   is recorded and audited here, and Dovecot neither expunges nor flags
+   it. */
+bool mailward_pop3_dele_kept(struct mailward_user *muser, struct mail *mail)
+{
+	bool go_ahead;
+
+	if (muser->pop3_dele_at_quit == NULL ||
+	    mailward_pop3_dele_goes_ahead(muser) ||
+	    !muser->pop3_dele_at_quit(muser->pop3_dele_context, mail->seq))
+		return FALSE;
+	T_BEGIN {
+		go_ahead = mailward_pop3_dele(muser, mail, FALSE);
+	} T_END;
+	/* (go_ahead was excluded above; if it changed, Dovecot's QUIT
+	   carries the DELE out as usual) */
+	return !go_ahead;
+}
+
+#if DOVECOT_PREREQ(2, 4, 0)
+/* IMAP REPLACE (RFC 8508, Dovecot 2.4) saves the new message and expunges
+   the old one. When that expunge would be refused, the whole REPLACE is:
+   nothing is saved or expunged and the client gets a tagged NO saying
+   why (refusing only the expunge would leave both messages and make
+   Dovecot report an internal error). */
+int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
+{
+	struct mailbox *box = ctx->transaction->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_mailbox_user(box);
+	const char *reason;
+
+	if (muser != NULL && ctx->expunged_mail != NULL &&
+	    mailward_expunge_refused(muser)) {
+		reason = mailward_refuse_reason(muser);
+		e_info(muser->event, "Refused REPLACE of UID %u in %s: %s",
+		       ctx->expunged_mail->uid,
+		       mailbox_get_vname(ctx->expunged_mail->box), reason);
+		mailward_note_suppressed(muser, ctx->expunged_mail,
+					 "expunge_suppressed",
+					 muser->set.hold ? "hold" : "policy");
+		(void)mailward_audit_commit(muser, FALSE);
+		mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
+			t_strdup_printf("Replace refused, nothing saved or "
+					"expunged: %s", reason));
+		return -1;
+	}
+	return mbox->module_ctx.super.save_begin(ctx, input);
+}
+#endif

@@ -1,0 +1,126 @@
+#ifndef MAILWARD_POLICY_PRIVATE_H
+#define MAILWARD_POLICY_PRIVATE_H
+
+/* Between the storage plugin's retrieval-policy files; not for the
+   protocol or doveadm plugins. The decisions themselves are the core's
+   (mw-retrieval.h); these files gather facts and carry decisions out:
+   mailward-view.c      the POP3 session's record of each message and its
+                        per-device view (the session object: mailward-pop3.c)
+   mailward-expunge.c   expunge vfuncs: refusals, audit intents, commit,
+                        pruning of expunged messages' records
+   mailward-dispose.c   carrying out a disposition (expunge, seen, move)
+   mailward-policy.c    the POP3 session end (QUIT or drop)
+   mailward-sweep.c     due expunges and the devices that count
+   Calls go one way: policy and sweep -> dispose -> expunge (storage). */
+
+#include "mailward-private.h"
+#include "mw-retrieval.h"
+
+/* --- mailward-storage.c --- */
+/* TRUE if the mail's storage can give two different messages one GUID
+   (mbox: a hash of some headers), so mailward_mail_identity() reads the
+   message. */
+bool mailward_guid_is_shared(struct mail *mail);
+
+/* --- mailward-view.c --- */
+/* The record of mail in s (created on first use), or NULL when the mail's
+   identity cannot be read. Allocated from s->pool. */
+struct mailward_pop3_msg *
+mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail);
+/* search_next_nonblock of a POP3 session's mailbox: skips what the
+   per-device view hides and DELEs kept on the server, except in
+   mailward's own (policy) transactions. */
+bool mailward_view_search_next_nonblock(struct mail_search_context *ctx,
+					struct mail **mail_r,
+					bool *tryagain_r);
+
+/* --- mailward-expunge.c --- */
+#define MAILWARD_MAIL_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailward_mail_module)
+extern MODULE_CONTEXT_DEFINE(mailward_mail_module, &mail_module_register);
+
+/* Begins a transaction in box whose expunges are mailward's own: decided
+   by policy already, so no refusal applies; each expunge's intent is
+   audited with cause ("policy" or "delay") and made durable before the
+   commit, and the expunged messages' records are pruned into the
+   session's batch when it commits. Its searches see past the per-device
+   view. Commit or roll back as any transaction. */
+struct mailbox_transaction_context *
+mailward_policy_transaction_begin(struct mailbox *box, const char *cause);
+/* TRUE if t was begun by mailward_policy_transaction_begin(). */
+bool mailward_transaction_is_policy(struct mailbox_transaction_context *t);
+/* Makes the audit intents queued by t's expunges durable now (before a
+   move's copies are saved). Returns 0, or -1 when an intent was lost or
+   the writer failed (t must not be committed). */
+int mailward_transaction_audit_intents(struct mailward_user *muser,
+				       struct mailbox_transaction_context *t);
+/* TRUE if QUIT is carrying out this device's DELEs, the mail was DELE'd
+   and mailward keeps it on the server (recorded and audited here). */
+bool mailward_pop3_dele_kept(struct mailward_user *muser, struct mail *mail);
+/* Storage vfuncs installed by mailward-storage.c. */
+void mailward_mail_expunge(struct mail *_mail);
+void mailward_mail_update_keywords(struct mail *_mail,
+				   enum modify_type modify_type,
+				   struct mail_keywords *keywords);
+struct mailbox_transaction_context *
+mailward_transaction_begin(struct mailbox *box,
+			   enum mailbox_transaction_flags flags,
+			   const char *reason);
+int mailward_transaction_commit(struct mailbox_transaction_context *t,
+				struct mail_transaction_commit_changes *changes_r);
+void mailward_transaction_rollback(struct mailbox_transaction_context *t);
+int mailward_copy(struct mail_save_context *ctx, struct mail *mail);
+#if DOVECOT_PREREQ(2, 4, 0)
+int mailward_save_begin(struct mail_save_context *ctx, struct istream *input);
+#endif
+
+/* --- mailward-dispose.c --- */
+/* A message policy decided to dispose of. */
+struct mailward_target {
+	uint32_t uid;		/* UID hint (0 = unknown) */
+	const char *guid;	/* Dovecot's GUID for logs, once known */
+	unsigned char key[MW_MSG_KEY_SIZE];
+	time_t due;
+	/* sweep: the records of this message are recs[rec_idx..rec_end) */
+	unsigned int rec_idx, rec_end;
+	/* for the disposed record (which names the message on its own),
+	   once the message was found */
+	const char *message_id;
+	uint32_t uidvalidity;
+	uoff_t size;
+	bool size_set;
+};
+ARRAY_DEFINE_TYPE(mailward_target, struct mailward_target);
+
+/* Disposes of the targets in box (mailward_pop3_disposition: expunge,
+   \Seen, move) in one policy transaction (a mail whose key no longer
+   matches is looked for by a search past the view; one not found is
+   skipped). cause is "policy", else the audit cause is "delay". Under a
+   hold or fail-safe (mw_dispose_allowed()) nothing is done: logged and
+   audited as suppressed. Returns the number done, or -1 when the commit
+   or the audit failed (the policy's decision stands: the caller makes
+   them due now). A move whose destination cannot be used or written
+   returns 0: logged and audited, the messages stay. Sets done[i]=TRUE
+   for the targets done (done has one entry per target). */
+int mailward_dispose_targets(struct mailward_user *muser, struct mailbox *box,
+			     ARRAY_TYPE(mailward_target) *targets,
+			     const char *cause, bool *done);
+
+/* --- mailward-sweep.c --- */
+/* The devices that count for expunge-after-all-devices
+   (mw_all_devices_counts()). */
+struct mailward_devices {
+	ARRAY(uint16_t) dev_nos;
+	/* the session's device exists (same id and number) */
+	bool self_found;
+};
+/* Reads the user's devices that count at now into devs (dev_nos
+   allocated from pool). Returns 0, or -1 on a store error (logged, the
+   session made fail-safe). */
+int mailward_devices_read(struct mailward_user *muser, time_t now,
+			  pool_t pool, struct mailward_devices *devs);
+/* mw_all_devices_suspended() for muser at now, logged once per session
+   when TRUE. */
+bool mailward_all_devices_suspended(struct mailward_user *muser, time_t now);
+
+#endif
