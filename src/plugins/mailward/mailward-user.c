@@ -22,27 +22,23 @@ void mailward_notice_handler_set(mailward_notice_handler_t *handler)
 	mailward_notice_handler = handler;
 }
 
+/* audit event names of the notices, by kind */
+static const char *const mailward_notice_events[] = {
+	[MAILWARD_NOTICE_STATE_ERROR] = "state_error",
+	[MAILWARD_NOTICE_STATE_RESET] = "state_reset",
+	[MAILWARD_NOTICE_STATE_DISCARDED] = "state_discarded",
+	[MAILWARD_NOTICE_DEVICE_REGISTERED] = "device_registered",
+	[MAILWARD_NOTICE_DEVICE_EVICTED] = "device_evicted",
+	[MAILWARD_NOTICE_DEVICE_EXPIRED] = "device_expired",
+	[MAILWARD_NOTICE_DEVICE_CHANGED] = "device_changed",
+	[MAILWARD_NOTICE_DEVICE_RESOLVED] = "device_identified",
+};
+
 const char *mailward_notice_event_name(enum mailward_notice_kind kind)
 {
-	switch (kind) {
-	case MAILWARD_NOTICE_STATE_ERROR:
-		return "state_error";
-	case MAILWARD_NOTICE_STATE_RESET:
-		return "state_reset";
-	case MAILWARD_NOTICE_STATE_DISCARDED:
-		return "state_discarded";
-	case MAILWARD_NOTICE_DEVICE_REGISTERED:
-		return "device_registered";
-	case MAILWARD_NOTICE_DEVICE_EVICTED:
-		return "device_evicted";
-	case MAILWARD_NOTICE_DEVICE_EXPIRED:
-		return "device_expired";
-	case MAILWARD_NOTICE_DEVICE_CHANGED:
-		return "device_changed";
-	case MAILWARD_NOTICE_DEVICE_RESOLVED:
-		return "device_identified";
-	}
-	i_unreached();
+	if ((unsigned int)kind >= N_ELEMENTS(mailward_notice_events))
+		return "state_unknown";
+	return mailward_notice_events[kind];
 }
 
 void mailward_notice(struct mailward_user *muser,
