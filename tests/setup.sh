@@ -19,6 +19,11 @@ MW_PACKAGES="build-essential autoconf automake libtool pkg-config
 # Dovecot 2.4 chroot, man for the man page checks.
 MW_TEST_PACKAGES="python3-pytest fetchmail getmail6 isync lmdb-utils
   clang libclang-rt-dev valgrind debootstrap man-db"
+# ... and what the long Debian package test builds and checks packages
+# with (tests/test_debian_packages.py, MAILWARD_LONG=1)
+if [ "${MAILWARD_LONG:-}" = 1 ]; then
+	MW_TEST_PACKAGES="$MW_TEST_PACKAGES dpkg-dev debhelper lintian git"
+fi
 
 # mw_install_packages [extra package list]
 mw_install_packages() {
