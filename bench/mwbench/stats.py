@@ -96,6 +96,16 @@ def add_ratios(s, base, cph, bph):
                        (b["sessions"] / b["wall"]))
     s["round_ratios"] = per
     s["ratio_round_median"] = measure.median(per)
+    # server CPU per session, paired per round (machine load drifts
+    # between rounds; a configuration's phase and plain's of the same
+    # round saw about the same)
+    cpu = []
+    for a, b in zip(cph, bph):
+        if a["sessions"] and b["sessions"] and b["server_cpu"] > 0:
+            cpu.append((a["server_cpu"] / a["sessions"]) /
+                       (b["server_cpu"] / b["sessions"]))
+    s["round_cpu_ratios"] = cpu
+    s["ratio_cpu_round_median"] = measure.median(cpu)
     s["ratio_round_min"] = min(per) if per else None
     s["ratio_round_max"] = max(per) if per else None
     if s["latency_p50_ms"] is not None and \
