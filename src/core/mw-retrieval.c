@@ -160,13 +160,11 @@ bool mw_sweep_needed(const struct mw_settings *set)
 		set->disposition == MW_DISPOSITION_MOVE;
 }
 
-enum mw_sweep_action mw_sweep_decide(const struct mw_settings *set,
-				     const struct mw_retrieval_rec *recs,
-				     unsigned int count,
-				     const uint16_t *devices,
-				     unsigned int dev_count,
-				     bool devices_usable, time_t now,
-				     time_t *due_r)
+enum mw_sweep_action
+mw_sweep_decide(const struct mw_settings *set,
+		const struct mw_retrieval_rec *recs, unsigned int count,
+		const struct mw_sweep_devices *devices, time_t now,
+		time_t *due_r)
 {
 	time_t due = 0;
 	unsigned int i;
@@ -181,9 +179,10 @@ enum mw_sweep_action mw_sweep_decide(const struct mw_settings *set,
 		    (due == 0 || recs[i].expunge_due < due))
 			due = recs[i].expunge_due;
 	}
-	if (due == 0 && devices_usable &&
+	if (due == 0 && devices->usable &&
 	    set->pop3_policy == MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
-	    mw_all_devices_have(devices, dev_count, recs, count)) {
+	    mw_all_devices_have(devices->dev_nos, devices->count, recs,
+				count)) {
 		if (set->expunge_delay_secs > 0) {
 			/* every device has it: the delay starts */
 			*due_r = now + (time_t)set->expunge_delay_secs;

@@ -130,20 +130,26 @@ enum mw_sweep_action {
 	MW_SWEEP_DUE,		/* due since *due_r: carry it out now */
 };
 
+/* The devices that count for expunge-after-all-devices, as a sweep
+   knows them. */
+struct mw_sweep_devices {
+	const uint16_t *dev_nos;
+	unsigned int count;
+	/* the devices were read and mw_all_devices_suspended() is FALSE:
+	   without it, all-devices completeness is never decided */
+	bool usable;
+};
+
 /* A sweep's decision for one message whose records are recs[0..count)
    (every device's): the earliest due time of a record, or, under
-   expunge-after-all-devices with devices_usable (the devices that count,
-   devices[0..dev_count), were read and mw_all_devices_suspended() is
-   FALSE) and every such device having it, due now (or at now + delay,
-   MW_SWEEP_START_DELAY). A record that says disposed ends it: NONE.
-   *due_r is 0 for NONE. */
-enum mw_sweep_action mw_sweep_decide(const struct mw_settings *set,
-				     const struct mw_retrieval_rec *recs,
-				     unsigned int count,
-				     const uint16_t *devices,
-				     unsigned int dev_count,
-				     bool devices_usable, time_t now,
-				     time_t *due_r);
+   expunge-after-all-devices with devices->usable and every device of
+   devices having it, due now (or at now + delay, MW_SWEEP_START_DELAY).
+   A record that says disposed ends it: NONE. *due_r is 0 for NONE. */
+enum mw_sweep_action
+mw_sweep_decide(const struct mw_settings *set,
+		const struct mw_retrieval_rec *recs, unsigned int count,
+		const struct mw_sweep_devices *devices, time_t now,
+		time_t *due_r);
 
 /* Names of the actions for logs and tables (static strings). */
 const char *mw_quit_action_name(enum mw_quit_action action);

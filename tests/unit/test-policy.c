@@ -606,6 +606,7 @@ static void render_sweep(FILE *out)
 		  { { 1, true, false, 0 }, { 2, false, false, 0 } } },
 	};
 	static const uint16_t devices[] = { 1, 2 };
+	struct mw_sweep_devices sdevs;
 	struct mw_settings set;
 	enum mw_sweep_action action;
 	unsigned int policy, delay, m, usable, ndev;
@@ -618,9 +619,11 @@ static void render_sweep(FILE *out)
 	for (ndev = 1; ndev <= 2; ndev++) {
 		set_policy(&set, policy, MW_DISPOSITION_EXPUNGE,
 			   delay * 3600);
+		sdevs.dev_nos = devices;
+		sdevs.count = ndev;
+		sdevs.usable = usable == 1;
 		action = mw_sweep_decide(&set, msgs[m].recs, msgs[m].count,
-					 devices, ndev, usable == 1, 1000,
-					 &due);
+					 &sdevs, 1000, &due);
 		fprintf(out, "sweep %s delay=%u devices_usable=%u devices=%u "
 			"(%s) now=1000: %s due=%ld\n", policy_short[policy],
 			delay * 3600, usable, ndev, msgs[m].name,

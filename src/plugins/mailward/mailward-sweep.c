@@ -157,17 +157,18 @@ static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 {
 	const struct mw_retrieval_rec *rrecs;
 	const struct sweep_rec *recs;
-	const uint16_t *dev_nos;
+	struct mw_sweep_devices devices;
 	struct mailward_target *target;
 	enum mw_sweep_action action;
-	unsigned int i, j, n, count, dev_count;
+	unsigned int i, j, n, count;
 	uint32_t uid;
 	time_t due;
 
 	recs = array_get(&ctx->recs, &count);
 	rrecs = array_get(&ctx->rrecs, &n);
 	i_assert(n == count);
-	dev_nos = array_get(&ctx->devs.dev_nos, &dev_count);
+	devices.dev_nos = array_get(&ctx->devs.dev_nos, &devices.count);
+	devices.usable = ctx->devices_usable;
 	for (i = 0; i < count; i = j) {
 		uid = 0;
 		for (j = i; j < count && recs[j].key == recs[i].key; j++) {
@@ -175,8 +176,7 @@ static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 				uid = recs[j].uid;
 		}
 		action = mw_sweep_decide(&ctx->muser->set, rrecs + i, j - i,
-					 dev_nos, dev_count,
-					 ctx->devices_usable, ctx->now, &due);
+					 &devices, ctx->now, &due);
 		if (action == MW_SWEEP_START_DELAY) {
 			if (batch != NULL) {
 				mw_batch_msg_update_key(batch,
