@@ -21,7 +21,8 @@
 #include "master-service.h"
 #include "master-service-settings.h"
 
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
+#include "mw-audit-proto.h"
 #include "mw-crypto.h"
 #include "mailward-display.h"
 
@@ -60,8 +61,6 @@
 #define AUDITD_SPOOL_FILES_PER_PASS 100
 /* a spool file is at most a mail process's whole queue */
 #define AUDITD_SPOOL_MAX_SIZE (64 * 1024 * 1024)
-#define AUDITD_SPOOL_HEADER "mailward-audit-spool 1"
-#define AUDITD_SPOOL_TIME_LEN 27
 
 struct auditd_client {
 	struct auditd_client *prev, *next;
@@ -391,7 +390,7 @@ static int auditd_spool_take(int dir_fd, const char *name)
 {
 	struct stat st;
 	const char *data, *line, *end, *lf, *tab, *error = NULL, *ref;
-	char *buf, time_str[AUDITD_SPOOL_TIME_LEN + 1];
+	char *buf, time_str[MW_AUDIT_TIME_LEN + 1];
 	unsigned int lineno = 1, taken = 0, rejected = 0;
 	ssize_t ret;
 	size_t got = 0;
@@ -426,8 +425,8 @@ static int auditd_spool_take(int dir_fd, const char *name)
 	end = buf + got;
 	lf = memchr(data, '\n', end - data);
 	if (got != (size_t)st.st_size || lf == NULL ||
-	    (size_t)(lf - data) != strlen(AUDITD_SPOOL_HEADER) ||
-	    memcmp(data, AUDITD_SPOOL_HEADER, lf - data) != 0 ||
+	    (size_t)(lf - data) != strlen(MW_AUDIT_SPOOL_HEADER) ||
+	    memcmp(data, MW_AUDIT_SPOOL_HEADER, lf - data) != 0 ||
 	    end[-1] != '\n' || memchr(data, '\0', got) != NULL) {
 		/* not written by a mail process's spool code (complete files
 		   only appear under their final name): moved aside */
@@ -448,19 +447,19 @@ static int auditd_spool_take(int dir_fd, const char *name)
 		lineno++;
 		error = NULL;
 		tab = memchr(line, '\t', lf - line);
-		if (tab == NULL || tab - line != AUDITD_SPOOL_TIME_LEN) {
+		if (tab == NULL || tab - line != MW_AUDIT_TIME_LEN) {
 			i_error("spool %s/%s line %u: no time: dropped",
 				set.spool_dir, mailward_display(name, 0),
 				lineno);
 			rejected++;
 			continue;
 		}
-		memcpy(time_str, line, AUDITD_SPOOL_TIME_LEN);
-		time_str[AUDITD_SPOOL_TIME_LEN] = '\0';
+		memcpy(time_str, line, MW_AUDIT_TIME_LEN);
+		time_str[MW_AUDIT_TIME_LEN] = '\0';
 		ref = t_strdup_printf("%s:%u", name, lineno);
 		if (mw_audit_body_validate(tab + 1, lf - (tab + 1),
 					   &error) < 0 ||
-		    !mw_audit_time_valid(time_str, AUDITD_SPOOL_TIME_LEN)) {
+		    !mw_audit_time_valid(time_str, MW_AUDIT_TIME_LEN)) {
 			/* checked like an E line of the socket */
 			i_error("spool %s/%s line %u: rejected: %s",
 				set.spool_dir, mailward_display(name, 0),
@@ -607,7 +606,7 @@ static void auditd_client_error(struct auditd_client *c, const char *reason)
 	const char *safe = mailward_display(reason, 200);
 
 	i_error("client %s: %s", c->label, safe);
-	if (auditd_client_send(c, t_strconcat("ERROR\t", safe, NULL)) == 0)
+	if (auditd_client_send(c, t_strconcat(MW_AUDIT_PROTO_ERROR"\t", safe, NULL)) == 0)
 		auditd_client_destroy(c, NULL);
 }
 
@@ -633,7 +632,7 @@ static int auditd_handshake(struct auditd_client *c, const char *line)
 	unsigned int major, minor;
 
 	if (str_array_length(args) < 3 || str_array_length(args) > 4 ||
-	    strcmp(args[0], "VERSION") != 0 ||
+	    strcmp(args[0], MW_AUDIT_PROTO_VERSION) != 0 ||
 	    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
 	    str_to_uint(args[2], &major) < 0 ||
 	    (args[3] != NULL && str_to_uint(args[3], &minor) < 0)) {
@@ -666,7 +665,7 @@ static int auditd_event(struct auditd_client *c, const char *body,
 		c->rejects++;
 		i_error("client %s: rejected event body #%llu: %s",
 			c->label, (unsigned long long)c->e_lines, safe);
-		if (auditd_client_send(c, t_strdup_printf("R\t%llu\t%s",
+		if (auditd_client_send(c, t_strdup_printf(MW_AUDIT_PROTO_REJECTED"\t%llu\t%s",
 				(unsigned long long)c->e_lines, safe)) < 0)
 			return -1;
 		if (c->rejects >= AUDITD_MAX_REJECTS) {
@@ -727,12 +726,16 @@ static int auditd_flush_request(struct auditd_client *c, const char *id)
 /* Returns -1 if the client was destroyed. */
 static int auditd_line(struct auditd_client *c, const char *line, size_t len)
 {
+	static const char ev[] = MW_AUDIT_PROTO_EVENT"\t";
+	static const char fl[] = MW_AUDIT_PROTO_FLUSH"\t";
+
 	if (!c->handshake_done)
 		return auditd_handshake(c, line);
-	if (len >= 2 && line[0] == 'E' && line[1] == '\t')
-		return auditd_event(c, line + 2, len - 2);
-	if (len >= 2 && line[0] == 'F' && line[1] == '\t')
-		return auditd_flush_request(c, line + 2);
+	if (len >= sizeof(ev) - 1 && memcmp(line, ev, sizeof(ev) - 1) == 0)
+		return auditd_event(c, line + sizeof(ev) - 1,
+				    len - (sizeof(ev) - 1));
+	if (len >= sizeof(fl) - 1 && memcmp(line, fl, sizeof(fl) - 1) == 0)
+		return auditd_flush_request(c, line + sizeof(fl) - 1);
 	auditd_client_error(c, t_strdup_printf("unknown command: %s",
 					       t_strndup(line, I_MIN(len, 16))));
 	return -1;
@@ -808,7 +811,7 @@ static void auditd_client_connected(struct master_service_connection *conn)
 	/* a mail process is back: so may be its spool files */
 	if (to_spool != NULL)
 		timeout_reset(to_spool);
-	(void)auditd_client_send(c, t_strdup_printf("VERSION\t%s\t%u\t%u",
+	(void)auditd_client_send(c, t_strdup_printf(MW_AUDIT_PROTO_VERSION"\t%s\t%u\t%u",
 		MW_AUDIT_PROTOCOL_NAME, MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR));
 }
 
@@ -837,8 +840,10 @@ static void auditd_client_answer(struct auditd_client *c)
 	ids = array_get_modifiable(&c->flush_ids, &count);
 	for (i = 0; i < count; i++) {
 		reply = reason == NULL ?
-			t_strdup_printf("F\t%s\tOK", ids[i]) :
-			t_strdup_printf("F\t%s\tFAIL\t%s", ids[i], reason);
+			t_strdup_printf(MW_AUDIT_PROTO_FLUSH"\t%s\t"
+					MW_AUDIT_PROTO_OK, ids[i]) :
+			t_strdup_printf(MW_AUDIT_PROTO_FLUSH"\t%s\t"
+					MW_AUDIT_PROTO_FAIL"\t%s", ids[i], reason);
 		if (auditd_client_send(c, reply) < 0)
 			return; /* destroyed */
 	}

@@ -4,7 +4,7 @@
    format is specified in docs/audit-log.md §12. */
 
 #include "mailward-audit.h"
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 #include "mw-audit-verify.h"
 #include "mw-json.h"
 #include "mw-merkle.h"

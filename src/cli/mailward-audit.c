@@ -2,7 +2,7 @@
    audit logs. No Dovecot needed. See docs/mailward-audit.1. */
 
 #include "mailward-audit.h"
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 #include "mw-audit-verify.h"
 #include "mw-json.h"
 #include "mw-util.h"

@@ -1,7 +1,7 @@
 #ifndef MW_AUDIT_PRIVATE_H
 #define MW_AUDIT_PRIVATE_H
 
-/* Shared by mw-audit-record.c, mw-audit.c and mw-audit-verify.c only. */
+/* Shared by the mw-audit-*.c files only. */
 
 /* Formats an error into a static buffer (valid until the next call from
    any mw-audit function), sets *error_r to it and returns -1. An argument

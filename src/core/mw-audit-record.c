@@ -1,6 +1,8 @@
 /* mailward audit log records: schema, event builder, body validator and
    record checks. No cryptography here (the mail processes link this
-   without OpenSSL); chain, keys and the writer are in mw-audit.c.
+   without OpenSSL); the chain's crypto, the keys and the writer are in
+   mw-audit-crypto.c, mw-audit-keys.c and mw-audit-writer.c
+   (mw-audit-writer.h).
    See mw-audit.h and docs/audit-log.md. */
 
 #ifndef _GNU_SOURCE

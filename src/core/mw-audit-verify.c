@@ -2,7 +2,7 @@
    docs/audit-log.md §8. */
 
 #include "mw-audit-verify.h"
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 #include "mw-audit-private.h"
 #include "mw-merkle.h"
 #include "mw-util.h"

@@ -63,13 +63,14 @@ int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
 	return hex[size * 2] == '\0' ? 0 : -1;
 }
 
-int mw_write_full(int fd, const void *data, size_t size)
+/* write() or, with off >= 0, pread() of all size bytes */
+static int io_full(int fd, void *data, size_t size, off_t off, bool writing)
 {
-	const char *p = data;
+	char *p = data;
 	ssize_t n;
 
 	while (size > 0) {
-		n = write(fd, p, size);
+		n = writing ? write(fd, p, size) : pread(fd, p, size, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -81,8 +82,19 @@ int mw_write_full(int fd, const void *data, size_t size)
 		}
 		p += n;
 		size -= (size_t)n;
+		off += n;
 	}
 	return 0;
+}
+
+int mw_write_full(int fd, const void *data, size_t size)
+{
+	return io_full(fd, (void *)data, size, 0, true);
+}
+
+int mw_pread_full(int fd, void *data, size_t size, off_t off)
+{
+	return io_full(fd, data, size, off, false);
 }
 
 int mw_fsync_parent_dir(const char *path)
@@ -256,7 +268,11 @@ size_t mw_sanitize(const char *str, char *out, size_t outsize)
 	return buf.len;
 }
 
-void mw_buf_printf(struct mw_buf *buf, const char *fmt, ...)
+/* mw_buf_append_literal() of a printf-formatted string of at most 255
+   bytes (longer output is cut first) */
+static void buf_printf(struct mw_buf *buf, const char *fmt, ...)
+	MW_ATTR_FORMAT(2, 3);
+static void buf_printf(struct mw_buf *buf, const char *fmt, ...)
 {
 	char tmp[256];
 	va_list args;
@@ -353,7 +369,7 @@ const char *mw_access_hint(const char *path, int err, char *out,
 	mw_buf_init(&buf, out, outsize);
 	if (err != EACCES && err != EPERM)
 		return out;
-	mw_buf_printf(&buf, " (process uid %ld gid %ld; ", (long)geteuid(),
+	buf_printf(&buf, " (process uid %ld gid %ld; ", (long)geteuid(),
 		      (long)getegid());
 	mw_buf_append_literal(&buf, path);
 	if (stat(path, &st) < 0) {
@@ -375,18 +391,18 @@ const char *mw_access_hint(const char *path, int err, char *out,
 			}
 		}
 		if (found) {
-			mw_buf_printf(&buf, ": directory ");
+			buf_printf(&buf, ": directory ");
 			mw_buf_append_literal(&buf, dir);
-			mw_buf_printf(&buf, " owned by uid %ld gid %ld mode "
+			buf_printf(&buf, " owned by uid %ld gid %ld mode "
 				      "0%03o is not searchable)",
 				      (long)st.st_uid, (long)st.st_gid,
 				      (unsigned int)(st.st_mode & 07777));
 		} else {
-			mw_buf_printf(&buf, ": stat failed: %s)",
+			buf_printf(&buf, ": stat failed: %s)",
 				      strerror(errno));
 		}
 	} else {
-		mw_buf_printf(&buf, " owned by uid %ld gid %ld mode 0%03o)",
+		buf_printf(&buf, " owned by uid %ld gid %ld mode 0%03o)",
 			      (long)st.st_uid, (long)st.st_gid,
 			      (unsigned int)(st.st_mode & 07777));
 	}

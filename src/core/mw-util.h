@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #ifdef __GNUC__
@@ -94,10 +95,6 @@ void mw_buf_append_escaped(struct mw_buf *buf, const char *str,
    unchanged. Not reversible: use mw_buf_append_escaped() for untrusted
    values that must stay distinguishable. */
 void mw_buf_append_literal(struct mw_buf *buf, const char *str);
-/* Same as mw_buf_append_literal() for a printf-formatted string of at most
-   255 bytes (longer output is cut first). */
-void mw_buf_printf(struct mw_buf *buf, const char *fmt, ...)
-	MW_ATTR_FORMAT(2, 3);
 
 /* mw_buf_append_literal() into out[outsize] (outsize >= 1): bounded
    sanitizing of display text. Returns the output length. */
@@ -143,6 +140,10 @@ void mw_cleanse(void *data, size_t size);
 /* Writes all size bytes of data to fd (retrying on EINTR and short
    writes). Returns 0, or -1 with errno set (EIO if write() wrote 0). */
 int mw_write_full(int fd, const void *data, size_t size);
+/* Reads exactly size bytes of fd at offset off (pread(), retrying on
+   EINTR and short reads). Returns 0, or -1 with errno set (EIO at the
+   end of the file). */
+int mw_pread_full(int fd, void *data, size_t size, off_t off);
 
 /* fsync()s the directory that contains path ("." when path has no '/'),
    so that a file created, renamed or linked there is durable. Returns 0,

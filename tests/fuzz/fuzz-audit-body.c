@@ -1,5 +1,5 @@
-/* Fuzzes mw_audit_body_validate() (mw-audit.c), the audit writer's check
-   of bodies sent by (possibly compromised) mail processes, and
+/* Fuzzes mw_audit_body_validate() (mw-audit-record.c), the audit
+   writer's check of bodies sent by (possibly compromised) mail processes, and
    differentially the builder: a body that validates must be exactly what
    mw_audit_body_build() produces from its values, and a body the builder
    produces from fuzzed values must validate.

@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 
 /* epoch 0 MAC key (verify.key); the writer's epoch 1 key is derived */
 static const uint8_t fuzz_audit_k0[MW_AUDIT_KEY_LEN] = {

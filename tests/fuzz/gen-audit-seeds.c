@@ -7,7 +7,7 @@
    Usage: gen-audit-seeds OUTDIR */
 
 #include "fuzz-audit-keys.h"
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

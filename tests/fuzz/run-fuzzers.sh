@@ -57,8 +57,10 @@ if [ "${1:-}" = "--gen-seeds" ]; then
 	mkdir -p "$OUT" "$HERE/corpus/audit-verify"
 	$CC -g -O1 -I"$REPO/src/core" -I"$HERE" -o "$OUT/gen-audit-seeds" \
 		"$HERE/gen-audit-seeds.c" "$REPO/src/core/mw-json.c" \
-		"$REPO/src/core/mw-audit-record.c" "$REPO/src/core/mw-audit.c" \
-		-lcrypto
+		"$REPO/src/core/mw-audit-record.c" \
+		$(for s in crypto keys writer recover tree; do
+			echo "$REPO/src/core/mw-audit-$s.c"; done) \
+		"$REPO/src/core/mw-merkle.c" "$REPO/src/core/mw-util.c" -lcrypto
 	"$OUT/gen-audit-seeds" "$HERE/corpus/audit-verify"
 	echo "seeds written to $HERE/corpus/audit-verify"
 	exit 0

@@ -21,7 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "mw-json.h"
-#include "mw-audit.h"
+#include "mw-audit-writer.h"
 #include "mw-audit-verify.h"
 #include "mw-merkle.h"
 

@@ -1,6 +1,6 @@
 /* Unit tests of the audit record builder, body validator, writer (chain,
    epochs, checkpoints, group commit, rotation, crash recovery) and the
-   verifier's PASS paths (mw-audit.c, mw-audit-verify.c). The tamper
+   verifier's PASS paths (mw-audit-writer.c, mw-audit-verify.c). The tamper
    suite is in test-audit-tamper.c. */
 
 #include "test-audit-common.h"

@@ -16,6 +16,7 @@
 #include "mailward-audit-client.h"
 #include "mw-util.h"
 #include "mw-audit.h"
+#include "mw-audit-proto.h"
 #include "mailward-display.h"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AUDIT_DEFAULT_SOCKET "mailward-audit"
 /* the writer's reply lines are short; anything longer is an error */
 #define AUDIT_MAX_REPLY_LINE 4096
 /* bytes written per send() */
@@ -35,9 +35,7 @@
 /* a queued record is "<time>\t<body>": the time the mail process queued
    it (the "time" format, 27 bytes) and a TAB, so that a record kept in
    the spool says when it happened */
-#define AUDIT_TIME_LEN 27
-#define AUDIT_REC_BODY(rec) ((rec) + AUDIT_TIME_LEN + 1)
-#define AUDIT_SPOOL_HEADER "mailward-audit-spool 1\n"
+#define AUDIT_REC_BODY(rec) ((rec) + MW_AUDIT_TIME_LEN + 1)
 
 struct mailward_audit_client {
 	char *socket_path;
@@ -79,7 +77,7 @@ const char *mailward_audit_socket_path(const char *setting,
 				       const char *base_dir)
 {
 	if (setting == NULL || *setting == '\0')
-		setting = AUDIT_DEFAULT_SOCKET;
+		setting = MW_AUDIT_DEFAULT_SOCKET;
 	if (*setting == '/')
 		return setting;
 	return t_strconcat(base_dir, "/", setting, NULL);
@@ -183,7 +181,7 @@ audit_spool_write(struct mailward_audit_client *client, const char **error_r)
 
 	recs = array_get(&client->queue, &count);
 	data = t_str_new(client->queue_bytes + count + 64);
-	str_append(data, AUDIT_SPOOL_HEADER);
+	str_append(data, MW_AUDIT_SPOOL_HEADER"\n");
 	for (i = 0; i < count; i++) {
 		str_append(data, recs[i]);
 		str_append_c(data, '\n');
@@ -292,7 +290,7 @@ static void audit_queue_body(struct mailward_audit_client *client,
 {
 	struct timeval now;
 	struct tm *tm;
-	char stamp[AUDIT_TIME_LEN + 2], *copy;
+	char stamp[MW_AUDIT_TIME_LEN + 2], *copy;
 
 	/* the time it happened, kept with the record for the spool */
 	i_gettimeofday(&now);
@@ -302,7 +300,7 @@ static void audit_queue_body(struct mailward_audit_client *client,
 		i_unreached();
 	copy = i_strdup_printf("%s.%06ldZ\t%.*s", stamp, (long)now.tv_usec,
 			       (int)len, body);
-	i_assert(strlen(copy) == AUDIT_TIME_LEN + 1 + len);
+	i_assert(strlen(copy) == MW_AUDIT_TIME_LEN + 1 + len);
 	array_push_back(&client->queue, &copy);
 	client->queue_bytes += strlen(copy);
 }
@@ -568,17 +566,18 @@ static int audit_flush_once(struct mailward_audit_client *client,
 	out = t_str_new(AUDIT_SEND_CHUNK + 1024);
 	if (!client->version_sent) {
 		client->version_sent = TRUE;
-		str_printfa(out, "VERSION\t%s\t%u\t%u\n", MW_AUDIT_PROTOCOL_NAME,
+		str_printfa(out, MW_AUDIT_PROTO_VERSION"\t%s\t%u\t%u\n",
+			    MW_AUDIT_PROTOCOL_NAME,
 			    MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR);
 	}
 	for (i = 0; i <= count && ret == AUDIT_IO_OK; i++) {
 		if (i < count) {
-			str_append(out, "E\t");
+			str_append(out, MW_AUDIT_PROTO_EVENT"\t");
 			str_append(out, AUDIT_REC_BODY(bodies[i]));
 			str_append_c(out, '\n');
 			client->conn_e_lines++;
 		} else {
-			str_printfa(out, "F\t%u\n", id);
+			str_printfa(out, MW_AUDIT_PROTO_FLUSH"\t%u\n", id);
 		}
 		if (str_len(out) >= AUDIT_SEND_CHUNK || i == count) {
 			ret = audit_send(client, str_data(out), str_len(out),
@@ -595,7 +594,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 		args = t_strsplit(line, "\t");
 		if (!client->version_received) {
 			if (str_array_length(args) < 3 ||
-			    strcmp(args[0], "VERSION") != 0 ||
+			    strcmp(args[0], MW_AUDIT_PROTO_VERSION) != 0 ||
 			    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
 			    str_to_uint(args[2], &i) < 0 ||
 			    i != MW_AUDIT_PROTOCOL_MAJOR) {
@@ -607,7 +606,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 			client->version_received = TRUE;
 			continue;
 		}
-		if (strcmp(args[0], "R") == 0 && str_array_length(args) >= 3 &&
+		if (strcmp(args[0], MW_AUDIT_PROTO_REJECTED) == 0 && str_array_length(args) >= 3 &&
 		    str_to_uint64(args[1], &n) == 0 &&
 		    n > first_e && n <= first_e + count) {
 			i = n - first_e - 1;
@@ -623,16 +622,16 @@ static int audit_flush_once(struct mailward_audit_client *client,
 			}
 			continue;
 		}
-		if (strcmp(args[0], "F") == 0 && str_array_length(args) >= 3 &&
+		if (strcmp(args[0], MW_AUDIT_PROTO_FLUSH) == 0 && str_array_length(args) >= 3 &&
 		    str_to_uint(args[1], &i) == 0 && i == id) {
-			if (strcmp(args[2], "OK") == 0)
+			if (strcmp(args[2], MW_AUDIT_PROTO_OK) == 0)
 				return AUDIT_IO_OK;
 			audit_set_error(client, "writer failed: %s",
 					args[3] == NULL ? "(no reason)" :
 					mailward_display(args[3], 400));
 			return AUDIT_IO_FAILED;
 		}
-		if (strcmp(args[0], "ERROR") == 0) {
+		if (strcmp(args[0], MW_AUDIT_PROTO_ERROR) == 0) {
 			audit_set_error(client, "writer refused the "
 					"connection: %s",
 					args[1] == NULL ? "(no reason)" :

@@ -1,0 +1,117 @@
+/* mailward audit log: the crypto primitives of the chain (SHA-256 line
+   hashes, line MACs, the HKDF key evolution) and the checkpoint signing
+   message, as docs/audit-log.md §4-6 specify them. OpenSSL 3. */
+
+#include "mw-audit-writer.h"
+#include "mw-audit-writer-private.h"
+#include "mw-util.h"
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+const char mw_audit_zero_hash[MW_AUDIT_HASH_HEX_LEN + 1] =
+	"0000000000000000000000000000000000000000000000000000000000000000";
+
+int mw_audit_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != 32)
+		return -1;
+	mw_hex_encode(md, 32, out);
+	return 0;
+}
+
+int mw_audit_hmac_hex(const uint8_t key[MW_AUDIT_KEY_LEN], const void *data,
+		      size_t len, char out[65])
+{
+	unsigned char md[32];
+	size_t mdlen = 0;
+
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key,
+		      MW_AUDIT_KEY_LEN, data, len, md, sizeof(md),
+		      &mdlen) == NULL || mdlen != 32)
+		return -1;
+	mw_hex_encode(md, 32, out);
+	OPENSSL_cleanse(md, sizeof(md));
+	return 0;
+}
+
+int mw_audit_line_mac_hex(const uint8_t key[MW_AUDIT_KEY_LEN],
+			  const char *line, size_t len, char out[65])
+{
+	if (len <= MW_AUDIT_MAC_SUFFIX_LEN)
+		return -1;
+	return mw_audit_hmac_hex(key, line, len - MW_AUDIT_MAC_SUFFIX_LEN, out);
+}
+
+int mw_audit_key_next(const uint8_t key[MW_AUDIT_KEY_LEN],
+		      uint32_t next_epoch, uint8_t next[MW_AUDIT_KEY_LEN])
+{
+	static const char label[] = "mailward epoch";
+	unsigned char info[sizeof(label) - 1 + 4];
+	unsigned char ikm[MW_AUDIT_KEY_LEN];
+	OSSL_PARAM params[4];
+	EVP_KDF *kdf;
+	EVP_KDF_CTX *ctx;
+	int ret = -1;
+
+	memcpy(info, label, sizeof(label) - 1);
+	info[sizeof(label) - 1] = (unsigned char)(next_epoch >> 24);
+	info[sizeof(label)] = (unsigned char)(next_epoch >> 16);
+	info[sizeof(label) + 1] = (unsigned char)(next_epoch >> 8);
+	info[sizeof(label) + 2] = (unsigned char)next_epoch;
+	memcpy(ikm, key, sizeof(ikm));
+
+	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	if (kdf == NULL)
+		return -1;
+	ctx = EVP_KDF_CTX_new(kdf);
+	EVP_KDF_free(kdf);
+	if (ctx == NULL)
+		return -1;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+						     (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+						      ikm, sizeof(ikm));
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+						      info, sizeof(info));
+	params[3] = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(ctx, next, MW_AUDIT_KEY_LEN, params) == 1)
+		ret = 0;
+	EVP_KDF_CTX_free(ctx);
+	OPENSSL_cleanse(ikm, sizeof(ikm));
+	return ret;
+}
+
+void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
+				 size_t host_len, uint64_t seq,
+				 const char *prev_hex, const char *time,
+				 const char *root_hex)
+{
+	mw_json_buf_append_str(out, root_hex == NULL ?
+			       "mailward-checkpoint v1\nhost=" :
+			       "mailward-checkpoint v2\nhost=");
+	mw_json_buf_append(out, host, host_len);
+	mw_json_buf_append_str(out, "\nseq=");
+	mw_json_buf_append_u64(out, seq);
+	mw_json_buf_append_str(out, "\nchain=");
+	mw_json_buf_append_str(out, prev_hex);
+	mw_json_buf_append_str(out, "\ntime=");
+	mw_json_buf_append_str(out, time);
+	mw_json_buf_append_str(out, "\n");
+	if (root_hex != NULL) {
+		mw_json_buf_append_str(out, "tree_size=");
+		mw_json_buf_append_u64(out, seq - 1);
+		mw_json_buf_append_str(out, "\nroot=");
+		mw_json_buf_append_str(out, root_hex);
+		mw_json_buf_append_str(out, "\n");
+	}
+}
