@@ -404,35 +404,6 @@ static int vp_fail(struct vp *vp, const char *what, const char *fmt, ...)
 	return EXIT_FAIL;
 }
 
-static bool vp_sig_ok(struct vp *vp, const struct mw_json_obj *cp)
-{
-	const struct mw_json_member *host = mw_json_obj_get(cp, "host");
-	const struct mw_json_member *sig = mw_json_obj_get(cp, "sig");
-	unsigned char sigbin[64];
-	EVP_MD_CTX *md;
-	bool ok;
-
-	if (mw_hex_decode(sig->str, sigbin, sizeof(sigbin)) < 0)
-		return false;
-	mw_json_buf_reset(&vp->scratch);
-	mw_audit_checkpoint_message(&vp->scratch, host->str, host->str_len,
-				    mw_json_obj_get(cp, "seq")->num,
-				    mw_json_obj_get(cp, "prev")->str,
-				    mw_json_obj_get(cp, "time")->str,
-				    mw_json_obj_get(cp, "root")->str);
-	if (vp->scratch.failed)
-		return false;
-	md = EVP_MD_CTX_new();
-	if (md == NULL)
-		return false;
-	ok = EVP_DigestVerifyInit(md, NULL, NULL, NULL, vp->pub) == 1 &&
-		EVP_DigestVerify(md, sigbin, sizeof(sigbin),
-				 (const unsigned char *)vp->scratch.data,
-				 vp->scratch.len) == 1;
-	EVP_MD_CTX_free(md);
-	return ok;
-}
-
 /* parses the record line embedded in a bundle line into vp->inner */
 static int vp_parse_record(struct vp *vp, const struct mw_json_member *m,
 			   const char *what)
@@ -471,7 +442,7 @@ static int vp_checkpoint(struct vp *vp)
 		return vp_fail(vp, "bad-bundle", "record seq %llu is not a "
 			       "checkpoint with a Merkle root",
 			       (unsigned long long)seq);
-	if (!vp_sig_ok(vp, &vp->inner))
+	if (!mw_audit_checkpoint_verify(&vp->inner, vp->pub, &vp->scratch))
 		return vp_fail(vp, "bad-signature", "checkpoint seq %llu: the "
 			       "signature does not verify with this public "
 			       "key (the checkpoint, its root or its signature "

@@ -14,9 +14,6 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-const char mw_audit_zero_hash[MW_AUDIT_HASH_HEX_LEN + 1] =
-	"0000000000000000000000000000000000000000000000000000000000000000";
-
 int mw_audit_sha256_hex(const void *data, size_t len, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -114,4 +111,35 @@ void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 		mw_json_buf_append_str(out, root_hex);
 		mw_json_buf_append_str(out, "\n");
 	}
+}
+
+bool mw_audit_checkpoint_verify(const struct mw_json_obj *cp, EVP_PKEY *pub,
+				struct mw_json_buf *scratch)
+{
+	const struct mw_json_member *host = mw_json_obj_get(cp, "host");
+	const struct mw_json_member *root = mw_json_obj_get(cp, "root");
+	unsigned char sig[64];
+	EVP_MD_CTX *ctx;
+	bool ok;
+
+	if (mw_hex_decode(mw_json_obj_get(cp, "sig")->str, sig,
+			  sizeof(sig)) < 0)
+		return false;
+	mw_json_buf_reset(scratch);
+	mw_audit_checkpoint_message(scratch, host->str, host->str_len,
+				    mw_json_obj_get(cp, "seq")->num,
+				    mw_json_obj_get(cp, "prev")->str,
+				    mw_json_obj_get(cp, "time")->str,
+				    root == NULL ? NULL : root->str);
+	if (scratch->failed)
+		return false;
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		return false;
+	ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pub) == 1 &&
+		EVP_DigestVerify(ctx, sig, sizeof(sig),
+				 (const unsigned char *)scratch->data,
+				 scratch->len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
 }

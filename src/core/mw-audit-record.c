@@ -92,21 +92,22 @@ static const struct {
 	{ MW_AUDIT_EV_WRITER_STOP, 0, WBIT(MW_AF_REASON) },
 };
 
-static char static_error[512];
+char mw_audit_static_error[MW_AUDIT_ERROR_MAX];
 
 #define fail_static mw_audit_fail_static
-int mw_audit_fail_static(const char **error_r, const char *fmt, ...)
+int mw_audit_fail_into(char *buf, size_t size, const char **error_r,
+		       const char *fmt, ...)
 {
-	char tmp[sizeof(static_error)];
+	char tmp[MW_AUDIT_ERROR_MAX];
 	va_list args;
 
-	/* format into a copy first: an argument may be static_error itself
+	/* format into a copy first: an argument may be buf itself
 	   (passing on an error of another core function) */
 	va_start(args, fmt);
 	vsnprintf(tmp, sizeof(tmp), fmt, args);
 	va_end(args);
-	memcpy(static_error, tmp, sizeof(static_error));
-	*error_r = static_error;
+	snprintf(buf, size, "%s", tmp);
+	*error_r = buf;
 	return -1;
 }
 
@@ -246,15 +247,80 @@ int mw_audit_body_build(const struct mw_audit_event *ev,
 	return 0;
 }
 
+/* Checks the members of a parsed body: event fields only, in canonical
+   order, with the right types; a valid event name that is not a writer
+   event. */
+static int body_fields_check(const struct mw_json_obj *obj,
+			     const char **error_r)
+{
+	const struct mw_json_member *ev = NULL;
+	unsigned int i;
+	int f, last = -1;
+
+	for (i = 0; i < obj->count; i++) {
+		const struct mw_json_member *m = &obj->members[i];
+
+		f = mw_audit_field_lookup(m->key);
+		if (f < 0)
+			return fail_static(error_r, "unknown field in body");
+		if (mw_audit_fields[f].class_ != MW_AUDIT_CLASS_EVENT)
+			return fail_static(error_r, "field %s not allowed in "
+					   "a body", mw_audit_fields[f].name);
+		if (f <= last)
+			return fail_static(error_r, "field %s out of "
+					   "canonical order",
+					   mw_audit_fields[f].name);
+		last = f;
+		if (mw_audit_fields[f].type == MW_AUDIT_TYPE_STRING) {
+			if (m->type != MW_JSON_STRING ||
+			    m->str_len > MW_AUDIT_STR_MAX)
+				return fail_static(error_r, "field %s: bad "
+						   "string",
+						   mw_audit_fields[f].name);
+		} else if (m->type != MW_JSON_INT || m->negative) {
+			return fail_static(error_r, "field %s: bad number",
+					   mw_audit_fields[f].name);
+		}
+		if (f == MW_AF_EVENT)
+			ev = m;
+	}
+	if (ev == NULL)
+		return fail_static(error_r, "event missing in body");
+	if (strlen(ev->str) != ev->str_len ||
+	    !mw_audit_event_name_valid(ev->str) ||
+	    mw_audit_event_is_writer(ev->str))
+		return fail_static(error_r, "event name invalid or reserved");
+	return 0;
+}
+
+/* canonical encoding: the body must be byte-identical to what the
+   builder would produce from its values (tmp is scratch space) */
+static int body_canonical_check(const struct mw_json_obj *obj,
+				struct mw_json_buf *tmp, const char *body,
+				size_t len, const char **error_r)
+{
+	unsigned int i;
+
+	mw_json_buf_reset(tmp);
+	for (i = 0; i < obj->count; i++) {
+		if (i > 0)
+			mw_json_buf_append(tmp, ",", 1);
+		mw_json_member_serialize(&obj->members[i], tmp);
+	}
+	if (tmp->failed)
+		return fail_static(error_r, "out of memory");
+	if (tmp->len != len || memcmp(tmp->data, body, len) != 0)
+		return fail_static(error_r, "body is not in canonical form");
+	return 0;
+}
+
 int mw_audit_body_validate(const char *body, size_t len,
 			   const char **error_r)
 {
 	struct mw_json_obj obj;
 	struct mw_json_buf tmp;
-	const struct mw_json_member *ev = NULL;
 	const char *perror;
-	unsigned int i;
-	int f, last = -1, ret = -1;
+	int ret = -1;
 
 	if (len == 0)
 		return fail_static(error_r, "empty body");
@@ -266,76 +332,13 @@ int mw_audit_body_validate(const char *body, size_t len,
 	mw_json_buf_append(&tmp, "{", 1);
 	mw_json_buf_append(&tmp, body, len);
 	mw_json_buf_append(&tmp, "}", 1);
-	if (tmp.failed) {
+	if (tmp.failed)
 		fail_static(error_r, "out of memory");
-		goto out;
-	}
-	if (mw_json_parse_object(&obj, tmp.data, tmp.len, &perror) < 0) {
+	else if (mw_json_parse_object(&obj, tmp.data, tmp.len, &perror) < 0)
 		fail_static(error_r, "body does not parse: %s", perror);
-		goto out;
-	}
-	for (i = 0; i < obj.count; i++) {
-		const struct mw_json_member *m = &obj.members[i];
-
-		f = mw_audit_field_lookup(m->key);
-		if (f < 0) {
-			fail_static(error_r, "unknown field in body");
-			goto out;
-		}
-		if (mw_audit_fields[f].class_ != MW_AUDIT_CLASS_EVENT) {
-			fail_static(error_r, "field %s not allowed in a body",
-				    mw_audit_fields[f].name);
-			goto out;
-		}
-		if (f <= last) {
-			fail_static(error_r, "field %s out of canonical order",
-				    mw_audit_fields[f].name);
-			goto out;
-		}
-		last = f;
-		if (mw_audit_fields[f].type == MW_AUDIT_TYPE_STRING) {
-			if (m->type != MW_JSON_STRING ||
-			    m->str_len > MW_AUDIT_STR_MAX) {
-				fail_static(error_r, "field %s: bad string",
-					    mw_audit_fields[f].name);
-				goto out;
-			}
-		} else if (m->type != MW_JSON_INT || m->negative) {
-			fail_static(error_r, "field %s: bad number",
-				    mw_audit_fields[f].name);
-			goto out;
-		}
-		if (f == MW_AF_EVENT)
-			ev = m;
-	}
-	if (ev == NULL) {
-		fail_static(error_r, "event missing in body");
-		goto out;
-	}
-	if (strlen(ev->str) != ev->str_len ||
-	    !mw_audit_event_name_valid(ev->str) ||
-	    mw_audit_event_is_writer(ev->str)) {
-		fail_static(error_r, "event name invalid or reserved");
-		goto out;
-	}
-	/* canonical encoding: the body must be byte-identical to what the
-	   builder would produce from its values */
-	mw_json_buf_reset(&tmp);
-	for (i = 0; i < obj.count; i++) {
-		if (i > 0)
-			mw_json_buf_append(&tmp, ",", 1);
-		mw_json_member_serialize(&obj.members[i], &tmp);
-	}
-	if (tmp.failed) {
-		fail_static(error_r, "out of memory");
-		goto out;
-	}
-	if (tmp.len != len || memcmp(tmp.data, body, len) != 0) {
-		fail_static(error_r, "body is not in canonical form");
-		goto out;
-	}
-	ret = 0;
-out:
+	else if (body_fields_check(&obj, error_r) == 0 &&
+		 body_canonical_check(&obj, &tmp, body, len, error_r) == 0)
+		ret = 0;
 	mw_json_obj_free(&obj);
 	mw_json_buf_free(&tmp);
 	return ret;
@@ -380,17 +383,24 @@ bool mw_audit_time_valid(const char *t, size_t len)
 	return time_valid(t, len);
 }
 
-int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
-			  size_t len, struct mw_json_buf *scratch,
-			  const char **error_r)
-{
+/* what the fields of a record are: by_field[f] is the member of field f
+   or NULL */
+struct record_fields {
 	const struct mw_json_member *by_field[MW_AF_COUNT];
-	const struct mw_json_member *m;
-	unsigned int i, wmask = 0;
-	int f, last = -1, wi;
-	bool have_event_fields = false;
+	unsigned int wmask;	/* WBIT()s of the writer fields */
+	bool have_event_fields;	/* event fields other than "event" */
+};
 
-	memset(by_field, 0, sizeof(by_field));
+/* Indexes the members: known keys in canonical order, types. */
+static int record_fields_index(const struct mw_json_obj *obj,
+			       struct record_fields *rf,
+			       const char **error_r)
+{
+	const struct mw_json_member *m;
+	unsigned int i;
+	int f, last = -1;
+
+	memset(rf, 0, sizeof(*rf));
 	for (i = 0; i < obj->count; i++) {
 		m = &obj->members[i];
 		f = mw_audit_field_lookup(m->key);
@@ -400,7 +410,7 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 			return fail_static(error_r, "field %s out of canonical "
 					   "order", m->key);
 		last = f;
-		by_field[f] = m;
+		rf->by_field[f] = m;
 		if (mw_audit_fields[f].type == MW_AUDIT_TYPE_STRING) {
 			if (m->type != MW_JSON_STRING)
 				return fail_static(error_r, "field %s is not "
@@ -413,12 +423,21 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 					   "unsigned integer", m->key);
 		}
 		if (mw_audit_fields[f].class_ == MW_AUDIT_CLASS_WRITER)
-			wmask |= WBIT(f);
+			rf->wmask |= WBIT(f);
 		if ((mw_audit_fields[f].class_ == MW_AUDIT_CLASS_EVENT &&
 		     f != MW_AF_EVENT) ||
 		    mw_audit_fields[f].class_ == MW_AUDIT_CLASS_SPOOL)
-			have_event_fields = true;
+			rf->have_event_fields = true;
 	}
+	return 0;
+}
+
+/* The fields every record has, and their formats. */
+static int record_common_check(const struct mw_json_member *const *by_field,
+			       const char **error_r)
+{
+	const struct mw_json_member *m;
+
 	if (by_field[MW_AF_SEQ] == NULL || by_field[MW_AF_TIME] == NULL ||
 	    by_field[MW_AF_HOST] == NULL || by_field[MW_AF_EVENT] == NULL ||
 	    by_field[MW_AF_EPOCH] == NULL || by_field[MW_AF_PREV] == NULL ||
@@ -449,35 +468,58 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 	m = by_field[MW_AF_EVENT];
 	if (strlen(m->str) != m->str_len || !mw_audit_event_name_valid(m->str))
 		return fail_static(error_r, "bad event name");
-	wi = writer_event_index(m->str);
+	return 0;
+}
+
+/* a hex field of a writer event, if present, has its length */
+static bool hex_field_ok(const struct mw_json_member *m, size_t want)
+{
+	return m == NULL || is_lower_hex(m->str, m->str_len, want);
+}
+
+/* A writer event (writer_events[wi]): its fields and their formats. */
+static int writer_event_check(const struct record_fields *rf, int wi,
+			      const char *event, const char **error_r)
+{
+	const struct mw_json_member *const *by_field = rf->by_field;
+
+	if (rf->have_event_fields)
+		return fail_static(error_r, "event fields in writer "
+				   "event %s", event);
+	if ((rf->wmask & writer_events[wi].required) !=
+	    writer_events[wi].required ||
+	    (rf->wmask & ~(writer_events[wi].required |
+			   writer_events[wi].optional)) != 0)
+		return fail_static(error_r, "wrong fields for writer "
+				   "event %s", event);
+	if (!hex_field_ok(by_field[MW_AF_SIG], MW_AUDIT_SIG_HEX_LEN))
+		return fail_static(error_r, "bad sig format");
+	if (!hex_field_ok(by_field[MW_AF_ROOT], MW_AUDIT_HASH_HEX_LEN))
+		return fail_static(error_r, "bad root format");
+	if (!hex_field_ok(by_field[MW_AF_TORN_SHA256], MW_AUDIT_HASH_HEX_LEN))
+		return fail_static(error_r, "bad torn_sha256 format");
+	return 0;
+}
+
+int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
+			  size_t len, struct mw_json_buf *scratch,
+			  const char **error_r)
+{
+	struct record_fields rf;
+	const char *event;
+	int wi;
+
+	if (record_fields_index(obj, &rf, error_r) < 0 ||
+	    record_common_check(rf.by_field, error_r) < 0)
+		return -1;
+	event = rf.by_field[MW_AF_EVENT]->str;
+	wi = writer_event_index(event);
 	if (wi >= 0) {
-		if (have_event_fields)
-			return fail_static(error_r, "event fields in writer "
-					   "event %s", m->str);
-		if ((wmask & writer_events[wi].required) !=
-		    writer_events[wi].required ||
-		    (wmask & ~(writer_events[wi].required |
-			       writer_events[wi].optional)) != 0)
-			return fail_static(error_r, "wrong fields for writer "
-					   "event %s", m->str);
-		if (by_field[MW_AF_SIG] != NULL &&
-		    !is_lower_hex(by_field[MW_AF_SIG]->str,
-				  by_field[MW_AF_SIG]->str_len,
-				  MW_AUDIT_SIG_HEX_LEN))
-			return fail_static(error_r, "bad sig format");
-		if (by_field[MW_AF_ROOT] != NULL &&
-		    !is_lower_hex(by_field[MW_AF_ROOT]->str,
-				  by_field[MW_AF_ROOT]->str_len,
-				  MW_AUDIT_HASH_HEX_LEN))
-			return fail_static(error_r, "bad root format");
-		if (by_field[MW_AF_TORN_SHA256] != NULL &&
-		    !is_lower_hex(by_field[MW_AF_TORN_SHA256]->str,
-				  by_field[MW_AF_TORN_SHA256]->str_len,
-				  MW_AUDIT_HASH_HEX_LEN))
-			return fail_static(error_r, "bad torn_sha256 format");
-	} else if (wmask != 0) {
+		if (writer_event_check(&rf, wi, event, error_r) < 0)
+			return -1;
+	} else if (rf.wmask != 0) {
 		return fail_static(error_r, "writer fields in event %s",
-				   m->str);
+				   event);
 	}
 
 	mw_json_buf_reset(scratch);
@@ -488,4 +530,3 @@ int mw_audit_record_check(const struct mw_json_obj *obj, const char *line,
 		return fail_static(error_r, "record is not in canonical form");
 	return 0;
 }
-

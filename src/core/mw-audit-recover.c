@@ -341,7 +341,7 @@ int mw_audit_writer_resume(struct mw_audit_writer *w, const char **error_r)
 	if (!ri.have_last) {
 		/* new chain */
 		w->seq = 0;
-		memcpy(w->prev, mw_audit_zero_hash, sizeof(w->prev));
+		memcpy(w->prev, MW_AUDIT_ZERO_HASH, sizeof(w->prev));
 		/* the (possibly new) log file's directory entry is durable */
 		if (mw_fsync_parent_dir(w->log_path) < 0)
 			return wfail(w, error_r, "fsync of the directory of %s "

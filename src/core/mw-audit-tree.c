@@ -283,7 +283,7 @@ void mw_audit_tree_load(struct mw_audit_writer *w,
 		}
 	}
 	mw_merkle_range_init(&r);
-	if (tree_forward(w, ri, &r, mw_audit_zero_hash, &why2) == 0) {
+	if (tree_forward(w, ri, &r, MW_AUDIT_ZERO_HASH, &why2) == 0) {
 		w->tree = r;
 		w->tree_known = true;
 		w->tree_dirty = true;

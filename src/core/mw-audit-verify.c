@@ -4,6 +4,7 @@
 #include "mw-audit-verify.h"
 #include "mw-audit-writer.h"
 #include "mw-audit-private.h"
+#include "mw-audit-verify-private.h"
 #include "mw-merkle.h"
 #include "mw-util.h"
 #include "mw-json.h"
@@ -22,9 +23,6 @@
    hourly epochs are 119 years, and a crafted log cannot make verify spend
    more than a few seconds deriving keys (6.8 us each) */
 #define MW_AUDIT_MAX_EPOCH_DISTANCE (1U << 20)
-
-static const char zero_hash[MW_AUDIT_HASH_HEX_LEN + 1] =
-	"0000000000000000000000000000000000000000000000000000000000000000";
 
 static const char *const reason_names[] = {
 	[MW_AUDIT_OK] = "ok",
@@ -121,66 +119,8 @@ int mw_line_reader_next(struct mw_line_reader *r, const char **line_r,
 
 /* --- verifier --- */
 
-struct kept_checkpoint {
-	uint64_t seq;
-	char *line;
-	size_t len;
-};
-
-/* a checkpoint an auditor kept, for --consistency */
-struct cons_checkpoint {
-	uint64_t seq;
-	char host[256];
-	mw_merkle_hash root;
-};
-
-struct verifier {
-	const struct mw_audit_verify_options *opts;
-	struct mw_audit_verify_result *res;
-
-	bool have_key;
-	uint32_t key_epoch;
-	uint8_t key[MW_AUDIT_KEY_LEN];
-	EVP_PKEY *pub;
-
-	struct kept_checkpoint *kept;
-	unsigned int kept_count, kept_next;
-
-	struct mw_json_obj obj;
-	struct mw_json_buf scratch;
-
-	bool started;
-	uint64_t next_seq;
-	char prev[MW_AUDIT_HASH_HEX_LEN + 1];
-	uint32_t epoch;
-	uint64_t epoch_count;
-	bool last_was_seal;
-	uint64_t last_signed_cp_seq;
-
-	/* Merkle tree over the records so far (only if the chain starts at
-	   seq 1): its right edge, and with --consistency all of it */
-	bool tree_from_start;
-	struct mw_merkle_range range;
-	bool keep_tree;
-	struct mw_merkle_tree tree;
-	/* the newest checkpoint with a root (signature checked if pub) */
-	uint64_t root_seq;
-	mw_merkle_hash root;
-	char root_host[256];
-	struct cons_checkpoint *cons;
-	unsigned int cons_count;
-
-	bool failed;
-	unsigned int file;
-	uint64_t end_offset;
-	char error[512];
-};
-
-static int vfail(struct verifier *v, enum mw_audit_fail_reason reason,
-		 uint64_t seq, uint64_t offset, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int vfail(struct verifier *v, enum mw_audit_fail_reason reason,
-		 uint64_t seq, uint64_t offset, const char *fmt, ...)
+int mw_audit_vfail(struct verifier *v, enum mw_audit_fail_reason reason,
+		   uint64_t seq, uint64_t offset, const char *fmt, ...)
 {
 	va_list args;
 
@@ -198,20 +138,6 @@ static int vfail(struct verifier *v, enum mw_audit_fail_reason reason,
 	return -1;
 }
 
-static int verr(struct verifier *v, const char **error_r, const char *fmt,
-		...) __attribute__((format(printf, 3, 4)));
-static int verr(struct verifier *v, const char **error_r, const char *fmt,
-		...)
-{
-	va_list args;
-
-	va_start(args, fmt);
-	vsnprintf(v->error, sizeof(v->error), fmt, args);
-	va_end(args);
-	*error_r = v->error;
-	return -1;
-}
-
 /* an input file cannot be opened: what (role), where, why */
 static int verr_open(struct verifier *v, const char **error_r,
 		     const char *role, const char *path, int err)
@@ -223,42 +149,18 @@ static int verr_open(struct verifier *v, const char **error_r,
 						  sizeof(hint)));
 }
 
-static bool checkpoint_sig_ok(struct verifier *v)
+int mw_audit_verify_open(struct verifier *v, const char *role,
+			 const char *path, FILE **f_r,
+			 struct mw_line_reader *r, const char **error_r)
 {
-	const struct mw_json_member *host, *seq, *prev, *time, *sig, *root;
-	unsigned char sigbin[64];
-	EVP_MD_CTX *ctx;
-	unsigned int i;
-	bool ok;
-
-	host = mw_json_obj_get(&v->obj, "host");
-	seq = mw_json_obj_get(&v->obj, "seq");
-	prev = mw_json_obj_get(&v->obj, "prev");
-	time = mw_json_obj_get(&v->obj, "time");
-	sig = mw_json_obj_get(&v->obj, "sig");
-	root = mw_json_obj_get(&v->obj, "root");
-	for (i = 0; i < 64; i++) {
-		char hi = sig->str[2 * i], lo = sig->str[2 * i + 1];
-
-		sigbin[i] = (unsigned char)
-			(((hi <= '9' ? hi - '0' : hi - 'a' + 10) << 4) |
-			 (lo <= '9' ? lo - '0' : lo - 'a' + 10));
+	*f_r = fopen(path, "re");
+	if (*f_r == NULL)
+		return verr_open(v, error_r, role, path, errno);
+	if (mw_line_reader_init(r, *f_r, MW_AUDIT_LINE_MAX) < 0) {
+		fclose(*f_r);
+		return verr(v, error_r, "out of memory");
 	}
-	mw_json_buf_reset(&v->scratch);
-	mw_audit_checkpoint_message(&v->scratch, host->str, host->str_len,
-				    seq->num, prev->str, time->str,
-				    root == NULL ? NULL : root->str);
-	if (v->scratch.failed)
-		return false;
-	ctx = EVP_MD_CTX_new();
-	if (ctx == NULL)
-		return false;
-	ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, v->pub) == 1 &&
-		EVP_DigestVerify(ctx, sigbin, sizeof(sigbin),
-				 (const unsigned char *)v->scratch.data,
-				 v->scratch.len) == 1;
-	EVP_MD_CTX_free(ctx);
-	return ok;
+	return 0;
 }
 
 /* advances v->key to epoch (>= key_epoch) */
@@ -272,436 +174,306 @@ static int key_to_epoch(struct verifier *v, uint32_t epoch)
 	return 0;
 }
 
-static int verify_line(struct verifier *v, const char *line, size_t len,
-		       uint64_t offset)
-{
-	struct mw_audit_verify_result *res = v->res;
-	const struct mw_json_member *m_event, *m_prev, *m_mac;
-	const char *err, *event;
-	uint64_t seq, expected = v->started ? v->next_seq :
-		(v->opts->partial ? 0 : 1);
+/* the record being verified */
+struct vrec {
+	const char *line;
+	size_t len;
+	uint64_t offset;
+	uint64_t seq;
 	uint32_t epoch;
+	const char *event;
+	const char *prev;
+	const char *mac;
+};
+
+/* Parses and schema-checks the line into v->obj and rec. */
+static int parse_record(struct verifier *v, struct vrec *rec)
+{
+	uint64_t expected = v->started ? v->next_seq :
+		(v->opts->partial ? 0 : 1);
+	const char *err;
+
+	if (rec->len > MW_AUDIT_LINE_MAX)
+		return vfail(v, MW_AUDIT_BAD_JSON, expected, rec->offset,
+			     "line longer than %u bytes", MW_AUDIT_LINE_MAX);
+	if (mw_json_parse_object(&v->obj, rec->line, rec->len, &err) < 0)
+		return vfail(v, MW_AUDIT_BAD_JSON, expected, rec->offset,
+			     "not a JSON record: %s", err);
+	if (mw_audit_record_check(&v->obj, rec->line, rec->len, &v->scratch,
+				  &err) < 0)
+		return vfail(v, MW_AUDIT_BAD_RECORD, expected, rec->offset,
+			     "not a valid record: %s", err);
+	rec->seq = mw_json_obj_get(&v->obj, "seq")->num;
+	rec->epoch = (uint32_t)mw_json_obj_get(&v->obj, "epoch")->num;
+	rec->event = mw_json_obj_get(&v->obj, "event")->str;
+	rec->prev = mw_json_obj_get(&v->obj, "prev")->str;
+	rec->mac = mw_json_obj_get(&v->obj, "mac")->str;
+	return 0;
+}
+
+/* The first record: where the chain starts, and the key's epoch. */
+static int check_start(struct verifier *v, const struct vrec *rec)
+{
+	uint64_t seq = rec->seq, offset = rec->offset;
+	uint32_t epoch = rec->epoch;
+
+	if (seq != 1 && !v->opts->partial)
+		return vfail(v, MW_AUDIT_BAD_START, 1, offset,
+			     "chain starts at seq %llu, not 1 (earlier "
+			     "files or records missing; --partial "
+			     "accepts this)", (unsigned long long)seq);
+	if (strcmp(rec->event, MW_AUDIT_EV_EPOCH) != 0)
+		return vfail(v, MW_AUDIT_BAD_START, seq, offset,
+			     "first record is not an epoch record");
+	if (seq == 1 && strcmp(rec->prev, MW_AUDIT_ZERO_HASH) != 0)
+		return vfail(v, MW_AUDIT_BAD_PREV, seq, offset,
+			     "seq 1 must have an all-zero prev");
+	if (v->have_key) {
+		if (epoch < v->key_epoch)
+			return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+				     "record of epoch %u but the key "
+				     "is for epoch %u (a later key "
+				     "cannot verify earlier epochs)",
+				     epoch, v->key_epoch);
+		if (epoch - v->key_epoch > MW_AUDIT_MAX_EPOCH_DISTANCE)
+			return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+				     "epoch %u implausibly far from "
+				     "the key's epoch %u", epoch,
+				     v->key_epoch);
+		if (key_to_epoch(v, epoch) < 0)
+			return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+				     "key derivation failed");
+	}
+	v->epoch = epoch;
+	v->epoch_count = 0;
+	v->last_was_seal = false;
+	v->res->first_seq = seq;
+	v->res->first_epoch = epoch;
+	return 0;
+}
+
+/* A record of the same epoch as the one before it, or of the next. */
+static int check_epoch_step(struct verifier *v, const struct vrec *rec)
+{
+	uint64_t seq = rec->seq, offset = rec->offset;
+	uint32_t epoch = rec->epoch;
+
+	if (epoch == v->epoch) {
+		if (v->last_was_seal)
+			return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+				     "record after the seal of epoch "
+				     "%u", epoch);
+		if (strcmp(rec->event, MW_AUDIT_EV_EPOCH) == 0)
+			return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+				     "epoch record without an epoch "
+				     "change");
+		return 0;
+	}
+	if (epoch != v->epoch + 1)
+		return vfail(v, MW_AUDIT_EPOCH_SKIPPED, seq, offset,
+			     "epoch jumped from %u to %u", v->epoch,
+			     epoch);
+	if (!v->last_was_seal)
+		return vfail(v, MW_AUDIT_MISSING_SEAL, seq,
+			     offset, "epoch %u ended without "
+			     "a seal", v->epoch);
+	if (strcmp(rec->event, MW_AUDIT_EV_EPOCH) != 0)
+		return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+			     "epoch %u does not begin with an "
+			     "epoch record", epoch);
+	if (v->have_key && key_to_epoch(v, epoch) < 0)
+		return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
+			     "key derivation failed");
+	return 0;
+}
+
+/* A record after the first: its seq and epoch follow the last one's. */
+static int check_next(struct verifier *v, const struct vrec *rec)
+{
+	uint64_t seq = rec->seq, offset = rec->offset;
+
+	if (seq > v->next_seq)
+		return vfail(v, MW_AUDIT_SEQ_GAP, v->next_seq, offset,
+			     "seq gap: expected %llu, found %llu "
+			     "(records missing)",
+			     (unsigned long long)v->next_seq,
+			     (unsigned long long)seq);
+	if (seq < v->next_seq)
+		return vfail(v, MW_AUDIT_SEQ_REORDER, v->next_seq,
+			     offset, "seq went back: expected %llu, "
+			     "found %llu (duplicated or reordered "
+			     "record)", (unsigned long long)v->next_seq,
+			     (unsigned long long)seq);
+	if (rec->epoch < v->epoch)
+		return vfail(v, MW_AUDIT_EPOCH_BACKWARDS, seq, offset,
+			     "epoch went back from %u to %u",
+			     v->epoch, rec->epoch);
+	return check_epoch_step(v, rec);
+}
+
+/* The record's MAC (with the key) and its link to the one before. */
+static int check_chain(struct verifier *v, const struct vrec *rec)
+{
 	char mac[65];
 
-	if (len > MW_AUDIT_LINE_MAX)
-		return vfail(v, MW_AUDIT_BAD_JSON, expected, offset,
-			     "line longer than %u bytes", MW_AUDIT_LINE_MAX);
-	if (mw_json_parse_object(&v->obj, line, len, &err) < 0)
-		return vfail(v, MW_AUDIT_BAD_JSON, expected, offset,
-			     "not a JSON record: %s", err);
-	if (mw_audit_record_check(&v->obj, line, len, &v->scratch, &err) < 0)
-		return vfail(v, MW_AUDIT_BAD_RECORD, expected, offset,
-			     "not a valid record: %s", err);
-	seq = mw_json_obj_get(&v->obj, "seq")->num;
-	epoch = (uint32_t)mw_json_obj_get(&v->obj, "epoch")->num;
-	m_event = mw_json_obj_get(&v->obj, "event");
-	m_prev = mw_json_obj_get(&v->obj, "prev");
-	m_mac = mw_json_obj_get(&v->obj, "mac");
-	event = m_event->str;
-
-	if (!v->started) {
-		if (seq != 1 && !v->opts->partial)
-			return vfail(v, MW_AUDIT_BAD_START, 1, offset,
-				     "chain starts at seq %llu, not 1 (earlier "
-				     "files or records missing; --partial "
-				     "accepts this)", (unsigned long long)seq);
-		if (strcmp(event, MW_AUDIT_EV_EPOCH) != 0)
-			return vfail(v, MW_AUDIT_BAD_START, seq, offset,
-				     "first record is not an epoch record");
-		if (seq == 1 && strcmp(m_prev->str, zero_hash) != 0)
-			return vfail(v, MW_AUDIT_BAD_PREV, seq, offset,
-				     "seq 1 must have an all-zero prev");
-		if (v->have_key) {
-			if (epoch < v->key_epoch)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "record of epoch %u but the key "
-					     "is for epoch %u (a later key "
-					     "cannot verify earlier epochs)",
-					     epoch, v->key_epoch);
-			if (epoch - v->key_epoch > MW_AUDIT_MAX_EPOCH_DISTANCE)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "epoch %u implausibly far from "
-					     "the key's epoch %u", epoch,
-					     v->key_epoch);
-			if (key_to_epoch(v, epoch) < 0)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "key derivation failed");
-		}
-		v->epoch = epoch;
-		v->epoch_count = 0;
-		v->last_was_seal = false;
-		res->first_seq = seq;
-		res->first_epoch = epoch;
-	} else {
-		if (seq > v->next_seq)
-			return vfail(v, MW_AUDIT_SEQ_GAP, v->next_seq, offset,
-				     "seq gap: expected %llu, found %llu "
-				     "(records missing)",
-				     (unsigned long long)v->next_seq,
-				     (unsigned long long)seq);
-		if (seq < v->next_seq)
-			return vfail(v, MW_AUDIT_SEQ_REORDER, v->next_seq,
-				     offset, "seq went back: expected %llu, "
-				     "found %llu (duplicated or reordered "
-				     "record)", (unsigned long long)v->next_seq,
-				     (unsigned long long)seq);
-		if (epoch < v->epoch)
-			return vfail(v, MW_AUDIT_EPOCH_BACKWARDS, seq, offset,
-				     "epoch went back from %u to %u",
-				     v->epoch, epoch);
-		if (epoch == v->epoch) {
-			if (v->last_was_seal)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "record after the seal of epoch "
-					     "%u", epoch);
-			if (strcmp(event, MW_AUDIT_EV_EPOCH) == 0)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "epoch record without an epoch "
-					     "change");
-		} else if (epoch == v->epoch + 1) {
-			if (!v->last_was_seal)
-				return vfail(v, MW_AUDIT_MISSING_SEAL, seq,
-					     offset, "epoch %u ended without "
-					     "a seal", v->epoch);
-			if (strcmp(event, MW_AUDIT_EV_EPOCH) != 0)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "epoch %u does not begin with an "
-					     "epoch record", epoch);
-			if (v->have_key && key_to_epoch(v, epoch) < 0)
-				return vfail(v, MW_AUDIT_BAD_EPOCH, seq, offset,
-					     "key derivation failed");
-		} else {
-			return vfail(v, MW_AUDIT_EPOCH_SKIPPED, seq, offset,
-				     "epoch jumped from %u to %u", v->epoch,
-				     epoch);
-		}
-	}
-
 	if (v->have_key) {
-		if (mw_audit_line_mac_hex(v->key, line, len, mac) < 0)
-			return vfail(v, MW_AUDIT_BAD_MAC, seq, offset,
-				     "HMAC computation failed");
-		if (CRYPTO_memcmp(mac, m_mac->str, MW_AUDIT_HASH_HEX_LEN) != 0)
-			return vfail(v, MW_AUDIT_BAD_MAC, seq, offset,
-				     "MAC does not verify under the epoch %u "
-				     "key", epoch);
+		if (mw_audit_line_mac_hex(v->key, rec->line, rec->len,
+					  mac) < 0)
+			return vfail(v, MW_AUDIT_BAD_MAC, rec->seq,
+				     rec->offset, "HMAC computation failed");
+		if (CRYPTO_memcmp(mac, rec->mac, MW_AUDIT_HASH_HEX_LEN) != 0)
+			return vfail(v, MW_AUDIT_BAD_MAC, rec->seq,
+				     rec->offset, "MAC does not verify under "
+				     "the epoch %u key", rec->epoch);
 	}
-	if (v->started && strcmp(m_prev->str, v->prev) != 0)
-		return vfail(v, MW_AUDIT_BAD_PREV, seq, offset,
+	if (v->started && strcmp(rec->prev, v->prev) != 0)
+		return vfail(v, MW_AUDIT_BAD_PREV, rec->seq, rec->offset,
 			     "prev is not the hash of record %llu",
-			     (unsigned long long)(seq - 1));
+			     (unsigned long long)(rec->seq - 1));
+	return 0;
+}
 
-	if (strcmp(event, MW_AUDIT_EV_SEAL) == 0) {
+/* A checkpoint: its signature (with the public key) and its Merkle
+   root (when the records so far start the chain). */
+static int check_checkpoint(struct verifier *v, const struct vrec *rec)
+{
+	const struct mw_json_member *m_root =
+		mw_json_obj_get(&v->obj, "root");
+	uint64_t seq = rec->seq, offset = rec->offset;
+	mw_merkle_hash root, want;
+
+	if (v->pub != NULL && !mw_audit_checkpoint_verify(&v->obj, v->pub,
+						       &v->scratch))
+		return vfail(v, MW_AUDIT_BAD_SIGNATURE, seq, offset,
+			     "checkpoint signature does not verify");
+	if (m_root == NULL)
+		return 0;
+	if (mw_hex_decode(m_root->str, root, sizeof(root)) < 0)
+		return vfail(v, MW_AUDIT_BAD_RECORD, seq, offset, "bad root");
+	if (v->tree_from_start) {
+		if (v->range.size != seq - 1 ||
+		    mw_merkle_range_root(&v->range, want) < 0)
+			return vfail(v, MW_AUDIT_BAD_ROOT, seq, offset,
+				     "Merkle tree computation failed");
+		if (CRYPTO_memcmp(want, root, sizeof(root)) != 0)
+			return vfail(v, MW_AUDIT_BAD_ROOT, seq, offset,
+				     "checkpoint root is not the Merkle root "
+				     "of records 1..%llu",
+				     (unsigned long long)(seq - 1));
+		v->res->roots_checked++;
+	}
+	v->root_seq = seq;
+	memcpy(v->root, root, sizeof(root));
+	snprintf(v->root_host, sizeof(v->root_host), "%s",
+		 mw_json_obj_get(&v->obj, "host")->str);
+	return 0;
+}
+
+/* What the writer's own events claim: a seal's record count, a
+   checkpoint's signature and root. */
+static int check_event(struct verifier *v, const struct vrec *rec)
+{
+	if (strcmp(rec->event, MW_AUDIT_EV_SEAL) == 0) {
 		uint64_t n = mw_json_obj_get(&v->obj, "records")->num;
 
 		if (n != v->epoch_count)
-			return vfail(v, MW_AUDIT_BAD_SEAL, seq, offset,
-				     "seal of epoch %u counts %llu records, "
-				     "the log has %llu", epoch,
-				     (unsigned long long)n,
+			return vfail(v, MW_AUDIT_BAD_SEAL, rec->seq,
+				     rec->offset, "seal of epoch %u counts "
+				     "%llu records, the log has %llu",
+				     rec->epoch, (unsigned long long)n,
 				     (unsigned long long)v->epoch_count);
-	} else if (strcmp(event, MW_AUDIT_EV_CHECKPOINT) == 0) {
-		const struct mw_json_member *m_root =
-			mw_json_obj_get(&v->obj, "root");
-		mw_merkle_hash root;
-
-		if (v->pub != NULL && !checkpoint_sig_ok(v))
-			return vfail(v, MW_AUDIT_BAD_SIGNATURE, seq, offset,
-				     "checkpoint signature does not verify");
-		if (m_root != NULL) {
-			if (mw_hex_decode(m_root->str, root,
-					  sizeof(root)) < 0)
-				return vfail(v, MW_AUDIT_BAD_RECORD, seq,
-					     offset, "bad root");
-			if (v->tree_from_start) {
-				mw_merkle_hash want;
-
-				if (v->range.size != seq - 1 ||
-				    mw_merkle_range_root(&v->range,
-							 want) < 0)
-					return vfail(v, MW_AUDIT_BAD_ROOT, seq,
-						     offset, "Merkle tree "
-						     "computation failed");
-				if (CRYPTO_memcmp(want, root,
-						  sizeof(root)) != 0)
-					return vfail(v, MW_AUDIT_BAD_ROOT, seq,
-						     offset, "checkpoint root "
-						     "is not the Merkle root "
-						     "of records 1..%llu",
-						     (unsigned long long)
-						     (seq - 1));
-				res->roots_checked++;
-			}
-			v->root_seq = seq;
-			memcpy(v->root, root, sizeof(root));
-			snprintf(v->root_host, sizeof(v->root_host), "%s",
-				 mw_json_obj_get(&v->obj, "host")->str);
-		}
+	} else if (strcmp(rec->event, MW_AUDIT_EV_CHECKPOINT) == 0) {
+		return check_checkpoint(v, rec);
 	}
+	return 0;
+}
 
+/* The record equals the kept checkpoint of its seq, if there is one. */
+static int check_kept(struct verifier *v, const struct vrec *rec)
+{
 	while (v->kept_next < v->kept_count &&
-	       v->kept[v->kept_next].seq <= seq) {
-		struct kept_checkpoint *k = &v->kept[v->kept_next];
+	       v->kept[v->kept_next].seq <= rec->seq) {
+		struct mw_audit_kept_checkpoint *k = &v->kept[v->kept_next];
 
-		if (k->seq == seq) {
-			if (k->len != len || memcmp(k->line, line, len) != 0)
+		if (k->seq == rec->seq) {
+			if (k->len != rec->len ||
+			    memcmp(k->line, rec->line, rec->len) != 0)
 				return vfail(v, MW_AUDIT_CHECKPOINT_MISMATCH,
-					     seq, offset, "record %llu differs "
-					     "from the kept checkpoint",
-					     (unsigned long long)seq);
-			res->kept_checkpoints_matched++;
+					     rec->seq, rec->offset, "record "
+					     "%llu differs from the kept "
+					     "checkpoint",
+					     (unsigned long long)rec->seq);
+			v->res->kept_checkpoints_matched++;
 		}
 		v->kept_next++;
 	}
+	return 0;
+}
 
-	/* the record verified: advance */
-	if (mw_audit_sha256_hex(line, len, v->prev) < 0)
-		return vfail(v, MW_AUDIT_BAD_JSON, seq, offset, "SHA-256 failed");
+/* The record verified: the chain, the tree and the counts advance. */
+static int advance(struct verifier *v, const struct vrec *rec)
+{
+	struct mw_audit_verify_result *res = v->res;
+
+	if (mw_audit_sha256_hex(rec->line, rec->len, v->prev) < 0)
+		return vfail(v, MW_AUDIT_BAD_JSON, rec->seq, rec->offset,
+			     "SHA-256 failed");
 	if (!v->started)
-		v->tree_from_start = seq == 1;
+		v->tree_from_start = rec->seq == 1;
 	if (v->tree_from_start) {
 		mw_merkle_hash leaf;
 
-		if (mw_merkle_leaf_hash(line, len, leaf) < 0 ||
+		if (mw_merkle_leaf_hash(rec->line, rec->len, leaf) < 0 ||
 		    mw_merkle_range_append(&v->range, leaf) < 0 ||
 		    (v->keep_tree && mw_merkle_tree_append(&v->tree,
 							   leaf) < 0))
-			return vfail(v, MW_AUDIT_BAD_ROOT, seq, offset,
-				     "Merkle tree computation failed (out of "
-				     "memory?)");
+			return vfail(v, MW_AUDIT_BAD_ROOT, rec->seq,
+				     rec->offset, "Merkle tree computation "
+				     "failed (out of memory?)");
 	}
 	if (v->opts->on_record != NULL)
-		v->opts->on_record(v->opts->on_record_context, line, len,
-				   &v->obj);
-	if (epoch != v->epoch) {
-		v->epoch = epoch;
+		v->opts->on_record(v->opts->on_record_context, rec->line,
+				   rec->len, &v->obj);
+	if (rec->epoch != v->epoch) {
+		v->epoch = rec->epoch;
 		v->epoch_count = 0;
 	}
 	v->started = true;
-	v->next_seq = seq + 1;
+	v->next_seq = rec->seq + 1;
 	v->last_was_seal = false;
-	if (strcmp(event, MW_AUDIT_EV_SEAL) == 0) {
+	if (strcmp(rec->event, MW_AUDIT_EV_SEAL) == 0) {
 		v->last_was_seal = true;
 		res->seals++;
-		res->last_seal_seq = seq;
+		res->last_seal_seq = rec->seq;
 	} else {
 		v->epoch_count++;
-		if (strcmp(event, MW_AUDIT_EV_CHECKPOINT) == 0) {
+		if (strcmp(rec->event, MW_AUDIT_EV_CHECKPOINT) == 0) {
 			res->checkpoints++;
-			res->last_checkpoint_seq = seq;
+			res->last_checkpoint_seq = rec->seq;
 			if (v->pub != NULL || v->opts->pubkey_path == NULL)
-				v->last_signed_cp_seq = seq;
-		} else if (strcmp(event, MW_AUDIT_EV_RECOVERED) == 0) {
+				v->last_signed_cp_seq = rec->seq;
+		} else if (strcmp(rec->event, MW_AUDIT_EV_RECOVERED) == 0) {
 			res->recovered++;
 		}
 	}
 	res->records++;
-	res->last_seq = seq;
-	res->last_epoch = epoch;
+	res->last_seq = rec->seq;
+	res->last_epoch = rec->epoch;
 	return 0;
 }
 
-static int kept_cmp(const void *a, const void *b)
+static int verify_line(struct verifier *v, const char *line, size_t len,
+		       uint64_t offset)
 {
-	const struct kept_checkpoint *ka = a, *kb = b;
+	struct vrec rec = { .line = line, .len = len, .offset = offset };
 
-	return ka->seq < kb->seq ? -1 : ka->seq > kb->seq ? 1 : 0;
-}
-
-static int load_kept(struct verifier *v, const char *path,
-		     const char **error_r)
-{
-	struct mw_line_reader r;
-	const char *line, *err;
-	struct kept_checkpoint *k;
-	uint64_t offset;
-	size_t len;
-	bool nl;
-	int ret;
-	unsigned int lineno = 0;
-	FILE *f;
-
-	f = fopen(path, "re");
-	if (f == NULL)
-		return verr_open(v, error_r, "checkpoint file", path, errno);
-	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
-		fclose(f);
-		return verr(v, error_r, "out of memory");
-	}
-	while ((ret = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
-		lineno++;
-		if (len == 0)
-			continue;
-		if (mw_json_parse_object(&v->obj, line, len, &err) < 0 ||
-		    mw_audit_record_check(&v->obj, line, len, &v->scratch,
-					  &err) < 0 ||
-		    strcmp(mw_json_obj_get(&v->obj, "event")->str,
-			   MW_AUDIT_EV_CHECKPOINT) != 0) {
-			ret = verr(v, error_r, "%s line %u is not a checkpoint "
-				   "record", path, lineno);
-			break;
-		}
-		if (v->pub != NULL && !checkpoint_sig_ok(v)) {
-			ret = verr(v, error_r, "%s line %u: kept checkpoint's "
-				   "signature does not verify", path, lineno);
-			break;
-		}
-		k = realloc(v->kept, (v->kept_count + 1) * sizeof(*k));
-		if (k == NULL) {
-			ret = verr(v, error_r, "out of memory");
-			break;
-		}
-		v->kept = k;
-		k = &v->kept[v->kept_count];
-		k->seq = mw_json_obj_get(&v->obj, "seq")->num;
-		k->len = len;
-		k->line = malloc(len);
-		if (k->line == NULL) {
-			ret = verr(v, error_r, "out of memory");
-			break;
-		}
-		memcpy(k->line, line, len);
-		v->kept_count++;
-	}
-	if (ret == -1 && v->error[0] == '\0')
-		verr(v, error_r, "read(%s) failed: %s", path, strerror(errno));
-	else if (ret == -2)
-		ret = verr(v, error_r, "%s: line too long", path);
-	mw_line_reader_free(&r);
-	fclose(f);
-	return ret < 0 ? -1 : 0;
-}
-
-/* adds the checkpoint line[0..len) to v->cons (what = where it came
-   from, for errors) */
-static int cons_add_line(struct verifier *v, const char *line, size_t len,
-			 const char *what, const char **error_r)
-{
-	const struct mw_json_member *root;
-	struct cons_checkpoint *c;
-	const char *err;
-
-	if (mw_json_parse_object(&v->obj, line, len, &err) < 0 ||
-	    mw_audit_record_check(&v->obj, line, len, &v->scratch,
-				  &err) < 0 ||
-	    strcmp(mw_json_obj_get(&v->obj, "event")->str,
-		   MW_AUDIT_EV_CHECKPOINT) != 0)
-		return verr(v, error_r, "%s is not a checkpoint record", what);
-	root = mw_json_obj_get(&v->obj, "root");
-	if (root == NULL)
-		return verr(v, error_r, "%s has no Merkle root (a format v1 "
-			    "checkpoint; use --checkpoint-file for it)", what);
-	if (v->pub != NULL && !checkpoint_sig_ok(v))
-		return verr(v, error_r, "%s: kept checkpoint's signature does "
-			    "not verify", what);
-	c = realloc(v->cons, (v->cons_count + 1) * sizeof(*c));
-	if (c == NULL)
-		return verr(v, error_r, "out of memory");
-	v->cons = c;
-	c = &v->cons[v->cons_count++];
-	c->seq = mw_json_obj_get(&v->obj, "seq")->num;
-	snprintf(c->host, sizeof(c->host), "%s",
-		 mw_json_obj_get(&v->obj, "host")->str);
-	(void)mw_hex_decode(root->str, c->root, sizeof(c->root));
-	return 0;
-}
-
-static int load_consistency(struct verifier *v, const char *arg,
-			    const char **error_r)
-{
-	struct mw_line_reader r;
-	const char *line;
-	char what[PATH_MAX + 32];
-	uint64_t offset;
-	unsigned int lineno = 0;
-	size_t len;
-	bool nl;
-	int ret;
-	FILE *f;
-
-	if (arg[0] == '{')
-		return cons_add_line(v, arg, strlen(arg), "--consistency line",
-				     error_r);
-	f = fopen(arg, "re");
-	if (f == NULL)
-		return verr_open(v, error_r, "checkpoint file", arg, errno);
-	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
-		fclose(f);
-		return verr(v, error_r, "out of memory");
-	}
-	while ((ret = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
-		lineno++;
-		if (len == 0)
-			continue;
-		snprintf(what, sizeof(what), "%s line %u", arg, lineno);
-		if (cons_add_line(v, line, len, what, error_r) < 0)
-			break;
-	}
-	if (ret == -1)
-		verr(v, error_r, "read(%s) failed: %s", arg, strerror(errno));
-	else if (ret == -2)
-		verr(v, error_r, "%s: line too long", arg);
-	else if (ret == 0 && lineno == 0)
-		ret = verr(v, error_r, "%s: no checkpoint in it", arg);
-	mw_line_reader_free(&r);
-	fclose(f);
-	return ret < 0 ? -1 : 0;
-}
-
-/* --consistency: every kept tree is a prefix of the log's newest tree */
-static void check_consistency(struct verifier *v)
-{
-	struct mw_audit_verify_result *res = v->res;
-	mw_merkle_hash path[MW_MERKLE_MAX_PATH];
-	unsigned int i, count;
-
-	for (i = 0; i < v->cons_count && !v->failed; i++) {
-		const struct cons_checkpoint *c = &v->cons[i];
-
-		if (!v->tree_from_start) {
-			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
-			      "--consistency needs the log from seq 1");
-			return;
-		}
-		if (v->root_seq < c->seq) {
-			vfail(v, MW_AUDIT_TRUNCATED, res->last_seq + 1,
-			      v->end_offset, "the kept checkpoint seq %llu "
-			      "covers %llu records, the log's newest "
-			      "checkpoint with a Merkle root is seq %llu: "
-			      "records were removed from the end",
-			      (unsigned long long)c->seq,
-			      (unsigned long long)(c->seq - 1),
-			      (unsigned long long)v->root_seq);
-			return;
-		}
-		if (strcmp(c->host, v->root_host) != 0) {
-			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
-			      "the kept checkpoint is from host %s, the log "
-			      "from host %s", c->host, v->root_host);
-			return;
-		}
-		if (mw_merkle_tree_consistency_proof(&v->tree, c->seq - 1,
-						     v->root_seq - 1, path,
-						     &count) < 0 ||
-		    mw_merkle_verify_consistency(c->seq - 1, v->root_seq - 1,
-						 c->root, v->root, path,
-						 count) < 0) {
-			vfail(v, MW_AUDIT_INCONSISTENT, c->seq, v->end_offset,
-			      "the log does not extend the tree of the kept "
-			      "checkpoint seq %llu (records 1..%llu were "
-			      "changed, removed or reordered): the consistency "
-			      "proof to checkpoint seq %llu fails",
-			      (unsigned long long)c->seq,
-			      (unsigned long long)(c->seq - 1),
-			      (unsigned long long)v->root_seq);
-			return;
-		}
-		res->consistency_checked++;
-		res->consistency_old_size = c->seq - 1;
-		res->consistency_new_seq = v->root_seq;
-		res->consistency_new_size = v->root_seq - 1;
-		res->consistency_hashes = count;
-	}
+	if (parse_record(v, &rec) < 0)
+		return -1;
+	if ((v->started ? check_next(v, &rec) : check_start(v, &rec)) < 0 ||
+	    check_chain(v, &rec) < 0 || check_event(v, &rec) < 0 ||
+	    check_kept(v, &rec) < 0)
+		return -1;
+	return advance(v, &rec);
 }
 
 static int verify_file(struct verifier *v, const char *path, bool last,
@@ -715,13 +487,8 @@ static int verify_file(struct verifier *v, const char *path, bool last,
 	int ret = 0;
 	FILE *f;
 
-	f = fopen(path, "re");
-	if (f == NULL)
-		return verr_open(v, error_r, "log file", path, errno);
-	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
-		fclose(f);
-		return verr(v, error_r, "out of memory");
-	}
+	if (mw_audit_verify_open(v, "log file", path, &f, &r, error_r) < 0)
+		return -1;
 	while (!v->failed &&
 	       (ret = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
 		if (!nl) {
@@ -792,7 +559,7 @@ static void finish(struct verifier *v)
 			return;
 		}
 	}
-	check_consistency(v);
+	mw_audit_check_consistency(v);
 	if (v->failed)
 		return;
 	if (v->opts->expect_seq > res->last_seq) {
@@ -869,13 +636,12 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 		result->signatures_checked = true;
 	}
 	for (i = 0; i < opts->checkpoint_file_count; i++) {
-		if (load_kept(&v, opts->checkpoint_files[i], error_r) < 0)
+		if (mw_audit_load_kept(&v, opts->checkpoint_files[i], error_r) < 0)
 			goto out;
 	}
-	if (v.kept_count > 0)
-		qsort(v.kept, v.kept_count, sizeof(*v.kept), kept_cmp);
+	mw_audit_sort_kept(&v);
 	for (i = 0; i < opts->consistency_count; i++) {
-		if (load_consistency(&v, opts->consistency[i], error_r) < 0)
+		if (mw_audit_load_consistency(&v, opts->consistency[i], error_r) < 0)
 			goto out;
 	}
 	v.keep_tree = v.cons_count > 0;

@@ -5,6 +5,7 @@
    mw-audit-recover.c, mw-audit-tree.c and mw-audit-crypto.c only. */
 
 #include "mw-audit-writer.h"
+#include "mw-audit-private.h"
 #include "mw-merkle.h"
 
 #include <limits.h>
@@ -67,16 +68,14 @@ struct mw_audit_resume_info {
 	char torn_file[PATH_MAX];
 };
 
-/* "prev" of the first record of a chain */
-extern const char mw_audit_zero_hash[MW_AUDIT_HASH_HEX_LEN + 1];
-
 /* HMAC-SHA-256(key, data) as hex. Returns 0 or -1. */
 int mw_audit_hmac_hex(const uint8_t key[MW_AUDIT_KEY_LEN], const void *data,
 		      size_t len, char out[65]);
 
 /* Formats an error into w->error, sets *error_r to it, returns -1. */
-int mw_audit_wfail(struct mw_audit_writer *w, const char **error_r,
-		   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define mw_audit_wfail(w, error_r, ...) \
+	mw_audit_fail_into((w)->error, sizeof((w)->error), (error_r), \
+			   __VA_ARGS__)
 /* Like mw_audit_wfail(), and the writer becomes unusable. */
 #define mw_audit_wbroken(w, error_r, ...) \
 	((w)->failed = true, mw_audit_wfail((w), (error_r), __VA_ARGS__))

@@ -26,18 +26,6 @@
 
 #define fail_static mw_audit_fail_static
 
-int mw_audit_wfail(struct mw_audit_writer *w, const char **error_r,
-		   const char *fmt, ...)
-{
-	va_list args;
-
-	va_start(args, fmt);
-	vsnprintf(w->error, sizeof(w->error), fmt, args);
-	va_end(args);
-	*error_r = w->error;
-	return -1;
-}
-
 void mw_audit_writer_options_init(struct mw_audit_writer_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));

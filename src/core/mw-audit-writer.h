@@ -10,6 +10,8 @@
 
 #include "mw-audit.h"
 
+#include <openssl/evp.h>
+
 /* --- crypto primitives, as specified in docs/audit-log.md §4-6 --- */
 
 /* out = hex SHA-256 of data (65 bytes incl. NUL). Returns 0 or -1. */
@@ -32,6 +34,12 @@ void mw_audit_checkpoint_message(struct mw_json_buf *out, const char *host,
 				 size_t host_len, uint64_t seq,
 				 const char *prev_hex, const char *time,
 				 const char *root_hex);
+
+/* TRUE if the checkpoint record cp (parsed and checked with
+   mw_audit_record_check(), event "checkpoint") carries pub's Ed25519
+   signature of its checkpoint message. scratch is scratch space. */
+bool mw_audit_checkpoint_verify(const struct mw_json_obj *cp, EVP_PKEY *pub,
+				struct mw_json_buf *scratch);
 
 /* --- key files --- */
 

@@ -35,6 +35,9 @@
 /* a line ends with ,"mac":"<64 hex>"} : the MAC covers everything before
    these bytes */
 #define MW_AUDIT_MAC_SUFFIX_LEN (8 + MW_AUDIT_HASH_HEX_LEN + 2)
+/* "prev" of the first record of a chain (seq 1) */
+#define MW_AUDIT_ZERO_HASH \
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 /* All fields, in canonical order (the order they appear in a line). */
 enum mw_audit_field {

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char hexdigits[] = "0123456789abcdef";
 
 void mw_json_buf_init(struct mw_json_buf *buf)
 {
@@ -161,8 +160,7 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 		case 0x0d: mw_json_buf_append(buf, "\\r", 2); break;
 		default:
 			memcpy(esc, c < 0x80 ? "\\u00" : "\\udc", 4);
-			esc[4] = hexdigits[c >> 4];
-			esc[5] = hexdigits[c & 0xf];
+			mw_hex_encode(&c, 1, esc + 4);
 			mw_json_buf_append(buf, esc, 6);
 			break;
 		}
@@ -206,26 +204,14 @@ static int perr(struct parser *ps, const char *what)
 
 static int hex4(struct parser *ps, uint32_t *v_r)
 {
-	uint32_t v = 0;
-	unsigned int i;
+	unsigned char v[2];
 
 	if (ps->len - ps->pos < 4)
 		return perr(ps, "truncated \\u escape");
-	for (i = 0; i < 4; i++) {
-		unsigned char c = ps->p[ps->pos + i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (uint32_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (uint32_t)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (uint32_t)(c - 'A' + 10);
-		else
-			return perr(ps, "bad hex digit in \\u escape");
-	}
+	if (mw_hex_decode_n((const char *)ps->p + ps->pos, v, 2) < 0)
+		return perr(ps, "bad hex digit in \\u escape");
 	ps->pos += 4;
-	*v_r = v;
+	*v_r = ((uint32_t)v[0] << 8) | v[1];
 	return 0;
 }
 
@@ -251,6 +237,59 @@ static void put_utf8(struct parser *ps, uint32_t cp)
 	ps->out = o;
 }
 
+/* Decodes the \u escape at ps->pos (after the "\u") into the arena:
+   a code point, a surrogate pair, or a lone low surrogate
+   U+DC80..U+DCFF for a raw byte (mw_json_append_escaped()). */
+static int parse_u_escape(struct parser *ps)
+{
+	uint32_t cp, lo;
+
+	if (hex4(ps, &cp) < 0)
+		return -1;
+	if (cp >= 0xd800 && cp <= 0xdbff) {
+		/* high surrogate: must be followed by a low surrogate */
+		if (ps->len - ps->pos < 6 || ps->p[ps->pos] != '\\' ||
+		    ps->p[ps->pos + 1] != 'u')
+			return perr(ps, "unpaired high surrogate");
+		ps->pos += 2;
+		if (hex4(ps, &lo) < 0)
+			return -1;
+		if (lo < 0xdc00 || lo > 0xdfff)
+			return perr(ps, "unpaired high surrogate");
+		put_utf8(ps, 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00));
+	} else if (cp >= 0xdc00 && cp <= 0xdfff) {
+		/* lone low surrogate: escaped raw byte */
+		if (cp < 0xdc80 || cp > 0xdcff)
+			return perr(ps, "unpaired low surrogate");
+		*ps->out++ = (char)(cp & 0xff);
+	} else {
+		put_utf8(ps, cp);
+	}
+	return 0;
+}
+
+/* Decodes the escape at ps->pos (at the backslash) into the arena. */
+static int parse_escape(struct parser *ps)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const char *s;
+	unsigned char c;
+
+	ps->pos++;
+	if (ps->pos >= ps->len)
+		return perr(ps, "truncated escape");
+	c = ps->p[ps->pos++];
+	if (c == 'u')
+		return parse_u_escape(ps);
+	s = c == '\0' ? NULL : strchr(from, c);
+	if (s == NULL) {
+		ps->pos--;
+		return perr(ps, "bad escape");
+	}
+	*ps->out++ = to[s - from];
+	return 0;
+}
+
 /* Parses a string at ps->pos (which is at the opening quote); stores the
    decoded bytes in the arena. Every escape or raw sequence decodes to at
    most as many bytes as it occupies, so the arena never overflows. */
@@ -258,7 +297,7 @@ static int parse_string(struct parser *ps, const char **str_r,
 			size_t *len_r)
 {
 	char *start;
-	uint32_t cp, lo;
+	unsigned char c;
 	size_t n;
 
 	ps->pos++; /* opening quote */
@@ -266,73 +305,25 @@ static int parse_string(struct parser *ps, const char **str_r,
 	for (;;) {
 		if (ps->pos >= ps->len)
 			return perr(ps, "unterminated string");
-		unsigned char c = ps->p[ps->pos];
-
+		c = ps->p[ps->pos];
 		if (c == '"') {
 			ps->pos++;
 			break;
 		}
 		if (c < 0x20 || c == 0x7f)
 			return perr(ps, "raw control character in string");
-		if (c >= 0x80) {
-			n = mw_json_utf8_seq_len(ps->p + ps->pos,
-						 ps->len - ps->pos);
-			if (n == 0)
-				return perr(ps, "invalid UTF-8 in string");
-			memcpy(ps->out, ps->p + ps->pos, n);
-			ps->out += n;
-			ps->pos += n;
-			continue;
-		}
-		if (c != '\\') {
-			*ps->out++ = (char)c;
-			ps->pos++;
-			continue;
-		}
-		ps->pos++;
-		if (ps->pos >= ps->len)
-			return perr(ps, "truncated escape");
-		c = ps->p[ps->pos++];
-		switch (c) {
-		case '"': *ps->out++ = '"'; break;
-		case '\\': *ps->out++ = '\\'; break;
-		case '/': *ps->out++ = '/'; break;
-		case 'b': *ps->out++ = '\b'; break;
-		case 'f': *ps->out++ = '\f'; break;
-		case 'n': *ps->out++ = '\n'; break;
-		case 'r': *ps->out++ = '\r'; break;
-		case 't': *ps->out++ = '\t'; break;
-		case 'u':
-			if (hex4(ps, &cp) < 0)
+		if (c == '\\') {
+			if (parse_escape(ps) < 0)
 				return -1;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				/* high surrogate: must be followed by a low
-				   surrogate */
-				if (ps->len - ps->pos < 6 ||
-				    ps->p[ps->pos] != '\\' ||
-				    ps->p[ps->pos + 1] != 'u')
-					return perr(ps, "unpaired high surrogate");
-				ps->pos += 2;
-				if (hex4(ps, &lo) < 0)
-					return -1;
-				if (lo < 0xdc00 || lo > 0xdfff)
-					return perr(ps, "unpaired high surrogate");
-				cp = 0x10000 + ((cp - 0xd800) << 10) +
-					(lo - 0xdc00);
-				put_utf8(ps, cp);
-			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-				/* lone low surrogate: escaped raw byte */
-				if (cp < 0xdc80 || cp > 0xdcff)
-					return perr(ps, "unpaired low surrogate");
-				*ps->out++ = (char)(cp & 0xff);
-			} else {
-				put_utf8(ps, cp);
-			}
-			break;
-		default:
-			ps->pos--;
-			return perr(ps, "bad escape");
+			continue;
 		}
+		n = c < 0x80 ? 1 : mw_json_utf8_seq_len(ps->p + ps->pos,
+							 ps->len - ps->pos);
+		if (n == 0)
+			return perr(ps, "invalid UTF-8 in string");
+		memcpy(ps->out, ps->p + ps->pos, n);
+		ps->out += n;
+		ps->pos += n;
 	}
 	*len_r = (size_t)(ps->out - start);
 	*ps->out++ = '\0';
@@ -386,12 +377,95 @@ static bool match_word(struct parser *ps, const char *word)
 	return true;
 }
 
+/* Parses the value at ps->pos (at its first byte) into m. */
+static int parse_value(struct parser *ps, struct mw_json_member *m)
+{
+	switch (ps->p[ps->pos]) {
+	case '"':
+		m->type = MW_JSON_STRING;
+		return parse_string(ps, &m->str, &m->str_len);
+	case 't':
+	case 'f':
+		m->type = MW_JSON_BOOL;
+		if (match_word(ps, "true"))
+			m->boolean = true;
+		else if (!match_word(ps, "false"))
+			return perr(ps, "bad literal");
+		return 0;
+	case 'n':
+		m->type = MW_JSON_NULL;
+		if (!match_word(ps, "null"))
+			return perr(ps, "bad literal");
+		return 0;
+	case '{':
+	case '[':
+		return perr(ps, "nested values are not allowed");
+	default:
+		m->type = MW_JSON_INT;
+		return parse_int(ps, m);
+	}
+}
+
+/* Parses the member "key":value at ps->pos into the next member. */
+static int parse_member(struct parser *ps)
+{
+	struct mw_json_obj *obj = ps->obj;
+	struct mw_json_member *m;
+	unsigned int i;
+
+	if (ps->pos >= ps->len || ps->p[ps->pos] != '"')
+		return perr(ps, "expected '\"' starting a key");
+	if (obj->count == MW_JSON_MAX_MEMBERS)
+		return perr(ps, "too many members");
+	m = &obj->members[obj->count];
+	memset(m, 0, sizeof(*m));
+	m->raw_start = ps->pos;
+	if (parse_string(ps, &m->key, &m->key_len) < 0)
+		return -1;
+	if (strlen(m->key) != m->key_len)
+		return perr(ps, "NUL in key");
+	for (i = 0; i < obj->count; i++) {
+		if (strcmp(obj->members[i].key, m->key) == 0)
+			return perr(ps, "duplicate key");
+	}
+	if (ps->pos >= ps->len || ps->p[ps->pos] != ':')
+		return perr(ps, "expected ':'");
+	ps->pos++;
+	if (ps->pos >= ps->len)
+		return perr(ps, "missing value");
+	if (parse_value(ps, m) < 0)
+		return -1;
+	m->raw_end = ps->pos;
+	obj->count++;
+	return 0;
+}
+
+/* Parses the members after the '{' up to and including the '}'. */
+static int parse_members(struct parser *ps)
+{
+	if (ps->pos < ps->len && ps->p[ps->pos] == '}') {
+		ps->pos++;
+		return 0;
+	}
+	for (;;) {
+		if (parse_member(ps) < 0)
+			return -1;
+		if (ps->pos >= ps->len)
+			return perr(ps, "unterminated object");
+		if (ps->p[ps->pos] == '}') {
+			ps->pos++;
+			return 0;
+		}
+		if (ps->p[ps->pos] != ',')
+			return perr(ps, "expected ',' or '}'");
+		ps->pos++;
+	}
+}
+
 int mw_json_parse_object(struct mw_json_obj *obj, const char *text,
 			 size_t len, const char **error_r)
 {
 	struct parser ps;
-	struct mw_json_member *m;
-	unsigned int i;
 	size_t need;
 
 	obj->count = 0;
@@ -421,99 +495,11 @@ int mw_json_parse_object(struct mw_json_obj *obj, const char *text,
 		goto fail;
 	}
 	ps.pos = 1;
-	if (ps.pos < len && ps.p[ps.pos] == '}') {
-		ps.pos++;
-		goto end;
-	}
-	for (;;) {
-		if (ps.pos >= len || ps.p[ps.pos] != '"') {
-			perr(&ps, "expected '\"' starting a key");
-			goto fail;
-		}
-		if (obj->count == MW_JSON_MAX_MEMBERS) {
-			perr(&ps, "too many members");
-			goto fail;
-		}
-		m = &obj->members[obj->count];
-		memset(m, 0, sizeof(*m));
-		m->raw_start = ps.pos;
-		if (parse_string(&ps, &m->key, &m->key_len) < 0)
-			goto fail;
-		if (strlen(m->key) != m->key_len) {
-			perr(&ps, "NUL in key");
-			goto fail;
-		}
-		for (i = 0; i < obj->count; i++) {
-			if (strcmp(obj->members[i].key, m->key) == 0) {
-				perr(&ps, "duplicate key");
-				goto fail;
-			}
-		}
-		if (ps.pos >= len || ps.p[ps.pos] != ':') {
-			perr(&ps, "expected ':'");
-			goto fail;
-		}
-		ps.pos++;
-		if (ps.pos >= len) {
-			perr(&ps, "missing value");
-			goto fail;
-		}
-		switch (ps.p[ps.pos]) {
-		case '"':
-			m->type = MW_JSON_STRING;
-			if (parse_string(&ps, &m->str, &m->str_len) < 0)
-				goto fail;
-			break;
-		case 't':
-		case 'f':
-			m->type = MW_JSON_BOOL;
-			if (match_word(&ps, "true"))
-				m->boolean = true;
-			else if (!match_word(&ps, "false")) {
-				perr(&ps, "bad literal");
-				goto fail;
-			}
-			break;
-		case 'n':
-			m->type = MW_JSON_NULL;
-			if (!match_word(&ps, "null")) {
-				perr(&ps, "bad literal");
-				goto fail;
-			}
-			break;
-		case '{':
-		case '[':
-			perr(&ps, "nested values are not allowed");
-			goto fail;
-		default:
-			m->type = MW_JSON_INT;
-			if (parse_int(&ps, m) < 0)
-				goto fail;
-			break;
-		}
-		m->raw_end = ps.pos;
-		obj->count++;
-		if (ps.pos >= len) {
-			perr(&ps, "unterminated object");
-			goto fail;
-		}
-		if (ps.p[ps.pos] == ',') {
-			ps.pos++;
-			continue;
-		}
-		if (ps.p[ps.pos] == '}') {
-			ps.pos++;
-			break;
-		}
-		perr(&ps, "expected ',' or '}'");
+	if (parse_members(&ps) < 0)
 		goto fail;
-	}
-end:
-	if (ps.pos != len) {
-		perr(&ps, "trailing bytes after object");
-		goto fail;
-	}
-	return 0;
+	if (ps.pos == len)
+		return 0;
+	perr(&ps, "trailing bytes after object");
 fail:
 	obj->count = 0;
 	*error_r = obj->error;

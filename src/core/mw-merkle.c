@@ -299,6 +299,24 @@ static bool hash_eq(const mw_merkle_hash a, const mw_merkle_hash b)
 	return CRYPTO_memcmp(a, b, MW_MERKLE_HASH_LEN) == 0;
 }
 
+/* One step up the audit path (RFC 9162 §2.1.3.2, §2.1.4.2): TRUE if the
+   next path hash is on the left of the node computed so far. fn and sn
+   move to the parent level. */
+static bool path_step(uint64_t *fn, uint64_t *sn)
+{
+	bool left = (*fn & 1) != 0 || *fn == *sn;
+
+	if (left) {
+		while ((*fn & 1) == 0 && *fn != 0) {
+			*fn >>= 1;
+			*sn >>= 1;
+		}
+	}
+	*fn >>= 1;
+	*sn >>= 1;
+	return left;
+}
+
 int mw_merkle_verify_inclusion(const mw_merkle_hash leaf, uint64_t index,
 			       uint64_t size, const mw_merkle_hash *path,
 			       unsigned int count, const mw_merkle_hash root)
@@ -314,19 +332,10 @@ int mw_merkle_verify_inclusion(const mw_merkle_hash leaf, uint64_t index,
 	for (i = 0; i < count; i++) {
 		if (sn == 0)
 			return -1;
-		if ((fn & 1) != 0 || fn == sn) {
-			if (mw_merkle_node_hash(path[i], r, r) < 0)
-				return -1;
-			while ((fn & 1) == 0 && fn != 0) {
-				fn >>= 1;
-				sn >>= 1;
-			}
-		} else {
-			if (mw_merkle_node_hash(r, path[i], r) < 0)
-				return -1;
-		}
-		fn >>= 1;
-		sn >>= 1;
+		if (path_step(&fn, &sn) ?
+		    mw_merkle_node_hash(path[i], r, r) < 0 :
+		    mw_merkle_node_hash(r, path[i], r) < 0)
+			return -1;
 	}
 	return sn == 0 && hash_eq(r, root) ? 0 : -1;
 }
@@ -366,20 +375,11 @@ int mw_merkle_verify_consistency(uint64_t old_size, uint64_t new_size,
 	for (; i < count; i++) {
 		if (sn == 0)
 			return -1;
-		if ((fn & 1) != 0 || fn == sn) {
-			if (mw_merkle_node_hash(path[i], fr, fr) < 0 ||
-			    mw_merkle_node_hash(path[i], sr, sr) < 0)
-				return -1;
-			while ((fn & 1) == 0 && fn != 0) {
-				fn >>= 1;
-				sn >>= 1;
-			}
-		} else {
-			if (mw_merkle_node_hash(sr, path[i], sr) < 0)
-				return -1;
-		}
-		fn >>= 1;
-		sn >>= 1;
+		if (path_step(&fn, &sn) ?
+		    (mw_merkle_node_hash(path[i], fr, fr) < 0 ||
+		     mw_merkle_node_hash(path[i], sr, sr) < 0) :
+		    mw_merkle_node_hash(sr, path[i], sr) < 0)
+			return -1;
 	}
 	return sn == 0 && hash_eq(fr, old_root) && hash_eq(sr, new_root) ?
 		0 : -1;

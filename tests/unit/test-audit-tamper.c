@@ -799,6 +799,55 @@ static void test_consistency_proof(void **state)
 	free(kept);
 }
 
+/* --consistency FILE: a checkpoint line of the file that does not hold
+   (here: its signature) stops the verification with an error naming the
+   line, as --checkpoint-file does; before, the lines from that one on
+   were left out and the log passed */
+static void test_consistency_file_bad_line(void **state)
+{
+	struct mw_audit_verify_options vo;
+	struct mw_audit_verify_result res;
+	char path[sizeof(tlog) + 8], *bad, *sig;
+	const char *paths[1] = { tlog }, *cons[1] = { path }, *err;
+	long cp, cp2;
+	FILE *f;
+
+	(void)state;
+	cp = t_lines_find_event(&fixture, 15, "checkpoint");
+	assert_true(cp > 0);
+	cp2 = t_lines_find_event(&fixture, (size_t)cp + 1, "checkpoint");
+	assert_true(cp2 > cp);
+	t_lines_write(&fixture, tlog);
+	bad = strdup(fixture.line[cp2]);
+	sig = strstr(bad, "\"sig\":\"");
+	assert_non_null(sig);
+	sig += 7;
+	*sig = *sig == 'a' ? 'b' : 'a';
+	snprintf(path, sizeof(path), "%s.cons", tlog);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n%s\n", fixture.line[cp], bad);
+	assert_int_equal(fclose(f), 0);
+
+	memset(&vo, 0, sizeof(vo));
+	vo.pubkey_path = env.pub;
+	vo.consistency = cons;
+	vo.consistency_count = 1;
+	assert_int_equal(mw_audit_verify_files(paths, 1, &vo, &res, &err), -1);
+	assert_non_null(strstr(err, "line 2: kept checkpoint's signature "
+			       "does not verify"));
+	/* the good line alone proves */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", fixture.line[cp]);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(mw_audit_verify_files(paths, 1, &vo, &res, &err), 0);
+	t_assert_pass(&res);
+	assert_int_equal(res.consistency_checked, 1);
+	unlink(path);
+	free(bad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_forged_checkpoint),
 		cmocka_unit_test(test_merkle_root_tamper),
 		cmocka_unit_test(test_consistency_proof),
+		cmocka_unit_test(test_consistency_file_bad_line),
 		cmocka_unit_test(test_missing_epoch_seal),
 		cmocka_unit_test(test_foreign_chain),
 		cmocka_unit_test(test_inserted_record),
