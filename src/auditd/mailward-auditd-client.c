@@ -64,7 +64,8 @@ static void auditd_client_error(struct auditd_client *c, const char *reason)
 	const char *safe = mailward_display(reason, 200);
 
 	i_error("client %s: %s", c->label, safe);
-	if (auditd_client_send(c, t_strconcat(MW_AUDIT_PROTO_ERROR"\t", safe, NULL)) == 0)
+	if (auditd_client_send(c, t_strconcat(MW_AUDIT_PROTO_ERROR"\t", safe,
+					      NULL)) == 0)
 		auditd_client_destroy(c, NULL);
 }
 
@@ -123,7 +124,8 @@ static int auditd_event(struct auditd_client *c, const char *body,
 		c->rejects++;
 		i_error("client %s: rejected event body #%llu: %s",
 			c->label, (unsigned long long)c->e_lines, safe);
-		if (auditd_client_send(c, t_strdup_printf(MW_AUDIT_PROTO_REJECTED"\t%llu\t%s",
+		if (auditd_client_send(c, t_strdup_printf(
+				MW_AUDIT_PROTO_REJECTED"\t%llu\t%s",
 				(unsigned long long)c->e_lines, safe)) < 0)
 			return -1;
 		if (c->rejects >= AUDITD_MAX_REJECTS) {
@@ -269,8 +271,9 @@ void auditd_client_connected(struct master_service_connection *conn)
 	/* a mail process is back: so may be its spool files */
 	if (to_spool != NULL)
 		timeout_reset(to_spool);
-	(void)auditd_client_send(c, t_strdup_printf(MW_AUDIT_PROTO_VERSION"\t%s\t%u\t%u",
-		MW_AUDIT_PROTOCOL_NAME, MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR));
+	(void)auditd_client_send(c, t_strdup_printf(
+		MW_AUDIT_PROTO_VERSION"\t%s\t%u\t%u", MW_AUDIT_PROTOCOL_NAME,
+		MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR));
 }
 
 /* --- group commit --- */
@@ -301,7 +304,8 @@ static void auditd_client_answer(struct auditd_client *c)
 			t_strdup_printf(MW_AUDIT_PROTO_FLUSH"\t%s\t"
 					MW_AUDIT_PROTO_OK, ids[i]) :
 			t_strdup_printf(MW_AUDIT_PROTO_FLUSH"\t%s\t"
-					MW_AUDIT_PROTO_FAIL"\t%s", ids[i], reason);
+					MW_AUDIT_PROTO_FAIL"\t%s", ids[i],
+					reason);
 		if (auditd_client_send(c, reply) < 0)
 			return; /* destroyed */
 	}

@@ -34,8 +34,8 @@ struct saved_line {
 
 struct prove_ctx {
 	const char *user;
-	char since[32], until[32];
-	bool have_since, have_until, have_seq;
+	struct time_range range;
+	bool have_seq;
 	uint64_t seq;
 
 	struct mw_merkle_tree tree;
@@ -46,30 +46,16 @@ struct prove_ctx {
 	bool failed;
 };
 
-static bool str_member_eq(const struct mw_json_obj *obj, const char *key,
-			  const char *value)
-{
-	const struct mw_json_member *m = mw_json_obj_get(obj, key);
-
-	return m != NULL && m->type == MW_JSON_STRING &&
-		m->str_len == strlen(value) &&
-		memcmp(m->str, value, m->str_len) == 0;
-}
-
 static bool prove_selected(const struct prove_ctx *ctx,
 			   const struct mw_json_obj *obj)
 {
 	const char *t = mw_json_obj_get(obj, "time")->str;
 
-	if (ctx->user != NULL && !str_member_eq(obj, "user", ctx->user))
+	if (ctx->user != NULL && !member_eq(obj, "user", ctx->user))
 		return false;
 	if (ctx->have_seq && mw_json_obj_get(obj, "seq")->num != ctx->seq)
 		return false;
-	if (ctx->have_since && strcmp(t, ctx->since) < 0)
-		return false;
-	if (ctx->have_until && strcmp(t, ctx->until) >= 0)
-		return false;
-	return true;
+	return time_range_match(&ctx->range, t);
 }
 
 static int save_line(struct saved_line *s, uint64_t seq, const char *line,
@@ -103,7 +89,7 @@ static void prove_on_record(void *context, const char *line, size_t len,
 		ctx->failed = true;
 		return;
 	}
-	if (str_member_eq(obj, "event", MW_AUDIT_EV_CHECKPOINT) &&
+	if (member_eq(obj, "event", MW_AUDIT_EV_CHECKPOINT) &&
 	    mw_json_obj_get(obj, "root") != NULL) {
 		if (save_line(&ctx->cp, seq, line, len) < 0)
 			ctx->failed = true;
@@ -206,7 +192,15 @@ static int write_bundle(FILE *out, struct prove_ctx *ctx, unsigned int n)
 	return ret;
 }
 
-int cmd_prove(int argc, char **argv)
+#define PROVE_USAGE \
+	"prove [--user U] [--since TIME] [--until TIME] [--seq N] " \
+	"[--key VERIFY.KEY] [--pubkey CHECKPOINT.PUB] -o BUNDLE FILE...\n"
+
+/* prove's options into ctx, opts and *output_r. Returns CMD_GO_ON, or
+   the exit code. */
+static int prove_parse_args(int argc, char **argv, struct prove_ctx *ctx,
+			    struct mw_audit_verify_options *opts,
+			    const char **output_r)
 {
 	static const struct option longopts[] = {
 		{ "user", required_argument, NULL, 'u' },
@@ -219,67 +213,128 @@ int cmd_prove(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct mw_audit_verify_options opts;
-	struct mw_audit_verify_result res;
-	struct prove_ctx ctx;
-	const char *output = NULL, *error;
-	unsigned int covered, i;
-	FILE *out;
-	int c, ret = EXIT_FAIL;
+	int c, ret;
 
-	memset(&ctx, 0, sizeof(ctx));
-	memset(&opts, 0, sizeof(opts));
-	mw_merkle_tree_init(&ctx.tree);
 	while ((c = getopt_long(argc, argv, "u:s:t:n:k:p:o:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
-		case 'u': ctx.user = optarg; break;
+		case 'u': ctx->user = optarg; break;
 		case 's':
-			if (time_bound(optarg, ctx.since, &error) < 0)
-				return bad_value("--since", optarg, error);
-			ctx.have_since = true;
-			break;
 		case 't':
-			if (time_bound(optarg, ctx.until, &error) < 0)
-				return bad_value("--until", optarg, error);
-			ctx.have_until = true;
+			if ((ret = time_range_opt(&ctx->range, c,
+						  optarg)) != CMD_GO_ON)
+				return ret;
 			break;
 		case 'n':
-			if (parse_u64(optarg, &ctx.seq) < 0 || ctx.seq == 0)
+			if (parse_u64(optarg, &ctx->seq) < 0 || ctx->seq == 0)
 				return bad_value("--seq", optarg,
 						 "not a record number");
-			ctx.have_seq = true;
+			ctx->have_seq = true;
 			break;
-		case 'k': opts.key_path = optarg; break;
-		case 'p': opts.pubkey_path = optarg; break;
-		case 'o': output = optarg; break;
+		case 'k': opts->key_path = optarg; break;
+		case 'p': opts->pubkey_path = optarg; break;
+		case 'o': *output_r = optarg; break;
 		case 'h':
-			printf("usage: %s prove [--user U] [--since TIME] "
-			       "[--until TIME] [--seq N] [--key VERIFY.KEY] "
-			       "[--pubkey CHECKPOINT.PUB] -o BUNDLE FILE...\n",
-			       progname);
+			printf("usage: %s %s", progname, PROVE_USAGE);
 			return EXIT_PASS;
 		default:
-			goto bad_usage;
+			return cmd_usage_error(PROVE_USAGE);
 		}
 	}
-	if (optind >= argc || output == NULL)
-		goto bad_usage;
+	if (optind >= argc || *output_r == NULL)
+		return cmd_usage_error(PROVE_USAGE);
+	return CMD_GO_ON;
+}
+
+/* How many of the matching records the newest checkpoint with a root
+   covers (records are in seq order: those before the checkpoint are in
+   its tree); 0 after saying why none is. */
+static unsigned int prove_covered(const struct prove_ctx *ctx)
+{
+	unsigned int covered;
+
+	if (ctx->nrecs == 0) {
+		fprintf(stderr, "%s: prove: no record matches\n", progname);
+		return 0;
+	}
+	if (ctx->cp.line == NULL) {
+		fprintf(stderr, "%s: prove: the log has no checkpoint with a "
+			"Merkle root (written by an older writer?): nothing "
+			"can be proved\n", progname);
+		return 0;
+	}
+	for (covered = 0; covered < ctx->nrecs; covered++) {
+		if (ctx->recs[covered].seq >= ctx->cp.seq)
+			break;
+	}
+	if (covered == 0) {
+		fprintf(stderr, "%s: prove: the %u matching record(s) come "
+			"after the newest checkpoint (seq %llu): none is "
+			"covered by a signed Merkle root yet; try again after "
+			"the next checkpoint\n", progname, ctx->nrecs,
+			(unsigned long long)ctx->cp.seq);
+	}
+	return covered;
+}
+
+/* Writes the bundle of the first covered records to output ("-":
+   stdout) and says what it holds. Returns the exit code. */
+static int prove_output(struct prove_ctx *ctx, const char *output,
+			unsigned int covered)
+{
+	unsigned int i;
+	FILE *out;
+
+	out = strcmp(output, "-") == 0 ? stdout : fopen(output, "we");
+	if (out == NULL) {
+		fprintf(stderr, "%s: prove: cannot create ", progname);
+		puts_escaped(stderr, output);
+		fprintf(stderr, ": %s\n", strerror(errno));
+		return EXIT_IO;
+	}
+	if (write_bundle(out, ctx, covered) < 0 ||
+	    (out == stdout ? fflush(out) : fclose(out)) != 0) {
+		fprintf(stderr, "%s: prove: writing the bundle failed: %s\n",
+			progname, strerror(errno));
+		return EXIT_IO;
+	}
+	fprintf(stderr, "%s: prove: %u record(s) proved against checkpoint "
+		"seq %llu (Merkle tree of %llu records)\n", progname, covered,
+		(unsigned long long)ctx->cp.seq,
+		(unsigned long long)(ctx->cp.seq - 1));
+	if (covered < ctx->nrecs) {
+		fprintf(stderr, "%s: prove: %u matching record(s) after "
+			"checkpoint seq %llu left out (seq", progname,
+			ctx->nrecs - covered, (unsigned long long)ctx->cp.seq);
+		for (i = covered; i < ctx->nrecs && i < covered + 10; i++)
+			fprintf(stderr, " %llu",
+				(unsigned long long)ctx->recs[i].seq);
+		fprintf(stderr, "%s): not yet covered by a signed Merkle "
+			"root\n", i < ctx->nrecs ? " ..." : "");
+	}
+	return EXIT_PASS;
+}
+
+/* Verifies the log with ctx collecting the records to prove. Returns
+   CMD_GO_ON, or the exit code after saying what failed. */
+static int prove_verify(int argc, char **argv, struct prove_ctx *ctx,
+			struct mw_audit_verify_options *opts)
+{
+	struct mw_audit_verify_result res;
+	const char *error;
 
 	/* the log must verify (from seq 1: leaf index = seq - 1) */
-	opts.on_record = prove_on_record;
-	opts.on_record_context = &ctx;
+	opts->on_record = prove_on_record;
+	opts->on_record_context = ctx;
 	if (mw_audit_verify_files((const char *const *)argv + optind,
-				  (unsigned int)(argc - optind), &opts, &res,
+				  (unsigned int)(argc - optind), opts, &res,
 				  &error) < 0) {
 		print_error("prove", error);
-		ret = EXIT_IO;
-		goto out;
+		return EXIT_IO;
 	}
-	if (ctx.failed) {
+	if (ctx->failed) {
 		print_error("prove", "out of memory");
-		ret = EXIT_IO;
-		goto out;
+		return EXIT_IO;
 	}
 	if (res.status == MW_AUDIT_VERIFY_FAIL) {
 		printf("FAIL: the log does not verify, no bundle written: %s "
@@ -287,72 +342,32 @@ int cmd_prove(int argc, char **argv)
 		       (unsigned long long)res.bad_seq);
 		puts_escaped(stdout, res.message);
 		putc('\n', stdout);
-		goto out;
+		return EXIT_FAIL;
 	}
-	if (ctx.nrecs == 0) {
-		fprintf(stderr, "%s: prove: no record matches\n", progname);
-		goto out;
+	return CMD_GO_ON;
+}
+
+int cmd_prove(int argc, char **argv)
+{
+	struct mw_audit_verify_options opts;
+	struct prove_ctx ctx;
+	const char *output = NULL;
+	unsigned int covered;
+	int ret;
+
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&opts, 0, sizeof(opts));
+	mw_merkle_tree_init(&ctx.tree);
+	ret = prove_parse_args(argc, argv, &ctx, &opts, &output);
+	if (ret == CMD_GO_ON)
+		ret = prove_verify(argc, argv, &ctx, &opts);
+	if (ret == CMD_GO_ON) {
+		covered = prove_covered(&ctx);
+		ret = covered == 0 ? EXIT_FAIL :
+			prove_output(&ctx, output, covered);
 	}
-	if (ctx.cp.line == NULL) {
-		fprintf(stderr, "%s: prove: the log has no checkpoint with a "
-			"Merkle root (written by an older writer?): nothing "
-			"can be proved\n", progname);
-		goto out;
-	}
-	/* records are in seq order: those before the checkpoint are in its
-	   tree */
-	for (covered = 0; covered < ctx.nrecs; covered++) {
-		if (ctx.recs[covered].seq >= ctx.cp.seq)
-			break;
-	}
-	if (covered == 0) {
-		fprintf(stderr, "%s: prove: the %u matching record(s) come "
-			"after the newest checkpoint (seq %llu): none is "
-			"covered by a signed Merkle root yet; try again after "
-			"the next checkpoint\n", progname, ctx.nrecs,
-			(unsigned long long)ctx.cp.seq);
-		goto out;
-	}
-	out = strcmp(output, "-") == 0 ? stdout : fopen(output, "we");
-	if (out == NULL) {
-		fprintf(stderr, "%s: prove: cannot create ", progname);
-		puts_escaped(stderr, output);
-		fprintf(stderr, ": %s\n", strerror(errno));
-		ret = EXIT_IO;
-		goto out;
-	}
-	if (write_bundle(out, &ctx, covered) < 0 ||
-	    (out == stdout ? fflush(out) : fclose(out)) != 0) {
-		fprintf(stderr, "%s: prove: writing the bundle failed: %s\n",
-			progname, strerror(errno));
-		ret = EXIT_IO;
-		goto out;
-	}
-	fprintf(stderr, "%s: prove: %u record(s) proved against checkpoint "
-		"seq %llu (Merkle tree of %llu records)\n", progname, covered,
-		(unsigned long long)ctx.cp.seq,
-		(unsigned long long)(ctx.cp.seq - 1));
-	if (covered < ctx.nrecs) {
-		fprintf(stderr, "%s: prove: %u matching record(s) after "
-			"checkpoint seq %llu left out (seq", progname,
-			ctx.nrecs - covered, (unsigned long long)ctx.cp.seq);
-		for (i = covered; i < ctx.nrecs && i < covered + 10; i++)
-			fprintf(stderr, " %llu",
-				(unsigned long long)ctx.recs[i].seq);
-		fprintf(stderr, "%s): not yet covered by a signed Merkle "
-			"root\n", i < ctx.nrecs ? " ..." : "");
-	}
-	ret = EXIT_PASS;
-out:
 	prove_ctx_free(&ctx);
 	return ret;
-bad_usage:
-	prove_ctx_free(&ctx);
-	fprintf(stderr, "usage: %s prove [--user U] [--since TIME] "
-		"[--until TIME] [--seq N] [--key VERIFY.KEY] "
-		"[--pubkey CHECKPOINT.PUB] -o BUNDLE FILE...\n"
-		"Try '%s --help'.\n", progname, progname);
-	return EXIT_USAGE;
 }
 
 /* --- verify-proof --- */
@@ -417,7 +432,7 @@ static int vp_parse_record(struct vp *vp, const struct mw_json_member *m,
 				  &vp->scratch, &err) < 0)
 		return vp_fail(vp, "bad-record", "the %s is not a valid audit "
 			       "record: %s", what, err);
-	if (!str_member_eq(&vp->inner, "host", vp->host))
+	if (!member_eq(&vp->inner, "host", vp->host))
 		return vp_fail(vp, "wrong-host", "the %s is from host %s, the "
 			       "bundle from %s", what,
 			       mw_json_obj_get(&vp->inner, "host")->str,
@@ -437,7 +452,7 @@ static int vp_checkpoint(struct vp *vp)
 		return ret;
 	seq = mw_json_obj_get(&vp->inner, "seq")->num;
 	root = mw_json_obj_get(&vp->inner, "root");
-	if (!str_member_eq(&vp->inner, "event", MW_AUDIT_EV_CHECKPOINT) ||
+	if (!member_eq(&vp->inner, "event", MW_AUDIT_EV_CHECKPOINT) ||
 	    root == NULL)
 		return vp_fail(vp, "bad-bundle", "record seq %llu is not a "
 			       "checkpoint with a Merkle root",
@@ -458,13 +473,57 @@ static int vp_checkpoint(struct vp *vp)
 	return 0;
 }
 
+/* Decodes a path "<64 hex>,<64 hex>,..." (or "") into path and
+   *count_r. Returns 0 or -1. */
+static int vp_parse_path(const char *p, mw_merkle_hash *path,
+			 unsigned int *count_r)
+{
+	unsigned int count = 0;
+
+	while (*p != '\0') {
+		if (count == MW_MERKLE_MAX_PATH ||
+		    strspn(p, "0123456789abcdef") != 64 ||
+		    (p[64] != ',' && p[64] != '\0') ||
+		    (p[64] == ',' && p[65] == '\0') ||
+		    mw_hex_decode_n(p, path[count], MW_MERKLE_HASH_LEN) < 0)
+			return -1;
+		count++;
+		p += p[64] == ',' ? 65 : 64;
+	}
+	*count_r = count;
+	return 0;
+}
+
+/* "seq N time=... event=..." of the proved record in vp->inner */
+static void vp_print_record(struct vp *vp, uint64_t seq)
+{
+	static const char *const fields[] = {
+		"time", "event", "outcome", "user", "actor", "mailbox", "uid",
+		"message_id"
+	};
+	const struct mw_json_member *m;
+	unsigned int i;
+
+	printf("seq %llu", (unsigned long long)seq);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		m = mw_json_obj_get(&vp->inner, fields[i]);
+		if (m == NULL)
+			continue;
+		printf(" %s=", fields[i]);
+		if (m->type == MW_JSON_INT)
+			printf("%llu", (unsigned long long)m->num);
+		else
+			put_escaped(stdout, m->str, m->str_len, NULL);
+	}
+	putc('\n', stdout);
+}
+
 static int vp_record(struct vp *vp)
 {
 	const struct mw_json_member *m_index, *m_cp, *m_path, *m;
 	mw_merkle_hash path[MW_MERKLE_MAX_PATH], leaf;
 	const struct vp_checkpoint *cp = NULL;
 	unsigned int count = 0, i;
-	const char *p;
 	uint64_t seq;
 	int ret;
 
@@ -502,23 +561,10 @@ static int vp_record(struct vp *vp)
 			       (unsigned long long)seq,
 			       (unsigned long long)cp->seq,
 			       (unsigned long long)(cp->seq - 1));
-	p = m_path->str;
-	while (*p != '\0') {
-		char hex[MW_MERKLE_HASH_LEN * 2 + 1];
-
-		memcpy(hex, p, strnlen(p, sizeof(hex) - 1));
-		hex[strnlen(p, sizeof(hex) - 1)] = '\0';
-		if (count == MW_MERKLE_MAX_PATH ||
-		    strspn(p, "0123456789abcdef") != 64 ||
-		    (p[64] != ',' && p[64] != '\0') ||
-		    (p[64] == ',' && p[65] == '\0') ||
-		    mw_hex_decode(hex, path[count], MW_MERKLE_HASH_LEN) < 0)
-			return vp_fail(vp, "bad-bundle", "record seq %llu: path "
-				       "is not a list of 64-hex hashes",
-				       (unsigned long long)seq);
-		count++;
-		p += p[64] == ',' ? 65 : 64;
-	}
+	if (vp_parse_path(m_path->str, path, &count) < 0)
+		return vp_fail(vp, "bad-bundle", "record seq %llu: path "
+			       "is not a list of 64-hex hashes",
+			       (unsigned long long)seq);
 	m = mw_json_obj_get(&vp->outer, "record");
 	if (mw_merkle_leaf_hash(m->str, m->str_len, leaf) < 0 ||
 	    mw_merkle_verify_inclusion(leaf, seq - 1, cp->seq - 1, path,
@@ -529,24 +575,8 @@ static int vp_record(struct vp *vp)
 			       "was changed)", (unsigned long long)seq,
 			       (unsigned long long)cp->seq);
 	vp->nrecs++;
-	if (!vp->quiet) {
-		const char *fields[] = { "time", "event", "outcome", "user",
-					 "actor", "mailbox", "uid",
-					 "message_id" };
-
-		printf("seq %llu", (unsigned long long)seq);
-		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-			m = mw_json_obj_get(&vp->inner, fields[i]);
-			if (m == NULL)
-				continue;
-			printf(" %s=", fields[i]);
-			if (m->type == MW_JSON_INT)
-				printf("%llu", (unsigned long long)m->num);
-			else
-				put_escaped(stdout, m->str, m->str_len, NULL);
-		}
-		putc('\n', stdout);
-	}
+	if (!vp->quiet)
+		vp_print_record(vp, seq);
 	return 0;
 }
 
@@ -554,7 +584,7 @@ static int vp_header(struct vp *vp)
 {
 	const struct mw_json_member *m;
 
-	if (!str_member_eq(&vp->outer, "bundle", BUNDLE_NAME) ||
+	if (!member_eq(&vp->outer, "bundle", BUNDLE_NAME) ||
 	    (m = mw_json_obj_get(&vp->outer, "version")) == NULL ||
 	    m->type != MW_JSON_INT || m->num != BUNDLE_VERSION)
 		return vp_fail(vp, "bad-bundle", "not a %s version %d bundle",
@@ -579,7 +609,13 @@ static int vp_header(struct vp *vp)
 	return 0;
 }
 
-int cmd_verify_proof(int argc, char **argv)
+#define VP_USAGE \
+	"verify-proof --pubkey CHECKPOINT.PUB [--host H] [--quiet] BUNDLE\n"
+
+/* verify-proof's options into vp and *pubkey_r. Returns CMD_GO_ON, or
+   the exit code. */
+static int vp_parse_args(int argc, char **argv, struct vp *vp,
+			 const char **pubkey_r)
 {
 	static const struct option longopts[] = {
 		{ "pubkey", required_argument, NULL, 'p' },
@@ -588,41 +624,109 @@ int cmd_verify_proof(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "p:H:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': *pubkey_r = optarg; break;
+		case 'H': vp->want_host = optarg; break;
+		case 'q': vp->quiet = true; break;
+		case 'h':
+			printf("usage: %s %s", progname, VP_USAGE);
+			return EXIT_PASS;
+		default:
+			return cmd_usage_error(VP_USAGE);
+		}
+	}
+	if (*pubkey_r == NULL || optind + 1 != argc)
+		return cmd_usage_error(VP_USAGE);
+	return CMD_GO_ON;
+}
+
+/* One bundle line (the lineno-th) in vp->outer: header, checkpoint or
+   record. Returns 0 or the exit code. */
+static int vp_line(struct vp *vp)
+{
+	if (vp->lineno == 1)
+		return vp_header(vp);
+	if (vp->lineno <= 1 + vp->want_cps)
+		return vp_checkpoint(vp);
+	if (vp->lineno <= 1 + vp->want_cps + vp->want_recs)
+		return vp_record(vp);
+	return vp_fail(vp, "bad-bundle", "more lines than the header "
+		       "announces");
+}
+
+/* Reads and checks the bundle of f. Returns the exit code. */
+static int vp_read(struct vp *vp, FILE *f)
+{
 	struct mw_line_reader r;
-	struct vp vp;
-	const char *pubkey = NULL, *line, *err;
+	const char *line, *err;
 	uint64_t offset;
+	unsigned int i;
 	size_t len;
 	bool nl;
-	int c, rd, ret = EXIT_FAIL;
+	int rd = 0, ret = 0;
+
+	if (mw_line_reader_init(&r, f, BUNDLE_LINE_MAX) < 0) {
+		print_error("verify-proof", "out of memory");
+		return EXIT_IO;
+	}
+	while (ret == 0 &&
+	       (rd = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
+		vp->lineno++;
+		if (mw_json_parse_object(&vp->outer, line, len, &err) < 0)
+			ret = vp_fail(vp, "bad-bundle", "not a JSON object: "
+				      "%s", err);
+		else
+			ret = vp_line(vp);
+	}
+	mw_line_reader_free(&r);
+	if (ret != 0)
+		return ret;
+	if (rd < 0) {
+		if (rd == -1)
+			print_error("verify-proof", strerror(errno));
+		return rd == -2 ? vp_fail(vp, "bad-bundle", "line too long") :
+			EXIT_IO;
+	}
+	if (vp->lineno == 0 || vp->ncps != vp->want_cps ||
+	    vp->nrecs != vp->want_recs) {
+		return vp_fail(vp, "bad-bundle", "the bundle ends early: "
+			       "%u of %llu checkpoint(s), %llu of %llu "
+			       "record(s)", vp->ncps,
+			       (unsigned long long)vp->want_cps,
+			       (unsigned long long)vp->nrecs,
+			       (unsigned long long)vp->want_recs);
+	}
+	printf("PASS: %llu record(s) of host ", (unsigned long long)vp->nrecs);
+	puts_escaped(stdout, vp->host);
+	printf(" are in the Merkle tree signed by checkpoint seq");
+	for (i = 0; i < vp->ncps; i++)
+		printf(" %llu", (unsigned long long)vp->cps[i].seq);
+	printf(" (public key only, RFC 9162 inclusion proofs)\n");
+	return EXIT_PASS;
+}
+
+int cmd_verify_proof(int argc, char **argv)
+{
+	struct vp vp;
+	const char *pubkey = NULL;
+	int ret;
 	FILE *f;
 
 	memset(&vp, 0, sizeof(vp));
-	while ((c = getopt_long(argc, argv, "p:H:qh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'p': pubkey = optarg; break;
-		case 'H': vp.want_host = optarg; break;
-		case 'q': vp.quiet = true; break;
-		case 'h':
-			printf("usage: %s verify-proof --pubkey CHECKPOINT.PUB "
-			       "[--host H] [--quiet] BUNDLE\n", progname);
-			return EXIT_PASS;
-		default:
-			goto bad_usage;
-		}
-	}
-	if (pubkey == NULL || optind + 1 != argc)
-		goto bad_usage;
-
+	ret = vp_parse_args(argc, argv, &vp, &pubkey);
+	if (ret != CMD_GO_ON)
+		return ret;
 	f = fopen(pubkey, "re");
 	if (f == NULL) {
 		print_open_error(pubkey, errno);
 		return EXIT_IO;
 	}
-	vp.pub = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	vp.pub = mw_audit_pubkey_read(f);
 	fclose(f);
-	if (vp.pub == NULL || EVP_PKEY_get_id(vp.pub) != EVP_PKEY_ED25519) {
-		EVP_PKEY_free(vp.pub);
+	if (vp.pub == NULL) {
 		print_error("verify-proof", "the public key is not an Ed25519 "
 			    "public key (PEM)");
 		return EXIT_IO;
@@ -636,57 +740,7 @@ int cmd_verify_proof(int argc, char **argv)
 	mw_json_obj_init(&vp.outer);
 	mw_json_obj_init(&vp.inner);
 	mw_json_buf_init(&vp.scratch);
-	if (mw_line_reader_init(&r, f, BUNDLE_LINE_MAX) < 0) {
-		print_error("verify-proof", "out of memory");
-		ret = EXIT_IO;
-		goto out_file;
-	}
-	while ((rd = mw_line_reader_next(&r, &line, &len, &offset, &nl)) > 0) {
-		vp.lineno++;
-		if (mw_json_parse_object(&vp.outer, line, len, &err) < 0) {
-			ret = vp_fail(&vp, "bad-bundle", "not a JSON object: "
-				      "%s", err);
-			goto out;
-		}
-		if (vp.lineno == 1)
-			ret = vp_header(&vp);
-		else if (vp.lineno <= 1 + vp.want_cps)
-			ret = vp_checkpoint(&vp);
-		else if (vp.lineno <= 1 + vp.want_cps + vp.want_recs)
-			ret = vp_record(&vp);
-		else
-			ret = vp_fail(&vp, "bad-bundle", "more lines than the "
-				      "header announces");
-		if (ret != 0)
-			goto out;
-	}
-	if (rd < 0) {
-		ret = rd == -2 ? vp_fail(&vp, "bad-bundle", "line too long") :
-			EXIT_IO;
-		if (rd == -1)
-			print_error("verify-proof", strerror(errno));
-		goto out;
-	}
-	if (vp.lineno == 0 || vp.ncps != vp.want_cps ||
-	    vp.nrecs != vp.want_recs) {
-		ret = vp_fail(&vp, "bad-bundle", "the bundle ends early: "
-			      "%u of %llu checkpoint(s), %llu of %llu "
-			      "record(s)", vp.ncps,
-			      (unsigned long long)vp.want_cps,
-			      (unsigned long long)vp.nrecs,
-			      (unsigned long long)vp.want_recs);
-		goto out;
-	}
-	printf("PASS: %llu record(s) of host ", (unsigned long long)vp.nrecs);
-	puts_escaped(stdout, vp.host);
-	printf(" are in the Merkle tree signed by checkpoint seq");
-	for (c = 0; c < (int)vp.ncps; c++)
-		printf(" %llu", (unsigned long long)vp.cps[c].seq);
-	printf(" (public key only, RFC 9162 inclusion proofs)\n");
-	ret = EXIT_PASS;
-out:
-	mw_line_reader_free(&r);
-out_file:
+	ret = vp_read(&vp, f);
 	if (f != stdin)
 		fclose(f);
 	mw_json_obj_free(&vp.outer);
@@ -695,9 +749,4 @@ out_file:
 	free(vp.cps);
 	EVP_PKEY_free(vp.pub);
 	return ret;
-bad_usage:
-	fprintf(stderr, "usage: %s verify-proof --pubkey CHECKPOINT.PUB "
-		"[--host H] [--quiet] BUNDLE\nTry '%s --help'.\n", progname,
-		progname);
-	return EXIT_USAGE;
 }

@@ -82,6 +82,20 @@ int bad_value(const char *option, const char *value,
 	return EXIT_USAGE;
 }
 
+/* the whole usage on stderr; returns EXIT_USAGE */
+static int usage_error(void)
+{
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+int cmd_usage_error(const char *args)
+{
+	fprintf(stderr, "usage: %s %s", progname, args);
+	fprintf(stderr, "Try '%s --help'.\n", progname);
+	return EXIT_USAGE;
+}
+
 int parse_u64(const char *s, uint64_t *v_r)
 {
 	char *end;
@@ -287,7 +301,15 @@ static void print_result_json(const struct mw_audit_verify_result *r,
 	mw_json_buf_free(&b);
 }
 
-static int cmd_verify(int argc, char **argv)
+struct verify_args {
+	struct mw_audit_verify_options opts;
+	/* argc + 1 entries each */
+	const char **cpfiles, **consistency;
+	bool json, quiet;
+};
+
+/* verify's options into va. Returns CMD_GO_ON or the exit code. */
+static int verify_parse_args(int argc, char **argv, struct verify_args *va)
 {
 	static const struct option longopts[] = {
 		{ "key", required_argument, NULL, 'k' },
@@ -302,97 +324,96 @@ static int cmd_verify(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct mw_audit_verify_options opts;
-	struct mw_audit_verify_result res;
-	const char **cpfiles, **consistency;
-	unsigned int ncons = 0;
-	const char *error;
-	bool json = false, quiet = false;
-	unsigned int ncp = 0;
+	struct mw_audit_verify_options *opts = &va->opts;
 	int c;
 
-	memset(&opts, 0, sizeof(opts));
-	cpfiles = calloc((size_t)argc + 1, sizeof(*cpfiles));
-	consistency = calloc((size_t)argc + 1, sizeof(*consistency));
-	if (cpfiles == NULL || consistency == NULL) {
-		free(cpfiles);
-		free(consistency);
-		return EXIT_IO;
-	}
 	while ((c = getopt_long(argc, argv, "k:p:c:e:m:PC:jqh", longopts,
 				NULL)) != -1) {
 		switch (c) {
-		case 'k': opts.key_path = optarg; break;
-		case 'p': opts.pubkey_path = optarg; break;
-		case 'c': cpfiles[ncp++] = optarg; break;
+		case 'k': opts->key_path = optarg; break;
+		case 'p': opts->pubkey_path = optarg; break;
+		case 'c':
+			va->cpfiles[opts->checkpoint_file_count++] = optarg;
+			break;
 		case 'e':
-			if (parse_u64(optarg, &opts.expect_seq) < 0) {
-				free(cpfiles);
-				free(consistency);
+			if (parse_u64(optarg, &opts->expect_seq) < 0)
 				return bad_value("--expect-seq", optarg,
 						 "not a record number");
-			}
 			break;
 		case 'm':
-			if (parse_u64(optarg, &opts.min_checkpoint) < 0) {
-				free(cpfiles);
-				free(consistency);
+			if (parse_u64(optarg, &opts->min_checkpoint) < 0)
 				return bad_value("--min-checkpoint", optarg,
 						 "not a record number");
-			}
 			break;
-		case 'P': opts.partial = true; break;
-		case 'C': consistency[ncons++] = optarg; break;
-		case 'j': json = true; break;
-		case 'q': quiet = true; break;
-		case 'h':
-			usage(stdout);
-			free(cpfiles);
-			free(consistency);
-			return EXIT_PASS;
-		default: goto bad_usage;
+		case 'P': opts->partial = true; break;
+		case 'C':
+			va->consistency[opts->consistency_count++] = optarg;
+			break;
+		case 'j': va->json = true; break;
+		case 'q': va->quiet = true; break;
+		case 'h': usage(stdout); return EXIT_PASS;
+		default: return usage_error();
 		}
 	}
 	if (optind >= argc)
-		goto bad_usage;
-	opts.checkpoint_files = cpfiles;
-	opts.checkpoint_file_count = ncp;
-	opts.consistency = consistency;
-	opts.consistency_count = ncons;
-	if (mw_audit_verify_files((const char *const *)argv + optind,
-				  (unsigned int)(argc - optind), &opts, &res,
-				  &error) < 0) {
-		print_error("verify", error);
-		free(cpfiles);
-		free(consistency);
-		return EXIT_IO;
-	}
-	free(cpfiles);
-	free(consistency);
-	if (json)
-		print_result_json(&res, (const char *const *)argv + optind);
+		return usage_error();
+	return CMD_GO_ON;
+}
+
+/* verify's verdict, printed; returns the exit code */
+static int verify_report(const struct verify_args *va,
+			 const struct mw_audit_verify_result *res,
+			 const char *const *paths)
+{
+	if (va->json)
+		print_result_json(res, paths);
 	else
-		print_result_text(&res, (const char *const *)argv + optind,
-				  quiet);
-	switch (res.status) {
+		print_result_text(res, paths, va->quiet);
+	switch (res->status) {
 	case MW_AUDIT_VERIFY_PASS: return EXIT_PASS;
 	case MW_AUDIT_VERIFY_PASS_TORN: return EXIT_TORN;
 	case MW_AUDIT_VERIFY_FAIL: break;
 	}
 	return EXIT_FAIL;
-bad_usage:
-	free(cpfiles);
-	free(consistency);
-	usage(stderr);
-	return EXIT_USAGE;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct verify_args va;
+	struct mw_audit_verify_result res;
+	const char *const *paths;
+	const char *error;
+	int ret;
+
+	memset(&va, 0, sizeof(va));
+	va.cpfiles = calloc((size_t)argc + 1, sizeof(*va.cpfiles));
+	va.consistency = calloc((size_t)argc + 1, sizeof(*va.consistency));
+	va.opts.checkpoint_files = va.cpfiles;
+	va.opts.consistency = va.consistency;
+	if (va.cpfiles == NULL || va.consistency == NULL)
+		ret = EXIT_IO;
+	else
+		ret = verify_parse_args(argc, argv, &va);
+	if (ret == CMD_GO_ON) {
+		paths = (const char *const *)argv + optind;
+		if (mw_audit_verify_files(paths, (unsigned int)(argc - optind),
+					  &va.opts, &res, &error) < 0) {
+			print_error("verify", error);
+			ret = EXIT_IO;
+		} else {
+			ret = verify_report(&va, &res, paths);
+		}
+	}
+	free(va.cpfiles);
+	free(va.consistency);
+	return ret;
 }
 
 /* --- query / export --- */
 
 struct filter {
 	const char *user, *actor, *device, *msg, *event, *session;
-	char since[32], until[32];
-	bool have_since, have_until;
+	struct time_range range;
 };
 
 static bool leap_year(unsigned int y)
@@ -463,8 +484,28 @@ int time_bound(const char *in, char out[32], const char **error_r)
 	return 0;
 }
 
-static bool member_eq(const struct mw_json_obj *obj, const char *key,
-		      const char *value)
+int time_range_opt(struct time_range *tr, int c, const char *arg)
+{
+	const char *err;
+
+	if (time_bound(arg, c == 's' ? tr->since : tr->until, &err) < 0)
+		return bad_value(c == 's' ? "--since" : "--until", arg, err);
+	if (c == 's')
+		tr->have_since = true;
+	else
+		tr->have_until = true;
+	return CMD_GO_ON;
+}
+
+bool time_range_match(const struct time_range *tr, const char *t)
+{
+	if (tr->have_since && strcmp(t, tr->since) < 0)
+		return false;
+	return !tr->have_until || strcmp(t, tr->until) < 0;
+}
+
+bool member_eq(const struct mw_json_obj *obj, const char *key,
+	       const char *value)
 {
 	const struct mw_json_member *m = mw_json_obj_get(obj, key);
 
@@ -514,14 +555,11 @@ static bool filter_match(const struct filter *flt,
 		return false;
 	if (flt->session != NULL && !member_eq(obj, "session", flt->session))
 		return false;
-	if (flt->have_since || flt->have_until) {
+	if (flt->range.have_since || flt->range.have_until) {
 		t = mw_json_obj_get(obj, "time");
 		if (t == NULL || t->type != MW_JSON_STRING)
 			return false;
-		if (flt->have_since && strcmp(t->str, flt->since) < 0)
-			return false;
-		if (flt->have_until && strcmp(t->str, flt->until) >= 0)
-			return false;
+		return time_range_match(&flt->range, t->str);
 	}
 	return true;
 }
@@ -588,7 +626,16 @@ static void csv_row(FILE *out, const struct mw_json_obj *obj)
 	fputs("\r\n", out);
 }
 
-static int cmd_select(int argc, char **argv, bool export)
+struct select_ctx {
+	struct filter flt;
+	enum output_mode mode;
+	bool export;
+	struct mw_json_obj obj;
+	uint64_t matches, skipped;
+};
+
+/* query/export options into sc. Returns CMD_GO_ON or the exit code. */
+static int select_parse_args(int argc, char **argv, struct select_ctx *sc)
 {
 	static const struct option longopts[] = {
 		{ "user", required_argument, NULL, 'u' },
@@ -604,134 +651,144 @@ static int cmd_select(int argc, char **argv, bool export)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct filter flt;
-	enum output_mode mode = OUT_LINES;
-	struct mw_json_obj obj;
-	struct mw_line_reader r;
-	const char *line, *err;
-	uint64_t offset, matches = 0, skipped = 0;
-	size_t len;
-	bool nl;
-	int c, i, ret, exit_code = EXIT_PASS;
+	struct filter *flt = &sc->flt;
+	int c, ret;
 
-	memset(&flt, 0, sizeof(flt));
 	while ((c = getopt_long(argc, argv, "u:a:d:M:E:S:s:t:CJh", longopts,
 				NULL)) != -1) {
 		switch (c) {
-		case 'u': flt.user = optarg; break;
-		case 'a': flt.actor = optarg; break;
-		case 'd': flt.device = optarg; break;
-		case 'M': flt.msg = optarg; break;
-		case 'E': flt.event = optarg; break;
-		case 'S': flt.session = optarg; break;
+		case 'u': flt->user = optarg; break;
+		case 'a': flt->actor = optarg; break;
+		case 'd': flt->device = optarg; break;
+		case 'M': flt->msg = optarg; break;
+		case 'E': flt->event = optarg; break;
+		case 'S': flt->session = optarg; break;
 		case 's':
-			if (time_bound(optarg, flt.since, &err) < 0)
-				return bad_value("--since", optarg, err);
-			flt.have_since = true;
-			break;
 		case 't':
-			if (time_bound(optarg, flt.until, &err) < 0)
-				return bad_value("--until", optarg, err);
-			flt.have_until = true;
+			if ((ret = time_range_opt(&flt->range, c,
+						  optarg)) != CMD_GO_ON)
+				return ret;
 			break;
 		case 'C':
-			if (!export || mode != OUT_LINES)
-				goto bad_usage;
-			mode = OUT_CSV;
-			break;
 		case 'J':
-			if (!export || mode != OUT_LINES)
-				goto bad_usage;
-			mode = OUT_JSON;
+			if (!sc->export || sc->mode != OUT_LINES)
+				return usage_error();
+			sc->mode = c == 'C' ? OUT_CSV : OUT_JSON;
 			break;
 		case 'h': usage(stdout); return EXIT_PASS;
-		default: goto bad_usage;
+		default: return usage_error();
 		}
 	}
-	if (optind >= argc || (export && mode == OUT_LINES))
-		goto bad_usage;
+	if (optind >= argc || (sc->export && sc->mode == OUT_LINES))
+		return usage_error();
+	return CMD_GO_ON;
+}
 
-	mw_json_obj_init(&obj);
-	if (mode == OUT_CSV)
-		csv_header(stdout);
-	else if (mode == OUT_JSON)
-		fputs("[", stdout);
-	for (i = optind; i < argc && exit_code == EXIT_PASS; i++) {
-		FILE *f = fopen(argv[i], "re");
+/* a matching record line[0..len) in sc->obj to stdout */
+static void select_output(struct select_ctx *sc, const char *line,
+			  size_t len)
+{
+	sc->matches++;
+	if (sc->mode == OUT_CSV) {
+		csv_row(stdout, &sc->obj);
+	} else if (sc->mode == OUT_JSON) {
+		fputs(sc->matches == 1 ? "\n" : ",\n", stdout);
+		/* exact bytes of the record */
+		fwrite(line, 1, len, stdout);
+	} else {
+		put_escaped(stdout, line, len, NULL);
+		putc('\n', stdout);
+	}
+}
 
-		if (f == NULL) {
-			int err = errno;
+/* "mailward-audit: <path><what>" on stderr, path escaped */
+static void print_path_error(const char *path, const char *what)
+{
+	fprintf(stderr, "%s: ", progname);
+	puts_escaped(stderr, path);
+	fputs(what, stderr);
+}
 
-			fprintf(stderr, "%s: open(", progname);
-			puts_escaped(stderr, argv[i]);
-			fprintf(stderr, ") failed: %s\n", strerror(err));
-			exit_code = EXIT_IO;
-			break;
-		}
-		if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
-			fclose(f);
-			exit_code = EXIT_IO;
-			break;
-		}
-		while ((ret = mw_line_reader_next(&r, &line, &len, &offset,
-						  &nl)) > 0) {
-			if (!nl || mw_json_parse_object(&obj, line, len,
-							&err) < 0) {
-				fprintf(stderr, "%s: ", progname);
-				puts_escaped(stderr, argv[i]);
-				fprintf(stderr, " offset %llu: skipped %s "
-					"line\n", (unsigned long long)offset,
-					nl ? "unparseable" : "torn");
-				skipped++;
-				continue;
-			}
-			if (!filter_match(&flt, &obj))
-				continue;
-			matches++;
-			if (mode == OUT_CSV) {
-				csv_row(stdout, &obj);
-			} else {
-				if (mode == OUT_JSON)
-					fputs(matches == 1 ? "\n" : ",\n",
-					      stdout);
-				if (mode == OUT_JSON) {
-					/* exact bytes of the record */
-					fwrite(line, 1, len, stdout);
-				} else {
-					put_escaped(stdout, line, len, NULL);
-					putc('\n', stdout);
-				}
-			}
-		}
-		if (ret < 0) {
-			const char *why = ret == -2 ? "line too long" :
-				strerror(errno);
+/* The matching records of the log file path. Returns EXIT_PASS, or
+   EXIT_IO after saying why. */
+static int select_file(struct select_ctx *sc, const char *path)
+{
+	struct mw_line_reader r;
+	const char *line, *err;
+	uint64_t offset;
+	size_t len;
+	bool nl;
+	int ret;
+	FILE *f = fopen(path, "re");
 
-			fprintf(stderr, "%s: ", progname);
-			puts_escaped(stderr, argv[i]);
-			fprintf(stderr, ": %s\n", why);
-			exit_code = EXIT_IO;
-		}
-		mw_line_reader_free(&r);
+	if (f == NULL) {
+		int errnum = errno;
+
+		fprintf(stderr, "%s: open(", progname);
+		puts_escaped(stderr, path);
+		fprintf(stderr, ") failed: %s\n", strerror(errnum));
+		return EXIT_IO;
+	}
+	if (mw_line_reader_init(&r, f, MW_AUDIT_LINE_MAX) < 0) {
 		fclose(f);
+		return EXIT_IO;
 	}
-	if (mode == OUT_JSON)
-		fputs(matches > 0 ? "\n]\n" : "]\n", stdout);
-	mw_json_obj_free(&obj);
+	while ((ret = mw_line_reader_next(&r, &line, &len, &offset,
+					  &nl)) > 0) {
+		if (!nl || mw_json_parse_object(&sc->obj, line, len,
+						&err) < 0) {
+			print_path_error(path, "");
+			fprintf(stderr, " offset %llu: skipped %s line\n",
+				(unsigned long long)offset,
+				nl ? "unparseable" : "torn");
+			sc->skipped++;
+		} else if (filter_match(&sc->flt, &sc->obj)) {
+			select_output(sc, line, len);
+		}
+	}
+	if (ret < 0) {
+		print_path_error(path, ": ");
+		fprintf(stderr, "%s\n", ret == -2 ? "line too long" :
+			strerror(errno));
+	}
+	mw_line_reader_free(&r);
+	fclose(f);
+	return ret < 0 ? EXIT_IO : EXIT_PASS;
+}
+
+static int cmd_select(int argc, char **argv, bool export)
+{
+	struct select_ctx sc;
+	int i, exit_code;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.mode = OUT_LINES;
+	sc.export = export;
+	exit_code = select_parse_args(argc, argv, &sc);
+	if (exit_code != CMD_GO_ON)
+		return exit_code;
+	exit_code = EXIT_PASS;
+	mw_json_obj_init(&sc.obj);
+	if (sc.mode == OUT_CSV)
+		csv_header(stdout);
+	else if (sc.mode == OUT_JSON)
+		fputs("[", stdout);
+	for (i = optind; i < argc && exit_code == EXIT_PASS; i++)
+		exit_code = select_file(&sc, argv[i]);
+	if (sc.mode == OUT_JSON)
+		fputs(sc.matches > 0 ? "\n]\n" : "]\n", stdout);
+	mw_json_obj_free(&sc.obj);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "%s: write error on stdout\n", progname);
 		return EXIT_IO;
 	}
-	if (skipped > 0)
+	if (sc.skipped > 0)
 		fprintf(stderr, "%s: %llu line(s) skipped; query does not "
 			"verify - run 'mailward-audit verify'\n", progname,
-			(unsigned long long)skipped);
-	if (exit_code == EXIT_PASS && !export && matches == 0)
+			(unsigned long long)sc.skipped);
+	if (exit_code == EXIT_PASS && !export && sc.matches == 0)
 		exit_code = EXIT_FAIL;
 	return exit_code;
-bad_usage:
-	usage(stderr);
-	return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)

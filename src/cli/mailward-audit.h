@@ -26,11 +26,33 @@ void puts_escaped(FILE *out, const char *str);
 void print_error(const char *what, const char *error);
 /* Reports a bad option value; returns EXIT_USAGE. */
 int bad_value(const char *option, const char *value, const char *why);
+/* "usage: <progname> <args>" (args ends with a newline) and
+   "Try '<progname> --help'." on stderr. Returns EXIT_USAGE. */
+int cmd_usage_error(const char *args);
+/* a command's argument parser found no reason to exit yet */
+#define CMD_GO_ON (-1)
 /* Parses a decimal uint64. Returns 0 or -1. */
 int parse_u64(const char *s, uint64_t *v_r);
 /* Normalises a --since/--until value to the record time format (27
    bytes + NUL). Returns 0, or -1 with *error_r. */
 int time_bound(const char *in, char out[32], const char **error_r);
+
+/* --since/--until of query, export and prove, in the record time
+   format */
+struct time_range {
+	char since[32], until[32];
+	bool have_since, have_until;
+};
+/* The value arg of option c ('s': --since, 't': --until) into tr.
+   Returns CMD_GO_ON, or the exit code of a bad value (said). */
+int time_range_opt(struct time_range *tr, int c, const char *arg);
+/* TRUE if the record time t is in tr: since <= t < until. */
+bool time_range_match(const struct time_range *tr, const char *t);
+
+struct mw_json_obj;
+/* TRUE if obj's member key is the string value. */
+bool member_eq(const struct mw_json_obj *obj, const char *key,
+	       const char *value);
 
 /* mailward-audit prove / verify-proof (mailward-audit-proof.c); argv[0]
    is the command name. Return the exit code. */

@@ -232,3 +232,14 @@ out:
 	EVP_PKEY_free(pkey);
 	return ret;
 }
+
+EVP_PKEY *mw_audit_pubkey_read(FILE *f)
+{
+	EVP_PKEY *pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+
+	if (pkey != NULL && EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
+	return pkey;
+}

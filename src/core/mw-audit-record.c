@@ -11,6 +11,7 @@
 
 #include "mw-audit.h"
 #include "mw-audit-private.h"
+#include "mw-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -223,7 +224,7 @@ int mw_audit_body_build(const struct mw_audit_event *ev,
 	for (f = MW_AF_SERVICE; f < MW_AF_TRUNCATED; f++) {
 		if (ev->str[f] != NULL) {
 			len = strlen(ev->str[f]);
-			cut = mw_json_utf8_cut(ev->str[f], len,
+			cut = mw_utf8_cut(ev->str[f], len,
 					       MW_AUDIT_STR_MAX);
 			append_key(out, &first, f);
 			mw_json_append_string(out, ev->str[f], cut);

@@ -625,10 +625,9 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 				  opts->pubkey_path, errno);
 			goto out;
 		}
-		v.pub = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+		v.pub = mw_audit_pubkey_read(f);
 		fclose(f);
-		if (v.pub == NULL ||
-		    EVP_PKEY_get_id(v.pub) != EVP_PKEY_ED25519) {
+		if (v.pub == NULL) {
 			verr(&v, error_r, "%s is not an Ed25519 public key "
 			     "(PEM)", opts->pubkey_path);
 			goto out;
@@ -636,12 +635,14 @@ int mw_audit_verify_files(const char *const *paths, unsigned int count,
 		result->signatures_checked = true;
 	}
 	for (i = 0; i < opts->checkpoint_file_count; i++) {
-		if (mw_audit_load_kept(&v, opts->checkpoint_files[i], error_r) < 0)
+		if (mw_audit_load_kept(&v, opts->checkpoint_files[i],
+				       error_r) < 0)
 			goto out;
 	}
 	mw_audit_sort_kept(&v);
 	for (i = 0; i < opts->consistency_count; i++) {
-		if (mw_audit_load_consistency(&v, opts->consistency[i], error_r) < 0)
+		if (mw_audit_load_consistency(&v, opts->consistency[i],
+					      error_r) < 0)
 			goto out;
 	}
 	v.keep_tree = v.cons_count > 0;

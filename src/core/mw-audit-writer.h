@@ -10,6 +10,8 @@
 
 #include "mw-audit.h"
 
+#include <stdio.h>
+
 #include <openssl/evp.h>
 
 /* --- crypto primitives, as specified in docs/audit-log.md §4-6 --- */
@@ -52,6 +54,9 @@ int mw_audit_key_load(const char *path, uint32_t *epoch_r,
 int mw_audit_key_store(const char *path, uint32_t epoch,
 		       const uint8_t key[MW_AUDIT_KEY_LEN],
 		       const char **error_r);
+/* Reads an Ed25519 public key (PEM) from f (checkpoint.pub). Returns
+   it (EVP_PKEY_free() it), or NULL if f holds none. */
+EVP_PKEY *mw_audit_pubkey_read(FILE *f);
 /* keygen: creates in dir (must exist) writer.key (epoch 1 key),
    verify.key (epoch 0 key), checkpoint.key (Ed25519 private key, PKCS#8
    PEM) and checkpoint.pub (public key PEM); secret files mode 0600,

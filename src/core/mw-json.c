@@ -92,33 +92,6 @@ void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len)
 	}
 }
 
-size_t mw_json_utf8_seq_len(const unsigned char *p, size_t len)
-{
-	if (len == 0)
-		return 0;
-	if (p[0] < 0x80)
-		return 1;
-	return mw_utf8_seq_len_n(p, len, NULL);
-}
-
-size_t mw_json_utf8_cut(const char *data, size_t len, size_t max)
-{
-	const unsigned char *p = (const unsigned char *)data;
-	size_t pos = 0, n;
-
-	if (len <= max)
-		return len;
-	while (pos < max) {
-		n = mw_json_utf8_seq_len(p + pos, len - pos);
-		if (n == 0)
-			n = 1; /* invalid byte: escaped on its own */
-		if (pos + n > max)
-			break;
-		pos += n;
-	}
-	return pos;
-}
-
 void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 			    size_t len)
 {
@@ -138,7 +111,7 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 			}
 			if (c < 0x80)
 				break;
-			n = mw_json_utf8_seq_len(p + pos, len - pos);
+			n = mw_utf8_char_len(p + pos, len - pos);
 			if (n == 0)
 				break;
 			pos += n;
@@ -317,7 +290,7 @@ static int parse_string(struct parser *ps, const char **str_r,
 				return -1;
 			continue;
 		}
-		n = c < 0x80 ? 1 : mw_json_utf8_seq_len(ps->p + ps->pos,
+		n = c < 0x80 ? 1 : mw_utf8_char_len(ps->p + ps->pos,
 							 ps->len - ps->pos);
 		if (n == 0)
 			return perr(ps, "invalid UTF-8 in string");

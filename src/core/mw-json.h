@@ -50,13 +50,6 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 void mw_json_append_string(struct mw_json_buf *buf, const void *data,
 			   size_t len);
 
-/* Length (1..4) of the well-formed UTF-8 sequence starting at p[0..len),
-   or 0 if p[0] does not start one (invalid, truncated, overlong,
-   surrogate, > U+10FFFF). ASCII bytes (including controls) count as 1. */
-size_t mw_json_utf8_seq_len(const unsigned char *p, size_t len);
-/* Largest n <= max such that data[0..n) does not end inside a well-formed
-   UTF-8 sequence that continues beyond n (used for bounded truncation). */
-size_t mw_json_utf8_cut(const char *data, size_t len, size_t max);
 
 enum mw_json_type {
 	MW_JSON_STRING = 1,

@@ -158,6 +158,33 @@ size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r)
 	return mw_utf8_seq_len_n(p, 4, cp_r);
 }
 
+size_t mw_utf8_char_len(const unsigned char *p, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	return mw_utf8_seq_len_n(p, len, NULL);
+}
+
+size_t mw_utf8_cut(const char *data, size_t len, size_t max)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	size_t pos = 0, n;
+
+	if (len <= max)
+		return len;
+	while (pos < max) {
+		n = mw_utf8_char_len(p + pos, len - pos);
+		if (n == 0)
+			n = 1; /* invalid byte: escaped on its own */
+		if (pos + n > max)
+			break;
+		pos += n;
+	}
+	return pos;
+}
+
 bool mw_cp_is_unsafe(uint32_t cp)
 {
 	return cp < 0x20 || cp == 0x7f ||

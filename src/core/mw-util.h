@@ -1,9 +1,10 @@
 #ifndef MW_UTIL_H
 #define MW_UTIL_H
 
-/* Small generic helpers of the mailward core: hex, bounded escaping of
-   untrusted text, big-endian encoding, time clamping. No Dovecot headers,
-   no allocation, never prints. */
+/* Small generic helpers of the mailward core, the one copy of each: hex,
+   UTF-8 decoding, bounded escaping of untrusted text, big-endian
+   encoding, time clamping, whole-buffer file I/O. No Dovecot headers, no
+   allocation, never prints. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +38,13 @@ size_t mw_utf8_seq_len(const unsigned char *p, uint32_t *cp_r);
    cut off by the end. */
 size_t mw_utf8_seq_len_n(const unsigned char *p, size_t len,
 			 uint32_t *cp_r);
+/* Length (1..4) of the well-formed UTF-8 sequence starting at p[0..len),
+   or 0 if p[0] does not start one (invalid, truncated, overlong,
+   surrogate, > U+10FFFF). ASCII bytes (including controls) count as 1. */
+size_t mw_utf8_char_len(const unsigned char *p, size_t len);
+/* Largest n <= max such that data[0..n) does not end inside a well-formed
+   UTF-8 sequence that continues beyond n (used for bounded truncation). */
+size_t mw_utf8_cut(const char *data, size_t len, size_t max);
 
 /* The code points that are never shown raw to a human (terminal,
    spreadsheet, log file): C0 controls, DEL, C1 controls

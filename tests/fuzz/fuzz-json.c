@@ -9,6 +9,7 @@
 
 #include "fuzz-common.h"
 #include "mw-json.h"
+#include "mw-util.h"
 
 static void check_members_equal(const struct mw_json_obj *a,
 				const struct mw_json_obj *b)
@@ -126,7 +127,7 @@ static void check_escape(const uint8_t *data, size_t size)
 
 	/* bounded truncation at UTF-8 boundaries */
 	max = size > 0 ? data[0] % (size + 1) : 0;
-	cut = mw_json_utf8_cut((const char *)data, size, max);
+	cut = mw_utf8_cut((const char *)data, size, max);
 	FUZZ_ASSERT(cut <= size);
 	if (size <= max)
 		FUZZ_ASSERT(cut == size);
@@ -135,7 +136,7 @@ static void check_escape(const uint8_t *data, size_t size)
 	if (cut < size && cut > 0) {
 		/* cut is not inside a well-formed sequence */
 		for (i = cut > 3 ? cut - 3 : 0; i < cut; i++) {
-			size_t n = mw_json_utf8_seq_len(data + i, size - i);
+			size_t n = mw_utf8_char_len(data + i, size - i);
 
 			FUZZ_ASSERT(n == 0 || i + n <= cut ||
 				    /* i itself inside an earlier sequence */

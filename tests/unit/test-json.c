@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "mw-json.h"
+#include "mw-util.h"
 
 static void escape(const char *in, size_t len, struct mw_json_buf *out)
 {
@@ -135,7 +136,7 @@ static void test_escape_output_is_clean(void **state)
 	escape(all, sizeof(all), &b);
 	/* no raw control bytes, no raw newline, valid UTF-8 throughout */
 	for (i = 0; i < b.len; ) {
-		size_t n = mw_json_utf8_seq_len((const unsigned char *)b.data + i,
+		size_t n = mw_utf8_char_len((const unsigned char *)b.data + i,
 						b.len - i);
 
 		assert_true(n > 0);
@@ -165,7 +166,7 @@ static void test_utf8_cut(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		assert_int_equal(mw_json_utf8_cut(tests[i].in,
+		assert_int_equal(mw_utf8_cut(tests[i].in,
 						  strlen(tests[i].in),
 						  tests[i].max), tests[i].want);
 	}

@@ -547,21 +547,26 @@ static int audit_read_line(struct mailward_audit_client *client,
 /* Sends the whole queue and F, reads until the ack of that F. On
    AUDIT_IO_OK, *rejected_r counts the records the writer rejected (they
    are logged and marked in rejected[]). */
-static int audit_flush_once(struct mailward_audit_client *client,
-			    bool *rejected, unsigned int *rejected_r,
+/* one flush attempt: the queued bodies, their flush id, and which ones
+   the writer rejected */
+struct audit_flush {
+	char *const *bodies;
+	unsigned int count, id;
+	/* E lines sent on the connection before these */
+	uint64_t first_e;
+	bool *rejected;
+	unsigned int *rejected_r;
+};
+
+/* Sends VERSION (once per connection), an E line per queued body and
+   the F line. */
+static int audit_send_queue(struct mailward_audit_client *client,
+			    const struct audit_flush *fl,
 			    const struct timeval *deadline)
 {
-	char *const *bodies;
-	const char *line, *const *args;
 	string_t *out;
-	unsigned int i, count, id;
-	uint64_t first_e, n;
+	unsigned int i;
 	int ret = AUDIT_IO_OK;
-
-	*rejected_r = 0;
-	bodies = array_get(&client->queue, &count);
-	first_e = client->conn_e_lines;
-	id = ++client->flush_id;
 
 	out = t_str_new(AUDIT_SEND_CHUNK + 1024);
 	if (!client->version_sent) {
@@ -570,60 +575,93 @@ static int audit_flush_once(struct mailward_audit_client *client,
 			    MW_AUDIT_PROTOCOL_NAME,
 			    MW_AUDIT_PROTOCOL_MAJOR, MW_AUDIT_PROTOCOL_MINOR);
 	}
-	for (i = 0; i <= count && ret == AUDIT_IO_OK; i++) {
-		if (i < count) {
+	for (i = 0; i <= fl->count && ret == AUDIT_IO_OK; i++) {
+		if (i < fl->count) {
 			str_append(out, MW_AUDIT_PROTO_EVENT"\t");
-			str_append(out, AUDIT_REC_BODY(bodies[i]));
+			str_append(out, AUDIT_REC_BODY(fl->bodies[i]));
 			str_append_c(out, '\n');
 			client->conn_e_lines++;
 		} else {
-			str_printfa(out, MW_AUDIT_PROTO_FLUSH"\t%u\n", id);
+			str_printfa(out, MW_AUDIT_PROTO_FLUSH"\t%u\n", fl->id);
 		}
-		if (str_len(out) >= AUDIT_SEND_CHUNK || i == count) {
+		if (str_len(out) >= AUDIT_SEND_CHUNK || i == fl->count) {
 			ret = audit_send(client, str_data(out), str_len(out),
 					 deadline);
 			str_truncate(out, 0);
 		}
 	}
-	if (ret != AUDIT_IO_OK)
-		return ret;
+	return ret;
+}
+
+/* The writer's VERSION line. Returns AUDIT_IO_OK or AUDIT_IO_FAILED. */
+static int audit_reply_version(struct mailward_audit_client *client,
+			       const char *line, const char *const *args)
+{
+	unsigned int major;
+
+	if (str_array_length(args) < 3 ||
+	    strcmp(args[0], MW_AUDIT_PROTO_VERSION) != 0 ||
+	    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
+	    str_to_uint(args[2], &major) < 0 ||
+	    major != MW_AUDIT_PROTOCOL_MAJOR) {
+		audit_set_error(client, "not a mailward audit writer "
+				"(protocol %u expected): %s",
+				MW_AUDIT_PROTOCOL_MAJOR,
+				mailward_display(line, 80));
+		return AUDIT_IO_FAILED;
+	}
+	client->version_received = TRUE;
+	return AUDIT_IO_OK;
+}
+
+/* An R line: the writer rejected one of the bodies sent (logged once,
+   dropped). FALSE if it is not one of this flush. */
+static bool audit_reply_rejected(struct mailward_audit_client *client,
+				 const struct audit_flush *fl,
+				 const char *const *args)
+{
+	uint64_t n;
+	unsigned int i;
+
+	if (str_array_length(args) < 3 || str_to_uint64(args[1], &n) < 0 ||
+	    n <= fl->first_e || n > fl->first_e + fl->count)
+		return FALSE;
+	i = n - fl->first_e - 1;
+	if (!fl->rejected[i]) {
+		fl->rejected[i] = TRUE;
+		*fl->rejected_r += 1;
+		e_error(client->event, "writer %s rejected record %s: %s "
+			"(dropped)", client->socket_path,
+			mailward_display(AUDIT_REC_BODY(fl->bodies[i]), 512),
+			mailward_display(args[2], 200));
+	}
+	return TRUE;
+}
+
+/* Reads replies up to the answer to F fl->id. */
+static int audit_read_replies(struct mailward_audit_client *client,
+			      const struct audit_flush *fl,
+			      const struct timeval *deadline)
+{
+	const char *line, *const *args;
+	unsigned int id;
+	int ret;
 
 	for (;;) {
 		if ((ret = audit_read_line(client, &line, deadline)) < 0)
 			return ret;
 		args = t_strsplit(line, "\t");
 		if (!client->version_received) {
-			if (str_array_length(args) < 3 ||
-			    strcmp(args[0], MW_AUDIT_PROTO_VERSION) != 0 ||
-			    strcmp(args[1], MW_AUDIT_PROTOCOL_NAME) != 0 ||
-			    str_to_uint(args[2], &i) < 0 ||
-			    i != MW_AUDIT_PROTOCOL_MAJOR) {
-				audit_set_error(client, "not a mailward audit "
-					"writer (protocol %u expected): %s",
-					MW_AUDIT_PROTOCOL_MAJOR, mailward_display(line, 80));
+			if (audit_reply_version(client, line, args) < 0)
 				return AUDIT_IO_FAILED;
-			}
-			client->version_received = TRUE;
 			continue;
 		}
-		if (strcmp(args[0], MW_AUDIT_PROTO_REJECTED) == 0 && str_array_length(args) >= 3 &&
-		    str_to_uint64(args[1], &n) == 0 &&
-		    n > first_e && n <= first_e + count) {
-			i = n - first_e - 1;
-			if (!rejected[i]) {
-				rejected[i] = TRUE;
-				*rejected_r += 1;
-				e_error(client->event, "writer %s rejected "
-					"record %s: %s (dropped)",
-					client->socket_path,
-					mailward_display(
-						AUDIT_REC_BODY(bodies[i]), 512),
-					mailward_display(args[2], 200));
-			}
+		if (strcmp(args[0], MW_AUDIT_PROTO_REJECTED) == 0 &&
+		    audit_reply_rejected(client, fl, args))
 			continue;
-		}
-		if (strcmp(args[0], MW_AUDIT_PROTO_FLUSH) == 0 && str_array_length(args) >= 3 &&
-		    str_to_uint(args[1], &i) == 0 && i == id) {
+		if (strcmp(args[0], MW_AUDIT_PROTO_FLUSH) == 0 &&
+		    str_array_length(args) >= 3 &&
+		    str_to_uint(args[1], &id) == 0 && id == fl->id) {
 			if (strcmp(args[2], MW_AUDIT_PROTO_OK) == 0)
 				return AUDIT_IO_OK;
 			audit_set_error(client, "writer failed: %s",
@@ -642,6 +680,26 @@ static int audit_flush_once(struct mailward_audit_client *client,
 				mailward_display(line, 80));
 		return AUDIT_IO_FAILED;
 	}
+}
+
+static int audit_flush_once(struct mailward_audit_client *client,
+			    bool *rejected, unsigned int *rejected_r,
+			    const struct timeval *deadline)
+{
+	struct audit_flush fl;
+	int ret;
+
+	*rejected_r = 0;
+	i_zero(&fl);
+	fl.bodies = array_get(&client->queue, &fl.count);
+	fl.first_e = client->conn_e_lines;
+	fl.id = ++client->flush_id;
+	fl.rejected = rejected;
+	fl.rejected_r = rejected_r;
+	ret = audit_send_queue(client, &fl, deadline);
+	if (ret != AUDIT_IO_OK)
+		return ret;
+	return audit_read_replies(client, &fl, deadline);
 }
 
 int mailward_audit_flush(struct mailward_audit_client *client,
