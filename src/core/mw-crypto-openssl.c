@@ -46,9 +46,4 @@ static int openssl_hmac_sha256(const void *key, size_t key_size,
 	return 0;
 }
 
-const struct mw_crypto_provider mw_crypto_openssl = {
-	.name = "openssl",
-	.random_bytes = openssl_random_bytes,
-	.sha256 = openssl_sha256,
-	.hmac_sha256 = openssl_hmac_sha256,
-};
+MW_CRYPTO_PROVIDER_DEFINE(mw_crypto_openssl, "openssl", openssl);

@@ -28,6 +28,16 @@ struct mw_crypto_provider {
 			   unsigned char out[MW_SHA256_SIZE]);
 };
 
+/* Defines the provider var named label from the functions
+   <prefix>_random_bytes, <prefix>_sha256 and <prefix>_hmac_sha256. */
+#define MW_CRYPTO_PROVIDER_DEFINE(var, label, prefix) \
+	const struct mw_crypto_provider var = { \
+		.name = label, \
+		.random_bytes = prefix##_random_bytes, \
+		.sha256 = prefix##_sha256, \
+		.hmac_sha256 = prefix##_hmac_sha256, \
+	}
+
 /* Installs the process-wide provider (static storage; NULL uninstalls).
    Install it before any other mw_* call: the core has no default. */
 void mw_crypto_set_provider(const struct mw_crypto_provider *provider);

@@ -36,9 +36,4 @@ static int dovecot_hmac_sha256(const void *key, size_t key_size,
 	return 0;
 }
 
-const struct mw_crypto_provider mailward_crypto_dovecot = {
-	.name = "dovecot",
-	.random_bytes = dovecot_random_bytes,
-	.sha256 = dovecot_sha256,
-	.hmac_sha256 = dovecot_hmac_sha256,
-};
+MW_CRYPTO_PROVIDER_DEFINE(mailward_crypto_dovecot, "dovecot", dovecot);
