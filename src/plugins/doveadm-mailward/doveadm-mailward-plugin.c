@@ -723,42 +723,38 @@ static struct doveadm_mail_cmd_context *cmd_mailward_expunge_alloc(void)
 	return &ctx->ctx;
 }
 
-static struct doveadm_cmd_ver2 mailward_commands[] = {
-	{
-		.name = "mailward devices",
-		.usage = "[-u <user>|-A] [-S <socket_path>]",
-		.mail_cmd = cmd_mailward_devices_alloc,
-DOVEADM_CMD_PARAMS_START
+/* parameters: -u/-A/-S ... (DOVEADM_CMD_PARAMS_END closes the list) */
+static const struct doveadm_cmd_param mailward_params_mail[] = {
 DOVEADM_CMD_MAIL_COMMON
-DOVEADM_CMD_PARAMS_END
-	},
-	{
-		.name = "mailward state",
-		.usage = "[-u <user>|-A] [-S <socket_path>] [-d <device>] [<mailbox>]",
-		.mail_cmd = cmd_mailward_state_alloc,
-DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAMS_END;
+/* ... and -d <device> */
+static const struct doveadm_cmd_param mailward_params_device[] = {
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('d', "device", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END;
+/* ... and -d <device> [<mailbox>] */
+static const struct doveadm_cmd_param mailward_params_state[] = {
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('d', "device", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAM('\0', "mailbox", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
-DOVEADM_CMD_PARAMS_END
-	},
-	{
-		.name = "mailward forget",
-		.usage = "[-u <user>|-A] [-S <socket_path>] -d <device>",
-		.mail_cmd = cmd_mailward_forget_alloc,
-DOVEADM_CMD_PARAMS_START
-DOVEADM_CMD_MAIL_COMMON
-DOVEADM_CMD_PARAM('d', "device", CMD_PARAM_STR, 0)
-DOVEADM_CMD_PARAMS_END
-	},
-	{
-		.name = "mailward expunge",
-		.usage = "[-u <user>|-A] [-S <socket_path>]",
-		.mail_cmd = cmd_mailward_expunge_alloc,
-DOVEADM_CMD_PARAMS_START
-DOVEADM_CMD_MAIL_COMMON
-DOVEADM_CMD_PARAMS_END
-	},
+DOVEADM_CMD_PARAMS_END;
+
+#define MAILWARD_USAGE "[-u <user>|-A] [-S <socket_path>]"
+
+static struct doveadm_cmd_ver2 mailward_commands[] = {
+	{ .name = "mailward devices", .usage = MAILWARD_USAGE,
+	  .mail_cmd = cmd_mailward_devices_alloc,
+	  .parameters = mailward_params_mail },
+	{ .name = "mailward state",
+	  .usage = MAILWARD_USAGE" [-d <device>] [<mailbox>]",
+	  .mail_cmd = cmd_mailward_state_alloc,
+	  .parameters = mailward_params_state },
+	{ .name = "mailward forget", .usage = MAILWARD_USAGE" -d <device>",
+	  .mail_cmd = cmd_mailward_forget_alloc,
+	  .parameters = mailward_params_device },
+	{ .name = "mailward expunge", .usage = MAILWARD_USAGE,
+	  .mail_cmd = cmd_mailward_expunge_alloc,
+	  .parameters = mailward_params_mail },
 };
 
 void doveadm_mailward_plugin_init(struct module *module ATTR_UNUSED)
