@@ -98,9 +98,15 @@ def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
         sbx.deliver(u, [make_message(i, msgid="<%s-%d@o.invalid>" % (u, i))
                         for i in (1, 2, 3)])
 
-    # --- outage a: the writer stopped (its socket refuses mail processes)
+    # --- outage a: the writer stopped (its socket refuses mail processes,
+    # so none is started on demand; one still running from the deliveries
+    # is stopped with SIGSTOP: it would take the spool files, which it
+    # looks for every second, while they are looked at here)
     before = max([r["seq"] for r in sbx.audit_records()] + [0])
     os.chmod(sbx.audit_socket_path, 0)
+    stopped = sbx.audit_writer_pids()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     try:
         run_outage_sessions(sbx, "a")
         sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file", count=3)
@@ -117,6 +123,8 @@ def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
             st = os.stat(os.path.join(sbx.audit_spool, f))
             assert st.st_mode & 0o777 == 0o640
     finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
         os.chmod(sbx.audit_socket_path, 0o666)
     check_back(sbx, "a", before)
 
