@@ -88,6 +88,9 @@ def test_full_disk_reported_once_no_litter(sandbox_factory):
                 break
             time.sleep(0.2)
         assert ack == ["OK"]
+        # the writer's log lines reach the log file through Dovecot's log
+        # process, maybe after the client's OK
+        sbx.wait_log(r"mailward-audit: Info: .*recovered after")
         info = [l for l in writer_lines(sbx, "Info") if "recovered" in l]
         assert len(info) == 1, info
         m = re.search(r"recovered after (\d+) s \((\d+) more failure\(s\) "
