@@ -482,7 +482,7 @@ static int vp_parse_path(const char *p, mw_merkle_hash *path,
 
 	while (*p != '\0') {
 		if (count == MW_MERKLE_MAX_PATH ||
-		    strspn(p, "0123456789abcdef") != 64 ||
+		    mw_hex_lower_len(p, strnlen(p, 65)) != 64 ||
 		    (p[64] != ',' && p[64] != '\0') ||
 		    (p[64] == ',' && p[65] == '\0') ||
 		    mw_hex_decode_n(p, path[count], MW_MERKLE_HASH_LEN) < 0)

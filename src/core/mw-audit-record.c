@@ -349,16 +349,7 @@ int mw_audit_body_validate(const char *body, size_t len,
 
 static bool is_lower_hex(const char *s, size_t len, size_t want)
 {
-	size_t i;
-
-	if (len != want)
-		return false;
-	for (i = 0; i < len; i++) {
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	}
-	return true;
+	return len == want && mw_hex_lower_len(s, len) == len;
 }
 
 static bool time_valid(const char *s, size_t len)

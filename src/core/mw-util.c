@@ -56,6 +56,18 @@ int mw_hex_decode_n(const char *hex, unsigned char *out, size_t size)
 	return 0;
 }
 
+size_t mw_hex_lower_len(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			break;
+	}
+	return i;
+}
+
 int mw_hex_decode(const char *hex, unsigned char *out, size_t size)
 {
 	if (mw_hex_decode_n(hex, out, size) < 0)

@@ -28,6 +28,9 @@ int mw_hex_decode(const char *hex, unsigned char *out, size_t size);
 /* The same for the first 2*size characters of hex, whatever follows
    them. Returns 0, or -1 if one of them is not a hex digit. */
 int mw_hex_decode_n(const char *hex, unsigned char *out, size_t size);
+/* Number of lowercase hex digits (the canonical form mw_hex_encode()
+   writes) at the start of s[0..len). */
+size_t mw_hex_lower_len(const char *s, size_t len);
 
 /* Length (2..4) of the well-formed UTF-8 sequence of a code point >= U+0080
    at p (RFC 3629: no overlongs, no surrogates, <= U+10FFFF), or 0 if the

@@ -203,6 +203,12 @@ static void test_hex_and_files(void **state)
 	assert_int_equal(mw_hex_decode_n("00ab", out, 3), -1);
 	assert_int_equal(mw_hex_decode_n("00abfg", out, 3), -1);
 	assert_int_equal(mw_hex_decode_n(NULL, out, 3), -1);
+	/* the canonical (lowercase) form only */
+	assert_int_equal(mw_hex_lower_len("00abff", 6), 6);
+	assert_int_equal(mw_hex_lower_len("00aBff", 6), 3);
+	assert_int_equal(mw_hex_lower_len("0a,b", 4), 2);
+	assert_int_equal(mw_hex_lower_len("0ag", 2), 2);
+	assert_int_equal(mw_hex_lower_len("", 0), 0);
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/f", dir);
@@ -215,6 +221,12 @@ static void test_hex_and_files(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(read(fd, buf, sizeof(buf)), 6);
 	assert_memory_equal(buf, "abcdef", 6);
+	/* pread of an exact range; past the end: -1 with EIO */
+	assert_int_equal(mw_pread_full(fd, buf, 3, 2), 0);
+	assert_memory_equal(buf, "cde", 3);
+	errno = 0;
+	assert_int_equal(mw_pread_full(fd, buf, 3, 4), -1);
+	assert_int_equal(errno, EIO);
 	/* a read-only descriptor: -1 with errno */
 	errno = 0;
 	assert_int_equal(mw_write_full(fd, "x", 1), -1);
