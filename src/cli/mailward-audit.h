@@ -2,7 +2,7 @@
 #define MAILWARD_AUDIT_CLI_H
 
 /* Shared between the parts of the mailward-audit CLI
-   (mailward-audit.c, mailward-audit-proof.c). */
+   (mailward-audit.c, mailward-audit-query.c, mailward-audit-proof.c). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +26,10 @@ void puts_escaped(FILE *out, const char *str);
 void print_error(const char *what, const char *error);
 /* Reports a bad option value; returns EXIT_USAGE. */
 int bad_value(const char *option, const char *value, const char *why);
+/* The whole usage on out; usage_error(): on stderr, returns
+   EXIT_USAGE. */
+void usage(FILE *out);
+int usage_error(void);
 /* "usage: <progname> <args>" (args ends with a newline) and
    "Try '<progname> --help'." on stderr. Returns EXIT_USAGE. */
 int cmd_usage_error(const char *args);
@@ -53,6 +57,10 @@ struct mw_json_obj;
 /* TRUE if obj's member key is the string value. */
 bool member_eq(const struct mw_json_obj *obj, const char *key,
 	       const char *value);
+
+/* mailward-audit query (export false) / export (mailward-audit-query.c);
+   argv[0] is the command name. Returns the exit code. */
+int cmd_select(int argc, char **argv, bool export);
 
 /* mailward-audit prove / verify-proof (mailward-audit-proof.c); argv[0]
    is the command name. Return the exit code. */
