@@ -28,6 +28,13 @@ struct quit_ctx {
 	   all-devices expunge in this session */
 	bool all_devices_blocked;
 
+	/* the store's records the decisions need, read in one transaction
+	   (mw_store_msg_get_many()): per message in reads_first[i] ..
+	   reads_first[i + 1], its other devices' (in devs order) and then,
+	   with a delay, this device's */
+	struct mw_msg_query *reads;
+	unsigned int *reads_first;
+
 	ARRAY_TYPE(mailward_target) targets;
 	unsigned int kept, due_count, client_expunged, disposed;
 	int expunged, due_expunged;
@@ -62,90 +69,155 @@ static void quit_read_devices(struct quit_ctx *ctx)
 			      array_count(&ctx->devs.dev_nos) + 1);
 }
 
-/* mw_all_devices_have() for a message this device retrieved or deleted:
-   this device's record is the session's, the others' are read. A store
-   error blocks every all-devices expunge of the session (logged,
-   fail-safe). */
+/* TRUE if the decision of msg may read the store: it is the session's
+   own (retrieved or deleted, not expunged by Dovecot) and the store can
+   record for this device. */
 static bool
-quit_all_devices_have(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg)
+quit_reads_store(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg)
+{
+	return !msg->client_expunged && (msg->retrieved || msg->deleted) &&
+		ctx->mbox_guid != NULL;
+}
+
+static bool quit_checks_all_devices(struct quit_ctx *ctx)
+{
+	const struct mw_settings *set = &ctx->muser->set;
+
+	return set->pop3_policy == MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
+		set->disposition != MW_DISPOSITION_KEEP &&
+		!ctx->all_devices_blocked;
+}
+
+/* Queues the store reads of msg (the i-th decided) into ctx->reads. */
+static void quit_add_reads(struct quit_ctx *ctx,
+			   const struct mailward_pop3_msg *msg, unsigned int i,
+			   unsigned int *n)
+{
+	struct mailward_user *muser = ctx->muser;
+	unsigned char key[MW_MSG_KEY_SIZE];
+	const uint16_t *dev_no;
+
+	ctx->reads_first[i] = *n;
+	if (!quit_reads_store(ctx, msg))
+		return;
+	mw_msg_key(msg->guid, key);
+	if (quit_checks_all_devices(ctx)) {
+		array_foreach(&ctx->devs.dev_nos, dev_no) {
+			if (*dev_no == muser->device.dev_no)
+				continue;
+			ctx->reads[*n].dev_no = *dev_no;
+			memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
+		}
+	}
+	if (muser->set.expunge_delay_secs > 0) {
+		ctx->reads[*n].dev_no = muser->device.dev_no;
+		memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
+	}
+}
+
+/* Reads every record the decisions of msgs need in one read transaction
+   (issue 14: one per message and device before). A store error blocks
+   every all-devices expunge of the session (logged, fail-safe); a due
+   time not read is not known. */
+static void quit_read_records(struct quit_ctx *ctx,
+			      struct mailward_pop3_msg *const *msgs,
+			      unsigned int count)
+{
+	struct mailward_user *muser = ctx->muser;
+	const char *error;
+	unsigned int i, n = 0, per_msg;
+
+	per_msg = array_count(&ctx->devs.dev_nos) + 1;
+	/* (+ 1: Dovecot's pools allocate nothing of 0 bytes) */
+	ctx->reads = p_new(ctx->pool, struct mw_msg_query,
+			   count * per_msg + 1);
+	ctx->reads_first = p_new(ctx->pool, unsigned int, count + 1);
+	for (i = 0; i < count; i++)
+		quit_add_reads(ctx, msgs[i], i, &n);
+	ctx->reads_first[count] = n;
+	if (n == 0)
+		return;	/* (nothing to read: no state for this session) */
+	if (mw_store_msg_get_many(muser->store, ctx->mbox_guid, ctx->reads, n,
+				  &error) < 0) {
+		mailward_user_set_fail_safe(muser, t_strdup_printf(
+			"State store error: %s", error));
+		ctx->all_devices_blocked = TRUE;
+	}
+}
+
+/* mw_all_devices_have() for the i-th message, which this device
+   retrieved or deleted: this device's record is the session's, the
+   others' were read. */
+static bool
+quit_all_devices_have(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
+		      unsigned int i)
 {
 	struct mailward_user *muser = ctx->muser;
 	struct mw_retrieval_rec *recs = ctx->dev_recs;
+	const struct mw_msg_query *q = &ctx->reads[ctx->reads_first[i]];
 	const uint16_t *dev_nos;
-	struct mw_msg_rec rec;
-	const char *error;
-	unsigned int i, count, n = 0;
-	int ret;
+	unsigned int d, count, n = 0;
 
 	dev_nos = array_get(&ctx->devs.dev_nos, &count);
-	for (i = 0; i < count; i++) {
-		if (dev_nos[i] == muser->device.dev_no) {
-			recs[n].dev_no = dev_nos[i];
+	for (d = 0; d < count; d++) {
+		if (dev_nos[d] == muser->device.dev_no) {
+			recs[n].dev_no = dev_nos[d];
 			recs[n].retrieved = msg->retrieved;
 			recs[n].deleted = msg->deleted;
 			recs[n++].expunge_due = 0;
 			continue;
 		}
-		ret = mw_store_msg_get(muser->store, dev_nos[i],
-				       ctx->mbox_guid, msg->guid, &rec, &error);
-		if (ret < 0) {
-			mailward_user_set_fail_safe(muser, t_strdup_printf(
-				"State store error: %s", error));
-			ctx->all_devices_blocked = TRUE;
-			return FALSE;
-		}
-		if (ret == 0)
+		if (!q->found) {
+			q++;
 			continue;
-		recs[n].dev_no = dev_nos[i];
-		recs[n].retrieved = rec.retrieved != 0;
-		recs[n].deleted = rec.deleted != 0;
-		recs[n++].expunge_due = rec.expunge_due;
+		}
+		recs[n].dev_no = dev_nos[d];
+		recs[n].retrieved = q->rec.retrieved != 0;
+		recs[n].deleted = q->rec.deleted != 0;
+		recs[n++].expunge_due = q->rec.expunge_due;
+		q++;
 	}
 	return mw_all_devices_have(dev_nos, count, recs, n);
 }
 
 /* The facts of one message for mw_quit_decide() (the recorded due time
-   is read only when the decision schedules it). */
+   is looked at only when the decision schedules it). */
 static void
 quit_facts(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
-	   struct mw_quit_facts *facts_r)
+	   unsigned int i, struct mw_quit_facts *facts_r)
 {
-	const struct mw_settings *set = &ctx->muser->set;
-
 	i_zero(facts_r);
 	facts_r->retrieved = msg->retrieved;
 	facts_r->deleted = msg->deleted;
 	facts_r->client_expunged = msg->client_expunged;
 	facts_r->state_known = ctx->mbox_guid != NULL;
-	if (msg->client_expunged || !(msg->retrieved || msg->deleted) ||
-	    ctx->mbox_guid == NULL)
-		return;
-	if (set->pop3_policy == MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
-	    set->disposition != MW_DISPOSITION_KEEP &&
-	    !ctx->all_devices_blocked)
-		facts_r->all_devices_have = quit_all_devices_have(ctx, msg);
+	if (quit_reads_store(ctx, msg) && quit_checks_all_devices(ctx))
+		facts_r->all_devices_have = quit_all_devices_have(ctx, msg, i);
 }
 
 /* Decides for one message and carries out what can be done now (due
    times into the batch); a disposition becomes a target. */
-static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg)
+static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
+		     unsigned int i)
 {
 	struct mailward_user *muser = ctx->muser;
+	unsigned int last = ctx->reads_first[i + 1];
+	const struct mw_msg_query *own = NULL;
 	struct mailward_target *target;
 	struct mw_quit_facts facts;
-	struct mw_msg_rec rec;
 	enum mw_quit_action action;
-	const char *error;
 	time_t due;
 
-	quit_facts(ctx, msg, &facts);
+	quit_facts(ctx, msg, i, &facts);
 	action = mw_quit_decide(&muser->set, &facts, ctx->now, &due);
-	if (action == MW_QUIT_SCHEDULE &&
-	    mw_store_msg_get(muser->store, muser->device.dev_no,
-			     ctx->mbox_guid, msg->guid, &rec, &error) > 0 &&
-	    rec.expunge_due != 0) {
+	/* this device's record is the last read of the message, if any */
+	if (last > ctx->reads_first[i] &&
+	    ctx->reads[last - 1].dev_no == muser->device.dev_no)
+		own = &ctx->reads[last - 1];
+	if (action == MW_QUIT_SCHEDULE && own != NULL && own->found &&
+	    own->rec.expunge_due != 0) {
 		/* an earlier due time (or seen done) stands */
-		facts.recorded_due = rec.expunge_due;
+		facts.recorded_due = own->rec.expunge_due;
 		action = mw_quit_decide(&muser->set, &facts, ctx->now, &due);
 	}
 	if (action != MW_QUIT_CLIENT_EXPUNGED && ctx->mbox_guid != NULL) {
@@ -187,13 +259,20 @@ static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg)
 static void quit_decide_all(struct quit_ctx *ctx)
 {
 	struct hash_iterate_context *iter;
-	struct mailward_pop3_msg *msg;
+	ARRAY(struct mailward_pop3_msg *) msgs;
+	struct mailward_pop3_msg *msg, *const *msgp;
+	unsigned int i, count;
 	void *key;
 
+	p_array_init(&msgs, ctx->pool, hash_table_count(ctx->s->msgs) + 1);
 	iter = hash_table_iterate_init(ctx->s->msgs);
 	while (hash_table_iterate(iter, ctx->s->msgs, &key, &msg))
-		quit_msg(ctx, msg);
+		array_push_back(&msgs, &msg);
 	hash_table_iterate_deinit(&iter);
+	msgp = array_get(&msgs, &count);
+	quit_read_records(ctx, msgp, count);
+	for (i = 0; i < count; i++)
+		quit_msg(ctx, msgp[i], i);
 }
 
 /* Carries out the dispositions decided. One that failed (e.g. the audit
