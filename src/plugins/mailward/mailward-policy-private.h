@@ -4,6 +4,7 @@
 /* Between the storage plugin's retrieval-policy files; not for the
    protocol or doveadm plugins. The decisions themselves are the core's
    (mw-retrieval.h); these files gather facts and carry decisions out:
+   mailward-identity.c  a message's identity in mailward's records
    mailward-view.c      the POP3 session's record of each message and its
                         per-device view (the session object: mailward-pop3.c)
    mailward-expunge.c   expunge vfuncs: refusals, audit intents, commit,
@@ -11,12 +12,14 @@
    mailward-dispose.c   carrying out a disposition (expunge, seen, move)
    mailward-policy.c    the POP3 session end (QUIT or drop)
    mailward-sweep.c     due expunges and the devices that count
-   Calls go one way: policy and sweep -> dispose -> expunge (storage). */
+   mailward-storage.c   hooks: installs the vfuncs, reads, deleted mailboxes
+   Calls go one way: policy -> sweep -> dispose -> expunge -> view ->
+   identity, and storage (the hooks) -> expunge, view, identity. */
 
 #include "mailward-private.h"
 #include "mw-retrieval.h"
 
-/* --- mailward-storage.c --- */
+/* --- mailward-identity.c --- */
 /* TRUE if the mail's storage can give two different messages one GUID
    (mbox: a hash of some headers), so mailward_mail_identity() reads the
    message. */
@@ -27,13 +30,6 @@ bool mailward_guid_is_shared(struct mail *mail);
    identity cannot be read. Allocated from s->pool. */
 struct mailward_pop3_msg *
 mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail);
-/* search_next_nonblock of a POP3 session's mailbox: skips what the
-   per-device view hides and DELEs kept on the server, except in
-   mailward's own (policy) transactions. */
-bool mailward_view_search_next_nonblock(struct mail_search_context *ctx,
-					struct mail **mail_r,
-					bool *tryagain_r);
-
 /* --- mailward-expunge.c --- */
 #define MAILWARD_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailward_mail_module)

@@ -69,70 +69,6 @@ static struct mailward_user *mailward_box_owner(struct mailbox *box)
 }
 
 /* ---------------------------------------------------------------- */
-/* message identity                                                 */
-
-/* mbox's GUID is a hash of some headers: two different messages (no
-   Message-ID, same Date) can share it */
-bool mailward_guid_is_shared(struct mail *mail)
-{
-	return strcmp(mail->box->storage->name, "mbox") == 0;
-}
-
-const char *mailward_mail_identity(struct mail *mail)
-{
-	struct istream *input;
-	struct sha256_ctx ctx;
-	unsigned char digest[SHA256_RESULTLEN];
-	const unsigned char *data;
-	const char *guid;
-	size_t size;
-	int ret;
-
-	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
-		return NULL;
-	if (!mailward_guid_is_shared(mail))
-		return guid;
-	guid = t_strdup(guid);
-	if (mail_get_stream_because(mail, NULL, NULL, "mailward identity",
-				    &input) < 0)
-		return NULL;
-	sha256_init(&ctx);
-	i_stream_seek(input, 0);
-	while ((ret = i_stream_read_more(input, &data, &size)) > 0) {
-		sha256_loop(&ctx, data, size);
-		i_stream_skip(input, size);
-	}
-	if (input->stream_errno != 0) {
-		i_stream_seek(input, 0);
-		return NULL;
-	}
-	i_stream_seek(input, 0);
-	sha256_result(&ctx, digest);
-	return t_strconcat(guid, "/", binary_to_hex(digest, 16), NULL);
-}
-
-bool mailward_mail_has_key(struct mail *mail,
-			   const unsigned char key[MW_MSG_KEY_SIZE])
-{
-	unsigned char k[MW_MSG_KEY_SIZE];
-	const char *guid;
-
-	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
-		return FALSE;
-	mw_msg_key(guid, k);
-	if (!mailward_guid_is_shared(mail))
-		return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
-	/* the GUID part first: only then is the message read */
-	if (memcmp(k, key, MW_MSG_KEY_GUID_PART) != 0)
-		return FALSE;
-	guid = mailward_mail_identity(mail);
-	if (guid == NULL)
-		return FALSE;
-	mw_msg_key(guid, k);
-	return memcmp(k, key, MW_MSG_KEY_SIZE) == 0;
-}
-
-/* ---------------------------------------------------------------- */
 /* mail vfuncs                                                      */
 
 static bool mailward_is_body_fetch(const char *reason)
@@ -280,6 +216,39 @@ void mailward_storage_hooks_mail_allocated(struct mail *_mail)
 	if ((_mail->box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
 		v->update_keywords = mailward_mail_update_keywords;
 	MODULE_CONTEXT_SET_SELF(mail, mailward_mail_module, mmail);
+}
+
+/* search_next_nonblock of a POP3 session's mailbox: skips what the
+   per-device view hides and DELEs kept on the server, except in
+   mailward's own (policy) transactions. */
+static bool
+mailward_search_next_nonblock(struct mail_search_context *ctx,
+			      struct mail **mail_r, bool *tryagain_r)
+{
+	struct mailbox *box = ctx->transaction->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *muser = mailward_mailbox_user(box);
+	/* mailward's own searches see past the per-device view */
+	bool bypass = mailward_transaction_is_policy(ctx->transaction);
+	bool ret;
+
+	for (;;) {
+		ret = mbox->module_ctx.super.search_next_nonblock(
+			ctx, mail_r, tryagain_r);
+		if (!ret || muser == NULL || bypass)
+			return ret;
+		if (mailward_pop3_is_hidden(muser, *mail_r)) {
+			/* hidden from this device's view: skip it */
+			continue;
+		}
+		if (mailward_pop3_dele_kept(muser, *mail_r)) {
+			/* a DELE kept on the server: QUIT's update never
+			   sees it, so nothing (lazy_expunge, mail_log, push
+			   notifications) treats it as expunged */
+			continue;
+		}
+		return TRUE;
+	}
 }
 
 /* A deleted mailbox's records and summaries go with it. */
@@ -519,7 +488,7 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	v->delete_box = mailward_delete_box;
 	v->copy = mailward_copy;
 	if (mbox->pop3_session)
-		v->search_next_nonblock = mailward_view_search_next_nonblock;
+		v->search_next_nonblock = mailward_search_next_nonblock;
 	if (box->inbox_user && muser->actor == NULL &&
 	    !box->storage->user->autocreated &&
 	    box->list->ns->type == MAIL_NAMESPACE_TYPE_PRIVATE)

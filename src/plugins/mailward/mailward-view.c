@@ -152,34 +152,3 @@ bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
 	s->hidden_count++;
 	return TRUE;
 }
-
-
-bool mailward_view_search_next_nonblock(struct mail_search_context *ctx,
-					struct mail **mail_r,
-					bool *tryagain_r)
-{
-	struct mailbox *box = ctx->transaction->box;
-	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
-	struct mailward_user *muser = mailward_mailbox_user(box);
-	/* mailward's own searches see past the per-device view */
-	bool bypass = mailward_transaction_is_policy(ctx->transaction);
-	bool ret;
-
-	for (;;) {
-		ret = mbox->module_ctx.super.search_next_nonblock(
-			ctx, mail_r, tryagain_r);
-		if (!ret || muser == NULL || bypass)
-			return ret;
-		if (mailward_pop3_is_hidden(muser, *mail_r)) {
-			/* hidden from this device's view: skip it */
-			continue;
-		}
-		if (mailward_pop3_dele_kept(muser, *mail_r)) {
-			/* a DELE kept on the server: QUIT's update never
-			   sees it, so nothing (lazy_expunge, mail_log, push
-			   notifications) treats it as expunged */
-			continue;
-		}
-		return TRUE;
-	}
-}
