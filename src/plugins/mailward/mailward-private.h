@@ -295,13 +295,13 @@ void mailward_notice(struct mailward_user *muser,
    kind: "state_error", "device_registered", ... */
 const char *mailward_notice_event_name(enum mailward_notice_kind kind);
 
-/* Puts the session into fail-safe mode (policy expunges nothing) and logs
-   the reason as an error. */
 /* Returns the raw value of mailward setting name for this user (userdb
    field first, then the configuration), or NULL if unset. Valid for the
    user's lifetime. Mailward's own settings all go through this. */
 const char *mailward_user_setting(struct mailward_user *muser,
 				  const char *name);
+/* Puts the session into fail-safe mode (policy expunges nothing), logs
+   the reason as an error and reports it (MAILWARD_NOTICE_STATE_ERROR). */
 void mailward_user_set_fail_safe(struct mailward_user *muser,
 				 const char *reason);
 
