@@ -180,14 +180,25 @@ void mw_audit_event_set_num(struct mw_audit_event *ev,
 	}
 }
 
+/* Appends [,]"name": with one append (field names are short ASCII
+   without characters to escape). */
 static void append_key(struct mw_json_buf *out, bool *first, int field)
 {
+	const char *name = mw_audit_fields[field].name;
+	size_t n = strlen(name), pos = 0;
+	char key[40];
+
+	if (n > sizeof(key) - 4)
+		n = sizeof(key) - 4; /* not reached: the longest name has 16 */
 	if (!*first)
-		mw_json_buf_append(out, ",", 1);
+		key[pos++] = ',';
 	*first = false;
-	mw_json_buf_append(out, "\"", 1);
-	mw_json_buf_append_str(out, mw_audit_fields[field].name);
-	mw_json_buf_append(out, "\":", 2);
+	key[pos++] = '"';
+	memcpy(key + pos, name, n);
+	pos += n;
+	key[pos++] = '"';
+	key[pos++] = ':';
+	mw_json_buf_append(out, key, pos);
 }
 
 int mw_audit_body_build(const struct mw_audit_event *ev,

@@ -60,6 +60,20 @@ static bool buf_reserve(struct mw_json_buf *buf, size_t extra)
 	return true;
 }
 
+/* Appends len bytes: the common case (room in the buffer) without a
+   call; used by the escaper for each run of bytes. */
+static inline void buf_put(struct mw_json_buf *buf, const void *data,
+			   size_t len)
+{
+	if (buf->failed || len >= buf->cap - buf->len) {
+		if (!buf_reserve(buf, len))
+			return;
+	}
+	memcpy(buf->data + buf->len, data, len);
+	buf->len += len;
+	buf->data[buf->len] = '\0';
+}
+
 void mw_json_buf_append(struct mw_json_buf *buf, const void *data,
 			size_t len)
 {
@@ -78,10 +92,15 @@ void mw_json_buf_append_str(struct mw_json_buf *buf, const char *str)
 
 void mw_json_buf_append_u64(struct mw_json_buf *buf, uint64_t value)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)value);
+	char tmp[20];	/* UINT64_MAX has 20 digits */
+	size_t pos = sizeof(tmp);
 
-	mw_json_buf_append(buf, tmp, (size_t)n);
+	/* decimal digits from the end, without vsnprintf */
+	do {
+		tmp[--pos] = (char)('0' + value % 10);
+		value /= 10;
+	} while (value != 0);
+	buf_put(buf, tmp + pos, sizeof(tmp) - pos);
 }
 
 void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len)
@@ -91,6 +110,13 @@ void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len)
 		buf->data[new_len] = '\0';
 	}
 }
+
+/* the bytes copied as they are: printable ASCII except '"' and '\\' */
+static const bool json_plain[256] = {
+	[0x20 ... 0x21] = true,
+	[0x23 ... 0x5b] = true,
+	[0x5d ... 0x7e] = true,
+};
 
 void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 			    size_t len)
@@ -105,7 +131,7 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 		while (pos < len) {
 			unsigned char c = p[pos];
 
-			if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			if (json_plain[c]) {
 				pos++;
 				continue;
 			}
@@ -117,24 +143,24 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 			pos += n;
 		}
 		if (pos > start)
-			mw_json_buf_append(buf, p + start, pos - start);
+			buf_put(buf, p + start, pos - start);
 		if (pos >= len)
 			break;
 
 		/* escape one byte */
 		unsigned char c = p[pos++];
 		switch (c) {
-		case '"': mw_json_buf_append(buf, "\\\"", 2); break;
-		case '\\': mw_json_buf_append(buf, "\\\\", 2); break;
-		case 0x08: mw_json_buf_append(buf, "\\b", 2); break;
-		case 0x09: mw_json_buf_append(buf, "\\t", 2); break;
-		case 0x0a: mw_json_buf_append(buf, "\\n", 2); break;
-		case 0x0c: mw_json_buf_append(buf, "\\f", 2); break;
-		case 0x0d: mw_json_buf_append(buf, "\\r", 2); break;
+		case '"': buf_put(buf, "\\\"", 2); break;
+		case '\\': buf_put(buf, "\\\\", 2); break;
+		case 0x08: buf_put(buf, "\\b", 2); break;
+		case 0x09: buf_put(buf, "\\t", 2); break;
+		case 0x0a: buf_put(buf, "\\n", 2); break;
+		case 0x0c: buf_put(buf, "\\f", 2); break;
+		case 0x0d: buf_put(buf, "\\r", 2); break;
 		default:
 			memcpy(esc, c < 0x80 ? "\\u00" : "\\udc", 4);
 			mw_hex_encode(&c, 1, esc + 4);
-			mw_json_buf_append(buf, esc, 6);
+			buf_put(buf, esc, 6);
 			break;
 		}
 	}
@@ -143,9 +169,9 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 void mw_json_append_string(struct mw_json_buf *buf, const void *data,
 			   size_t len)
 {
-	mw_json_buf_append(buf, "\"", 1);
+	buf_put(buf, "\"", 1);
 	mw_json_append_escaped(buf, data, len);
-	mw_json_buf_append(buf, "\"", 1);
+	buf_put(buf, "\"", 1);
 }
 
 /* --- parser --- */

@@ -449,6 +449,35 @@ const char *mw_access_hint(const char *path, int err, char *out,
 	return out;
 }
 
+int mw_utc_stamp_usec(struct mw_utc_stamp_cache *cache, time_t sec,
+		      long usec, char out[MW_UTC_STAMP_LEN + 1])
+{
+	struct tm tm;
+	unsigned long u = (unsigned long)usec % 1000000UL;
+	int i;
+
+	if (!cache->valid || cache->sec != sec) {
+		cache->valid = false;
+		if (gmtime_r(&sec, &tm) == NULL ||
+		    strftime(cache->date, sizeof(cache->date),
+			     "%Y-%m-%dT%H:%M:%S", &tm) != 19) {
+			out[0] = '\0';
+			return -1;
+		}
+		cache->sec = sec;
+		cache->valid = true;
+	}
+	memcpy(out, cache->date, 19);
+	out[19] = '.';
+	for (i = 25; i >= 20; i--) {
+		out[i] = (char)('0' + u % 10);
+		u /= 10;
+	}
+	out[26] = 'Z';
+	out[27] = '\0';
+	return 0;
+}
+
 bool mw_ascii_strcaseeq(const char *a, const char *b)
 {
 	unsigned char ca, cb;

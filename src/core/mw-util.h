@@ -142,6 +142,22 @@ uint32_t mw_add_u32_sat(uint32_t a, uint32_t b);
 const char *mw_access_hint(const char *path, int err, char *out,
 			   size_t outsize);
 
+/* The audit log's "time" format, YYYY-MM-DDTHH:MM:SS.ffffffZ
+   (docs/audit-log.md), with the date and time of day formatted once per
+   second: a cache the caller keeps (zeroed before the first use; one
+   per thread). */
+#define MW_UTC_STAMP_LEN 27
+struct mw_utc_stamp_cache {
+	time_t sec;
+	bool valid;
+	char date[20];	/* "YYYY-MM-DDTHH:MM:SS" and NUL, of sec */
+};
+/* Writes sec (seconds since the epoch) and usec (0..999999) in UTC as
+   above into out: MW_UTC_STAMP_LEN bytes and a NUL. Returns 0, or -1 if
+   sec cannot be converted (gmtime_r() fails; out then is ""). */
+int mw_utc_stamp_usec(struct mw_utc_stamp_cache *cache, time_t sec,
+		      long usec, char out[MW_UTC_STAMP_LEN + 1]);
+
 /* ASCII-only case-insensitive equality (locale independent). */
 bool mw_ascii_strcaseeq(const char *a, const char *b);
 

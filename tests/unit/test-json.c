@@ -67,6 +67,10 @@ static void test_escape_table(void **state)
 		  "\"gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80\"" },
 		/* U+2028 copied */
 		{ "\xe2\x80\xa8", 3, "\"\xe2\x80\xa8\"" },
+		/* direction characters (RLO, RLI, RLM, ALM) are valid UTF-8:
+		   copied (the display escapes them, not the log) */
+		{ "a\xe2\x80\xae" "b\xe2\x81\xa7\xe2\x80\x8f\xd8\x9c", 13,
+		  "\"a\xe2\x80\xae" "b\xe2\x81\xa7\xe2\x80\x8f\xd8\x9c\"" },
 		/* invalid: lone continuation, overlong, surrogate, > U+10FFFF,
 		   truncated sequence, 0xff */
 		{ "\x80", 1, "\"\\udc80\"" },
@@ -143,6 +147,121 @@ static void test_escape_output_is_clean(void **state)
 		assert_true((unsigned char)b.data[i] >= 0x20);
 		assert_true((unsigned char)b.data[i] != 0x7f);
 		i += n;
+	}
+	mw_json_buf_free(&b);
+}
+
+/* The escaping rule of docs/audit-log.md §2 one byte at a time: the
+   reference the escaper's run copying must match byte for byte. */
+static void ref_escape(const unsigned char *p, size_t len, struct mw_json_buf *out)
+{
+	static const char named[] = "\"\\\b\t\n\f\r", esc[] = "\"\\btnfr";
+	const char *s;
+	char e[8];
+	size_t pos = 0, n;
+
+	while (pos < len) {
+		unsigned char c = p[pos];
+
+		n = c >= 0x80 ? mw_utf8_char_len(p + pos, len - pos) : 0;
+		if (n > 0) {
+			mw_json_buf_append(out, p + pos, n);
+			pos += n;
+			continue;
+		}
+		pos++;
+		s = c == 0 ? NULL : strchr(named, c);
+		if (s != NULL) {
+			e[0] = '\\';
+			e[1] = esc[s - named];
+			mw_json_buf_append(out, e, 2);
+		} else if (c >= 0x20 && c < 0x7f) {
+			mw_json_buf_append(out, &c, 1);
+		} else {
+			snprintf(e, sizeof(e), "\\u%s%02x",
+				 c < 0x80 ? "00" : "dc", c);
+			mw_json_buf_append(out, e, 6);
+		}
+	}
+}
+
+/* long strings and strings appended at every offset of a growing buffer
+   (runs that cross the buffer's growth), with control, bidi and invalid
+   UTF-8 bytes mixed in: the same bytes as the one-byte-at-a-time rule */
+static void test_escape_long_and_growth(void **state)
+{
+	static const char *const pieces[] = {
+		"plain ascii text ", "\"", "\\", "\t", "\x01", "\x7f", "\0",
+		"\xe2\x80\xae", "\xe2\x81\xa6", "\xe2\x80\x8f", "\xd8\x9c",
+		"\xef\xbb\xbf", "\xc3\xbc", "\xf0\x9f\x98\x80", "\x80", "\xff",
+		"\xe2\x82", "\xc0\xaf", "\xed\xa0\x80",
+	};
+	static unsigned char s[70000];
+	struct mw_json_buf got, want;
+	size_t n, k, plen, prefix;
+	uint32_t x = 777;
+	unsigned int i;
+
+	(void)state;
+	mw_json_buf_init(&got);
+	mw_json_buf_init(&want);
+	for (i = 0; i < 400; i++) {
+		/* lengths 0..~600, and a few long ones */
+		size_t max = i % 50 == 0 ? sizeof(s) - 8 : 600;
+
+		n = 0;
+		x = x * 1103515245 + 12345;
+		while (n < (x >> 8) % max) {
+			x = x * 1103515245 + 12345;
+			k = (x >> 16) % (sizeof(pieces) / sizeof(pieces[0]));
+			plen = k == 6 ? 1 : strlen(pieces[k]);
+			memcpy(s + n, pieces[k], plen);
+			n += plen;
+		}
+		/* start with i bytes in the buffer (a fresh one each time
+		   every other round, a reused one otherwise) */
+		if (i % 2 == 0) {
+			mw_json_buf_free(&got);
+			mw_json_buf_init(&got);
+		}
+		mw_json_buf_reset(&got);
+		mw_json_buf_reset(&want);
+		for (prefix = 0; prefix < i % 300; prefix++) {
+			mw_json_buf_append(&got, "p", 1);
+			mw_json_buf_append(&want, "p", 1);
+		}
+		mw_json_append_escaped(&got, s, n);
+		ref_escape(s, n, &want);
+		assert_false(got.failed);
+		assert_int_equal(got.len, want.len);
+		assert_memory_equal(got.data, want.data, want.len);
+		assert_int_equal(got.data[got.len], '\0');
+	}
+	mw_json_buf_free(&got);
+	mw_json_buf_free(&want);
+}
+
+static void test_append_u64(void **state)
+{
+	static const uint64_t values[] = {
+		0, 1, 9, 10, 99, 100, 4294967295ULL, 4294967296ULL,
+		999999999999ULL, 10000000000000000000ULL, UINT64_MAX - 1,
+		UINT64_MAX,
+	};
+	struct mw_json_buf b;
+	char want[32];
+	unsigned int i;
+
+	(void)state;
+	mw_json_buf_init(&b);
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		mw_json_buf_reset(&b);
+		mw_json_buf_append(&b, "x", 1);
+		mw_json_buf_append_u64(&b, values[i]);
+		snprintf(want, sizeof(want), "x%llu",
+			 (unsigned long long)values[i]);
+		assert_string_equal(b.data, want);
+		assert_int_equal(b.len, strlen(want));
 	}
 	mw_json_buf_free(&b);
 }
@@ -336,6 +455,8 @@ int main(void)
 		cmocka_unit_test(test_escape_table),
 		cmocka_unit_test(test_roundtrip_all_bytes),
 		cmocka_unit_test(test_escape_output_is_clean),
+		cmocka_unit_test(test_escape_long_and_growth),
+		cmocka_unit_test(test_append_u64),
 		cmocka_unit_test(test_utf8_cut),
 		cmocka_unit_test(test_parse_ok),
 		cmocka_unit_test(test_parse_errors),

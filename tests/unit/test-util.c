@@ -239,6 +239,38 @@ static void test_hex_and_files(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* mw_utc_stamp_usec() against gmtime_r()/strftime() and printf, with
+   the cache kept across seconds that repeat, advance and go back */
+static void test_utc_stamp(void **state)
+{
+	static const struct {
+		time_t sec;
+		long usec;
+	} t[] = {
+		{ 0, 0 }, { 0, 999999 }, { 59, 1 }, { 60, 10 },
+		{ 951782400, 123456 },	/* 2000-02-29 */
+		{ 1796601599, 500000 }, { 1796601600, 7 },
+		{ 1796601600, 8 }, { 1796601599, 9 }, { 4102444800, 42 },
+	};
+	struct mw_utc_stamp_cache cache;
+	char out[MW_UTC_STAMP_LEN + 1], want[64], date[32];
+	struct tm tm;
+	unsigned int i;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	for (i = 0; i < N_ELEMENTS(t); i++) {
+		assert_non_null(gmtime_r(&t[i].sec, &tm));
+		strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(want, sizeof(want), "%s.%06ldZ", date, t[i].usec);
+		memset(out, 'x', sizeof(out));
+		assert_int_equal(mw_utc_stamp_usec(&cache, t[i].sec,
+						   t[i].usec, out), 0);
+		assert_string_equal(out, want);
+		assert_int_equal(strlen(out), MW_UTC_STAMP_LEN);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_escape_quotes_extra),
 		cmocka_unit_test(test_cp_is_unsafe),
 		cmocka_unit_test(test_access_hint),
+		cmocka_unit_test(test_utc_stamp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

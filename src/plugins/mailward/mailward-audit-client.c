@@ -36,6 +36,9 @@
    it (the "time" format, 27 bytes) and a TAB, so that a record kept in
    the spool says when it happened */
 #define AUDIT_REC_BODY(rec) ((rec) + MW_AUDIT_TIME_LEN + 1)
+#if MW_AUDIT_TIME_LEN != MW_UTC_STAMP_LEN
+#  error "the spool's time prefix is the audit time format"
+#endif
 
 struct mailward_audit_client {
 	char *socket_path;
@@ -63,6 +66,10 @@ struct mailward_audit_client {
 
 	struct timeval backoff_until;
 	string_t *error;
+	/* the "time" of the records, formatted once per second */
+	struct mw_utc_stamp_cache stamp_cache;
+	/* where a record's body is built (kept: no allocation a record) */
+	struct mw_json_buf body;
 };
 
 enum audit_io_result {
@@ -275,6 +282,7 @@ void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 	i_free(client->dropped_user);
 	str_free(&client->inbuf);
 	str_free(&client->error);
+	mw_json_buf_free(&client->body);
 	event_unref(&client->event);
 	i_free(client->socket_path);
 	i_free(client);
@@ -289,36 +297,36 @@ static void audit_queue_body(struct mailward_audit_client *client,
 			     const char *body, size_t len)
 {
 	struct timeval now;
-	struct tm *tm;
-	char stamp[MW_AUDIT_TIME_LEN + 2], *copy;
+	size_t total = MW_AUDIT_TIME_LEN + 1 + len;
+	char *copy;
 
 	/* the time it happened, kept with the record for the spool */
 	i_gettimeofday(&now);
-	tm = gmtime(&now.tv_sec);
-	if (tm == NULL ||
-	    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", tm) != 19)
+	copy = i_malloc(total + 1);
+	if (mw_utc_stamp_usec(&client->stamp_cache, now.tv_sec,
+			      (long)now.tv_usec, copy) < 0)
 		i_unreached();
-	copy = i_strdup_printf("%s.%06ldZ\t%.*s", stamp, (long)now.tv_usec,
-			       (int)len, body);
-	i_assert(strlen(copy) == MW_AUDIT_TIME_LEN + 1 + len);
+	copy[MW_AUDIT_TIME_LEN] = '\t';
+	memcpy(copy + MW_AUDIT_TIME_LEN + 1, body, len);
+	copy[total] = '\0';
 	array_push_back(&client->queue, &copy);
-	client->queue_bytes += strlen(copy);
+	client->queue_bytes += total;
 }
 
 void mailward_audit_queue(struct mailward_audit_client *client,
 			  const struct mw_audit_event *ev)
 {
-	struct mw_json_buf buf;
+	struct mw_json_buf *buf = &client->body;
 	const char *error;
 
-	mw_json_buf_init(&buf);
-	if (mw_audit_body_build(ev, &buf, &error) < 0) {
+	mw_json_buf_reset(buf);
+	if (mw_audit_body_build(ev, buf, &error) < 0) {
 		e_error(client->event, "audit event %s not recorded: %s",
 			ev->str[MW_AF_EVENT] == NULL ? "(none)" :
 			mailward_display(ev->str[MW_AF_EVENT], 64), error);
 	} else if ((array_count(&client->queue) >=
 		    MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
-		    client->queue_bytes + buf.len >
+		    client->queue_bytes + buf->len >
 		    MAILWARD_AUDIT_QUEUE_MAX_BYTES) &&
 		   !audit_spool_spill(client)) {
 		if (client->dropped++ == 0) {
@@ -331,9 +339,8 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 			client->dropped_user = i_strdup(ev->str[MW_AF_USER]);
 		}
 	} else {
-		audit_queue_body(client, buf.data, buf.len);
+		audit_queue_body(client, buf->data, buf->len);
 	}
-	mw_json_buf_free(&buf);
 }
 
 /* The queue is full (a long session while the writer is away): what it
