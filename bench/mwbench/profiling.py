@@ -36,19 +36,58 @@ LOADS = {
                   "imap_port", "im00", 20),
     "list-pop3": (lambda p, u: clients.pop3_list_session(p, u, PW), "pop3_port",
                   "ls00", 1000),
+    # expunge-after-all-devices with a delay: device bench-a's session of
+    # 20 RETR after bench-b retrieved all: each message is due later
+    # (the other device's record and a's due time are read); a's state
+    # before the session is restored before each (alldev_session)
+    "pop3-alldev-delay": (lambda p, u: alldev_session(p, u), "pop3_port",
+                          "pa00", 20),
 }
 USERS = {"pl00": "leave-on-server", "pl01": "leave-on-server",
          "pc00": "client", "im00": None, "im01": None,
-         "ls00": "leave-on-server"}
+         "ls00": "leave-on-server", "pa00": "expunge-after-all-devices"}
+EXTRA_FIELDS = {"pa00": {"mailward_expunge_delay": "30d"}}
+APP_PASSWORDS = {"pa00": {"deva-secret": "bench-a",
+                          "devb-secret": "bench-b"}}
+# the sandbox being measured, and per (port, user) the LMDB files after
+# bench-b's retrieval and bench-a's login
+_current = {}
+_alldev_ready = {}
+
+
+def alldev_session(port, user):
+    """bench-a retrieves every message, which bench-b retrieved; each
+    time from the same state (a retrieved message is hidden from the
+    device afterwards): the state files are put back first (no session
+    is running then). The first call also runs bench-b's session and
+    bench-a's login (2 more sessions)."""
+    sdir = _current["sbx"].state_dir(user)
+    snap = _alldev_ready.get((port, user))
+    if snap is None:
+        clients.pop3_session(port, user, "devb-secret")
+        clients.pop3_login(port, user, "deva-secret")
+        snap = {}
+        for f in glob.glob(os.path.join(sdir, "*", "data.mdb")) + \
+                glob.glob(os.path.join(sdir, "data.mdb")):
+            with open(f, "rb") as fh:
+                snap[f] = fh.read()
+        _alldev_ready[(port, user)] = snap
+    for f, data in snap.items():
+        with open(f, "r+b") as fh:
+            fh.write(data)
+            fh.truncate()
+    return clients.pop3_session(port, user, "deva-secret")
 
 
 def make_sandbox(name, extra_conf=""):
-    users = {u: ({"mailward_pop3_policy": p} if p else {})
+    users = {u: dict({"mailward_pop3_policy": p} if p else {},
+                     **EXTRA_FIELDS.get(u, {}))
              for u, p in USERS.items()}
-    return mwharness.Sandbox(users=users, plugin={}, log_debug=False,
-                             mail_plugins=(name != "plain"),
-                             audit=(name == "mailward+audit"),
-                             extra_conf=extra_conf)
+    _current["sbx"] = mwharness.Sandbox(
+        users=users, plugin={}, log_debug=False,
+        mail_plugins=(name != "plain"), audit=(name == "mailward+audit"),
+        app_passwords=APP_PASSWORDS, extra_conf=extra_conf)
+    return _current["sbx"]
 
 
 def fill(sbx, gen):
@@ -222,7 +261,9 @@ def run_callgrind(args):
             for i in range(args.warmup):
                 fn(port, user)
                 deadline = time.time() + 60
-                while (written(outdir) <= i and time.time() < deadline):
+                # (+ the other device's session of pop3-alldev-delay)
+                while (written(outdir) <= i + 2 * len(_alldev_ready) and
+                       time.time() < deadline):
                     time.sleep(0.1)
             for f in glob.glob(outdir + "/*.out"):
                 os.unlink(f)
