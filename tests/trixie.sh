@@ -41,12 +41,40 @@ mw_trixie_security_mirror() {
 	echo "${m:-http://deb.debian.org/debian-security}"
 }
 
+# "unshare -m --propagation private" needs / to be a mount point; where it
+# is not (a chroot or container whose / is a plain directory) unshare fails
+# with "cannot change root filesystem propagation": then the namespace keeps
+# the propagation it has and every mount is undone explicitly at the end.
+mw_trixie_propagation() {
+	if unshare -m --propagation private true 2>/dev/null; then
+		echo private
+	else
+		echo unchanged
+	fi
+}
+
 # runs "$@" (a shell command string in $1) inside the chroot with its
-# mounts, in a private mount namespace
+# mounts, in a mount namespace of its own (private where / is a mount point)
 mw_trixie_exec() {
-	unshare -m --propagation private /bin/bash -c '
+	: "${MW_TRIXIE_PROPAGATION:=$(mw_trixie_propagation)}"
+	unshare -m --propagation "$MW_TRIXIE_PROPAGATION" /bin/bash -c '
 		set -e
 		R="$1"; shift
+		S="$R/usr/lib/dovecot/modules/settings"
+		T=
+		# undoes the mounts (needed where the namespace is not private)
+		mw_undo() {
+			if [ -n "$T" ]; then
+				umount "$S" 2>/dev/null || true
+				umount "$T" 2>/dev/null || true
+				rmdir "$T" 2>/dev/null || true
+			fi
+			umount "$R/dev/shm" 2>/dev/null || true
+			umount "$R/dev" 2>/dev/null || true
+			umount "$R/proc" 2>/dev/null || true
+			umount "$R" 2>/dev/null || true
+		}
+		trap mw_undo EXIT
 		mount --bind "$R" "$R"
 		mount -t proc proc "$R/proc"
 		mount --bind /dev "$R/dev"
@@ -54,8 +82,6 @@ mw_trixie_exec() {
 		# this run'"'"'s own settings module directory (the harness
 		# installs the build'"'"'s mailward settings module there)
 		# (none before Dovecot is installed)
-		S="$R/usr/lib/dovecot/modules/settings"
-		T=
 		if [ -d "$S" ]; then
 			T=$(mktemp -d /tmp/mailward-settings.XXXXXX)
 			mount -t tmpfs tmpfs "$T"
@@ -72,10 +98,6 @@ mw_trixie_exec() {
 			MAILWARD_SKIP_CORE="${MAILWARD_SKIP_CORE:-}" \
 			MAILWARD_JUNIT="${MAILWARD_JUNIT:-}" \
 			/bin/bash -c "$@" || rc=$?
-		if [ -n "$T" ]; then
-			umount "$S" "$T" 2>/dev/null || true
-			rmdir "$T" 2>/dev/null || true
-		fi
 		exit $rc
 	' sh "$MW_TRIXIE_ROOT" "$@"
 }
