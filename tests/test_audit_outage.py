@@ -82,6 +82,27 @@ def check_back(sbx, tag, before):
     return delayed
 
 
+def stop_writers(sbx, quiet=1.0, limit=15.0):
+    """SIGSTOPs the sandbox's writers until none new has appeared for
+    `quiet` seconds (at most `limit`): a writer the master was starting
+    for the deliveries' last connection may exec after a first look (seen
+    under load), and would then take the spool files. Returns their
+    pids."""
+    stopped = []
+    start = last_new = time.monotonic()
+    while time.monotonic() - start < limit:
+        new = [p for p in sbx.audit_writer_pids() if p not in stopped]
+        for pid in new:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        if new:
+            last_new = time.monotonic()
+        elif time.monotonic() - last_new >= quiet:
+            break
+        time.sleep(0.1)
+    return stopped
+
+
 def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
     users = {}
     for tag in ("a", "b"):
@@ -104,9 +125,7 @@ def test_writer_away_records_spooled_and_expunges_pending(sandbox_factory):
     # looks for every second, while they are looked at here)
     before = max([r["seq"] for r in sbx.audit_records()] + [0])
     os.chmod(sbx.audit_socket_path, 0)
-    stopped = sbx.audit_writer_pids()
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)
+    stopped = stop_writers(sbx)
     try:
         run_outage_sessions(sbx, "a")
         sbx.wait_log(r"audit: \d+ record\(s\) kept in spool file", count=3)
