@@ -394,9 +394,14 @@ class Sandbox:
     def _chown_tree(self, top):
         os.chown(os.path.join(self.dir, "home"), 0, 0)
         for dirpath, dirnames, filenames in os.walk(top):
-            os.chown(dirpath, self.uid, self.gid)
-            for fn in filenames:
-                os.chown(os.path.join(dirpath, fn), self.uid, self.gid)
+            for path in [dirpath] + [os.path.join(dirpath, fn)
+                                     for fn in filenames]:
+                try:
+                    os.chown(path, self.uid, self.gid)
+                except FileNotFoundError:
+                    # a file Dovecot removed meanwhile (a session still
+                    # ending: e.g. its dovecot.autoexpunge.lock*)
+                    pass
 
     def _setup_audit(self):
         """Keys (once) and directories for the audit writer."""
