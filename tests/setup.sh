@@ -43,7 +43,7 @@ mw_install_packages() {
 }
 
 mw_build() {
-	echo "== building mailward in $MW_BUILD"
+	echo "== building mailward in ${MW_BUILD#"$MW_ROOT"/}"
 	cd "$MW_ROOT"
 	if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
 		autoreconf -fi >/dev/null 2>&1 || autoreconf -fi

@@ -53,6 +53,7 @@ def env_info():
         "dovecot": cmd("dovecot", "--version"),
         "git": (os.environ.get("MAILWARD_BENCH_GIT") or
                 cmd("git", "-C", REPO, "describe", "--always", "--dirty")),
-        "build": mwharness.BUILD,
+        # relative to the repository: results are committed
+        "build": os.path.relpath(mwharness.BUILD, REPO),
     }
 
