@@ -18,6 +18,7 @@ PROGRAMS = [
     "test-device",
     "test-store",
     "test-imapid",
+    "test-fetch",
     "test-json",
     "test-audit",
     "test-audit-tamper",
