@@ -51,7 +51,7 @@ bool mw_view_hides(const struct mw_settings *set, uint16_t session_dev_no,
 
 /* TRUE if a device counts for expunge-after-all-devices at now: seen
    within mailward_device_expire (no expiry: always), and an IMAP device
-   only when IMAP body fetches count as retrieval. protocol is the
+   only when IMAP fetches count as retrieval. protocol is the
    device's ("pop3", "imap", ...), last_seen in seconds since the epoch. */
 bool mw_all_devices_counts(const struct mw_settings *set,
 			   const char *protocol, time_t last_seen, time_t now);

@@ -1,12 +1,12 @@
 /* mailward IMAP plugin: RFC 2971 ID for device identity and
-   command-level state (one LMDB write transaction per command) */
+   command-level state (one LMDB write transaction per command); which
+   fetches count as retrieval: imap-mailward-fetch.c */
 
 #include "imap-common.h"
 #include "ioloop.h"
 #include "imap-client.h"
 #include "imap-commands.h"
-#include "module-context.h"
-#include "mailward-plugin.h"
+#include "imap-mailward-private.h"
 
 const char *imap_mailward_plugin_version = DOVECOT_ABI_VERSION;
 const char *imap_mailward_plugin_dependencies[] = { "mailward", NULL };
@@ -18,21 +18,12 @@ void imap_mailward_plugin_deinit(void);
 /* the state block carrying the session's ID across hibernation */
 #define IMAP_MAILWARD_STATE_ID "mailward-id\n"
 
-#define IMAP_MAILWARD_CONTEXT(obj) \
-	MODULE_CONTEXT(obj, imap_mailward_imap_module)
-
-struct imap_mailward_client {
-	union imap_module_context module_ctx;
-	/* arguments of the ID command that identified the device */
-	const char *id_args;
-};
-
-static MODULE_CONTEXT_DEFINE_INIT(imap_mailward_imap_module,
-				  &imap_module_register);
+struct imap_mailward_imap_module imap_mailward_imap_module =
+	MODULE_CONTEXT_INIT(&imap_module_register);
 static struct module *imap_mailward_module_ptr;
 static imap_client_created_func_t *next_hook_client_created;
 
-static struct mailward_user *imap_mailward_user(struct client *client)
+struct mailward_user *imap_mailward_user(struct client *client)
 {
 	if (client->user == NULL ||
 	    !mail_user_is_plugin_loaded(client->user, imap_mailward_module_ptr))
@@ -196,10 +187,12 @@ void imap_mailward_plugin_init(struct module *module)
 	command_hook_register(imap_mailward_cmd_pre, imap_mailward_cmd_post);
 	next_hook_client_created =
 		imap_client_created_hook_set(imap_mailward_client_created);
+	imap_mailward_fetch_init();
 }
 
 void imap_mailward_plugin_deinit(void)
 {
+	imap_mailward_fetch_deinit();
 	command_hook_unregister(imap_mailward_cmd_pre, imap_mailward_cmd_post);
 	imap_client_created_hook_set(next_hook_client_created);
 }

@@ -11,6 +11,7 @@
 
 #include "mail-user.h"
 
+struct mail;
 struct mailbox;
 struct mw_store;
 struct mw_device_rec;
@@ -96,6 +97,12 @@ void mailward_imap_sync_summary(struct mailward_user *muser,
 void mailward_imap_command_end(struct mailward_user *muser);
 /* The session moves to imap-hibernate: its end is not a logout. */
 void mailward_imap_hibernating(struct mailward_user *muser);
+/* A FETCH gave the session's device the whole of mail (mw-fetch.h: the
+   whole message's section, at once or in ranges covering it), after
+   Dovecot sent it: records the retrieval for the device (state, `fetch`
+   audit record) under the settings of the mail's owner. Nothing for a
+   mailbox mailward does not handle or outside the imap service. */
+void mailward_imap_retrieved(struct mail *mail);
 
 /* --- doveadm (doveadm-mailward, through mailward-doveadm-api.h) --- */
 

@@ -1,5 +1,7 @@
 /* mailward storage hooks: whose settings decide for a mailbox, message
-   identity, reads (RETR, TOP, IMAP body fetches), deleted mailboxes,
+   identity, reads (RETR, TOP; IMAP whole-message fetches as the IMAP
+   plugin reports them, body reads refused while the audit log is
+   required and away), deleted mailboxes,
    autoexpunge under hold, the state store's INBOX marker; installs the
    vfuncs of mailward-expunge.c and mailward-view.c */
 
@@ -189,15 +191,30 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 			mailward_audit_read(muser, _mail, "top");
 			break;
 		case READ_FETCH:
-			mailward_note_imap_fetch(muser, _mail);
-			muser->audit_retrieved++;
-			mailward_audit_read(muser, _mail, "fetch");
+			/* a body read of a FETCH: whether the device got the
+			   whole message is the IMAP plugin's to tell
+			   (mailward_imap_retrieved()) */
 			break;
 		case READ_NONE:
 			break;
 		}
 	} T_END;
 	return ret;
+}
+
+void mailward_imap_retrieved(struct mail *mail)
+{
+	struct mailward_user *muser = mailward_box_user(mail->box);
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(mail->box);
+
+	if (muser == NULL || mbox == NULL || mbox->pop3_session ||
+	    strcmp(muser->user->service, "imap") != 0)
+		return;
+	T_BEGIN {
+		mailward_note_imap_fetch(muser, mail);
+		muser->audit_retrieved++;
+		mailward_audit_read(muser, mail, "fetch");
+	} T_END;
 }
 
 void mailward_storage_hooks_mail_allocated(struct mail *_mail)
