@@ -109,7 +109,7 @@ void mw_batch_msg_update_key(struct mw_batch *b, uint16_t dev_no,
 	if (!batch_guid(b, mailbox_guid_hex, guid, "mailbox GUID"))
 		return;
 	if (field != MW_MSG_RETRIEVED && field != MW_MSG_DELETED &&
-	    field != MW_MSG_DUE) {
+	    field != MW_MSG_DUE && field != MW_MSG_NOTED) {
 		batch_set_error(b, "invalid message field %d", (int)field);
 		return;
 	}

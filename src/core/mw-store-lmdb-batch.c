@@ -88,7 +88,8 @@ static int apply_msg_update(struct batch_apply *b, MDB_txn *txn,
 	uint32_t mbox, v;
 	int rc;
 	size_t off = op->field == MW_MSG_RETRIEVED ? 8 :
-		op->field == MW_MSG_DELETED ? 12 : 16;
+		op->field == MW_MSG_DELETED ? 12 :
+		op->field == MW_MSG_NOTED ? 24 : 16;
 
 	rc = batch_op_mailbox(b, txn, op, &mbox);
 	if (rc != 0)
@@ -103,7 +104,7 @@ static int apply_msg_update(struct batch_apply *b, MDB_txn *txn,
 		return rc;
 	}
 	v = mw_get_be32(nd + off);
-	if (op->field == MW_MSG_DUE || v == 0)
+	if (op->field == MW_MSG_DUE || op->field == MW_MSG_NOTED || v == 0)
 		mw_put_be32(nd + off, (uint32_t)op->t);
 	if (op->uid != 0)
 		mw_put_be32(nd + 20, op->uid);

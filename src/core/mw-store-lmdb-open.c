@@ -192,6 +192,10 @@ static int store_check_size(struct lmdb_store *s)
 	return 0;
 }
 
+/* store_check_format(): a format 1 store, upgraded by a write
+   transaction (store_init_txn()) */
+#define MW_RC_UPGRADE (-3)
+
 static int store_check_format(struct lmdb_store *s, MDB_txn *txn)
 {
 	uint32_t format;
@@ -200,6 +204,8 @@ static int store_check_format(struct lmdb_store *s, MDB_txn *txn)
 	rc = mw_lmdb_meta_get_u32(s, txn, "format", &format);
 	if (rc != 0)
 		return rc;
+	if (format == 1)
+		return MW_RC_UPGRADE;
 	if (format != MW_STORE_FORMAT) {
 		store_set_error(s, "unsupported store format %u (this "
 				"version reads %u)", format, MW_STORE_FORMAT);
@@ -239,6 +245,16 @@ static int store_init_txn(struct lmdb_store *s, MDB_txn *txn,
 	if (rc == MDB_NOTFOUND) {
 		rc = mw_lmdb_meta_put_u32(s, txn, "format", MW_STORE_FORMAT);
 		s->base.created = rc == 0;
+	} else if (rc == MW_RC_UPGRADE) {
+		/* format 1 (mailward before the suppression mark): its
+		   records read as not noted; all or nothing with the format */
+		rc = mw_lmdb_upgrade_v1(s, txn);
+		if (rc == 0) {
+			rc = mw_lmdb_meta_put_u32(s, txn, "format",
+						  MW_STORE_FORMAT);
+		}
+		if (rc == 0)
+			rc = store_check_format(s, txn);
 	}
 	if (rc == 0 && s->base.data_lost && s->base.reset_time == 0) {
 		/* with the format, atomically: the next open finds a data
@@ -272,6 +288,10 @@ static int store_init(struct lmdb_store *s)
 		return rc == 0 ? 0 : mw_lmdb_read_error(s, "mdb_txn_commit()", rc);
 	}
 	mw_lmdb_txn_abort(s, txn);
+	if (rc == MW_RC_UPGRADE) {
+		return mw_lmdb_write(s, "upgrading the store from format 1",
+				     store_init_txn, NULL);
+	}
 	if (rc != MDB_NOTFOUND)
 		return mw_lmdb_read_error(s, "opening databases", rc);
 	return mw_lmdb_write(s, "creating databases", store_init_txn, NULL);

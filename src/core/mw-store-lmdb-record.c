@@ -1,16 +1,18 @@
 /* mailward core, LMDB state store: the record formats and small DB
    helpers (see mw-store-lmdb.h).
 
-   On-disk layout, format 1 (all integers big-endian):
+   On-disk layout, format 2 (all integers big-endian):
 
-   DB "meta":        "format" -> u32 (1); "next_mailbox_no" -> u32
+   DB "meta":        "format" -> u32 (2); "next_mailbox_no" -> u32
    DB "devices":     id[16] -> dev_no u16, reserved u16, first_seen u64,
                      last_seen u64, sessions u32, retrieved u32, deleted u32,
                      protocol_len u8, label_len u8, protocol, label
    DB "messages":    MDB_DUPSORT|MDB_DUPFIXED
                      dev_no u16 + mailbox_no u32 (6 bytes) ->
-                     one 24-byte duplicate per message:
-                     msg key[8], retrieved u32, deleted u32, due u32, uid u32
+                     one 28-byte duplicate per message:
+                     msg key[8], retrieved u32, deleted u32, due u32, uid u32,
+                     noted u32 (MW_MSG_NOTED_*; format 1 had 24 bytes, no
+                     noted: mw_lmdb_upgrade_v1() rewrites them at open)
                      Duplicates sort by their first 8 bytes (memcmp, the key
                      is unique per device+mailbox), so a message is found
                      with MDB_GET_BOTH_RANGE. DUPFIXED stores them packed
@@ -121,6 +123,7 @@ void mw_lmdb_msg_decode(const unsigned char *k, const unsigned char *d,
 	rec->deleted = (time_t)mw_get_be32(d + 12);
 	rec->expunge_due = (time_t)mw_get_be32(d + 16);
 	rec->uid = mw_get_be32(d + 20);
+	rec->noted = mw_get_be32(d + 24);
 }
 
 /* ---- small DB helpers (return 0, MDB_NOTFOUND, error code) ---- */
@@ -356,6 +359,94 @@ int mw_lmdb_mailbox_guid_of(struct lmdb_store *s, MDB_txn *txn,
 	}
 	mw_hex_encode(v.mv_data, MW_STORE_GUID_SIZE, guid_hex);
 	return 0;
+}
+
+/* Upgrades the duplicates of the key cur is on: reads them, deletes them
+   and puts them back as format 2 records. Leaves cur on the key. */
+static int upgrade_v1_key(struct lmdb_store *s, MDB_cursor *cur,
+			  unsigned char kb[MSG_DBKEY_SIZE])
+{
+	MDB_val k, d;
+	unsigned char *old = NULL, *tmp, nd[MSG_DATA_SIZE];
+	size_t n = 0, alloc = 0, i;
+	int rc;
+
+	do {
+		rc = mdb_cursor_get(cur, &k, &d, MDB_GET_CURRENT);
+		if (rc != 0)
+			break;
+		if (k.mv_size != MSG_DBKEY_SIZE) {
+			mw_lmdb_set_corrupt(s, "corrupt message key (%zu bytes)",
+					    k.mv_size);
+			rc = MW_RC_FAILED;
+			break;
+		}
+		memcpy(kb, k.mv_data, MSG_DBKEY_SIZE);
+		if (d.mv_size == MSG_DATA_SIZE) {
+			/* (a key a partly done upgrade never leaves: the
+			   transaction is all or nothing) */
+			continue;
+		}
+		if (d.mv_size != MSG_DATA_SIZE_V1) {
+			mw_lmdb_set_corrupt(s, "corrupt message record (%zu "
+					    "bytes)", d.mv_size);
+			rc = MW_RC_FAILED;
+			break;
+		}
+		if (n == alloc) {
+			alloc = alloc == 0 ? 64 : alloc * 2;
+			tmp = realloc(old, alloc * MSG_DATA_SIZE_V1);
+			if (tmp == NULL) {
+				store_set_error(s, "out of memory");
+				rc = MW_RC_FAILED;
+				break;
+			}
+			old = tmp;
+		}
+		memcpy(old + n++ * MSG_DATA_SIZE_V1, d.mv_data,
+		       MSG_DATA_SIZE_V1);
+	} while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_DUP)) == 0);
+	if (rc == MDB_NOTFOUND && n > 0)
+		rc = mdb_cursor_del(cur, MDB_NODUPDATA);
+	else if (rc == MDB_NOTFOUND)
+		rc = 0;
+	for (i = 0; rc == 0 && i < n; i++) {
+		k.mv_size = MSG_DBKEY_SIZE;
+		k.mv_data = kb;
+		d.mv_size = sizeof(nd);
+		d.mv_data = nd;
+		memcpy(nd, old + i * MSG_DATA_SIZE_V1, MSG_DATA_SIZE_V1);
+		mw_put_be32(nd + MSG_DATA_SIZE_V1, 0);
+		rc = mdb_cursor_put(cur, &k, &d, 0);
+	}
+	free(old);
+	return rc;
+}
+
+int mw_lmdb_upgrade_v1(struct lmdb_store *s, MDB_txn *txn)
+{
+	unsigned char kb[MSG_DBKEY_SIZE];
+	MDB_cursor *cur;
+	MDB_val k, d;
+	int rc;
+
+	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
+	if (rc != 0)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+	while (rc == 0) {
+		rc = upgrade_v1_key(s, cur, kb);
+		if (rc != 0)
+			break;
+		/* on to the next key (cur may sit on any duplicate) */
+		k.mv_size = MSG_DBKEY_SIZE;
+		k.mv_data = kb;
+		rc = mdb_cursor_get(cur, &k, &d, MDB_SET_KEY);
+		if (rc == 0)
+			rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT_NODUP);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* Positions cur at the record of key in (dev_no, mailbox_no).

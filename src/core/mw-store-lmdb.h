@@ -36,7 +36,9 @@
 #define DEV_FIXED_SIZE 34
 #define DEV_VALUE_MAX (DEV_FIXED_SIZE + MW_PROTOCOL_MAX + MW_LABEL_MAX)
 #define MSG_DBKEY_SIZE 6
-#define MSG_DATA_SIZE 24
+#define MSG_DATA_SIZE 28
+/* a message record of store format 1 (no noted field) */
+#define MSG_DATA_SIZE_V1 24
 #define SUMMARY_SIZE 24
 
 struct lmdb_store {
@@ -244,6 +246,11 @@ int mw_lmdb_device_get_txn(struct lmdb_store *s, MDB_txn *txn,
 			   struct mw_device_rec *rec_r);
 int mw_lmdb_device_put(struct lmdb_store *s, MDB_txn *txn,
 		       const struct mw_device_rec *rec);
+/* Rewrites every message record of a format 1 store (MSG_DATA_SIZE_V1
+   bytes) as a format 2 one (noted 0 = not noted), in txn (a write
+   transaction; the caller sets the format). Returns 0 or an error (a
+   record of neither size: corrupt). */
+int mw_lmdb_upgrade_v1(struct lmdb_store *s, MDB_txn *txn);
 /* Positions cur at the record of key in (dev_no, mailbox_no).
    Returns 0 (data_r set), MDB_NOTFOUND or an error. */
 int mw_lmdb_msg_find(struct lmdb_store *s, MDB_cursor *cur, uint16_t dev_no,

@@ -45,7 +45,9 @@
 
 #include "mw-device.h"
 
-#define MW_STORE_FORMAT 1
+/* 2: message records carry the suppression mark (noted); a format 1 store
+   is upgraded in place at open (its records read as not noted) */
+#define MW_STORE_FORMAT 2
 #define MW_STORE_DEFAULT_MAPSIZE (64ULL * 1024 * 1024)
 #define MW_STORE_MAX_MAPSIZE (16ULL * 1024 * 1024 * 1024)
 #define MW_PROTOCOL_MAX 15
@@ -85,6 +87,9 @@ struct mw_msg_rec {
 	unsigned char key[MW_MSG_KEY_SIZE];	/* mw_msg_key() of the GUID */
 	uint32_t uid;				/* hint: last UID seen */
 	time_t retrieved, deleted, expunge_due;
+	/* MW_MSG_NOTED_*: the suppression of this message's due expunge was
+	   audited with that cause (0: not noted) */
+	uint32_t noted;
 };
 
 struct mw_summary_rec {
@@ -108,7 +113,13 @@ enum mw_msg_field {
 	MW_MSG_RETRIEVED,	/* keeps the first time */
 	MW_MSG_DELETED,		/* keeps the first time */
 	MW_MSG_DUE,		/* overwrites; 0 clears */
+	MW_MSG_NOTED,		/* overwrites with t (MW_MSG_NOTED_*); 0 clears;
+				   never creates a record on its own */
 };
+
+/* noted values: the cause the suppression was audited with */
+#define MW_MSG_NOTED_HOLD 1
+#define MW_MSG_NOTED_FAIL_SAFE 2
 
 /* Device event, called after the transaction committed (so only durable
    events are reported), outside any transaction. rec is valid during the
@@ -352,7 +363,9 @@ int mw_store_mailbox_iter(struct mw_store *store,
    (bad hex, out of memory) are remembered and make commit fail. */
 struct mw_batch *mw_batch_begin(struct mw_store *store);
 /* Sets field of (dev_no, mailbox, message) to t (RETRIEVED/DELETED only if
-   unset, DUE always) and the uid hint to uid if non-zero. Updates for a
+   unset, DUE and NOTED always; NOTED alone never creates a record, t is
+   an MW_MSG_NOTED_* value) and the uid hint to uid if non-zero. Updates
+   that change nothing are not written. Updates for a
    dev_no that does not exist at commit are dropped (device forgotten). */
 void mw_batch_msg_update(struct mw_batch *batch, uint16_t dev_no,
 			 const char *mailbox_guid_hex, const char *msg_guid,

@@ -1618,7 +1618,7 @@ static void test_corrupt_values(void **state)
 	char id_hex[33], dir[300];
 	const char *error;
 	static const unsigned char five[5] = { 1, 2, 3, 4, 5 };
-	static const unsigned char format2[4] = { 0, 0, 0, 2 };
+	static const unsigned char format2[4] = { 0, 0, 0, 3 };
 	char dir2[256];
 	unsigned int i;
 	static const char *const expect[] = {
@@ -1680,7 +1680,174 @@ static void test_corrupt_values(void **state)
 	snprintf(dir2, sizeof(dir2), "%s/fmt", f->dir);
 	make_populated_store(dir2, 1);
 	raw_put(dir2, "meta", "format", 6, format2, sizeof(format2));
-	expect_open_error(dir2, "unsupported store format 2");
+	expect_open_error(dir2, "unsupported store format 3");
+}
+
+/* ---- format 1 (before the suppression mark) ---- */
+
+/* Writes a store as mailward's format 1 wrote it, with plain LMDB and
+   that format's layout (mw-store-lmdb-record.c before format 2): device
+   1 (dev_no 1) and 2 (dev_no 2), mailbox MBOX_A as number 1, and per
+   device n messages "msg-<i>" of 24-byte records (retrieved 100 + i,
+   deleted 0 or 300, due 0 or 5000 + i, uid i + 1). */
+static void write_format1_store(const char *dir, unsigned int n)
+{
+	static const char *const dbs[] = {
+		"meta", "devices", "messages", "mailboxes", "mailbox_nos",
+		"summaries"
+	};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi[6];
+	MDB_val k, v;
+	unsigned char u32[4], dkey[6], rec[24], dev[34 + 4 + 8];
+	unsigned char guid[16], id[16], mkey[MW_MSG_KEY_SIZE];
+	char idhex[MW_DEVICE_ID_HEX_SIZE], msg[32];
+	char parent[PATH_MAX];
+	unsigned int i, d;
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	*strrchr(parent, '/') = '\0';
+	assert_int_equal(mkdir(parent, 0700), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(mdb_dbi_open(txn, dbs[i], MDB_CREATE |
+			(i == 2 ? MDB_DUPSORT | MDB_DUPFIXED : 0), &dbi[i]), 0);
+	}
+#define PUT(db, kp, kl, vp, vl) do { \
+		k.mv_data = (void *)(kp); k.mv_size = (kl); \
+		v.mv_data = (void *)(vp); v.mv_size = (vl); \
+		assert_int_equal(mdb_put(txn, dbi[db], &k, &v, 0), 0); \
+	} while (0)
+	mw_put_be32(u32, 1);
+	PUT(0, "format", 6, u32, 4);
+	mw_put_be32(u32, 2);
+	PUT(0, "next_mailbox_no", 15, u32, 4);
+	mw_put_be32(u32, 3);
+	PUT(0, "next_dev_no", 11, u32, 4);
+	assert_int_equal(mw_hex_decode(MBOX_A, guid, sizeof(guid)), 0);
+	mw_put_be32(u32, 1);
+	PUT(3, guid, 16, u32, 4);
+	PUT(4, u32, 4, guid, 16);
+	for (d = 1; d <= 2; d++) {
+		dev_id(d, idhex);
+		assert_int_equal(mw_hex_decode(idhex, id, sizeof(id)), 0);
+		memset(dev, 0, sizeof(dev));
+		mw_put_be16(dev, (uint16_t)d);
+		mw_put_be64(dev + 4, 100);
+		mw_put_be64(dev + 12, 100);
+		dev[32] = 4;
+		dev[33] = 8;
+		memcpy(dev + 34, "pop3", 4);
+		snprintf(msg, sizeof(msg), "device %u", d);
+		memcpy(dev + 38, msg, 8);
+		PUT(1, id, 16, dev, sizeof(dev));
+		mw_put_be16(dkey, (uint16_t)d);
+		mw_put_be32(dkey + 2, 1);
+		for (i = 0; i < n; i++) {
+			snprintf(msg, sizeof(msg), "msg-%u", i);
+			mw_msg_key(msg, mkey);
+			memcpy(rec, mkey, sizeof(mkey));
+			mw_put_be32(rec + 8, 100 + i);
+			mw_put_be32(rec + 12, i % 2 == 0 ? 0 : 300);
+			mw_put_be32(rec + 16, i % 3 == 0 ? 0 : 5000 + i);
+			mw_put_be32(rec + 20, i + 1);
+			PUT(2, dkey, 6, rec, sizeof(rec));
+		}
+	}
+#undef PUT
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* A format 1 store (written above by that layout) opens: it is upgraded
+   in place to format 2 in one transaction, every record reads as it was
+   written with the suppression mark absent (not noted), and the mark can
+   then be set, changed and cleared (never creating a record). */
+static void test_upgrade_format1(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_msg_rec rec;
+	struct mw_batch *b;
+	const char *error;
+	char msg[32];
+	unsigned int i, d, n = 300;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { 6, (void *)"format" }, v;
+
+	write_format1_store(f->store_dir, n);
+	s = open_ok(f->store_dir);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 2 * n);
+	for (d = 1; d <= 2; d++) {
+		for (i = 0; i < n; i++) {
+			snprintf(msg, sizeof(msg), "msg-%u", i);
+			assert_int_equal(mw_store_msg_get(s, (uint16_t)d,
+				MBOX_A, msg, &rec, &error), 1);
+			assert_int_equal(rec.retrieved, 100 + i);
+			assert_int_equal(rec.deleted, i % 2 == 0 ? 0 : 300);
+			assert_int_equal(rec.expunge_due,
+					 i % 3 == 0 ? 0 : 5000 + i);
+			assert_int_equal(rec.uid, i + 1);
+			assert_int_equal(rec.noted, 0);
+		}
+	}
+	/* the mark: set, changed, cleared; never a record of its own */
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, 1, MBOX_A, "msg-1", 0, MW_MSG_NOTED,
+			    MW_MSG_NOTED_HOLD);
+	mw_batch_msg_update(b, 2, MBOX_A, "msg-2", 0, MW_MSG_NOTED,
+			    MW_MSG_NOTED_HOLD);
+	mw_batch_msg_update(b, 2, MBOX_A, "msg-2", 0, MW_MSG_NOTED,
+			    MW_MSG_NOTED_FAIL_SAFE);
+	mw_batch_msg_update(b, 1, MBOX_A, "no-such", 0, MW_MSG_NOTED,
+			    MW_MSG_NOTED_HOLD);
+	commit_ok(&b);
+	assert_int_equal(mw_store_msg_get(s, 1, MBOX_A, "msg-1", &rec,
+					  &error), 1);
+	assert_int_equal(rec.noted, MW_MSG_NOTED_HOLD);
+	assert_int_equal(rec.retrieved, 101);
+	assert_int_equal(rec.deleted, 300);
+	assert_int_equal(rec.expunge_due, 5001);
+	assert_int_equal(rec.uid, 2);
+	assert_int_equal(mw_store_msg_get(s, 2, MBOX_A, "msg-2", &rec,
+					  &error), 1);
+	assert_int_equal(rec.noted, MW_MSG_NOTED_FAIL_SAFE);
+	assert_int_equal(mw_store_msg_get(s, 1, MBOX_A, "no-such", &rec,
+					  &error), 0);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 2 * n);
+	b = mw_batch_begin(s);
+	mw_batch_msg_update(b, 1, MBOX_A, "msg-1", 0, MW_MSG_NOTED, 0);
+	commit_ok(&b);
+	assert_int_equal(mw_store_msg_get(s, 1, MBOX_A, "msg-1", &rec,
+					  &error), 1);
+	assert_int_equal(rec.noted, 0);
+	assert_int_equal(rec.expunge_due, 5001);
+	mw_store_unref(&s);
+
+	/* the format is 2 now, and the store opens again as is */
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+	assert_int_equal(mdb_env_open(env, f->store_dir, MDB_RDONLY, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	assert_int_equal(v.mv_size, 4);
+	assert_int_equal(mw_get_be32(v.mv_data), 2);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	s = open_ok(f->store_dir);
+	assert_int_equal(count_msgs(s, -1, MBOX_A), 2 * n);
+	assert_int_equal(mw_store_msg_get(s, 2, MBOX_A, "msg-2", &rec,
+					  &error), 1);
+	assert_int_equal(rec.noted, MW_MSG_NOTED_FAIL_SAFE);
+	mw_store_unref(&s);
 }
 
 static void test_unusable_paths(void **state)
@@ -2020,6 +2187,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_resized_by_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_format1, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_msg_get_many, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_reader_table_full_of_dead,

@@ -181,8 +181,16 @@ struct dispose_ctx {
 	bool failed;
 };
 
-/* Hold or fail-safe: logs and audits that nothing of the targets was
-   carried out (read-only: the records name each message in full). */
+uint32_t mailward_dispose_suppress_cause(struct mailward_user *muser)
+{
+	if (mw_dispose_allowed(&muser->set, muser->fail_safe))
+		return 0;
+	return muser->set.hold ? MW_MSG_NOTED_HOLD : MW_MSG_NOTED_FAIL_SAFE;
+}
+
+/* Hold or fail-safe: logs that nothing of the targets was carried out
+   (one line for all) and audits each target not noted yet (read-only:
+   the records name each message in full). */
 static void dispose_suppressed(struct dispose_ctx *ctx)
 {
 	struct mailward_user *muser = ctx->muser;
@@ -191,25 +199,32 @@ static void dispose_suppressed(struct dispose_ctx *ctx)
 	struct mailward_target *target;
 	struct mw_audit_event ev;
 	struct mail *mail;
-	unsigned int n = array_count(ctx->targets);
+	unsigned int n = array_count(ctx->targets), n_new = 0;
 
+	array_foreach_modifiable(ctx->targets, target) {
+		if (!target->noted)
+			n_new++;
+	}
 	e_info(mailward_named_event(muser, "mailward_expunge_suppressed")->
-	       add_int("count", n)->
+	       add_int("count", n)->add_int("newly_audited", n_new)->
 	       add_str("cause", muser->set.hold ? "hold" : "fail_safe")->
 	       add_str("expunge_cause", ctx->cause)->event(),
-	       "%u %s %s(s) in %s suppressed: %s", n, ctx->cause,
+	       "%u %s %s(s) in %s suppressed (%u audited now, %u before): "
+	       "%s", n, ctx->cause,
 	       disposition == MW_DISPOSITION_EXPUNGE ? "expunge" :
 	       mw_pop3_disposition_name(disposition),
-	       mailward_display(mailbox_get_vname(ctx->box), 0),
-	       muser->set.hold ? "legal hold (mailward_hold=yes)" :
+	       mailward_display(mailbox_get_vname(ctx->box), 0), n_new,
+	       n - n_new, muser->set.hold ? "legal hold (mailward_hold=yes)" :
 	       muser->fail_safe_reason);
-	muser->audit_suppressed += n;
-	if (muser->audit == NULL)
+	muser->audit_suppressed += n_new;
+	if (muser->audit == NULL || n_new == 0)
 		return;
 	t = mailbox_transaction_begin(ctx->box, 0,
 				      "mailward suppressed expunge");
 	mail = mail_alloc(t, MAIL_FETCH_GUID, NULL);
 	array_foreach_modifiable(ctx->targets, target) {
+		if (target->noted)
+			continue;
 		mailward_audit_event_init(muser, &ev, "expunge_suppressed",
 					  "suppressed");
 		if (target->uid != 0 && mail_set_uid(mail, target->uid) &&
@@ -242,6 +257,8 @@ static void dispose_suppressed(struct dispose_ctx *ctx)
 				muser->set.disposition_mailbox);
 		}
 		mailward_audit_queue_event(muser, &ev);
+		/* (for the caller: now noted) */
+		target->noted = TRUE;
 	}
 	mail_free(&mail);
 	mailbox_transaction_rollback(&t);

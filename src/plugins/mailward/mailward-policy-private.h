@@ -85,15 +85,29 @@ struct mailward_target {
 	uint32_t uidvalidity;
 	uoff_t size;
 	bool size_set;
+	/* the state store's suppression mark of it as read (MW_MSG_NOTED_*,
+	   0: none; POP3 session end: this device's record) */
+	uint32_t mark;
+	/* its suppression was audited already with the cause that applies
+	   now (the store's mark): a suppression writes no record for it
+	   again */
+	bool noted;
 };
 ARRAY_DEFINE_TYPE(mailward_target, struct mailward_target);
+
+/* The cause (MW_MSG_NOTED_HOLD or _FAIL_SAFE) a disposition of muser is
+   suppressed with now, or 0 when it may be carried out
+   (mw_dispose_allowed()). */
+uint32_t mailward_dispose_suppress_cause(struct mailward_user *muser);
 
 /* Disposes of the targets in box (mailward_pop3_disposition: expunge,
    \Seen, move) in one policy transaction (a mail whose key no longer
    matches is looked for by a search past the view; one not found is
    skipped). cause is "policy", else the audit cause is "delay". Under a
-   hold or fail-safe (mw_dispose_allowed()) nothing is done: logged and
-   audited as suppressed. Returns the number done, or -1 when the commit
+   hold or fail-safe (mw_dispose_allowed()) nothing is done: logged once
+   for all, and each target not noted is audited as suppressed and then
+   set noted when the audit is on (the caller marks the noted ones in the
+   state store). Returns the number done, or -1 when the commit
    or the audit failed (the policy's decision stands: the caller makes
    them due now). A move whose destination cannot be used or written
    returns 0: logged and audited, the messages stay. Sets done[i]=TRUE

@@ -34,6 +34,8 @@ struct quit_ctx {
 	   with a delay, this device's */
 	struct mw_msg_query *reads;
 	unsigned int *reads_first;
+	/* mailward_dispose_suppress_cause() */
+	uint32_t suppress_cause;
 
 	ARRAY_TYPE(mailward_target) targets;
 	unsigned int kept, due_count, client_expunged, disposed;
@@ -109,7 +111,8 @@ static void quit_add_reads(struct quit_ctx *ctx,
 			memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
 		}
 	}
-	if (muser->set.expunge_delay_secs > 0) {
+	if (muser->set.expunge_delay_secs > 0 || ctx->suppress_cause != 0) {
+		/* its due time, and its suppression mark */
 		ctx->reads[*n].dev_no = muser->device.dev_no;
 		memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
 	}
@@ -252,6 +255,10 @@ static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
 		   of the message) */
 		target->guid = t_strcut(msg->guid, '/');
 		mw_msg_key(msg->guid, target->key);
+		if (own != NULL && own->found)
+			target->mark = own->rec.noted;
+		target->noted = ctx->suppress_cause != 0 &&
+			target->mark == ctx->suppress_cause;
 		break;
 	}
 }
@@ -273,6 +280,21 @@ static void quit_decide_all(struct quit_ctx *ctx)
 	quit_read_records(ctx, msgp, count);
 	for (i = 0; i < count; i++)
 		quit_msg(ctx, msgp[i], i);
+}
+
+/* The suppression mark of this device's record of target after its
+   disposition was suppressed (noted: the cause's, once audited) or
+   carried out or tried (none: a hold set again audits it again). */
+static void quit_mark(struct quit_ctx *ctx, const struct mailward_target *target)
+{
+	uint32_t mark = ctx->suppress_cause == 0 ? 0 :
+		(target->noted ? ctx->suppress_cause : target->mark);
+
+	if (mark == target->mark || ctx->mbox_guid == NULL)
+		return;
+	mw_batch_msg_update_key(ctx->batch, ctx->muser->device.dev_no,
+				ctx->mbox_guid, target->key, 0, MW_MSG_NOTED,
+				mark);
 }
 
 /* Carries out the dispositions decided. One that failed (e.g. the audit
@@ -301,6 +323,7 @@ static void quit_dispose(struct quit_ctx *ctx)
 		ctx->expunged = 0;	/* (counted as disposed) */
 	array_foreach_modifiable(&ctx->targets, target) {
 		i = array_foreach_idx(&ctx->targets, target);
+		quit_mark(ctx, target);
 		if (!done[i] && failed && ctx->mbox_guid != NULL) {
 			mw_batch_msg_update_key(ctx->batch,
 				muser->device.dev_no, ctx->mbox_guid,
@@ -376,6 +399,7 @@ void mailward_pop3_session_end(struct mailward_user *muser,
 	ctx.now = ioloop_time;
 	ctx.batch = mailward_state_batch(muser);
 	ctx.pool = pool_alloconly_create("mailward session end", 1024);
+	ctx.suppress_cause = mailward_dispose_suppress_cause(muser);
 	p_array_init(&ctx.targets, ctx.pool, 16);
 	if (s != NULL && s->box == box && ctx.batch != NULL &&
 	    muser->device_registered)

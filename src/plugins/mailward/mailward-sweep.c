@@ -75,6 +75,8 @@ bool mailward_all_devices_suspended(struct mailward_user *muser, time_t now)
 struct sweep_rec {
 	uint64_t key;
 	uint32_t uid;
+	/* the suppression mark (MW_MSG_NOTED_*) */
+	uint32_t noted;
 	struct mw_retrieval_rec rec;
 };
 
@@ -93,6 +95,8 @@ struct sweep_ctx {
 	bool all_devices;
 	/* ... and no store reset suspends it */
 	bool devices_usable;
+	/* mailward_dispose_suppress_cause() */
+	uint32_t suppress_cause;
 };
 
 static int sweep_iter_cb(const struct mw_msg_rec *rec, void *context)
@@ -103,6 +107,7 @@ static int sweep_iter_cb(const struct mw_msg_rec *rec, void *context)
 	srec = array_append_space(&ctx->recs);
 	memcpy(&srec->key, rec->key, sizeof(srec->key));
 	srec->uid = rec->uid;
+	srec->noted = rec->noted;
 	srec->rec.dev_no = rec->dev_no;
 	srec->rec.retrieved = rec->retrieved != 0;
 	srec->rec.deleted = rec->deleted != 0;
@@ -151,8 +156,44 @@ static int sweep_read(struct sweep_ctx *ctx)
 	return 0;
 }
 
+/* Sets the suppression mark of the records recs[i..j) that differ from
+   noted (MW_MSG_NOTED_*, 0 clears) in batch: a record that has it
+   already is not written again. */
+static void
+sweep_mark(struct sweep_ctx *ctx, struct mw_batch *batch, unsigned int i,
+	   unsigned int j, uint32_t noted)
+{
+	const struct sweep_rec *recs = array_front(&ctx->recs);
+
+	for (; i < j && batch != NULL; i++) {
+		if (recs[i].noted == noted)
+			continue;
+		mw_batch_msg_update_key(batch, recs[i].rec.dev_no,
+					ctx->mbox_guid,
+					(const void *)&recs[i].key, 0,
+					MW_MSG_NOTED, noted);
+	}
+}
+
+/* TRUE if a record of recs[i..j) says the message's suppression was
+   audited with cause (non-zero) */
+static bool
+sweep_noted(struct sweep_ctx *ctx, unsigned int i, unsigned int j,
+	    uint32_t cause)
+{
+	const struct sweep_rec *recs = array_front(&ctx->recs);
+
+	for (; i < j && cause != 0; i++) {
+		if (recs[i].noted == cause)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Decides for every message (mw_sweep_decide()): a delay that starts is
-   recorded in batch, a message due becomes a target. */
+   recorded in batch, a message due becomes a target (noted when its
+   suppression was audited with the cause that applies now); a message
+   not due loses its suppression mark. */
 static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 {
 	const struct mw_retrieval_rec *rrecs;
@@ -190,8 +231,13 @@ static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 			target->due = due;
 			target->rec_idx = i;
 			target->rec_end = j;
+			target->noted = sweep_noted(ctx, i, j,
+						    ctx->suppress_cause);
 			memcpy(target->key, &recs[i].key, sizeof(target->key));
+			continue;
 		}
+		/* (not due: no suppression stands) */
+		sweep_mark(ctx, batch, i, j, 0);
 	}
 }
 
@@ -212,6 +258,12 @@ sweep_finish(struct sweep_ctx *ctx, struct mw_batch *batch, const bool *done,
 
 	array_foreach_modifiable(&ctx->targets, target) {
 		i = array_foreach_idx(&ctx->targets, target);
+		/* suppressed: the mark of the cause, once audited; carried
+		   out or tried: none (a hold set again audits it again) */
+		if (ctx->suppress_cause == 0 || target->noted) {
+			sweep_mark(ctx, batch, target->rec_idx,
+				   target->rec_end, ctx->suppress_cause);
+		}
 		if (!done[i])
 			continue;
 		i_assert(target->rec_end <= count);
@@ -263,6 +315,7 @@ int mailward_expunge_due(struct mailward_user *muser, struct mailbox *box,
 		return -1;
 	}
 	batch = mailward_state_batch(muser);
+	ctx.suppress_cause = mailward_dispose_suppress_cause(muser);
 	sweep_decide(&ctx, batch);
 	if (array_count(&ctx.targets) == 0) {
 		pool_unref(&ctx.pool);

@@ -1,0 +1,178 @@
+"""Under a legal hold (or in a fail-safe session) a message whose policy
+expunge is due is suppressed at every session end and every sweep; its
+suppression is audited once per message and cause (the state store's
+mark), not at every sweep: later sweeps that find it still held write no
+record for it, lifting the hold expunges it (intent and done), and a hold
+set again audits only what is newly due. The audit log would otherwise
+grow by one record per held message per session or cron run."""
+import time
+
+from mwharness import imap, make_message, pop3
+
+
+def user_recs(sbx, user, event=None):
+    return [r for r in sbx.audit_records() if r.get("user") == user and
+            (event is None or r["event"] == event)]
+
+
+def wait_logouts(sbx, user, count):
+    """Waits (bounded) until count sessions of user wrote their logout
+    record: a session's records reach the log after its client saw the
+    reply."""
+    deadline = time.time() + 15
+    while len(user_recs(sbx, user, "logout")) < count:
+        assert time.time() < deadline, user_recs(sbx, user)
+        time.sleep(0.05)
+
+
+def suppressed_uids(sbx, user, cause="hold"):
+    recs = user_recs(sbx, user, "expunge_suppressed")
+    assert all(r["outcome"] == "suppressed" and r["cause"] == cause
+               for r in recs), recs
+    return sorted(r["uid"] for r in recs)
+
+
+def pop3_session(sbx, user, retr=(), logouts=None):
+    p = pop3(sbx, user)
+    for n in retr:
+        p.retr(n)
+    p.quit()
+    wait_logouts(sbx, user, logouts)
+
+
+def imap_session(sbx, user, logouts):
+    i = imap(sbx, user)
+    i.select("INBOX")
+    i.logout()
+    wait_logouts(sbx, user, logouts)
+
+
+def test_hold_delayed_expunge_audited_once(sandbox_factory):
+    """expunge-after-retrieval with a delay: the sweeps (doveadm mailward
+    expunge as cron runs it, a POP3 and an IMAP session end) find the due
+    messages held; the first sweep audits each once, the next write
+    nothing for them."""
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-retrieval",
+        "mailward_expunge_delay": "1s", "mailward_hold": "yes"}},
+        audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    pop3_session(sbx, "alice", retr=(1, 2, 3), logouts=1)
+    assert suppressed_uids(sbx, "alice") == []      # not due yet
+    time.sleep(2.1)
+
+    # first sweep: one record per due message
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3]
+    # later sweeps: none for them (cron, POP3 and IMAP session ends)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    pop3_session(sbx, "alice", logouts=2)
+    imap_session(sbx, "alice", logouts=3)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3]
+    logouts = user_recs(sbx, "alice", "logout")
+    assert [r["suppressed"] for r in logouts[1:]] == [0, 0], logouts
+    # one log line per sweep (the sessions'; doveadm's go to its stderr)
+    sbx.wait_log(r"mailward: 3 delayed expunge\(s\) in INBOX suppressed "
+                 r"\(0 audited now, 3 before\): legal hold", count=2)
+    assert sbx.maildir_count("alice") == 3
+
+    # the hold lifted: expunged, with intent and done
+    sbx.set_user_fields("alice", mailward_hold=None)
+    rows = sbx.doveadm_json("mailward", "expunge", "-u", "alice")
+    assert sorted(int(r["uid"]) for r in rows) == [1, 2, 3], rows
+    assert sbx.maildir_count("alice") == 0
+    for ev in ("expunge_intent", "expunge_done"):
+        recs = user_recs(sbx, "alice", ev)
+        assert sorted(r["uid"] for r in recs) == [1, 2, 3], recs
+        assert all(r["cause"] == "delay" for r in recs), recs
+
+    # held again: only the message newly due is audited
+    sbx.set_user_fields("alice", mailward_hold="yes")
+    sbx.deliver("alice", [make_message(i) for i in (10, 11)])
+    pop3_session(sbx, "alice", retr=(1,), logouts=4)
+    time.sleep(2.1)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3, 4]
+    assert sbx.maildir_count("alice") == 2
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out
+
+
+def test_hold_all_devices_audited_once(sandbox_factory):
+    """expunge-after-all-devices (every device has the messages: due at
+    once): the QUIT that makes them due audits each once, and neither the
+    later session ends' sweeps nor doveadm's audit them again."""
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-all-devices",
+        "mailward_hold": "yes"}}, audit=True)
+    pop3_session(sbx, "alice", logouts=1)       # the only device is known
+    sbx.deliver("alice", [make_message(i) for i in range(3)])
+    pop3_session(sbx, "alice", retr=(1, 2, 3), logouts=2)
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3]
+    assert user_recs(sbx, "alice", "logout")[1]["suppressed"] == 3
+
+    # (no IMAP session: its device would count and not have them)
+    for n in (3, 4):
+        pop3_session(sbx, "alice", logouts=n)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3]
+    logouts = user_recs(sbx, "alice", "logout")
+    assert [r["suppressed"] for r in logouts[2:]] == [0, 0], logouts
+    assert sbx.maildir_count("alice") == 3
+
+    # the hold lifted: the next session's sweep expunges them
+    sbx.set_user_fields("alice", mailward_hold=None)
+    pop3_session(sbx, "alice", logouts=5)
+    assert sbx.maildir_count("alice") == 0
+    for ev in ("expunge_intent", "expunge_done"):
+        recs = user_recs(sbx, "alice", ev)
+        assert sorted(r["uid"] for r in recs) == [1, 2, 3], recs
+
+    # held again: only the new message is audited, once
+    sbx.set_user_fields("alice", mailward_hold="yes")
+    sbx.deliver("alice", [make_message(7)])
+    pop3_session(sbx, "alice", retr=(1,), logouts=6)
+    pop3_session(sbx, "alice", logouts=7)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice") == [1, 2, 3, 4]
+    assert sbx.maildir_count("alice") == 1
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out
+
+
+def test_fail_safe_then_hold_each_cause_audited_once(sandbox_factory):
+    """A fail-safe session (an invalid setting) suppresses due expunges
+    too: audited once with cause fail_safe, not again at the next sweep;
+    a hold afterwards is another cause: audited once more, with cause
+    hold."""
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-retrieval",
+        "mailward_expunge_delay": "1s"}}, audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    pop3_session(sbx, "alice", retr=(1, 2), logouts=1)
+    sbx.set_user_fields("alice", mailward_pop3_login_delay="bogus")
+    time.sleep(1.1)
+    for n in (2, 3):
+        pop3_session(sbx, "alice", logouts=n)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert suppressed_uids(sbx, "alice", "fail_safe") == [1, 2]
+    sbx.wait_log(r"pop3\(alice\).*mailward: 2 delayed expunge\(s\) in INBOX "
+                 r"suppressed \(0 audited now, 2 before\)")
+
+    sbx.set_user_fields("alice", mailward_pop3_login_delay=None,
+                        mailward_hold="yes")
+    for n in (4, 5):
+        pop3_session(sbx, "alice", logouts=n)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    recs = user_recs(sbx, "alice", "expunge_suppressed")
+    # (in log order; within one sweep in the store's order)
+    assert [r["cause"] for r in recs] == ["fail_safe"] * 2 + ["hold"] * 2
+    assert sorted(r["uid"] for r in recs[2:]) == [1, 2], recs
+    assert sbx.maildir_count("alice") == 2
+    sbx.stop(check=True)
+    rc, out = sbx.audit_verify()
+    assert rc == 0 and "PASS" in out, out
