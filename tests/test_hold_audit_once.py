@@ -176,3 +176,41 @@ def test_fail_safe_then_hold_each_cause_audited_once(sandbox_factory):
     sbx.stop(check=True)
     rc, out = sbx.audit_verify()
     assert rc == 0 and "PASS" in out, out
+
+
+AUTOEXPUNGE_CONF = """
+namespace inbox {
+  inbox = yes
+  mailbox Trash {
+    special_use = \\Trash
+    auto = create
+    autoexpunge = 1s
+  }
+}
+"""
+
+
+def test_imap_expunge_deny_autoexpunge_not_audited_per_session(
+        sandbox_factory):
+    """mailward_imap_expunge=deny refuses expunges in IMAP sessions, and
+    Dovecot's autoexpunge runs at every IMAP session end: it is not run
+    there (as under a hold), so old Trash messages are neither expunged
+    nor audited as suppressed at every session; one info line per
+    session says so. A POP3 session's autoexpunge is not an IMAP expunge
+    and runs."""
+    sbx = sandbox_factory(users={"alice": {"mailward_imap_expunge": "deny"}},
+                          audit=True, extra_conf=AUTOEXPUNGE_CONF)
+    sbx.deliver("alice", [make_message(i) for i in range(2)],
+                folder="Trash")
+    time.sleep(1.5)
+    for n in (1, 2, 3):
+        imap_session(sbx, "alice", logouts=n)
+    sbx.wait_log(r"imap\(alice\).*mailward: mailward_imap_expunge=deny: "
+                 r"Dovecot's autoexpunge is not run in IMAP sessions of "
+                 r"this user", count=3)
+    assert user_recs(sbx, "alice", "expunge_suppressed") == []
+    assert [l for l in sbx.read_log().splitlines() if "(alice)" in l and
+            (": Error: " in l or "Failed to autoexpunge" in l)] == []
+    assert sbx.maildir_count("alice", "Trash") == 2
+    pop3_session(sbx, "alice", logouts=4)
+    assert sbx.maildir_count("alice", "Trash") == 0

@@ -332,12 +332,24 @@ static bool mailward_in_autoexpunge(void)
 	return FALSE;
 }
 
-/* A mailbox Dovecot's autoexpunge is about to work on while the user is
-   under legal hold: Dovecot would select the messages, mailward would
-   refuse the commit, and Dovecot would log "Failed to autoexpunge" as an
-   error in every session of the user. Autoexpunge skips a mailbox whose
-   status lookup says it does not exist (yet), without logging, so this
-   one says so; the hold is logged once per session at info level. */
+/* TRUE if mailward refuses every expunge of Dovecot's autoexpunge in
+   this session: a legal hold, or mailward_imap_expunge=deny in an IMAP
+   session (mailward_expunge_refused()) */
+static bool mailward_autoexpunge_refused(struct mailward_user *muser)
+{
+	return muser->set.hold ||
+		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
+		 strcmp(muser->user->service, "imap") == 0);
+}
+
+/* A mailbox Dovecot's autoexpunge is about to work on while mailward
+   refuses its expunges (mailward_autoexpunge_refused()): Dovecot would
+   select the messages, mailward would refuse the commit and audit each
+   message as suppressed, at every session end of the user, and Dovecot
+   would log "Failed to autoexpunge" as an error each time. Autoexpunge
+   skips a mailbox whose status lookup says it does not exist (yet),
+   without logging, so this one says so; why is logged once per session
+   at info level. */
 static int
 mailward_autoexpunge_get_status(struct mailbox *box,
 				enum mailbox_status_items items,
@@ -345,19 +357,29 @@ mailward_autoexpunge_get_status(struct mailbox *box,
 {
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
 	struct mailward_user *muser = mailward_box_user(box);
+	const char *why;
 
 	if (!mbox->autoexpunge_held || (items & STATUS_MESSAGES) == 0 ||
 	    muser == NULL)
 		return mbox->module_ctx.super.get_status(box, items, status_r);
+	why = muser->set.hold ? "legal hold" : "mailward_imap_expunge=deny";
 	if (!muser->autoexpunge_hold_logged) {
 		muser->autoexpunge_hold_logged = TRUE;
-		e_info(muser->event, "Legal hold (mailward_hold): Dovecot's "
-		       "autoexpunge is not run for this user");
+		if (muser->set.hold) {
+			e_info(muser->event, "Legal hold (mailward_hold): "
+			       "Dovecot's autoexpunge is not run for this "
+			       "user");
+		} else {
+			e_info(muser->event, "mailward_imap_expunge=deny: "
+			       "Dovecot's autoexpunge is not run in IMAP "
+			       "sessions of this user");
+		}
 	}
-	e_debug(muser->event, "autoexpunge of %s skipped: legal hold",
-		mailward_display(mailbox_get_vname(box), 0));
+	e_debug(muser->event, "autoexpunge of %s skipped: %s",
+		mailward_display(mailbox_get_vname(box), 0), why);
 	mail_storage_set_error(box->storage, MAIL_ERROR_NOTFOUND,
-		"Mailbox is under legal hold: autoexpunge skipped (mailward)");
+		t_strdup_printf("Mailbox expunges refused (%s): autoexpunge "
+				"skipped (mailward)", why));
 	return -1;
 }
 
@@ -510,7 +532,7 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	    !box->storage->user->autocreated &&
 	    box->list->ns->type == MAIL_NAMESPACE_TYPE_PRIVATE)
 		v->open = mailward_inbox_open;
-	if (muser->set.hold && mailward_in_autoexpunge()) {
+	if (mailward_autoexpunge_refused(muser) && mailward_in_autoexpunge()) {
 		mbox->autoexpunge_held = TRUE;
 		v->get_status = mailward_autoexpunge_get_status;
 	}
