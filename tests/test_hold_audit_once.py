@@ -8,6 +8,7 @@ grow by one record per held message per session or cron run."""
 import time
 
 from mwharness import imap, make_message, pop3
+from test_no_change_no_write import txnid
 
 
 def user_recs(sbx, user, event=None):
@@ -61,11 +62,16 @@ def test_hold_delayed_expunge_audited_once(sandbox_factory):
     assert suppressed_uids(sbx, "alice") == []      # not due yet
     time.sleep(2.1)
 
-    # first sweep: one record per due message
+    # first sweep: one record per due message, the marks in one write
+    # transaction
+    t0 = txnid(sbx)
     assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
     assert suppressed_uids(sbx, "alice") == [1, 2, 3]
-    # later sweeps: none for them (cron, POP3 and IMAP session ends)
+    assert txnid(sbx) == t0 + 1
+    # later sweeps: none for them (cron, POP3 and IMAP session ends), and
+    # a sweep that changes nothing writes nothing
     assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert txnid(sbx) == t0 + 1
     pop3_session(sbx, "alice", logouts=2)
     imap_session(sbx, "alice", logouts=3)
     assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
