@@ -228,6 +228,30 @@ def test_shared_mailbox_follows_owner_hold(sandbox_factory):
     stop_and_verify(sbx)
 
 
+def test_shared_mailbox_fetch_counts_only_whole(sandbox_factory):
+    """bob reads alice's shared INBOX: only the message he fetched whole
+    is audited as alice's `fetch` (actor bob); parts and ranges are not
+    (docs/admin-guide.md "Which IMAP fetches count")."""
+    sbx = acl_sandbox(sandbox_factory, {"alice": {}, "bob": {}})
+    sbx.deliver("alice", [make_message(i, size=3000) for i in range(3)])
+    grant(sbx, "alice", "bob", "INBOX")
+
+    i = imap(sbx, "bob")
+    typ, data = i.select("shared/alice/INBOX")
+    assert typ == "OK" and int(data[0]) == 3, data
+    for seq, item in (("1", "BODY.PEEK[]<0.100>"), ("1", "BODY.PEEK[TEXT]"),
+                      ("2", "BODY.PEEK[]<0.2000>"),
+                      ("2", "BODY.PEEK[]<2000.5000>"),
+                      ("3", "BODY.PEEK[1]")):
+        typ, data = i.fetch(seq, "(%s)" % item)
+        assert typ == "OK", data
+    i.logout()
+    wait_logouts(sbx, 2)
+    fetch = recs(sbx, event="fetch", user="alice")
+    assert [(r["uid"], r["actor"]) for r in fetch] == [(2, "bob")], fetch
+    stop_and_verify(sbx)
+
+
 def test_shared_mailbox_owner_not_held(sandbox_factory):
     """The reverse: bob is held, alice is not. bob's expunge of alice's
     mail goes ahead (alice's settings decide), filed under alice."""
