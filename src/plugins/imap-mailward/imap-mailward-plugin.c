@@ -98,8 +98,21 @@ imap_mailward_state_export(struct client *client, bool internal,
 			   buffer_t *dest, const char **error_r)
 {
 	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
+	struct mailward_user *muser = imap_mailward_user(client);
 
+	if (internal && muser != NULL && mailward_imap_id_awaited(muser)) {
+		/* 0: Dovecot keeps the session here (debug log): what
+		   it did before its ID waits in this process */
+		e_debug(mailward_user_event(muser), "imap session stays "
+			"out of imap-hibernate: its records wait for the "
+			"client's IMAP ID");
+		*error_r = "mailward: the session's records wait for the "
+			"client's IMAP ID";
+		return 0;
+
+	}
 	if (internal && mclient->id_args != NULL) {
+
 		buffer_append(dest, IMAP_MAILWARD_STATE_ID,
 			      strlen(IMAP_MAILWARD_STATE_ID));
 		buffer_append(dest, mclient->id_args,

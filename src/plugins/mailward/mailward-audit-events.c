@@ -112,9 +112,11 @@ void mailward_audit_event_policy(struct mailward_user *muser,
 
 /* An IMAP session's device is known once the client sent its ID (or
    once it is clear it will not): the records before that wait for it, so
-   that each names its device (login included). Bounded like the state
-   records that wait (MAILWARD_PENDING_MAX): beyond that the device is
-   resolved without ID. */
+   that each names its device (login included). Bounded: beyond that the
+   records that waited go out without a device (a device_identified
+   record names it for the reads among them once it is known) and the
+   device keeps waiting for the ID, so that a late ID is still the
+   session's one device. */
 #define MAILWARD_AUDIT_DEFERRED_MAX 1000
 
 static void mailward_audit_defer(struct mailward_user *muser,
@@ -175,10 +177,11 @@ void mailward_audit_queue_event(struct mailward_user *muser,
 		mailward_audit_defer(muser, ev);
 		if (array_count(&muser->audit_deferred) >=
 		    MAILWARD_AUDIT_DEFERRED_MAX) {
-			/* a client that never sends ID: stop waiting */
-			mailward_user_device_resolve(muser);
+			/* the device is not resolved here: an ID that
+			   comes later would be a second device */
 			mailward_audit_deferred_release(muser);
 		}
+
 		return;
 	}
 	mailward_audit_queue(muser->audit, ev);

@@ -10,8 +10,9 @@
 #include "mailward-display.h"
 #include "mw-imapid.h"
 
-/* records kept in memory while an IMAP session's device is pending */
-#define MAILWARD_PENDING_MAX 1000
+/* messages whose fetch is kept in memory while an IMAP session's device
+   is pending (each once, however often fetched; about 150 bytes each) */
+#define MAILWARD_PENDING_MAX 10000
 
 /* the notice of a device event, and its words in the log */
 static enum mailward_notice_kind
@@ -179,6 +180,21 @@ static void mailward_pending_replay(struct mailward_user *muser)
 	   login's among them) */
 	mailward_notice(muser, MAILWARD_NOTICE_DEVICE_RESOLVED, NULL, NULL);
 
+	if (muser->pending_dropped > 0) {
+		e_warning(muser->event, "%u message(s) fetched before the "
+			  "client's IMAP ID were not recorded for device %s "
+			  "(only the first %u wait for the ID): they count "
+			  "as not retrieved by it, so they are kept",
+
+			  muser->pending_dropped,
+			  muser->device_registered ?
+			  muser->device.id_hex : "(none)",
+			  MAILWARD_PENDING_MAX);
+		muser->pending_dropped = 0;
+	}
+	if (hash_table_is_created(muser->pending_msgs))
+		hash_table_clear(muser->pending_msgs, TRUE);
+	muser->pending_msg_count = 0;
 	if (!array_is_created(&muser->pending_recs))
 		return;
 	batch = muser->device_registered ? mailward_state_batch(muser) : NULL;
@@ -205,6 +221,41 @@ static void mailward_pending_replay(struct mailward_user *muser)
 	array_clear(&muser->pending_recs);
 }
 
+/* The waiting record of key ("<mailbox GUID>" for the summary,
+   "<mailbox GUID>/<message>" for a fetch), added with the time now if
+   new; NULL when a new fetch would exceed MAILWARD_PENDING_MAX (then
+   counted in pending_dropped). */
+static struct mailward_pending_rec *
+mailward_pending_get(struct mailward_user *muser, const char *key,
+		     bool is_msg)
+{
+	struct mailward_pending_rec *rec;
+	void *idx;
+	char *pkey;
+
+	if (!hash_table_is_created(muser->pending_msgs)) {
+		hash_table_create(&muser->pending_msgs, muser->user->pool, 64,
+				  str_hash, strcmp);
+		p_array_init(&muser->pending_recs, muser->user->pool, 16);
+	}
+	idx = hash_table_lookup(muser->pending_msgs, key);
+	if (idx != NULL)
+		return array_idx_modifiable(&muser->pending_recs,
+					    POINTER_CAST_TO(idx, unsigned int) - 1);
+	if (is_msg && muser->pending_msg_count >= MAILWARD_PENDING_MAX) {
+		muser->pending_dropped++;
+		return NULL;
+	}
+	if (is_msg)
+		muser->pending_msg_count++;
+	rec = array_append_space(&muser->pending_recs);
+	rec->time = ioloop_time;
+	pkey = p_strdup(muser->user->pool, key);
+	hash_table_insert(muser->pending_msgs, pkey,
+			  POINTER_CAST(array_count(&muser->pending_recs)));
+	return rec;
+}
+
 bool mailward_user_pending_add(struct mailward_user *muser,
 			       const char *mbox_guid, const char *msg_guid,
 			       uint32_t uid, uint32_t uidvalidity,
@@ -214,36 +265,24 @@ bool mailward_user_pending_add(struct mailward_user *muser,
 
 	if (!muser->device_pending)
 		return FALSE;
-	if (!array_is_created(&muser->pending_recs))
-		p_array_init(&muser->pending_recs, muser->user->pool, 16);
-	if (array_count(&muser->pending_recs) >= MAILWARD_PENDING_MAX) {
-		/* a client that never sends ID: stop waiting */
-		mailward_user_device_resolve(muser);
-		return FALSE;
-	}
-	if (msg_guid == NULL) {
-		/* a summary replaces the mailbox's earlier one */
-		struct mailward_pending_rec *found = NULL;
-
-		array_foreach_modifiable(&muser->pending_recs, rec) {
-			if (rec->msg_guid == NULL &&
-			    strcmp(rec->mbox_guid, mbox_guid) == 0) {
-				found = rec;
-				break;
-			}
-		}
-		rec = found != NULL ? found :
-			array_append_space(&muser->pending_recs);
-	} else {
-		rec = array_append_space(&muser->pending_recs);
-		rec->msg_guid = p_strdup(muser->user->pool, msg_guid);
-		rec->uid = uid;
-	}
+	rec = mailward_pending_get(muser, msg_guid == NULL ? mbox_guid :
+				   t_strconcat(mbox_guid, "/", msg_guid, NULL),
+				   msg_guid != NULL);
+	if (rec == NULL)
+		return TRUE;	/* not recorded: kept (logged later) */
 	i_strocpy(rec->mbox_guid, mbox_guid, sizeof(rec->mbox_guid));
-	rec->uidvalidity = uidvalidity;
-	rec->highest_uid = highest_uid;
-	rec->highest_modseq = highest_modseq;
-	rec->time = ioloop_time;
+	if (msg_guid != NULL) {
+		/* fetched again: the first time stays, as in the store */
+		if (rec->msg_guid == NULL)
+			rec->msg_guid = p_strdup(muser->user->pool, msg_guid);
+		rec->uid = uid;
+	} else {
+		/* a summary replaces the mailbox's earlier one */
+		rec->uidvalidity = uidvalidity;
+		rec->highest_uid = highest_uid;
+		rec->highest_modseq = highest_modseq;
+		rec->time = ioloop_time;
+	}
 	return TRUE;
 }
 
@@ -344,7 +383,15 @@ void mailward_imap_id_restored(struct mailward_user *muser,
 	mailward_imap_id(muser, args);
 }
 
+bool mailward_imap_id_awaited(struct mailward_user *muser)
+{
+	return muser->device_pending &&
+		array_is_created(&muser->pending_recs) &&
+		array_count(&muser->pending_recs) > 0;
+}
+
 bool mailward_imap_id_identified(struct mailward_user *muser)
+
 {
 	return muser->device_registered &&
 		strcmp(muser->device_source, "imap-id") == 0;

@@ -87,6 +87,12 @@ void mailward_imap_id_restored(struct mailward_user *muser,
 			       const char *args);
 /* TRUE if the session's device is identified by the client's ID. */
 bool mailward_imap_id_identified(struct mailward_user *muser);
+/* TRUE if records of the session wait in this process for the client's
+   ID (device not known yet): the session must not move to imap-hibernate,
+   whose restored process could not give them to the device a later ID
+   names. */
+bool mailward_imap_id_awaited(struct mailward_user *muser);
+
 /* A command that syncs box (SELECT, FETCH, NOOP, IDLE, ...) ended:
    records the device's sync summary of the session user's own mailbox. */
 void mailward_imap_sync_summary(struct mailward_user *muser,

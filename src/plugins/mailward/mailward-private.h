@@ -105,10 +105,20 @@ struct mailward_user {
 	   its records are discarded, its retrievals never expunge */
 	bool device_removed;
 	/* IMAP: not identified yet; an ID command may still come. What the
-	   session does meanwhile waits in pending_recs (bounded) and is
-	   recorded for the device the session turns out to be. */
+	   session does meanwhile waits in pending_recs (one per message
+	   or mailbox, bounded) and is recorded for the device the session
+	   turns out to be, whenever that is decided. */
 	bool device_pending;
 	ARRAY(struct mailward_pending_rec) pending_recs;
+	/* "<mailbox GUID>/<message identity>" -> index in pending_recs
+	   + 1, for the fetches among them */
+	HASH_TABLE(char *, void *) pending_msgs;
+	unsigned int pending_msg_count;
+
+	/* messages fetched while pending beyond the bound: not recorded
+	   (they count as not retrieved by the device: kept) */
+	unsigned int pending_dropped;
+
 	/* audit records of reads queued while the device was pending */
 	unsigned int audit_pending_reads;
 	/* IMAP hibernation: this process hands the session to
@@ -319,9 +329,14 @@ void mailward_device_login(struct mailward_user *muser);
 void mailward_user_device_resolve(struct mailward_user *muser);
 /* While the IMAP device is pending: keeps a body fetch (msg_guid set) or
    sync summary (msg_guid NULL) of mbox_guid for the device the session
-   turns out to be and returns TRUE. Returns FALSE when no device is
-   pending (the caller records it for muser->device itself); when too
-   many records wait, the device is resolved first. */
+   turns out to be and returns TRUE (a message fetched again keeps its
+   first time). Returns FALSE when no device is pending (the caller
+   records it for muser->device itself). The device is never resolved
+   here: beyond MAILWARD_PENDING_MAX waiting messages, further ones are
+   not recorded (returns TRUE; counted in pending_dropped and logged when
+   the device is known), so that a late ID still names the session's
+   only device. */
+
 bool mailward_user_pending_add(struct mailward_user *muser,
 			       const char *mbox_guid, const char *msg_guid,
 			       uint32_t uid, uint32_t uidvalidity,
