@@ -159,6 +159,29 @@ static bool path_is_plain(const char *dir)
 	return strlen(dir) < PATH_MAX;
 }
 
+/* The pages of the store that hold data: its last page + 1 less those on
+   the freelist. LMDB's last page number is a high-water mark: a page it
+   handed out and freed again in the same transaction is never written,
+   so a sound data file may end before it (seen after a transaction that
+   pruned many records); the pages in use are all written, so the file is
+   at least as long as they are. Returns 0 or an LMDB code. */
+static int store_pages_in_use(struct lmdb_store *s, uint64_t last_pgno,
+			      uint64_t *pages_r)
+{
+	MDB_txn *txn;
+	uint64_t free_pages = 0;
+	int rc;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return rc;
+	rc = mw_lmdb_count_free_pages(txn, &free_pages);
+	mdb_txn_abort(txn);
+	if (rc != 0)
+		return rc;
+	*pages_r = last_pgno + 1 > free_pages ? last_pgno + 1 - free_pages : 0;
+	return 0;
+}
+
 /* A data file shorter than its used pages would make LMDB touch mapped
    memory beyond the end of the file (SIGBUS): refuse it. */
 static int store_check_size(struct lmdb_store *s)
@@ -166,7 +189,7 @@ static int store_check_size(struct lmdb_store *s)
 	MDB_envinfo info;
 	MDB_stat st;
 	struct stat fst;
-	uint64_t need;
+	uint64_t need, pages;
 	int fd, rc;
 
 	if ((rc = mdb_env_info(s->env, &info)) != 0 ||
@@ -182,6 +205,9 @@ static int store_check_size(struct lmdb_store *s)
 		return -1;
 	}
 	need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if ((uint64_t)fst.st_size < need &&
+	    (rc = store_pages_in_use(s, info.me_last_pgno, &pages)) == 0)
+		need = pages * st.ms_psize;
 	if ((uint64_t)fst.st_size < need) {
 		mw_lmdb_set_corrupt(s, "corrupt store: data.mdb is %llu bytes but "
 				"its pages need %llu (truncated?)",

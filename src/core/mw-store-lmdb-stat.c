@@ -76,7 +76,7 @@ int mw_lmdb_reader_count_others(struct mw_store *store, unsigned int *count_r,
 
 /* Pages on LMDB's freelist (DBI 0): each value is an ID list whose first
    element is its length, as mdb_stat -f reads it. */
-static int count_free_pages(MDB_txn *txn, uint64_t *count_r)
+int mw_lmdb_count_free_pages(MDB_txn *txn, uint64_t *count_r)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -121,7 +121,7 @@ static int store_get_stat(struct lmdb_store *s, struct mw_store_stat *stat_r,
 
 	if (mw_lmdb_txn_begin(s, MDB_RDONLY, &txn) < 0)
 		return store_fail(s, error_r);
-	rc = count_free_pages(txn, &stat_r->free_pages);
+	rc = mw_lmdb_count_free_pages(txn, &stat_r->free_pages);
 	if (rc == 0 && (rc = mdb_stat(txn, s->dbi_messages, &st)) == 0) {
 		stat_r->msg_records = st.ms_entries;
 		if ((rc = mdb_stat(txn, s->dbi_devices, &st)) == 0) {

@@ -241,6 +241,9 @@ void *mw_lmdb_array_room(void *arr, unsigned int *alloc, unsigned int count,
 int mw_lmdb_devices_load(struct lmdb_store *s, MDB_txn *txn,
 			 struct mw_device_rec **recs_r,
 			 unsigned int *count_r);
+/* Pages on LMDB's freelist in txn (mdb_stat -f). Returns 0 or an LMDB
+   code. */
+int mw_lmdb_count_free_pages(MDB_txn *txn, uint64_t *count_r);
 int mw_lmdb_device_get_txn(struct lmdb_store *s, MDB_txn *txn,
 			   const unsigned char id[MW_DEVICE_ID_SIZE],
 			   struct mw_device_rec *rec_r);

@@ -1386,6 +1386,77 @@ static void make_populated_store(const char *dir, unsigned int count)
 	mw_store_unref(&s);
 }
 
+/* A sound store whose data file ends before LMDB's last page number (a
+   page handed out and freed in the same transaction is never written,
+   as after a transaction that prunes many records) is not "truncated":
+   opening it again moves nothing aside. */
+static void test_store_size_high_water(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	struct mw_device_rec d1;
+	struct mw_batch *b;
+	MDB_env *env;
+	MDB_envinfo info;
+	struct stat st;
+	char data[340], guid[64];
+	unsigned int i, round;
+	bool shorter = false;
+	pid_t pid;
+	int status;
+
+	s = open_ok(f->store_dir);
+	d1 = register_ok(s, 1, 100, 0, 0, 1);
+	for (round = 0; round < 4 && !shorter; round++) {
+		add_msgs(s, d1.dev_no, MBOX_A, 1005, 100);
+		b = mw_batch_begin(s);
+		for (i = 0; i < 1005; i++) {
+			snprintf(guid, sizeof(guid), "msg-%u", i);
+			mw_batch_msg_prune(b, MBOX_A, guid);
+		}
+		mw_batch_device_touch(b, d1.id_hex, 1000 + round, 1, 0, 0);
+		commit_ok(&b);
+		snprintf(data, sizeof(data), "%s/data.mdb", f->store_dir);
+		assert_int_equal(stat(data, &st), 0);
+		assert_int_equal(mdb_env_create(&env), 0);
+		assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+		assert_int_equal(mdb_env_open(env, f->store_dir, MDB_RDONLY,
+					      0600), 0);
+		assert_int_equal(mdb_env_info(env, &info), 0);
+		mdb_env_close(env);
+		shorter = (uint64_t)st.st_size <
+			((uint64_t)info.me_last_pgno + 1) * 4096;
+	}
+	mw_store_unref(&s);
+	/* (the case this test is about) */
+	assert_true(shorter);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* (no cmocka failure in the child: it would go on running
+		   the other tests) */
+		const char *error;
+		int ret = 1;
+
+		if (mw_store_open(f->store_dir, &s, &error) < 0) {
+			fprintf(stderr, "open failed: %s\n", error);
+			_exit(1);
+		}
+		if (mw_store_get_reset(s) != NULL) {
+			fprintf(stderr, "sound store moved aside: %s\n",
+				mw_store_get_reset(s));
+		} else if (mw_store_device_get(s, d1.id_hex, &d1,
+					       &error) == 1) {
+			ret = 0;
+		}
+		mw_store_unref(&s);
+		_exit(ret);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void expect_open_error(const char *dir, const char *substr)
 {
 	struct mw_store *s = NULL;
@@ -2168,6 +2239,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_size_high_water, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_iter_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_update_get, setup, teardown),
