@@ -117,7 +117,8 @@ def test_records_retr_not_top_and_pruned_after_expunge(sandbox_factory):
 
 def test_device_bound_and_expiry(sandbox_factory):
     sbx = sandbox_factory(
-        users={"alice": {"mailward_device_max": "2"},
+        users={"alice": {"mailward_device_max": "2",
+                         "mailward_device_protect": "0"},
                "bob": {"mailward_device_expire": "2s"}},
         app_passwords={"alice": {"a1": "dev1", "a2": "dev2", "a3": "dev3"},
                        "bob": {"b1": "old", "b2": "new"}})

@@ -31,6 +31,8 @@ const struct mw_setting_def mw_setting_defs[] = {
 	{ "mailward_state_dir", "" },
 	{ "mailward_device_max", "32" },
 	{ "mailward_device_expire", "180d" },
+	{ "mailward_device_protect", "7d" },
+	{ "mailward_device_new_per_day", "32" },
 	{ "mailward_device_ipv4_prefix", "24" },
 	{ "mailward_device_ipv6_prefix", "64" },
 	{ "mailward_device_key", "" },
@@ -328,6 +330,8 @@ static void settings_set_defaults(struct mw_settings *set)
 	set->state_enabled = true;
 	set->device_max = 32;
 	set->device_expire_secs = 180 * 86400;
+	set->device_protect_secs = 7 * 86400;
+	set->device_new_per_day = 32;
 	set->device_v4_prefix = 24;
 	set->device_v6_prefix = 64;
 }
@@ -420,6 +424,12 @@ static void read_devices(struct settings_reader *r)
 		  "expected a number of devices from 1 to 1024",
 		  &set->device_max);
 	read_interval(r, "mailward_device_expire", &set->device_expire_secs);
+	read_interval(r, "mailward_device_protect",
+		      &set->device_protect_secs);
+	read_uint(r, "mailward_device_new_per_day", 0, MW_DEVICE_NEW_LIMIT,
+		  "expected a number of new devices per day from 0 "
+		  "(unlimited) to 65535", &set->device_new_per_day);
+
 	read_uint(r, "mailward_device_ipv4_prefix", 0, 32,
 		  "expected a prefix length from 0 to 32",
 		  &set->device_v4_prefix);

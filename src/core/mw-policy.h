@@ -39,6 +39,7 @@ enum mw_setting_source {
 /* Upper bounds of values an administrator can set. */
 #define MW_DEVICE_LABEL_MAX 128
 #define MW_DEVICE_MAX_LIMIT 1024
+#define MW_DEVICE_NEW_LIMIT 65535
 #define MW_INTERVAL_MAX (10U * 365 * 24 * 3600)
 #define MW_DISPOSITION_MAILBOX_MAX 255
 
@@ -68,6 +69,11 @@ struct mw_settings {
 
 	unsigned int device_max;
 	unsigned int device_expire_secs;
+	/* devices seen within this are never evicted, 0 = by age none */
+	unsigned int device_protect_secs;
+	/* new devices accepted per user and UTC day, 0 = unlimited */
+	unsigned int device_new_per_day;
+
 	unsigned int device_v4_prefix;
 	unsigned int device_v6_prefix;
 	/* hex HMAC key for device ids, NULL = generated key file */

@@ -86,18 +86,41 @@ static int device_remove(struct lmdb_store *s, MDB_txn *txn,
 	return 0;
 }
 
-/* Expires idle devices, then evicts least recently seen ones while
-   max_devices or more remain. Removed entries are flagged by dev_no = 0 in
-   recs (after being reported in ev). */
+/* TRUE if rec may not be evicted under limits (NULL: any may be) */
+static bool device_protected(const struct mw_device_limits *limits,
+			     const struct mw_device_rec *rec, time_t now)
+{
+	sigjmp_buf *saved;
+	bool ret;
+
+	if (limits == NULL)
+		return false;
+	if (limits->protect_secs > 0 &&
+	    (rec->last_seen >= now || now - rec->last_seen < limits->protect_secs))
+		return true;
+	if (limits->protected_cb == NULL)
+		return false;
+	GUARD_SUSPEND(saved);
+	ret = limits->protected_cb(rec, limits->protected_ctx);
+	GUARD_RESUME(saved);
+	return ret;
+}
+
+/* Expires idle devices, then evicts least recently seen ones that are not
+   protected (limits) while max_devices or more remain. Removed entries
+   are flagged by dev_no = 0 in recs (after being reported in ev).
+   *full_r: max_devices or more remain, none evictable. */
 static int devices_expire_evict(struct lmdb_store *s, MDB_txn *txn,
 				struct mw_device_rec *recs,
 				unsigned int count, time_t now,
 				time_t expire_secs, unsigned int max_devices,
-				struct dev_events *ev)
+				const struct mw_device_limits *limits,
+				struct dev_events *ev, bool *full_r)
 {
-	unsigned int i, remaining = count, victim;
+	unsigned int i, remaining = count, victim, evictable = 0;
 	int rc;
 
+	*full_r = false;
 	for (i = 0; i < count && expire_secs > 0; i++) {
 		if (recs[i].last_seen >= now ||
 		    now - recs[i].last_seen <= expire_secs)
@@ -108,16 +131,36 @@ static int devices_expire_evict(struct lmdb_store *s, MDB_txn *txn,
 			return rc;
 		remaining--;
 	}
-	while (max_devices > 0 && remaining >= max_devices) {
+	if (max_devices == 0 || remaining < max_devices)
+		return 0;
+	for (i = 0; i < count; i++) {
+		if (recs[i].dev_no != 0 &&
+		    !device_protected(limits, &recs[i], now))
+			evictable++;
+	}
+
+	if (remaining - evictable >= max_devices) {
+		/* no room without evicting a protected device */
+		*full_r = true;
+		return 0;
+	}
+	while (remaining >= max_devices) {
 		victim = count;
 		for (i = 0; i < count; i++) {
-			if (recs[i].dev_no == 0)
+			if (recs[i].dev_no == 0 ||
+			    device_protected(limits, &recs[i], now))
 				continue;
+
 			if (victim == count ||
 			    recs[i].last_seen < recs[victim].last_seen ||
 			    (recs[i].last_seen == recs[victim].last_seen &&
 			     recs[i].dev_no < recs[victim].dev_no))
 				victim = i;
+		}
+		if (victim == count) {
+			/* every device left is protected */
+			*full_r = true;
+			return 0;
 		}
 		rc = device_remove(s, txn, &recs[victim],
 				   MW_DEVICE_EVENT_EVICTED, ev);
@@ -213,23 +256,106 @@ static int devices_load_to_remove(struct lmdb_store *s, MDB_txn *txn,
 struct register_ctx {
 	unsigned char id[MW_DEVICE_ID_SIZE];
 	const char *label, *protocol;
-	time_t now, expire_secs;
-	unsigned int max_devices;
+	time_t now;
+	const struct mw_device_limits *limits;
 	struct dev_events ev;
 	struct mw_device_rec rec;
 	bool created;
+	/* 0 or MW_DEVICE_REFUSED_* */
+	int refused;
 };
+
+/* the device of ctx with its id, label and protocol, times now */
+static void register_rec_init(struct register_ctx *ctx, unsigned int dev_no)
+{
+	memset(&ctx->rec, 0, sizeof(ctx->rec));
+	mw_lmdb_dev_rec_set_id(&ctx->rec, ctx->id);
+	ctx->rec.dev_no = (uint16_t)dev_no;
+	ctx->rec.first_seen = ctx->rec.last_seen = ctx->now;
+	(void)mw_sanitize(ctx->label, ctx->rec.label, sizeof(ctx->rec.label));
+	(void)mw_sanitize(ctx->protocol, ctx->rec.protocol,
+			  sizeof(ctx->rec.protocol));
+}
+
+/* The new devices of today (UTC) so far, from meta "new_dev_day" and
+   "new_dev_count": 0 when another day is recorded. */
+static int new_devices_today(struct lmdb_store *s, MDB_txn *txn, time_t now,
+			     uint32_t *count_r)
+{
+	uint32_t day;
+	int rc;
+
+	*count_r = 0;
+	rc = mw_lmdb_meta_get_u32(s, txn, "new_dev_day", &day);
+	if (rc == MDB_NOTFOUND || (rc == 0 && day != (uint32_t)(now / 86400)))
+		return 0;
+	if (rc != 0)
+		return rc;
+	rc = mw_lmdb_meta_get_u32(s, txn, "new_dev_count", count_r);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int new_devices_count(struct lmdb_store *s, MDB_txn *txn, time_t now,
+			     uint32_t today)
+{
+	int rc;
+
+	rc = mw_lmdb_meta_put_u32(s, txn, "new_dev_day", (uint32_t)(now / 86400));
+	if (rc == 0) {
+		rc = mw_lmdb_meta_put_u32(s, txn, "new_dev_count",
+					  today == UINT32_MAX ? today : today + 1);
+	}
+	return rc;
+}
+
+/* makes room for the device of ctx (or finds there is none: refused) and
+   hands out its number */
+static int device_make_room(struct lmdb_store *s, MDB_txn *txn,
+			    struct register_ctx *ctx, unsigned int *dev_no_r)
+{
+	const struct mw_device_limits *limits = ctx->limits;
+	struct mw_device_rec *recs;
+	unsigned char used[(MW_STORE_MAX_DEV_NO + 1) / 8];
+	unsigned int count, i, max_used = 0;
+	bool full;
+	int rc;
+
+	rc = devices_load_to_remove(s, txn, &recs, &count);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < count; i++) {
+		if (recs[i].dev_no > max_used)
+			max_used = recs[i].dev_no;
+	}
+	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
+				  limits->expire_secs, limits->max_devices,
+				  limits, &ctx->ev, &full);
+	memset(used, 0, sizeof(used));
+	for (i = 0; i < count; i++) {
+		if (recs[i].dev_no != 0)
+			used[recs[i].dev_no / 8] |= 1 << (recs[i].dev_no % 8);
+	}
+	free(recs);
+	if (rc != 0)
+		return rc;
+	if (full) {
+		ctx->refused = MW_DEVICE_REFUSED_FULL;
+		/* the expiries stay; nothing else is written */
+		return ctx->ev.count > 0 ? 0 : MW_RC_NOCHANGE;
+	}
+	return dev_no_allocate(s, txn, used, max_used, dev_no_r);
+}
 
 static int device_register_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 {
 	struct register_ctx *ctx = _ctx;
-	struct mw_device_rec *recs;
-	unsigned char used[(MW_STORE_MAX_DEV_NO + 1) / 8];
-	unsigned int count, i, dev_no, max_used = 0;
+	unsigned int dev_no;
+	uint32_t today;
 	int rc;
 
 	ctx->ev.count = 0;
 	ctx->created = false;
+	ctx->refused = 0;
 	rc = mw_lmdb_device_get_txn(s, txn, ctx->id, &ctx->rec);
 	if (rc == 0) {
 		/* known device (maybe created by a concurrent session) */
@@ -244,40 +370,24 @@ static int device_register_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 	if (rc != MDB_NOTFOUND)
 		return rc;
 
-	rc = mw_lmdb_devices_load(s, txn, &recs, &count);
-	if (rc != 0)
+	if ((rc = new_devices_today(s, txn, ctx->now, &today)) != 0)
 		return rc;
-	for (i = 0; i < count; i++) {
-		if (recs[i].dev_no > max_used)
-			max_used = recs[i].dev_no;
+	if (ctx->limits->new_per_day > 0 &&
+	    today >= ctx->limits->new_per_day) {
+		ctx->refused = MW_DEVICE_REFUSED_RATE;
+		return MW_RC_NOCHANGE;
 	}
-	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
-				  ctx->expire_secs, ctx->max_devices,
-				  &ctx->ev);
-	memset(used, 0, sizeof(used));
-	for (i = 0; i < count; i++) {
-		if (recs[i].dev_no != 0)
-			used[recs[i].dev_no / 8] |= 1 << (recs[i].dev_no % 8);
-	}
-	free(recs);
-	if (rc != 0)
+	rc = device_make_room(s, txn, ctx, &dev_no);
+	if (rc != 0 || ctx->refused != 0)
 		return rc;
-	rc = dev_no_allocate(s, txn, used, max_used, &dev_no);
-	if (rc != 0)
+	register_rec_init(ctx, dev_no);
+	if ((rc = mw_lmdb_device_put(s, txn, &ctx->rec)) != 0 ||
+	    (rc = new_devices_count(s, txn, ctx->now, today)) != 0 ||
+	    (rc = dev_events_add(&ctx->ev, MW_DEVICE_EVENT_REGISTERED,
+				 &ctx->rec)) != 0)
 		return rc;
-	memset(&ctx->rec, 0, sizeof(ctx->rec));
-	mw_lmdb_dev_rec_set_id(&ctx->rec, ctx->id);
-	ctx->rec.dev_no = (uint16_t)dev_no;
-	ctx->rec.first_seen = ctx->rec.last_seen = ctx->now;
-	(void)mw_sanitize(ctx->label, ctx->rec.label, sizeof(ctx->rec.label));
-	(void)mw_sanitize(ctx->protocol, ctx->rec.protocol,
-			  sizeof(ctx->rec.protocol));
-	rc = mw_lmdb_device_put(s, txn, &ctx->rec);
-	if (rc == 0)
-		rc = dev_events_add(&ctx->ev, MW_DEVICE_EVENT_REGISTERED,
-				    &ctx->rec);
-	ctx->created = rc == 0;
-	return rc;
+	ctx->created = true;
+	return 0;
 }
 
 static int store_device_register(struct lmdb_store *s,
@@ -305,19 +415,22 @@ static int store_device_register(struct lmdb_store *s,
 		free(ctx->ev.events);
 		return store_fail(s, error_r);
 	}
+	if (ctx->refused != 0)
+		register_rec_init(ctx, 0);
 	if (rec_r != NULL)
 		*rec_r = ctx->rec;
 	dev_events_emit(&ctx->ev, cb, cb_ctx);
+	if (ctx->refused != 0)
+		return ctx->refused;
 	return ctx->created ? 1 : 0;
 }
 
 int mw_lmdb_device_register(struct mw_store *store,
 			    const unsigned char id[MW_DEVICE_ID_SIZE],
 			    const char *label, const char *protocol,
-			    time_t now, unsigned int max_devices,
-			    time_t expire_secs, mw_device_event_cb *cb,
-			    void *cb_ctx, struct mw_device_rec *rec_r,
-			    const char **error_r)
+			    time_t now, const struct mw_device_limits *limits,
+			    mw_device_event_cb *cb, void *cb_ctx,
+			    struct mw_device_rec *rec_r, const char **error_r)
 {
 	struct lmdb_store *s = LMDB_STORE(store);
 	struct register_ctx ctx;
@@ -327,8 +440,7 @@ int mw_lmdb_device_register(struct mw_store *store,
 	ctx.label = label;
 	ctx.protocol = protocol;
 	ctx.now = now;
-	ctx.max_devices = max_devices;
-	ctx.expire_secs = expire_secs;
+	ctx.limits = limits;
 	STORE_GUARDED(s, error_r, store_device_register(s, &ctx, cb, cb_ctx,
 							rec_r, error_r));
 }
@@ -343,13 +455,14 @@ static int device_expire_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 	struct expire_ctx *ctx = _ctx;
 	struct mw_device_rec *recs;
 	unsigned int count;
+	bool full;
 	int rc;
 
 	ctx->ev.count = 0;
 	if ((rc = devices_load_to_remove(s, txn, &recs, &count)) != 0)
 		return rc;
 	rc = devices_expire_evict(s, txn, recs, count, ctx->now,
-				  ctx->expire_secs, 0, &ctx->ev);
+				  ctx->expire_secs, 0, NULL, &ctx->ev, &full);
 	free(recs);
 	return rc;
 }

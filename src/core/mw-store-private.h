@@ -110,8 +110,9 @@ typedef int mw_store_device_get_fn(struct mw_store *store,
 typedef int mw_store_device_register_fn(
 	struct mw_store *store, const unsigned char id[MW_DEVICE_ID_SIZE],
 	const char *label, const char *protocol, time_t now,
-	unsigned int max_devices, time_t expire_secs, mw_device_event_cb *cb,
+	const struct mw_device_limits *limits, mw_device_event_cb *cb,
 	void *ctx, struct mw_device_rec *rec_r, const char **error_r);
+
 typedef int mw_store_device_expire_fn(struct mw_store *store, time_t now,
 				      time_t expire_secs,
 				      mw_device_event_cb *cb, void *ctx,

@@ -192,6 +192,24 @@ int mw_store_device_register(struct mw_store *store, const char *id_hex,
 			     void *ctx, struct mw_device_rec *rec_r,
 			     const char **error_r)
 {
+	struct mw_device_limits limits;
+
+	memset(&limits, 0, sizeof(limits));
+	limits.max_devices = max_devices;
+	limits.expire_secs = expire_secs;
+	return mw_store_device_register_limits(store, id_hex, label,
+					       protocol, now, &limits, cb,
+					       ctx, rec_r, error_r);
+}
+
+int mw_store_device_register_limits(struct mw_store *store,
+				    const char *id_hex, const char *label,
+				    const char *protocol, time_t now,
+				    const struct mw_device_limits *limits,
+				    mw_device_event_cb *cb, void *ctx,
+				    struct mw_device_rec *rec_r,
+				    const char **error_r)
+{
 	unsigned char id[MW_DEVICE_ID_SIZE];
 
 	if (store_arg_hex(store, id_hex, id, sizeof(id), "device id",
@@ -199,9 +217,10 @@ int mw_store_device_register(struct mw_store *store, const char *id_hex,
 		return -1;
 	return store->backend->device_register(
 		store, id, label != NULL ? label : "",
-		protocol != NULL ? protocol : "", now, max_devices,
-		expire_secs, cb, ctx, rec_r, error_r);
+		protocol != NULL ? protocol : "", now, limits, cb, ctx,
+		rec_r, error_r);
 }
+
 
 int mw_store_device_expire(struct mw_store *store, time_t now,
 			   time_t expire_secs, mw_device_event_cb *cb,

@@ -261,7 +261,51 @@ int mw_store_device_register(struct mw_store *store, const char *id_hex,
 			     time_t expire_secs, mw_device_event_cb *cb,
 			     void *ctx, struct mw_device_rec *rec_r,
 			     const char **error_r);
+/* What mw_store_device_register_limits() may do to make room for a new
+   device, and how many new devices it accepts. */
+struct mw_device_limits {
+	/* devices kept, 0 = unlimited */
+	unsigned int max_devices;
+	/* devices idle longer than this (seconds) are removed, 0 = never */
+	time_t expire_secs;
+	/* a device seen less than protect_secs before now is never
+	   evicted, 0 = none is protected by its age */
+	time_t protect_secs;
+	/* further devices never evicted: protected_cb (may be NULL)
+	   returns true for them. It runs inside the write transaction
+	   (must not call the store); rec is valid during the call. */
+	bool (*protected_cb)(const struct mw_device_rec *rec, void *ctx);
+	void *protected_ctx;
+	/* new devices accepted per UTC day (counted in the store), 0 =
+	   unlimited */
+	unsigned int new_per_day;
+};
+
+/* mw_store_device_register_limits(): the device was not registered */
+#define MW_DEVICE_REFUSED_FULL 2	/* max_devices exist, none evictable */
+#define MW_DEVICE_REFUSED_RATE 3	/* new_per_day reached today */
+
+/* mw_store_device_register() with protection from eviction and a rate
+   limit: a new device first expires idle devices, then evicts the least
+   recently seen devices that are neither seen within protect_secs nor
+   protected_cb's (ties: lowest dev_no) while max_devices or more exist;
+   if they still do, the new device is refused (MW_DEVICE_REFUSED_FULL),
+   never evicting a protected one. Before that, a new device beyond
+   new_per_day new devices of this UTC day is refused
+   (MW_DEVICE_REFUSED_RATE; nothing is removed). A refused device is not
+   stored and no records can be kept for it; *rec_r (may be NULL) then
+   gets its id, label and protocol with dev_no 0 and now as its times.
+   Expiries done before a refusal stay (cb reports them). limits may not
+   be NULL. Returns 1 created, 0 known, MW_DEVICE_REFUSED_*, -1 error. */
+int mw_store_device_register_limits(struct mw_store *store,
+				    const char *id_hex, const char *label,
+				    const char *protocol, time_t now,
+				    const struct mw_device_limits *limits,
+				    mw_device_event_cb *cb, void *ctx,
+				    struct mw_device_rec *rec_r,
+				    const char **error_r);
 /* Removes devices idle longer than expire_secs (> 0) with their records,
+
    reporting each through cb (may be NULL). Returns the number removed or
    -1 on error. For periodic cleanup (doveadm). */
 int mw_store_device_expire(struct mw_store *store, time_t now,

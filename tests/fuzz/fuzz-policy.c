@@ -32,6 +32,8 @@ static const char *const setting_names[] = {
 	"mailward_audit_spool",
 	"mailward_pop3_disposition",
 	"mailward_pop3_login_delay",
+	"mailward_device_protect",
+	"mailward_device_new_per_day",
 };
 #define N_SETTINGS (sizeof(setting_names) / sizeof(setting_names[0]))
 
@@ -90,6 +92,9 @@ static void check_settings(const struct mw_settings *set,
 		    MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES);
 	FUZZ_ASSERT(set->expunge_delay_secs <= MW_INTERVAL_MAX);
 	FUZZ_ASSERT(set->device_expire_secs <= MW_INTERVAL_MAX);
+	FUZZ_ASSERT(set->device_protect_secs <= MW_INTERVAL_MAX);
+	FUZZ_ASSERT(set->device_new_per_day <= MW_DEVICE_NEW_LIMIT);
+
 	FUZZ_ASSERT(set->device_max >= 1 &&
 		    set->device_max <= MW_DEVICE_MAX_LIMIT);
 	FUZZ_ASSERT(set->device_v4_prefix <= 32);

@@ -413,6 +413,150 @@ static void test_msg_get_many(void **state)
 	mw_store_unref(&s);
 }
 
+static int collect_dev_cb(const struct mw_device_rec *rec, void *ctx);
+
+static int register_limits(struct mw_store *s, unsigned int n, time_t now,
+			   const struct mw_device_limits *limits,
+			   struct event_log *log, struct mw_device_rec *rec_r)
+{
+	char id[MW_DEVICE_ID_HEX_SIZE], label[32];
+	const char *error;
+	int ret;
+
+	dev_id(n, id);
+	snprintf(label, sizeof(label), "device %u", n);
+	if (log != NULL)
+		memset(log, 0, sizeof(*log));
+	ret = mw_store_device_register_limits(s, id, label, "pop3", now,
+					      limits, log == NULL ? NULL :
+					      event_cb, log, rec_r, &error);
+	if (ret < 0)
+		fail_msg("register failed: %s", error);
+	return ret;
+}
+
+static unsigned int count_devices(struct mw_store *s)
+{
+	struct event_log log;
+	const char *error;
+
+	memset(&log, 0, sizeof(log));
+	if (mw_store_device_iter(s, collect_dev_cb, &log, &error) < 0)
+		fail_msg("iter failed: %s", error);
+	return log.count;
+}
+
+static bool protect_dev_no_3(const struct mw_device_rec *rec, void *ctx)
+{
+	(*(unsigned int *)ctx)++;
+	return rec->dev_no == 3;
+}
+
+/* A device table full of protected devices refuses a new device instead
+   of evicting one; unprotected ones are evicted least recently seen
+   first; expiry still removes idle devices. */
+static void test_device_protection(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_limits limits;
+	struct mw_device_rec rec;
+	struct event_log log;
+	unsigned int calls = 0;
+	char id[MW_DEVICE_ID_HEX_SIZE];
+
+	memset(&limits, 0, sizeof(limits));
+	limits.max_devices = 3;
+	limits.protect_secs = 100;
+	assert_int_equal(register_limits(s, 1, 1000, &limits, NULL, &rec), 1);
+	assert_int_equal(register_limits(s, 2, 1001, &limits, NULL, &rec), 1);
+	assert_int_equal(register_limits(s, 3, 1002, &limits, NULL, &rec), 1);
+	add_msgs(s, 1, MBOX_A, 4, 1000);
+	/* all seen within 100 s: refused, nothing removed or stored */
+	assert_int_equal(register_limits(s, 4, 1050, &limits, &log, &rec),
+			 MW_DEVICE_REFUSED_FULL);
+	assert_int_equal(log.count, 0);
+	assert_int_equal(rec.dev_no, 0);
+	dev_id(4, id);
+	assert_string_equal(rec.id_hex, id);
+	assert_string_equal(rec.label, "device 4");
+	assert_int_equal(count_devices(s), 3);
+	assert_int_equal(count_msgs(s, 1, NULL), 4);
+	/* a known device is not refused */
+	assert_int_equal(register_limits(s, 1, 1090, &limits, NULL, &rec), 0);
+	/* at 1101: device 2 (100 s ago) may go, device 1 (11 s) and 3
+	   (99 s) may not */
+	assert_int_equal(register_limits(s, 4, 1101, &limits, &log, &rec), 1);
+	assert_int_equal(log.count, 2);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EVICTED);
+	assert_int_equal(log.recs[0].dev_no, 2);
+	assert_int_equal(rec.dev_no, 4);
+	assert_int_equal(count_msgs(s, 1, NULL), 4);
+
+	/* protected_cb (device 3): with every device old, the least
+	   recently seen unprotected one goes (1, not 3) */
+	limits.protect_secs = 0;
+	limits.protected_cb = protect_dev_no_3;
+	limits.protected_ctx = &calls;
+	assert_int_equal(register_limits(s, 5, 5000, &limits, &log, &rec), 1);
+	assert_true(calls > 0);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EVICTED);
+	assert_int_equal(log.recs[0].dev_no, 1);
+	assert_int_equal(count_msgs(s, 1, NULL), 0);
+	/* expiry removes even a protected device (an expired device no
+	   longer counts), and stays when the new device is refused */
+	limits.protect_secs = 1000000;
+	limits.expire_secs = 4000;
+	limits.max_devices = 1;
+	assert_int_equal(register_limits(s, 6, 8200, &limits, &log, &rec),
+			 MW_DEVICE_REFUSED_FULL);
+	assert_int_equal(log.count, 2);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_EXPIRED);
+	assert_int_equal(log.events[1], MW_DEVICE_EVENT_EXPIRED);
+	assert_int_equal(count_devices(s), 1);
+	limits.max_devices = 3;
+	assert_int_equal(register_limits(s, 6, 8201, &limits, &log, &rec), 1);
+	assert_int_equal(log.count, 1);
+	assert_int_equal(log.events[0], MW_DEVICE_EVENT_REGISTERED);
+	mw_store_unref(&s);
+}
+
+/* At most new_per_day new devices per UTC day; known ones always pass */
+static void test_device_new_per_day(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	struct mw_device_limits limits;
+	struct mw_device_rec rec;
+	struct event_log log;
+	time_t day = 20000 * 86400;
+
+	memset(&limits, 0, sizeof(limits));
+	limits.max_devices = 10;
+	limits.new_per_day = 2;
+	assert_int_equal(register_limits(s, 1, day + 10, &limits, NULL, &rec), 1);
+	assert_int_equal(register_limits(s, 2, day + 20, &limits, NULL, &rec), 1);
+	assert_int_equal(register_limits(s, 3, day + 30, &limits, &log, &rec),
+			 MW_DEVICE_REFUSED_RATE);
+	assert_int_equal(log.count, 0);
+	assert_int_equal(rec.dev_no, 0);
+	assert_int_equal(register_limits(s, 1, day + 86399, &limits, NULL,
+					 &rec), 0);
+	assert_int_equal(count_devices(s), 2);
+	/* the next UTC day */
+	assert_int_equal(register_limits(s, 3, day + 86400, &limits, NULL,
+					 &rec), 1);
+	assert_int_equal(register_limits(s, 4, day + 86401, &limits, NULL,
+					 &rec), 1);
+	assert_int_equal(register_limits(s, 5, day + 86402, &limits, NULL,
+					 &rec), MW_DEVICE_REFUSED_RATE);
+	/* 0: unlimited */
+	limits.new_per_day = 0;
+	assert_int_equal(register_limits(s, 5, day + 86403, &limits, NULL,
+					 &rec), 1);
+	mw_store_unref(&s);
+}
+
 static void test_device_eviction(void **state)
 {
 	struct fixture *f = *state;
@@ -2239,6 +2383,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_protection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_new_per_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_size_high_water, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_iter_forget, setup, teardown),

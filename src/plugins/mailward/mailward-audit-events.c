@@ -370,6 +370,9 @@ void mailward_audit_notice(struct mailward_user *muser,
 		outcome = "failed";
 	else if (kind == MAILWARD_NOTICE_STATE_DISCARDED)
 		outcome = "dropped";
+	else if (kind == MAILWARD_NOTICE_DEVICE_REFUSED)
+		outcome = "refused";
+
 	mailward_audit_event_init(muser, &ev,
 				  mailward_notice_event_name(kind), outcome);
 	if (device != NULL) {

@@ -9,6 +9,7 @@
 #include "mailward-private.h"
 #include "mailward-display.h"
 #include "mw-imapid.h"
+#include "mw-retrieval.h"
 
 /* messages whose fetch is kept in memory while an IMAP session's device
    is pending (each once, however often fetched; about 150 bytes each) */
@@ -90,6 +91,82 @@ mailward_pop3_login_delay_check(struct mailward_user *muser,
 	return TRUE;
 }
 
+/* Under expunge-after-all-devices a device that counts
+   (mw_all_devices_counts()) is never evicted: a message waits for it. */
+static bool mailward_device_counts(const struct mw_device_rec *rec,
+				   void *context)
+{
+	struct mailward_user *muser = context;
+
+	return muser->set.pop3_policy ==
+		MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES &&
+		mw_all_devices_counts(&muser->set, rec->protocol,
+				      rec->last_seen, ioloop_time);
+}
+
+static int
+mailward_device_store_register(struct mailward_user *muser,
+			       const char *id_hex, const char *label,
+			       const char **error_r)
+{
+	struct mw_device_limits limits;
+
+	i_zero(&limits);
+	limits.max_devices = muser->set.device_max;
+	limits.expire_secs = muser->set.device_expire_secs;
+	limits.protect_secs = muser->set.device_protect_secs;
+	limits.protected_cb = mailward_device_counts;
+	limits.protected_ctx = muser;
+	limits.new_per_day = muser->set.device_new_per_day;
+	return mw_store_device_register_limits(muser->store, id_hex, label,
+					       muser->user->service,
+					       ioloop_time, &limits,
+					       mailward_device_event, muser,
+					       &muser->device, error_r);
+}
+
+/* The session's new device was not registered (muser->device: its id
+   and label, dev_no 0): the session runs without device state, fail-safe
+   (no policy expunge, its POP3 view the whole mailbox); logged as an
+   error and audited as device_refused. No device was evicted for it. */
+static void mailward_device_refused(struct mailward_user *muser, int ret)
+{
+	const char *reason;
+
+	if (ret == MW_DEVICE_REFUSED_RATE) {
+		reason = t_strdup_printf(
+			"New device of user %s not registered: %u new devices "
+			"were registered today (UTC) already "
+			"(mailward_device_new_per_day=%u)",
+			muser->user->username, muser->set.device_new_per_day,
+			muser->set.device_new_per_day);
+	} else {
+		reason = t_strdup_printf(
+			"New device of user %s not registered: the user has "
+			"mailward_device_max=%u devices and none may be evicted "
+			"(each was seen within mailward_device_protect=%us%s); "
+			"remove one with doveadm mailward forget",
+			muser->user->username, muser->set.device_max,
+			muser->set.device_protect_secs,
+			muser->set.pop3_policy ==
+			MW_POP3_POLICY_EXPUNGE_AFTER_ALL_DEVICES ?
+			" or still counts for expunge-after-all-devices" : "");
+	}
+	muser->device_registered = FALSE;
+	mailward_user_mark_fail_safe(muser, reason);
+	e_error(mailward_named_event(muser, "mailward_device_refused")->
+		add_str("device", muser->device.id_hex)->
+		add_str("device_label", muser->device.label)->
+		add_str("device_protocol", muser->device.protocol)->
+		add_str("reason", reason)->event(),
+		"%s - device %s (%s) runs without device state: session is "
+		"fail-safe: policy expunges nothing", reason,
+		muser->device.id_hex,
+		mailward_display(muser->device.label, 0));
+	mailward_notice(muser, MAILWARD_NOTICE_DEVICE_REFUSED, reason,
+			&muser->device);
+}
+
 static void
 mailward_device_register(struct mailward_user *muser,
 			 const struct mw_id_params *id)
@@ -125,16 +202,15 @@ mailward_device_register(struct mailward_user *muser,
 	    strcmp(user->service, "pop3") == 0 &&
 	    mailward_pop3_login_delay_check(muser, id_hex))
 		return;
-	ret = mw_store_device_register(muser->store, id_hex, label,
-				       user->service, ioloop_time,
-				       muser->set.device_max,
-				       muser->set.device_expire_secs,
-				       mailward_device_event, muser,
-				       &muser->device, &error);
+	ret = mailward_device_store_register(muser, id_hex, label, &error);
 	if (ret < 0) {
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
 		muser->device_registered = FALSE;
+		return;
+	}
+	if (ret == MW_DEVICE_REFUSED_FULL || ret == MW_DEVICE_REFUSED_RATE) {
+		mailward_device_refused(muser, ret);
 		return;
 	}
 	muser->device_registered = TRUE;

@@ -289,6 +289,11 @@ enum mailward_notice_kind {
 	/* the pending IMAP device is known now (or never will be): what
 	   waited for it goes out */
 	MAILWARD_NOTICE_DEVICE_RESOLVED,
+	/* the session's new device was not registered (device table full
+	   of protected devices, or too many new devices today): the
+	   session is fail-safe; device: the refused one (dev_no 0);
+	   detail: why */
+	MAILWARD_NOTICE_DEVICE_REFUSED,
 };
 typedef void mailward_notice_handler_t(struct mailward_user *muser,
 				       enum mailward_notice_kind kind,
@@ -314,6 +319,11 @@ const char *mailward_user_setting(struct mailward_user *muser,
    the reason as an error and reports it (MAILWARD_NOTICE_STATE_ERROR). */
 void mailward_user_set_fail_safe(struct mailward_user *muser,
 				 const char *reason);
+/* Same without logging or reporting it (the caller does, more
+   precisely). */
+void mailward_user_mark_fail_safe(struct mailward_user *muser,
+				  const char *reason);
+
 
 /* Opens the session's state store and device key (mailward-state.c).
    Returns FALSE when the session has no state store (logged, fail-safe

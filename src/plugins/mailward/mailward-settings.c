@@ -21,6 +21,8 @@ static const struct setting_define mailward_setting_defines[] = {
 	DEF(mailward_state_dir),
 	DEF(mailward_device_max),
 	DEF(mailward_device_expire),
+	DEF(mailward_device_protect),
+	DEF(mailward_device_new_per_day),
 	DEF(mailward_device_ipv4_prefix),
 	DEF(mailward_device_ipv6_prefix),
 	DEF(mailward_device_key),
@@ -48,6 +50,9 @@ static const struct mailward_settings mailward_default_settings = {
 	.mailward_state_dir = "",
 	.mailward_device_max = "",
 	.mailward_device_expire = "",
+	.mailward_device_protect = "",
+	.mailward_device_new_per_day = "",
+
 	.mailward_device_ipv4_prefix = "",
 	.mailward_device_ipv6_prefix = "",
 	.mailward_device_key = "",

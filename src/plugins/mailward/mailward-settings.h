@@ -30,6 +30,9 @@ struct mailward_settings {
 	const char *mailward_state_dir;
 	const char *mailward_device_max;
 	const char *mailward_device_expire;
+	const char *mailward_device_protect;
+	const char *mailward_device_new_per_day;
+
 	const char *mailward_device_ipv4_prefix;
 	const char *mailward_device_ipv6_prefix;
 	const char *mailward_device_key;

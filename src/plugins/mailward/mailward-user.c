@@ -32,6 +32,7 @@ static const char *const mailward_notice_events[] = {
 	[MAILWARD_NOTICE_DEVICE_EXPIRED] = "device_expired",
 	[MAILWARD_NOTICE_DEVICE_CHANGED] = "device_changed",
 	[MAILWARD_NOTICE_DEVICE_RESOLVED] = "device_identified",
+	[MAILWARD_NOTICE_DEVICE_REFUSED] = "device_refused",
 };
 
 const char *mailward_notice_event_name(enum mailward_notice_kind kind)
@@ -122,15 +123,22 @@ mailward_setting_lookup(const char *name, void *context,
 	return value;
 }
 
-void mailward_user_set_fail_safe(struct mailward_user *muser,
-				 const char *reason)
+void mailward_user_mark_fail_safe(struct mailward_user *muser,
+				  const char *reason)
 {
 	if (!muser->fail_safe) {
 		muser->fail_safe = TRUE;
 		muser->fail_safe_reason = p_strdup(
 			muser->user->pool, reason);
 	}
-	e_error(mailward_named_event(muser, "mailward_fail_safe")->
+}
+
+void mailward_user_set_fail_safe(struct mailward_user *muser,
+				 const char *reason)
+{
+	mailward_user_mark_fail_safe(muser, reason);
+	e_error(
+mailward_named_event(muser, "mailward_fail_safe")->
 		add_str("reason", reason)->event(), "%s - session is fail-safe: "
 		"policy expunges nothing", mailward_display(reason, 0));
 	mailward_notice(muser, MAILWARD_NOTICE_STATE_ERROR, reason, NULL);
