@@ -79,7 +79,34 @@ static bool batch_guid(struct mw_batch *b, const char *hex,
 	return false;
 }
 
+void mw_batch_expect_device(struct mw_batch *b, uint16_t dev_no,
+			    const unsigned char id[MW_DEVICE_ID_SIZE])
+{
+	struct mw_batch_expect *tmp;
+	unsigned int i, alloc;
+
+	for (i = 0; i < b->expect_count; i++) {
+		if (b->expects[i].dev_no == dev_no) {
+			memcpy(b->expects[i].id, id, MW_DEVICE_ID_SIZE);
+			return;
+		}
+	}
+	if (b->expect_count == b->expect_alloc) {
+		alloc = b->expect_alloc == 0 ? 8 : b->expect_alloc * 2;
+		tmp = realloc(b->expects, alloc * sizeof(*tmp));
+		if (tmp == NULL) {
+			batch_set_error(b, "out of memory");
+			return;
+		}
+		b->expects = tmp;
+		b->expect_alloc = alloc;
+	}
+	b->expects[b->expect_count].dev_no = dev_no;
+	memcpy(b->expects[b->expect_count++].id, id, MW_DEVICE_ID_SIZE);
+}
+
 void mw_batch_bind_device(struct mw_batch *b, const char *id_hex,
+
 			  uint16_t dev_no, unsigned int *dropped_r)
 {
 	unsigned char id[MW_DEVICE_ID_SIZE];
@@ -206,6 +233,7 @@ void mw_batch_summary_set(struct mw_batch *b, uint16_t dev_no,
 
 static void batch_free(struct mw_batch *b)
 {
+	free(b->expects);
 	free(b->ops);
 	free(b);
 }

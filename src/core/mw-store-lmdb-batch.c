@@ -251,8 +251,32 @@ static int apply_summary_set(struct batch_apply *b, MDB_txn *txn,
 	return mdb_put(txn, b->s->dbi_summaries, &k, &v, 0);
 }
 
+/* mw_batch_expect_device(): a number not held by the expected device is
+   taken out of devmap, so its operations are dropped */
+static void batch_check_expected(struct batch_apply *b,
+				 const struct mw_device_rec *recs,
+				 unsigned int count)
+{
+	const struct mw_batch_expect *e;
+	unsigned int i, j;
+
+	for (i = 0; i < b->batch->expect_count; i++) {
+		e = &b->batch->expects[i];
+		for (j = 0; j < count; j++) {
+			if (recs[j].dev_no == e->dev_no)
+				break;
+		}
+		if (j < count && memcmp(recs[j].id, e->id,
+					MW_DEVICE_ID_SIZE) == 0)
+			continue;
+		b->devmap[e->dev_no / 8] &=
+			(unsigned char)~(1 << (e->dev_no % 8));
+	}
+}
+
 /* Loads the devices that exist in txn into b (dev_nos, devmap) and
-   checks the bound device. */
+   checks the bound device and the expected ones. */
+
 static int batch_load_devices(struct batch_apply *b, MDB_txn *txn)
 {
 	struct mw_batch *batch = b->batch;
@@ -293,6 +317,7 @@ static int batch_load_devices(struct batch_apply *b, MDB_txn *txn)
 				(unsigned char)~(1 << (batch->bound_dev_no % 8));
 		}
 	}
+	batch_check_expected(b, recs, count);
 	free(recs);
 	return 0;
 }

@@ -18,6 +18,7 @@ static int msg_get_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 {
 	struct msg_get_ctx *ctx = _ctx;
 	unsigned char kb[MSG_DBKEY_SIZE];
+	struct mw_lmdb_owners owners;
 	const unsigned char *data;
 	MDB_cursor *cur;
 	uint32_t mailbox_no;
@@ -35,6 +36,10 @@ static int msg_get_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 			      ctx->rec->mailbox_guid_hex);
 	}
 	mdb_cursor_close(cur);
+	if (rc == 0 && (rc = mw_lmdb_owners_load(s, txn, &owners)) == 0) {
+		mw_lmdb_owner_fill(&owners, ctx->rec);
+		mw_lmdb_owners_free(&owners);
+	}
 	return rc;
 }
 
@@ -60,6 +65,7 @@ static int msg_get_many_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 {
 	struct msg_get_many_ctx *ctx = _ctx;
 	unsigned char kb[MSG_DBKEY_SIZE];
+	struct mw_lmdb_owners owners;
 	const unsigned char *data;
 	struct mw_msg_query *q;
 	MDB_cursor *cur;
@@ -68,8 +74,12 @@ static int msg_get_many_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 	int rc;
 
 	rc = mw_lmdb_mailbox_lookup(s, txn, ctx->mailbox, &mailbox_no);
-	if (rc != 0 || (rc = mdb_cursor_open(txn, s->dbi_messages, &cur)) != 0)
+	if (rc != 0 || (rc = mw_lmdb_owners_load(s, txn, &owners)) != 0)
 		return rc;
+	if ((rc = mdb_cursor_open(txn, s->dbi_messages, &cur)) != 0) {
+		mw_lmdb_owners_free(&owners);
+		return rc;
+	}
 	for (i = 0; i < ctx->count; i++) {
 		q = &ctx->queries[i];
 		rc = mw_lmdb_msg_find(s, cur, q->dev_no, mailbox_no, q->key,
@@ -82,9 +92,11 @@ static int msg_get_many_txn(struct lmdb_store *s, MDB_txn *txn, void *_ctx)
 		mw_lmdb_msg_decode(kb, data, &q->rec);
 		mw_hex_encode(ctx->mailbox, MW_STORE_GUID_SIZE,
 			      q->rec.mailbox_guid_hex);
+		mw_lmdb_owner_fill(&owners, &q->rec);
 		q->found = true;
 	}
 	mdb_cursor_close(cur);
+	mw_lmdb_owners_free(&owners);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -110,6 +122,7 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 {
 	unsigned char kb[MSG_DBKEY_SIZE];
 	char guid_hex[MW_MAILBOX_GUID_HEX_SIZE];
+	struct mw_lmdb_owners owners;
 	uint32_t guid_no = 0;
 	struct mw_msg_rec rec;
 	MDB_cursor *cur;
@@ -120,9 +133,13 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 	bool stop;
 	int rc;
 
-	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
-	if (rc != 0)
+	if ((rc = mw_lmdb_owners_load(s, txn, &owners)) != 0)
 		return rc;
+	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
+	if (rc != 0) {
+		mw_lmdb_owners_free(&owners);
+		return rc;
+	}
 	mw_lmdb_msg_dbkey(kb, dev_no < 0 ? 0 : (uint16_t)dev_no, have_mbox ? mbox : 0);
 	k.mv_size = sizeof(kb);
 	k.mv_data = kb;
@@ -165,6 +182,7 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 			guid_no = kmbox;
 		}
 		memcpy(rec.mailbox_guid_hex, guid_hex, sizeof(guid_hex));
+		mw_lmdb_owner_fill(&owners, &rec);
 		GUARD_SUSPEND(saved);
 		stop = cb(&rec, ctx) != 0;
 		GUARD_RESUME(saved);
@@ -176,6 +194,7 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 		rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
+	mw_lmdb_owners_free(&owners);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 

@@ -477,3 +477,30 @@ int mw_lmdb_msg_find(struct lmdb_store *s, MDB_cursor *cur, uint16_t dev_no,
 	return 0;
 }
 
+
+int mw_lmdb_owners_load(struct lmdb_store *s, MDB_txn *txn,
+			struct mw_lmdb_owners *o)
+{
+	return mw_lmdb_devices_load(s, txn, &o->recs, &o->count);
+}
+
+void mw_lmdb_owner_fill(const struct mw_lmdb_owners *o,
+			struct mw_msg_rec *rec)
+{
+	unsigned int i;
+
+	for (i = 0; i < o->count; i++) {
+		if (o->recs[i].dev_no == rec->dev_no) {
+			memcpy(rec->dev_id, o->recs[i].id, MW_DEVICE_ID_SIZE);
+			return;
+		}
+	}
+	memset(rec->dev_id, 0, MW_DEVICE_ID_SIZE);
+}
+
+void mw_lmdb_owners_free(struct mw_lmdb_owners *o)
+{
+	free(o->recs);
+	o->recs = NULL;
+	o->count = 0;
+}

@@ -241,10 +241,25 @@ void *mw_lmdb_array_room(void *arr, unsigned int *alloc, unsigned int count,
 int mw_lmdb_devices_load(struct lmdb_store *s, MDB_txn *txn,
 			 struct mw_device_rec **recs_r,
 			 unsigned int *count_r);
+/* The devices of a read transaction by number, for mw_msg_rec.dev_id */
+struct mw_lmdb_owners {
+	struct mw_device_rec *recs;
+	unsigned int count;
+};
+/* Loads the devices of txn into o (free with mw_lmdb_owners_free()).
+   Returns 0 or an error code (o then empty). */
+int mw_lmdb_owners_load(struct lmdb_store *s, MDB_txn *txn,
+			struct mw_lmdb_owners *o);
+/* Sets rec->dev_id to the id of the device holding rec->dev_no in o (all
+   zero: none). */
+void mw_lmdb_owner_fill(const struct mw_lmdb_owners *o,
+			struct mw_msg_rec *rec);
+void mw_lmdb_owners_free(struct mw_lmdb_owners *o);
 /* Pages on LMDB's freelist in txn (mdb_stat -f). Returns 0 or an LMDB
    code. */
 int mw_lmdb_count_free_pages(MDB_txn *txn, uint64_t *count_r);
 int mw_lmdb_device_get_txn(struct lmdb_store *s, MDB_txn *txn,
+
 			   const unsigned char id[MW_DEVICE_ID_SIZE],
 			   struct mw_device_rec *rec_r);
 int mw_lmdb_device_put(struct lmdb_store *s, MDB_txn *txn,

@@ -63,7 +63,14 @@ struct mw_batch_op {
 	bool deferred;
 };
 
+/* mw_batch_expect_device(): dev_no's operations mean device id */
+struct mw_batch_expect {
+	uint16_t dev_no;
+	unsigned char id[MW_DEVICE_ID_SIZE];
+};
+
 /* The operations queued by mw_batch_*(), applied by the backend. */
+
 struct mw_batch {
 	struct mw_store *store;
 	struct mw_batch_op *ops;
@@ -78,7 +85,11 @@ struct mw_batch {
 	uint16_t bound_dev_no;
 	unsigned char bound_id[MW_DEVICE_ID_SIZE];
 	unsigned int *bound_dropped_r;
+	/* mw_batch_expect_device() */
+	struct mw_batch_expect *expects;
+	unsigned int expect_count, expect_alloc;
 };
+
 
 /* A backend's operations. Arguments are checked (ids and GUIDs decoded,
    names bounded) by mw-store.c before these are called. Each int
@@ -112,7 +123,6 @@ typedef int mw_store_device_register_fn(
 	const char *label, const char *protocol, time_t now,
 	const struct mw_device_limits *limits, mw_device_event_cb *cb,
 	void *ctx, struct mw_device_rec *rec_r, const char **error_r);
-
 typedef int mw_store_device_expire_fn(struct mw_store *store, time_t now,
 				      time_t expire_secs,
 				      mw_device_event_cb *cb, void *ctx,

@@ -82,6 +82,13 @@ struct mw_device_rec {
 /* A per-device per-message record. Times are unix seconds, 0 = unset. */
 struct mw_msg_rec {
 	uint16_t dev_no;
+	/* filled by reads: the id of the device that holds dev_no in the
+	   read's transaction (all zero: none). Device numbers are 16 bits
+	   and are handed out again after 65535 registrations: a caller
+	   that holds a number from another transaction (its session's
+	   device, a device list) compares this id with the device it
+	   means before taking the record as that device's. */
+	unsigned char dev_id[MW_DEVICE_ID_SIZE];
 	uint32_t mailbox_no;
 	char mailbox_guid_hex[MW_MAILBOX_GUID_HEX_SIZE];
 	unsigned char key[MW_MSG_KEY_SIZE];	/* mw_msg_key() of the GUID */
@@ -465,7 +472,17 @@ void mw_batch_summary_set(struct mw_batch *batch, uint16_t dev_no,
    replaces the previous binding. */
 void mw_batch_bind_device(struct mw_batch *batch, const char *id_hex,
 			  uint16_t dev_no, unsigned int *dropped_r);
+/* Declares that the batch's operations on dev_no mean the device id
+   (raw, e.g. mw_msg_rec.dev_id of the record they were decided on): at
+   commit, inside the write transaction, if dev_no is not held by that
+   device (removed, or its number handed to another device since), they
+   are dropped, never applied to another device. Several numbers may be
+   declared; declaring a number again replaces its id. Out of memory is
+   remembered and fails the commit. */
+void mw_batch_expect_device(struct mw_batch *batch, uint16_t dev_no,
+			    const unsigned char id[MW_DEVICE_ID_SIZE]);
 /* The granularity of this batch's device touches and summary times
+
    (see mw_batch_device_touch()), MW_DEVICE_TOUCH_SECS unless set; 0
    writes every touch. */
 void mw_batch_set_touch_secs(struct mw_batch *batch, unsigned int secs);

@@ -1244,6 +1244,94 @@ static void test_batch_bound_device(void **state)
 	}
 }
 
+static int first_rec_cb(const struct mw_msg_rec *rec, void *ctx)
+{
+	*(struct mw_msg_rec *)ctx = *rec;
+	return 1;
+}
+
+/* After 65535 registrations device numbers are handed out again: a
+   session that still holds a removed device's number reads the records
+   of the device that holds it now, and every read says whose they are
+   (dev_id), so that they are never taken as the removed device's; writes
+   meant for the removed device are dropped (mw_batch_expect_device). */
+static void test_dev_no_wrap_reads(void **state)
+{
+	struct fixture *f = *state;
+	static const unsigned char next_65535[4] = { 0, 0, 0xff, 0xff };
+	struct mw_device_rec phone, tablet;
+	struct mw_msg_query q;
+	struct mw_msg_rec rec;
+	struct mw_store *s;
+	struct mw_batch *b;
+	const char *error;
+	unsigned char key[MW_MSG_KEY_SIZE];
+
+	s = open_ok(f->store_dir);
+	phone = register_ok(s, 1, 100, 0, 0, 1);
+	assert_int_equal(phone.dev_no, 1);
+	add_msgs(s, phone.dev_no, MBOX_A, 2, 100);
+	assert_int_equal(mw_store_msg_iter(s, phone.dev_no, MBOX_A,
+					   first_rec_cb, &rec, &error), 1);
+	assert_memory_equal(rec.dev_id, phone.id, MW_DEVICE_ID_SIZE);
+	mw_store_unref(&s);
+
+	/* 65534 registrations later (the counter as they leave it)... */
+	raw_put(f->store_dir, "meta", "next_dev_no", 11, next_65535, 4);
+	s = open_ok(f->store_dir);
+	assert_int_equal(register_ok(s, 2, 200, 0, 0, 1).dev_no, 65535);
+	/* ...the phone is removed while a session of it is open, and the
+	   tablet gets its number */
+	assert_int_equal(mw_store_device_forget(s, phone.id_hex, NULL,
+						&error), 1);
+	tablet = register_ok(s, 3, 300, 0, 0, 1);
+	assert_int_equal(tablet.dev_no, phone.dev_no);
+	b = mw_batch_begin(s);
+	mw_batch_bind_device(b, tablet.id_hex, tablet.dev_no, NULL);
+	mw_batch_msg_update(b, tablet.dev_no, MBOX_A, "t1", 7,
+			    MW_MSG_RETRIEVED, 300);
+	commit_ok(&b);
+
+	/* the phone's session reads its number: the tablet's records */
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(mw_store_msg_iter(s, phone.dev_no, MBOX_A,
+					   first_rec_cb, &rec, &error), 1);
+	assert_memory_equal(rec.dev_id, tablet.id, MW_DEVICE_ID_SIZE);
+	assert_memory_not_equal(rec.dev_id, phone.id, MW_DEVICE_ID_SIZE);
+	assert_int_equal(mw_store_msg_iter(s, -1, NULL, first_rec_cb, &rec,
+					   &error), 1);
+	assert_memory_equal(rec.dev_id, tablet.id, MW_DEVICE_ID_SIZE);
+	memset(&rec, 0, sizeof(rec));
+	assert_int_equal(mw_store_msg_get(s, phone.dev_no, MBOX_A, "t1",
+					  &rec, &error), 1);
+	assert_memory_equal(rec.dev_id, tablet.id, MW_DEVICE_ID_SIZE);
+	memset(&q, 0, sizeof(q));
+	q.dev_no = phone.dev_no;
+	mw_msg_key("t1", q.key);
+	assert_int_equal(mw_store_msg_get_many(s, MBOX_A, &q, 1, &error), 0);
+	assert_true(q.found);
+	assert_memory_equal(q.rec.dev_id, tablet.id, MW_DEVICE_ID_SIZE);
+
+	/* a write meant for the phone is dropped, one for the tablet not */
+	b = mw_batch_begin(s);
+	mw_batch_expect_device(b, phone.dev_no, phone.id);
+	mw_batch_msg_update(b, phone.dev_no, MBOX_A, "p1", 8,
+			    MW_MSG_RETRIEVED, 400);
+	commit_ok(&b);
+	assert_int_equal(count_msgs(s, tablet.dev_no, NULL), 1);
+	b = mw_batch_begin(s);
+	mw_batch_expect_device(b, tablet.dev_no, tablet.id);
+	mw_msg_key("t1", key);
+	mw_batch_msg_update_key(b, tablet.dev_no, MBOX_A, key, 7, MW_MSG_DUE,
+				500);
+	commit_ok(&b);
+	assert_int_equal(mw_store_msg_get(s, tablet.dev_no, MBOX_A, "t1",
+					  &rec, &error), 1);
+	assert_int_equal(rec.expunge_due, 500);
+
+	mw_store_unref(&s);
+}
+
 /* Device numbers: handed out in increasing order, never the number of a
    device removed since (also in stores written before the counter
    existed), wrapping after 65535 and skipping numbers in use. */
@@ -2384,8 +2472,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_protection, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_device_new_per_day, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dev_no_wrap_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_size_high_water, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_new_per_day, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_iter_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msg_update_get, setup, teardown),

@@ -320,6 +320,8 @@ static struct doveadm_mail_cmd_context *cmd_mailward_devices_alloc(void)
 
 struct state_row {
 	uint16_t dev_no;
+	/* the device that held dev_no when the records were read */
+	unsigned char dev_id[MW_DEVICE_ID_SIZE];
 	uint32_t mailbox_no;
 	const char *mailbox_guid;
 	unsigned int retrieved, deleted, pending;
@@ -347,6 +349,7 @@ static int state_iter_cb(const struct mw_msg_rec *rec, void *context)
 	if (row == NULL) {
 		row = array_append_space(&ctx->rows);
 		row->dev_no = rec->dev_no;
+		memcpy(row->dev_id, rec->dev_id, sizeof(row->dev_id));
 		row->mailbox_no = rec->mailbox_no;
 		row->mailbox_guid = p_strdup(ctx->pool, rec->mailbox_guid_hex);
 	}
@@ -364,6 +367,7 @@ static int state_iter_cb(const struct mw_msg_rec *rec, void *context)
 
 struct device_lookup_ctx {
 	uint16_t dev_no;
+	const unsigned char *id;
 	struct mw_device_rec rec;
 	bool found;
 };
@@ -372,7 +376,10 @@ static int device_lookup_cb(const struct mw_device_rec *rec, void *context)
 {
 	struct device_lookup_ctx *ctx = context;
 
-	if (rec->dev_no != ctx->dev_no)
+	/* (the number may have been handed to another device since the
+	   records were read: that one is not theirs) */
+	if (rec->dev_no != ctx->dev_no ||
+	    memcmp(rec->id, ctx->id, MW_DEVICE_ID_SIZE) != 0)
 		return 0;
 	ctx->rec = *rec;
 	ctx->found = TRUE;
@@ -408,6 +415,7 @@ static int summary_rows_cb(const struct mw_device_rec *rec, void *context)
 		return 0;
 	new_row = array_append_space(&ctx->sctx->rows);
 	new_row->dev_no = rec->dev_no;
+	memcpy(new_row->dev_id, rec->id, sizeof(new_row->dev_id));
 	new_row->mailbox_guid = p_strdup(ctx->sctx->pool, ctx->mailbox_guid);
 	return 0;
 }
@@ -466,7 +474,9 @@ state_row_print(struct mailward_user *muser, struct mail_user *user,
 
 	i_zero(&dctx);
 	dctx.dev_no = row->dev_no;
-	(void)mw_store_device_iter(store, device_lookup_cb, &dctx, &error);
+	dctx.id = row->dev_id;
+	(void)mw_store_device_iter(
+store, device_lookup_cb, &dctx, &error);
 	doveadm_print(mailward_display(user->username, 0));
 	doveadm_print(dctx.found ? dctx.rec.id_hex : "");
 	doveadm_print(dctx.found ? mailward_display(dctx.rec.label, 0) : "");

@@ -119,8 +119,13 @@ int mailward_dispose_targets(struct mailward_user *muser, struct mailbox *box,
 /* --- mailward-sweep.c --- */
 /* The devices that count for expunge-after-all-devices
    (mw_all_devices_counts()). */
+struct mailward_dev_id {
+	unsigned char id[MW_DEVICE_ID_SIZE];
+};
 struct mailward_devices {
 	ARRAY(uint16_t) dev_nos;
+	/* the id of each device of dev_nos, in the same order */
+	ARRAY(struct mailward_dev_id) ids;
 	/* the session's device exists (same id and number) */
 	bool self_found;
 };
@@ -129,6 +134,13 @@ struct mailward_devices {
    session made fail-safe). */
 int mailward_devices_read(struct mailward_user *muser, time_t now,
 			  pool_t pool, struct mailward_devices *devs);
+/* TRUE if rec (read in another transaction than devs) is the record of
+   the device of devs that had its number (mw_msg_rec.dev_id): FALSE for a
+   number not in devs, or held by another device at the read (the device
+   was removed and its number handed out again). */
+bool mailward_devices_owns(const struct mailward_devices *devs,
+			   const struct mw_msg_rec *rec);
+
 /* mw_all_devices_suspended() for muser at now, logged once per session
    when TRUE. */
 bool mailward_all_devices_suspended(struct mailward_user *muser, time_t now);

@@ -118,7 +118,29 @@ static void quit_add_reads(struct quit_ctx *ctx,
 	}
 }
 
+/* The devices (and this session's device) were read before the records:
+   a record whose number another device held at its read (the device was
+   removed and its number handed out again in between) is not found for
+   the device meant. */
+static void quit_check_owners(struct quit_ctx *ctx, unsigned int n)
+{
+	const struct mw_device_rec *self = &ctx->muser->device;
+	struct mw_msg_query *q;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		q = &ctx->reads[i];
+		if (!q->found)
+			continue;
+		if (q->dev_no == self->dev_no ?
+		    memcmp(q->rec.dev_id, self->id, MW_DEVICE_ID_SIZE) != 0 :
+		    !mailward_devices_owns(&ctx->devs, &q->rec))
+			q->found = FALSE;
+	}
+}
+
 /* Reads every record the decisions of msgs need in one read transaction
+
    (issue 14: one per message and device before). A store error blocks
    every all-devices expunge of the session (logged, fail-safe); a due
    time not read is not known. */
@@ -145,7 +167,9 @@ static void quit_read_records(struct quit_ctx *ctx,
 		mailward_user_set_fail_safe(muser, t_strdup_printf(
 			"State store error: %s", error));
 		ctx->all_devices_blocked = TRUE;
+		return;
 	}
+	quit_check_owners(ctx, n);
 }
 
 /* mw_all_devices_have() for the i-th message, which this device

@@ -24,9 +24,36 @@ static int devices_cb(const struct mw_device_rec *rec, void *context)
 	    memcmp(rec->id, muser->device.id, sizeof(rec->id)) == 0)
 		ctx->devs->self_found = TRUE;
 	if (mw_all_devices_counts(&muser->set, rec->protocol, rec->last_seen,
-				  ctx->now))
+				  ctx->now)) {
+		struct mailward_dev_id *id;
+
 		array_push_back(&ctx->devs->dev_nos, &rec->dev_no);
+		id = array_append_space(&ctx->devs->ids);
+		memcpy(id->id, rec->id, sizeof(id->id));
+	}
 	return 0;
+}
+
+bool mailward_devices_owns(const struct mailward_devices *devs,
+			   const struct mw_msg_rec *rec)
+{
+	const uint16_t *dev_nos;
+	const struct mailward_dev_id *ids;
+	unsigned int i, count, id_count;
+
+	if (!array_is_created(&devs->ids))
+		return FALSE;
+	dev_nos = array_get(&devs->dev_nos, &count);
+	ids = array_get(&devs->ids, &id_count);
+	i_assert(id_count == count);
+	for (i = 0; i < count; i++) {
+
+		if (dev_nos[i] == rec->dev_no) {
+			return memcmp(ids[i].id, rec->dev_id,
+				      MW_DEVICE_ID_SIZE) == 0;
+		}
+	}
+	return FALSE;
 }
 
 int mailward_devices_read(struct mailward_user *muser, time_t now,
@@ -37,6 +64,8 @@ int mailward_devices_read(struct mailward_user *muser, time_t now,
 
 	i_zero(devs);
 	p_array_init(&devs->dev_nos, pool, 8);
+	p_array_init(&devs->ids, pool, 8);
+
 	i_zero(&ctx);
 	ctx.muser = muser;
 	ctx.now = now;
@@ -77,6 +106,8 @@ struct sweep_rec {
 	uint32_t uid;
 	/* the suppression mark (MW_MSG_NOTED_*) */
 	uint32_t noted;
+	/* the device that held rec.dev_no at the read */
+	unsigned char dev_id[MW_DEVICE_ID_SIZE];
 	struct mw_retrieval_rec rec;
 };
 
@@ -108,6 +139,7 @@ static int sweep_iter_cb(const struct mw_msg_rec *rec, void *context)
 	memcpy(&srec->key, rec->key, sizeof(srec->key));
 	srec->uid = rec->uid;
 	srec->noted = rec->noted;
+	memcpy(srec->dev_id, rec->dev_id, sizeof(srec->dev_id));
 	srec->rec.dev_no = rec->dev_no;
 	srec->rec.retrieved = rec->retrieved != 0;
 	srec->rec.deleted = rec->deleted != 0;
@@ -120,6 +152,30 @@ static int sweep_rec_cmp(const struct sweep_rec *a, const struct sweep_rec *b)
 	if (a->key != b->key)
 		return a->key < b->key ? -1 : 1;
 	return (int)a->rec.dev_no - (int)b->rec.dev_no;
+}
+
+/* The devices were read after the records: a record whose number a
+   counting device holds but did not hold at the record's read (removed,
+   its number handed out again in between) is not that device's: it
+   counts for no device. */
+static void sweep_check_owners(struct sweep_ctx *ctx)
+{
+	struct sweep_rec *srec;
+	struct mw_msg_rec rec;
+	const uint16_t *dev_no;
+
+	i_zero(&rec);
+	array_foreach_modifiable(&ctx->recs, srec) {
+		rec.dev_no = srec->rec.dev_no;
+		memcpy(rec.dev_id, srec->dev_id, sizeof(rec.dev_id));
+		array_foreach(&ctx->devs.dev_nos, dev_no) {
+			if (*dev_no == rec.dev_no &&
+			    !mailward_devices_owns(&ctx->devs, &rec)) {
+				srec->rec.dev_no = 0;
+				break;
+			}
+		}
+	}
 }
 
 /* Reads the mailbox's records (sorted by message) and, under
@@ -149,6 +205,8 @@ static int sweep_read(struct sweep_ctx *ctx)
 	ctx->devices_usable = ctx->all_devices &&
 		(array_count(&ctx->recs) == 0 ||
 		 !mailward_all_devices_suspended(muser, ctx->now));
+	if (ctx->all_devices)
+		sweep_check_owners(ctx);
 	array_sort(&ctx->recs, sweep_rec_cmp);
 	p_array_init(&ctx->rrecs, ctx->pool, array_count(&ctx->recs) + 1);
 	array_foreach(&ctx->recs, srec)
@@ -166,9 +224,14 @@ sweep_mark(struct sweep_ctx *ctx, struct mw_batch *batch, unsigned int i,
 	const struct sweep_rec *recs = array_front(&ctx->recs);
 
 	for (; i < j && batch != NULL; i++) {
-		if (recs[i].noted == noted)
+		if (recs[i].noted == noted || recs[i].rec.dev_no == 0)
 			continue;
+		/* the device read with the record, not one that has its
+		   number by commit */
+		mw_batch_expect_device(batch, recs[i].rec.dev_no,
+				       recs[i].dev_id);
 		mw_batch_msg_update_key(batch, recs[i].rec.dev_no,
+
 					ctx->mbox_guid,
 					(const void *)&recs[i].key, 0,
 					MW_MSG_NOTED, noted);
@@ -218,9 +281,15 @@ static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 		}
 		action = mw_sweep_decide(&ctx->muser->set, rrecs + i, j - i,
 					 &devices, ctx->now, &due);
-		if (action == MW_SWEEP_START_DELAY) {
+		if (action == MW_SWEEP_START_DELAY &&
+		    recs[i].rec.dev_no != 0) {
 			if (batch != NULL) {
+				/* the device read with the record, not
+				   one that has its number by commit */
+				mw_batch_expect_device(batch,
+					recs[i].rec.dev_no, recs[i].dev_id);
 				mw_batch_msg_update_key(batch,
+
 					recs[i].rec.dev_no, ctx->mbox_guid,
 					(const void *)&recs[i].key, uid,
 					MW_MSG_DUE, due);
@@ -270,7 +339,12 @@ sweep_finish(struct sweep_ctx *ctx, struct mw_batch *batch, const bool *done,
 		if (batch != NULL &&
 		    ctx->muser->set.disposition == MW_DISPOSITION_SEEN) {
 			for (j = target->rec_idx; j < target->rec_end; j++) {
+				if (recs[j].rec.dev_no == 0)
+					continue;
+				mw_batch_expect_device(batch,
+					recs[j].rec.dev_no, recs[j].dev_id);
 				mw_batch_msg_update_key(batch,
+
 					recs[j].rec.dev_no, ctx->mbox_guid,
 					(const void *)&recs[j].key,
 					target->uid, MW_MSG_DUE,

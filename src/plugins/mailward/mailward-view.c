@@ -61,7 +61,16 @@ static int hidden_iter_cb(const struct mw_msg_rec *rec, void *context)
 	uint64_t v;
 
 	rrec.dev_no = rec->dev_no;
+	if (rec->dev_no == ctx->muser->device.dev_no &&
+	    memcmp(rec->dev_id, ctx->muser->device.id,
+		   MW_DEVICE_ID_SIZE) != 0) {
+		/* this device's number held by another device now (the
+		   session's device was removed and its number handed
+		   out again): that device's record, not this one's */
+		rrec.dev_no = 0;
+	}
 	rrec.retrieved = rec->retrieved != 0;
+
 	rrec.deleted = rec->deleted != 0;
 	rrec.expunge_due = rec->expunge_due;
 	if (!mw_view_hides(&ctx->muser->set, ctx->muser->device.dev_no, &rrec,
