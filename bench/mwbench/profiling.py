@@ -34,25 +34,49 @@ LOADS = {
                    "im01", 20),
     "imap-read": (lambda p, u: clients.imap_session(p, u, PW, expunge=0),
                   "imap_port", "im00", 20),
-    "list-pop3": (lambda p, u: clients.pop3_list_session(p, u, PW), "pop3_port",
-                  "ls00", 1000),
+    # as bench/run.py's listing loads: device bench-a lists a mailbox
+    # whose every message bench-a and bench-b retrieved (list_session)
+    "list-pop3": (lambda p, u: list_session(clients.pop3_list_session, p, u),
+                  "pop3_port", "ls00", 1000),
+    "list-imap": (lambda p, u: list_session(clients.imap_list_session, p, u),
+                  "imap_port", "ls00", 1000),
     # expunge-after-all-devices with a delay: device bench-a's session of
     # 20 RETR after bench-b retrieved all: each message is due later
     # (the other device's record and a's due time are read); a's state
     # before the session is restored before each (alldev_session)
     "pop3-alldev-delay": (lambda p, u: alldev_session(p, u), "pop3_port",
                           "pa00", 20),
+    # the bench's imap load (STORE \Deleted + EXPUNGE of the last 2) and
+    # pop3-expunge (RETR+DELE of all under expunge-after-retrieval); the
+    # mailbox is topped up to 20 before each session (no session runs)
+    "imap": (lambda p, u: refilled(u, clients.imap_session, p, u, PW),
+             "imap_port", "ix00", 20),
+    "pop3-expunge": (lambda p, u: refilled(u, clients.pop3_session, p, u,
+                                           PW, dele=True),
+                     "pop3_port", "pe00", 20),
 }
 USERS = {"pl00": "leave-on-server", "pl01": "leave-on-server",
          "pc00": "client", "im00": None, "im01": None,
          "ls00": "leave-on-server", "pa00": "expunge-after-all-devices"}
+# --clients N: N concurrent sessions of users <prefix>00..<prefix>0N-1
+MAX_CLIENTS = 8
+CLIENT_USERS = dict([("ix%02d" % i, None) for i in range(MAX_CLIENTS)] +
+                    [("pe%02d" % i, "expunge-after-retrieval")
+                     for i in range(MAX_CLIENTS)])
+# the older loads' users keep their place in the fill order (their mail)
+FILL_ORDER = sorted(USERS) + sorted(CLIENT_USERS)
+USERS.update(CLIENT_USERS)
 EXTRA_FIELDS = {"pa00": {"mailward_expunge_delay": "30d"}}
-APP_PASSWORDS = {"pa00": {"deva-secret": "bench-a",
-                          "devb-secret": "bench-b"}}
+APP_PASSWORDS = {u: {"deva-secret": "bench-a", "devb-secret": "bench-b"}
+                 for u in ("pa00", "ls00")}
 # the sandbox being measured, and per (port, user) the LMDB files after
 # bench-b's retrieval and bench-a's login
 _current = {}
 _alldev_ready = {}
+_list_ready = set()
+# sessions of the profiled service that loads ran besides their own
+# (their callgrind files are waited for too)
+_extra_sessions = [0]
 
 
 def alldev_session(port, user):
@@ -72,11 +96,38 @@ def alldev_session(port, user):
             with open(f, "rb") as fh:
                 snap[f] = fh.read()
         _alldev_ready[(port, user)] = snap
+        _extra_sessions[0] += 2
     for f, data in snap.items():
         with open(f, "r+b") as fh:
             fh.write(data)
             fh.truncate()
     return clients.pop3_session(port, user, "deva-secret")
+
+
+def list_session(fn, port, user):
+    """fn (a listing session) as device bench-a; the first call has both
+    devices retrieve every message first (2N records)."""
+    if (port, user) not in _list_ready:
+        pop3 = _current["sbx"].pop3_port
+        for pw in ("deva-secret", "devb-secret"):
+            clients.pop3_retr_all_pipelined(pop3, user, pw)
+        _list_ready.add((port, user))
+        if port == pop3:
+            _extra_sessions[0] += 2
+    return fn(port, user, "deva-secret")
+
+
+def refilled(user, fn, *args, **kwargs):
+    """fn(*args) after the user's mailbox was topped up to its size (the
+    same messages of the generator again, new files)."""
+    sbx, gen = _current["sbx"], _current["gen"]
+    want = LOADS_BY_USER.get(user, 20)
+    missing = want - mailgen.maildir_count(sbx, user)
+    if missing > 0:
+        idx = FILL_ORDER.index(user)
+        mailgen.deliver(sbx, user, gen.mailbox(idx, want)[:missing],
+                        sbx.uid, sbx.gid)
+    return fn(*args, **kwargs)
 
 
 def make_sandbox(name, extra_conf=""):
@@ -91,13 +142,15 @@ def make_sandbox(name, extra_conf=""):
 
 
 def fill(sbx, gen):
-    for i, u in enumerate(sorted(USERS)):
+    _current["gen"] = gen
+    for i, u in enumerate(FILL_ORDER):
         n = LOADS_BY_USER.get(u, 20)
         msgs = gen.small(n) if u.startswith("ls") else gen.mailbox(i, n)
         mailgen.deliver(sbx, u, msgs, sbx.uid, sbx.gid)
 
 
-LOADS_BY_USER = {v[2]: v[3] for v in LOADS.values()}
+LOADS_BY_USER = {u: v[3] for v in LOADS.values() for u in USERS
+                 if u[:2] == v[2][:2]}
 
 
 def master_pid(sbx):
@@ -139,6 +192,41 @@ def parse_trace(path):
     return counts, procs
 
 
+def writer_pid(sbx):
+    """The audit writer (a child of the master), or None."""
+    master = str(master_pid(sbx))
+    for d in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except (OSError, IndexError):
+            continue
+        if ppid == master and b"mailward-auditd" in cmd:
+            return int(d)
+    return None
+
+
+def run_round(args, fn, port, user):
+    """One measured round: the load's session, or with --clients N, N
+    sessions at once (users <prefix>00..)."""
+    if args.clients <= 1:
+        fn(port, user)
+        return
+    th = [threading.Thread(target=fn, args=(port, "%s%02d" % (user[:2], i)))
+          for i in range(args.clients)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(120)
+
+
+def strace_attach(pid, out):
+    return subprocess.Popen(["strace", "-f", "-qq", "-o", out, "-p",
+                             str(pid)])
+
+
 def run_strace(args):
     gen = mailgen.MailGen()
     results = {}
@@ -150,19 +238,26 @@ def run_strace(args):
             fn, portattr, user, _ = LOADS[args.load]
             port = getattr(sbx, portattr)
             for _ in range(args.warmup):
-                fn(port, user)
+                run_round(args, fn, port, user)
             quiesce(sbx)
             out = os.path.join(args.dir, "%s-%s.trace" % (args.load, name))
-            st = subprocess.Popen(["strace", "-f", "-qq", "-o", out, "-p",
-                                   str(master_pid(sbx))])
+            tracers = [strace_attach(master_pid(sbx), out)]
+            wpid = writer_pid(sbx) if args.writer else None
+            if wpid:
+                tracers.append(strace_attach(wpid, out + ".writer"))
             time.sleep(1.0)
             for _ in range(args.sessions):
-                fn(port, user)
+                run_round(args, fn, port, user)
             quiesce(sbx)
             time.sleep(0.3)
-            st.send_signal(signal.SIGINT)
-            st.wait(30)
+            for st in tracers:
+                st.send_signal(signal.SIGINT)
+                st.wait(30)
             results[name] = parse_trace(out)
+            if wpid:
+                wc, _ = parse_trace(out + ".writer")
+                results[name][0]["mailward-auditd"] = sum(
+                    wc.values(), collections.Counter())
         finally:
             sbx.stop(check=False)
             if not args.keep:
@@ -171,14 +266,21 @@ def run_strace(args):
 
 
 def report_strace(args, results):
-    n = args.sessions
+    n = args.sessions * max(args.clients, 1)
     base = results.get("plain")
-    print("== %s: system calls per session (%d sessions, after %d warm-up)"
-          % (args.load, n, args.warmup))
+    print("== %s: system calls per session (%d sessions, %d at once, "
+          "after %d warm-up)" % (args.load, n, max(args.clients, 1),
+                                 args.warmup))
     for name, (counts, procs) in results.items():
         tot = {p: sum(c.values()) / n for p, c in counts.items()}
         print("%-16s total %.1f  %s" % (name, sum(tot.values()), "  ".join(
             "%s=%.1f" % kv for kv in sorted(tot.items()))))
+        w = counts.get("mailward-auditd")
+        if w:
+            print("%-16s writer: %d fdatasync, %d write, %d read/recvfrom "
+                  "in %d sessions (%.2f fdatasync a session)" % (
+                      name, w["fdatasync"], w["write"] + w["writev"],
+                      w["read"] + w["recvfrom"], n, w["fdatasync"] / n))
     if not base:
         return
     for name, (counts, procs) in results.items():
@@ -234,6 +336,7 @@ def run_callgrind(args):
     res = {}
     for name in args.configs.split(","):
         outdir = tempfile.mkdtemp(prefix="mw-cg-", dir=args.dir)
+        _extra_sessions[0] = 0
         os.chmod(outdir, 0o777)
         sbx = make_sandbox(name, callgrind_conf(outdir, service))
         fill(sbx, gen)
@@ -261,8 +364,8 @@ def run_callgrind(args):
             for i in range(args.warmup):
                 fn(port, user)
                 deadline = time.time() + 60
-                # (+ the other device's session of pop3-alldev-delay)
-                while (written(outdir) <= i + 2 * len(_alldev_ready) and
+                # (+ the sessions the load's preparation ran)
+                while (written(outdir) <= i + _extra_sessions[0] and
                        time.time() < deadline):
                     time.sleep(0.1)
             for f in glob.glob(outdir + "/*.out"):
@@ -305,6 +408,12 @@ def main(doc):
     ap.add_argument("--configs", default="plain,mailward")
     ap.add_argument("--dir", default="/tmp/mw-profile")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="strace: sessions at once per round (imap, "
+                    "pop3-expunge; at most %d)" % MAX_CLIENTS)
+    ap.add_argument("--writer", action="store_true",
+                    help="strace: the audit writer's calls too "
+                    "(mailward+audit)")
     lines.add_argument(ap)
     args = ap.parse_args()
     if lines.relaunch(args, "bench/profile.py", sys.argv[1:],
