@@ -574,8 +574,12 @@ static int audit_send_queue(struct mailward_audit_client *client,
 	string_t *out;
 	unsigned int i;
 	int ret = AUDIT_IO_OK;
+	/* a data stack buffer is zeroed when allocated: as large as what
+	   is sent (the records, "E\t" and LF each, VERSION and F), at most
+	   a chunk; it grows if a record does not fit */
+	size_t size = client->queue_bytes + 3 * (size_t)fl->count + 128;
 
-	out = t_str_new(AUDIT_SEND_CHUNK + 1024);
+	out = t_str_new(I_MIN(size, AUDIT_SEND_CHUNK + 1024));
 	if (!client->version_sent) {
 		client->version_sent = TRUE;
 		str_printfa(out, MW_AUDIT_PROTO_VERSION"\t%s\t%u\t%u\n",
