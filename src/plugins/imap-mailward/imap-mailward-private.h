@@ -15,6 +15,10 @@ struct mw_fetch_cover;
 
 struct imap_mailward_client {
 	union imap_module_context module_ctx;
+	/* the session user's mailward state (lives as long as the mail
+	   user, which outlives the client): looked up once, not per
+	   command */
+	struct mailward_user *muser;
 	/* arguments of the ID command that identified the device */
 	const char *id_args;
 	/* the session's partial fetches of whole messages (allocated at
@@ -26,7 +30,8 @@ extern MODULE_CONTEXT_DEFINE(imap_mailward_imap_module,
 			     &imap_module_register);
 
 /* The session's mailward context, NULL when mailward (or this plugin) is
-   not active for client's user. */
+   not active for client's user. Cheap for a client this plugin set up
+   (kept in its context). */
 struct mailward_user *imap_mailward_user(struct client *client);
 
 /* Wraps Dovecot's FETCH handlers of BODY, BINARY and RFC822 so that a
