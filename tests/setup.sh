@@ -16,9 +16,10 @@ MW_PACKAGES="build-essential autoconf automake libtool pkg-config
 # ... and what only the test suite needs (tests/run-tests.sh): real
 # clients, the fuzz replays' clang with its sanitizer runtime
 # (libclang-rt-dev), valgrind, LMDB's tools, debootstrap for the
-# Dovecot 2.4 chroot, man for the man page checks.
+# Dovecot 2.4 chroot, man for the man page checks, strace for the audit
+# writer's syncs (test_audit_writer.py).
 MW_TEST_PACKAGES="python3-pytest fetchmail getmail6 isync lmdb-utils
-  clang libclang-rt-dev valgrind debootstrap man-db"
+  clang libclang-rt-dev valgrind debootstrap man-db strace"
 # ... and what the long Debian package test builds and checks packages
 # with (tests/test_debian_packages.py, MAILWARD_LONG=1)
 if [ "${MAILWARD_LONG:-}" = 1 ]; then

@@ -201,33 +201,50 @@ static int auditd_line(struct auditd_client *c, const char *line, size_t len)
 	return -1;
 }
 
-static void auditd_client_input(struct auditd_client *c)
+/* Takes the complete lines of what c's input holds. Returns -1 if the
+   client was destroyed. */
+static int auditd_client_lines(struct auditd_client *c)
 {
 	const unsigned char *data, *lf;
 	size_t size, pos = 0;
-	ssize_t ret;
 	int r = 0;
 
-	timeout_reset(c->to_idle);
-	ret = i_stream_read(c->input);
 	data = i_stream_get_data(c->input, &size);
-	o_stream_cork(c->output);
 	while (pos < size &&
 	       (lf = memchr(data + pos, '\n', size - pos)) != NULL) {
 		size_t len = lf - (data + pos);
 
 		if (memchr(data + pos, '\0', len) != NULL) {
 			auditd_client_error(c, "NUL byte in line");
-			return;
+			return -1;
 		}
 		T_BEGIN {
 			r = auditd_line(c, t_strndup(data + pos, len), len);
 		} T_END;
 		if (r < 0)
-			return;
+			return -1;
 		pos += len + 1;
 	}
 	i_stream_skip(c->input, pos);
+	return 0;
+}
+
+static void auditd_client_input(struct auditd_client *c)
+{
+	unsigned int reads = 0;
+	ssize_t ret;
+
+	timeout_reset(c->to_idle);
+	o_stream_cork(c->output);
+	/* everything the client has sent so far, not one buffer of it: the
+	   group commit at the end of the round covers all of it (a flush
+	   request after 60 records was synced once per 8 KB read); bounded,
+	   so that one client cannot hold the others */
+	do {
+		ret = i_stream_read(c->input);
+		if (auditd_client_lines(c) < 0)
+			return;
+	} while (ret > 0 && ++reads < AUDITD_MAX_READS_PER_INPUT);
 	o_stream_uncork(c->output);
 	if (o_stream_flush(c->output) < 0) {
 		auditd_client_destroy(c, "write error");

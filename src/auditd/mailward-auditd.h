@@ -18,6 +18,9 @@ struct master_service_connection;
 /* records appended but not yet flushed (all clients together) before
    the writer flushes without waiting for the end of the ioloop round */
 #define AUDITD_MAX_PENDING 1000
+/* reads of one client's input per ioloop round (each up to the input
+   buffer's free space) before the others get their turn */
+#define AUDITD_MAX_READS_PER_INPUT 64
 /* unanswered F requests of one client */
 #define AUDITD_MAX_FLUSH_REQUESTS 64
 #define AUDITD_MAX_FLUSH_ID 64
