@@ -54,6 +54,10 @@ LOADS = {
     "pop3-expunge": (lambda p, u: refilled(u, clients.pop3_session, p, u,
                                            PW, dele=True),
                      "pop3_port", "pe00", 20),
+    # bench/run.py's imap-mix session (policy client), one seed: the
+    # same 20 commands each time
+    "imap-mix": (lambda p, u: clients.imap_mix_session(
+        p, u, PW, 1000, _current["mixmsg"], 20), "imap_port", "mx00", 20),
 }
 USERS = {"pl00": "leave-on-server", "pl01": "leave-on-server",
          "pc00": "client", "im00": None, "im01": None,
@@ -63,8 +67,10 @@ MAX_CLIENTS = 8
 CLIENT_USERS = dict([("ix%02d" % i, None) for i in range(MAX_CLIENTS)] +
                     [("pe%02d" % i, "expunge-after-retrieval")
                      for i in range(MAX_CLIENTS)])
+MIX_USERS = {"mx00": "client"}
 # the older loads' users keep their place in the fill order (their mail)
-FILL_ORDER = sorted(USERS) + sorted(CLIENT_USERS)
+FILL_ORDER = sorted(USERS) + sorted(CLIENT_USERS) + sorted(MIX_USERS)
+USERS.update(MIX_USERS)
 USERS.update(CLIENT_USERS)
 EXTRA_FIELDS = {"pa00": {"mailward_expunge_delay": "30d"}}
 APP_PASSWORDS = {u: {"deva-secret": "bench-a", "devb-secret": "bench-b"}
@@ -143,6 +149,7 @@ def make_sandbox(name, extra_conf=""):
 
 def fill(sbx, gen):
     _current["gen"] = gen
+    _current["mixmsg"] = next(iter(gen.small(1))).replace(b"\n", b"\r\n")
     for i, u in enumerate(FILL_ORDER):
         n = LOADS_BY_USER.get(u, 20)
         msgs = gen.small(n) if u.startswith("ls") else gen.mailbox(i, n)
@@ -310,6 +317,31 @@ def callgrind_conf(outdir, service):
             "}\n" % (service, " ".join(args), vsz))
 
 
+# what the audit writer does for mail processes (connections, their
+# input, group commits, their end): collected only inside these
+WRITER_WORK = ("auditd_client_connected", "auditd_client_input",
+               "auditd_commit", "auditd_client_destroy")
+
+
+def callgrind_writer(sbx, wdir):
+    """The sandbox's audit writer runs under callgrind (its file in wdir
+    at its exit), counting only its work for mail processes."""
+    orig = sbx._audit_conf
+    vsz = mwharness.for_line({"2.3": "0", "2.4": "unlimited"})
+    opts = " ".join(["--collect-atstart=no"] + ["--toggle-collect=" + f
+                                                for f in WRITER_WORK])
+
+    def conf():
+        return orig().replace(
+            "executable = " + mwharness.AUDITD,
+            "executable = /usr/bin/valgrind --tool=callgrind %s "
+            "--callgrind-out-file=%s/auditd.%%p.out %s"
+            % (opts, wdir, mwharness.AUDITD)).replace(
+            "  process_limit = 1\n",
+            "  process_limit = 1\n  vsz_limit = %s\n" % vsz)
+    sbx._audit_conf = conf
+
+
 def callgrind_total(path):
     with open(path, errors="replace") as f:
         for line in f:
@@ -329,6 +361,72 @@ def written(outdir):
     return n
 
 
+def start_unroot(dirs):
+    """callgrind creates its output file when the process starts (as
+    root) and writes it at exit (as the mail or writer uid, which cannot
+    open root's file): a thread removes the empty root-owned files in
+    dirs meanwhile, so that the exit creates its own. Returns its stop
+    function."""
+    stop = threading.Event()
+
+    def unroot():
+        while not stop.is_set():
+            for d in dirs:
+                for f in glob.glob(d + "/*.out"):
+                    try:
+                        st = os.stat(f)
+                        if st.st_uid == 0 and st.st_size == 0:
+                            os.unlink(f)
+                    except OSError:
+                        pass
+            stop.wait(0.01)
+    th = threading.Thread(target=unroot, daemon=True)
+    th.start()
+
+    def halt():
+        stop.set()
+        th.join(5)
+    return halt
+
+
+def callgrind_sessions(args, fn, port, user, outdir):
+    """The warm-up sessions (files removed), then the measured ones:
+    their totals, sorted."""
+    for i in range(args.warmup):
+        fn(port, user)
+        deadline = time.time() + 60
+        # (+ the sessions the load's preparation ran)
+        while (written(outdir) <= i + _extra_sessions[0] and
+               time.time() < deadline):
+            time.sleep(0.1)
+    for f in glob.glob(outdir + "/*.out"):
+        os.unlink(f)
+    for i in range(args.sessions):
+        fn(port, user)
+        # callgrind writes its file when the process exits
+        deadline = time.time() + 60
+        while (written(outdir) <= i and time.time() < deadline):
+            time.sleep(0.1)
+    time.sleep(0.5)
+    return sorted(t for t in (callgrind_total(f) for f in
+                              glob.glob(outdir + "/*.out")) if t)
+
+
+def report_writer(args, name, wdir):
+    """The writer's file is written when it exits (sandbox stop); it
+    counts the warm-up sessions too."""
+    n = args.warmup + args.sessions + _extra_sessions[0]
+    deadline = time.time() + 60
+    while (not any(callgrind_total(f) for f in
+                   glob.glob(wdir + "/auditd.*.out")) and
+           time.time() < deadline):
+        time.sleep(0.2)
+    wtot = sum(callgrind_total(f) or 0 for f in
+               glob.glob(wdir + "/auditd.*.out"))
+    print("%-16s audit writer: %d Ir in %d sessions, %.0f a session  [%s]"
+          % (name, wtot, n, wtot / n, wdir))
+
+
 def run_callgrind(args):
     gen = mailgen.MailGen()
     fn, portattr, user, _ = LOADS[args.load]
@@ -339,53 +437,25 @@ def run_callgrind(args):
         _extra_sessions[0] = 0
         os.chmod(outdir, 0o777)
         sbx = make_sandbox(name, callgrind_conf(outdir, service))
+        wdir = None
+        if args.writer and sbx.audit:
+            wdir = outdir + "-writer"
+            os.mkdir(wdir)
+            os.chmod(wdir, 0o777)
+            callgrind_writer(sbx, wdir)
         fill(sbx, gen)
         sbx.start()
-        # callgrind creates its output file when the process starts (as
-        # root) and writes it at exit (as the mail uid, which cannot open
-        # root's file): remove the empty root-owned files meanwhile, so
-        # that the exit creates its own
-        stop = threading.Event()
-
-        def unroot():
-            while not stop.is_set():
-                for f in glob.glob(outdir + "/*.out"):
-                    try:
-                        st = os.stat(f)
-                        if st.st_uid == 0 and st.st_size == 0:
-                            os.unlink(f)
-                    except OSError:
-                        pass
-                stop.wait(0.01)
-        th = threading.Thread(target=unroot, daemon=True)
-        th.start()
+        halt = start_unroot([outdir] + ([wdir] if wdir else []))
         try:
-            port = getattr(sbx, portattr)
-            for i in range(args.warmup):
-                fn(port, user)
-                deadline = time.time() + 60
-                # (+ the sessions the load's preparation ran)
-                while (written(outdir) <= i + _extra_sessions[0] and
-                       time.time() < deadline):
-                    time.sleep(0.1)
-            for f in glob.glob(outdir + "/*.out"):
-                os.unlink(f)
-            for i in range(args.sessions):
-                fn(port, user)
-                # callgrind writes its file when the process exits
-                deadline = time.time() + 60
-                while (written(outdir) <= i and time.time() < deadline):
-                    time.sleep(0.1)
-            time.sleep(0.5)
-            tots = sorted(t for t in (callgrind_total(f) for f in
-                                      glob.glob(outdir + "/*.out")) if t)
-            res[name] = (tots, outdir)
+            res[name] = (callgrind_sessions(args, fn, getattr(sbx, portattr),
+                                            user, outdir), outdir)
         finally:
-            stop.set()
-            th.join(5)
+            halt()
             sbx.stop(check=False)
             if not args.keep:
                 shutil.rmtree(sbx.dir, ignore_errors=True)
+        if wdir:
+            report_writer(args, name, wdir)
     base = None
     print("== %s: instructions (Ir) of the %s process per session"
           % (args.load, service))
@@ -412,8 +482,9 @@ def main(doc):
                     help="strace: sessions at once per round (imap, "
                     "pop3-expunge; at most %d)" % MAX_CLIENTS)
     ap.add_argument("--writer", action="store_true",
-                    help="strace: the audit writer's calls too "
-                    "(mailward+audit)")
+                    help="the audit writer too (mailward+audit): strace: "
+                    "its calls; callgrind: its instructions for mail "
+                    "processes, warm-up sessions included")
     lines.add_argument(ap)
     args = ap.parse_args()
     if lines.relaunch(args, "bench/profile.py", sys.argv[1:],
