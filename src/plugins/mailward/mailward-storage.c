@@ -244,7 +244,9 @@ mailward_search_next_nonblock(struct mail_search_context *ctx,
 {
 	struct mailbox *box = ctx->transaction->box;
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
-	struct mailward_user *muser = mailward_mailbox_user(box);
+	/* (what mailward_mailbox_user() returns, without its lookup: this
+	   runs once per listed message) */
+	struct mailward_user *muser = mbox->muser;
 	/* mailward's own searches see past the per-device view */
 	bool bypass = mailward_transaction_is_policy(ctx->transaction);
 	bool ret;
