@@ -139,7 +139,9 @@ static int auditd_event(struct auditd_client *c, const char *body,
 		c->lost = TRUE;
 		return 0;
 	}
-	if (mw_audit_writer_append_body(writer, body, len, &error) < 0) {
+	/* validated above */
+	if (mw_audit_writer_append_valid_body(writer, body, len,
+					      &error) < 0) {
 		/* the body was valid: the writer itself failed (e.g. an epoch
 		   ended and its flush failed) */
 		c->lost = TRUE;

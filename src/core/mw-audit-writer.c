@@ -310,13 +310,24 @@ static bool checkpoint_due(struct mw_audit_writer *w, int64_t now)
 int mw_audit_writer_append_body(struct mw_audit_writer *w, const char *body,
 				size_t len, const char **error_r)
 {
-	const char *reason, *verr;
-	int64_t now;
+	const char *verr;
 
 	if (w->failed)
 		return wfail(w, error_r, "audit writer is in a failed state");
 	if (mw_audit_body_validate(body, len, &verr) < 0)
 		return wfail(w, error_r, "rejected event body: %s", verr);
+	return mw_audit_writer_append_valid_body(w, body, len, error_r);
+}
+
+int mw_audit_writer_append_valid_body(struct mw_audit_writer *w,
+				      const char *body, size_t len,
+				      const char **error_r)
+{
+	const char *reason;
+	int64_t now;
+
+	if (w->failed)
+		return wfail(w, error_r, "audit writer is in a failed state");
 	now = mw_audit_writer_now(w);
 	reason = epoch_due(w, now);
 	if (reason != NULL && end_epoch(w, now, reason, error_r) < 0)

@@ -128,6 +128,14 @@ int mw_audit_writer_append(struct mw_audit_writer *w,
    invalid body is refused (-1) without changing the chain. */
 int mw_audit_writer_append_body(struct mw_audit_writer *w, const char *body,
 				size_t len, const char **error_r);
+/* As mw_audit_writer_append_body(), for a body that the caller has just
+   validated with mw_audit_body_validate() (0): not validated again (the
+   writer service validates each body itself, to tell the client which
+   one it rejected). A body that was not validated so must not be passed:
+   it would go into the log as it is. */
+int mw_audit_writer_append_valid_body(struct mw_audit_writer *w,
+				      const char *body, size_t len,
+				      const char **error_r);
 /* As mw_audit_writer_append_body(), for a record taken from the spool
    (docs/audit-service.md): the record gets "delayed" = orig_time (the
    mail process's time of the event, in the format of "time") and
