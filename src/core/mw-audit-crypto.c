@@ -4,6 +4,7 @@
 
 #include "mw-audit-writer.h"
 #include "mw-audit-writer-private.h"
+#include "mw-merkle.h"
 #include "mw-util.h"
 
 #include <string.h>
@@ -16,13 +17,51 @@
 
 int mw_audit_sha256_hex(const void *data, size_t len, char out[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	mw_merkle_hash md;
 
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen != 32)
+	if (mw_sha256_prefixed(-1, data, len, md) < 0)
 		return -1;
-	mw_hex_encode(md, 32, out);
+	mw_hex_encode(md, sizeof(md), out);
+	return 0;
+}
+
+/* One HMAC-SHA-256 context per process, for the key it was last set up
+   with: setting one up (the algorithm fetched from the provider, the
+   key's inner and outer blocks) cost more than MACing a record did
+   (issue 14); for the same key it is only reset. The writer and the
+   verifier are single-threaded. */
+static EVP_MAC_CTX *hmac_ctx;
+static uint8_t hmac_ctx_key[MW_AUDIT_KEY_LEN];
+
+void mw_audit_hmac_free(void)
+{
+	EVP_MAC_CTX_free(hmac_ctx);
+	hmac_ctx = NULL;
+	OPENSSL_cleanse(hmac_ctx_key, sizeof(hmac_ctx_key));
+}
+
+static int audit_hmac_init(const uint8_t key[MW_AUDIT_KEY_LEN])
+{
+	OSSL_PARAM params[2];
+	EVP_MAC *mac;
+
+	if (hmac_ctx != NULL &&
+	    CRYPTO_memcmp(key, hmac_ctx_key, MW_AUDIT_KEY_LEN) == 0)
+		return EVP_MAC_init(hmac_ctx, NULL, 0, NULL) == 1 ? 0 : -1;
+	if (hmac_ctx == NULL) {
+		if ((mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+			return -1;
+		hmac_ctx = EVP_MAC_CTX_new(mac);
+		EVP_MAC_free(mac);
+		if (hmac_ctx == NULL)
+			return -1;
+	}
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						     (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(hmac_ctx, key, MW_AUDIT_KEY_LEN, params) != 1)
+		return -1;
+	memcpy(hmac_ctx_key, key, MW_AUDIT_KEY_LEN);
 	return 0;
 }
 
@@ -32,10 +71,14 @@ int mw_audit_hmac_hex(const uint8_t key[MW_AUDIT_KEY_LEN], const void *data,
 	unsigned char md[32];
 	size_t mdlen = 0;
 
-	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key,
-		      MW_AUDIT_KEY_LEN, data, len, md, sizeof(md),
-		      &mdlen) == NULL || mdlen != 32)
+	if (audit_hmac_init(key) < 0 ||
+	    EVP_MAC_update(hmac_ctx, data, len) != 1 ||
+	    EVP_MAC_final(hmac_ctx, md, &mdlen, sizeof(md)) != 1 ||
+	    mdlen != 32) {
+		/* its state is unknown: set up anew next time */
+		mw_audit_hmac_free();
 		return -1;
+	}
 	mw_hex_encode(md, 32, out);
 	OPENSSL_cleanse(md, sizeof(md));
 	return 0;

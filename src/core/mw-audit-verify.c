@@ -532,6 +532,7 @@ static void verifier_free(struct verifier *v)
 	mw_merkle_tree_free(&v->tree);
 	EVP_PKEY_free(v->pub);
 	OPENSSL_cleanse(v->key, sizeof(v->key));
+	mw_audit_hmac_free();
 	mw_json_obj_free(&v->obj);
 	mw_json_buf_free(&v->scratch);
 }

@@ -68,7 +68,9 @@ struct mw_audit_resume_info {
 	char torn_file[PATH_MAX];
 };
 
-/* HMAC-SHA-256(key, data) as hex. Returns 0 or -1. */
+/* HMAC-SHA-256(key, data) as hex. Returns 0 or -1. Keeps a context set
+   up for the last key (and a copy of that key) until
+   mw_audit_hmac_free(). */
 int mw_audit_hmac_hex(const uint8_t key[MW_AUDIT_KEY_LEN], const void *data,
 		      size_t len, char out[65]);
 

@@ -542,6 +542,7 @@ static void writer_free(struct mw_audit_writer *w)
 		close(w->fd);
 	EVP_PKEY_free(w->sign_key);
 	OPENSSL_cleanse(w->key, sizeof(w->key));
+	mw_audit_hmac_free();
 	free(w->log_path);
 	free(w->key_path);
 	free(w->tree_path);

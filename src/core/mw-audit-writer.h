@@ -22,6 +22,11 @@ int mw_audit_sha256_hex(const void *data, size_t len, char out[65]);
    len must be > MW_AUDIT_MAC_SUFFIX_LEN. Returns 0 or -1. */
 int mw_audit_line_mac_hex(const uint8_t key[MW_AUDIT_KEY_LEN],
 			  const char *line, size_t len, char out[65]);
+/* The line MAC (and mw_audit_hmac_hex()) keep one HMAC context per
+   process, set up for the last key used, and a copy of that key: this
+   frees the context and wipes the copy (the writer and the verifier do
+   when they are freed). */
+void mw_audit_hmac_free(void);
 /* next = HKDF-SHA256(ikm = key, salt = none, info = "mailward epoch" ||
    uint32be(next_epoch), L = 32). next may equal key. Returns 0 or -1. */
 int mw_audit_key_next(const uint8_t key[MW_AUDIT_KEY_LEN],

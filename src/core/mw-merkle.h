@@ -28,6 +28,11 @@
 
 typedef uint8_t mw_merkle_hash[MW_MERKLE_HASH_LEN];
 
+/* out = SHA-256(prefix byte || data), or SHA-256(data) if prefix < 0.
+   Keeps one fetched algorithm and one context per process (not
+   thread-safe). Returns 0 or -1. */
+int mw_sha256_prefixed(int prefix, const void *data, size_t len,
+		       mw_merkle_hash out);
 /* out = SHA-256(0x00 || data[0..len)). Returns 0 or -1. */
 int mw_merkle_leaf_hash(const void *data, size_t len, mw_merkle_hash out);
 /* out = SHA-256(0x01 || left || right); out may alias left or right.

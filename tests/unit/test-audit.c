@@ -192,6 +192,51 @@ static void test_body_validate(void **state)
 
 /* --- crypto primitives --- */
 
+static void t_line_mac(const uint8_t key[MW_AUDIT_KEY_LEN],
+		       const char *data, size_t len, const char *expect)
+{
+	char line[1100], mac[65];
+
+	assert_true(len + MW_AUDIT_MAC_SUFFIX_LEN <= sizeof(line));
+	memcpy(line, data, len);
+	memset(line + len, '#', MW_AUDIT_MAC_SUFFIX_LEN);
+	assert_int_equal(mw_audit_line_mac_hex(key, line,
+					       len + MW_AUDIT_MAC_SUFFIX_LEN,
+					       mac), 0);
+	assert_string_equal(mac, expect);
+}
+
+static void test_line_mac_known_answers(void **state)
+{
+	/* HMAC-SHA-256 (Python's hmac module) of the same and of another
+	   key in turn: the context kept for the last key (issue 14) must
+	   give what a fresh one gives */
+	static const char k1_abc[] =
+		"f0133729c4163dede81e21cd47839256da58171238c8a0d874397c73b14e1e47";
+	static const char k2_abc[] =
+		"3e03ceb816ef30e07bd35997162111fcbff457ed8013fa282d736fb2417c9672";
+	static const char k1_x1000[] =
+		"2ab4ed3956f17094c9b1878953e91ac9eb42cfa0059df2bfbf832bee29eef5c2";
+	uint8_t k1[MW_AUDIT_KEY_LEN], k2[MW_AUDIT_KEY_LEN];
+	char x[1000];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < MW_AUDIT_KEY_LEN; i++) {
+		k1[i] = i;
+		k2[i] = 32 + i;
+	}
+	memset(x, 'x', sizeof(x));
+	t_line_mac(k1, "abc", 3, k1_abc);
+	t_line_mac(k1, "abc", 3, k1_abc);
+	t_line_mac(k2, "abc", 3, k2_abc);
+	t_line_mac(k1, x, sizeof(x), k1_x1000);
+	t_line_mac(k1, "abc", 3, k1_abc);
+	mw_audit_hmac_free();
+	t_line_mac(k2, "abc", 3, k2_abc);
+	mw_audit_hmac_free();
+}
+
 static void test_key_derivation(void **state)
 {
 	/* independent computation of the documented schedule (RFC 5869):
@@ -1034,6 +1079,7 @@ int main(void)
 		cmocka_unit_test(test_body_build_rejects),
 		cmocka_unit_test(test_body_validate),
 		cmocka_unit_test(test_key_derivation),
+		cmocka_unit_test(test_line_mac_known_answers),
 		cmocka_unit_test(test_key_files),
 		cmocka_unit_test(test_writer_basic),
 		cmocka_unit_test(test_writer_reopen_continues),
