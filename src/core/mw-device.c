@@ -314,7 +314,9 @@ static int key_read(const char *path, unsigned char key_r[MW_DEVICE_KEY_SIZE])
 		(void)close(fd);
 		return -1;
 	}
-	while (len < sizeof(buf)) {
+	/* a regular file's size is known: no read() just to see its end
+	   (the file is replaced by rename(), never rewritten in place) */
+	while (len < sizeof(buf) && (len == 0 || (off_t)len < st.st_size)) {
 		ret = read(fd, buf + len, sizeof(buf) - len);
 		if (ret < 0 && errno == EINTR)
 			continue;

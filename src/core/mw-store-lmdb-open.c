@@ -62,7 +62,9 @@ static void set_open_errno(const char *dir, const char *call,
    a full filesystem the first write to the map is a SIGBUS. Allocate the
    blocks first, so a full disk is an error instead of a crash. */
 #define LOCK_FILE_PREALLOC (32 * 1024)
-static int store_prealloc_lock(struct lmdb_store *s, const char *dir)
+/* lock_st: the lock file's stat() taken just before, NULL if it failed */
+static int store_prealloc_lock(struct lmdb_store *s, const char *dir,
+			       const struct stat *lock_st)
 {
 	char path[PATH_MAX + 16];
 	struct stat st;
@@ -74,8 +76,9 @@ static int store_prealloc_lock(struct lmdb_store *s, const char *dir)
 		store_set_error(s, "lock file path too long");
 		return -1;
 	}
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= len &&
-	    (off_t)st.st_blocks * 512 >= st.st_size) {
+	if (lock_st != NULL && S_ISREG(lock_st->st_mode) &&
+	    lock_st->st_size >= len &&
+	    (off_t)lock_st->st_blocks * 512 >= lock_st->st_size) {
 		/* allocated already (every open but the first) */
 		return 0;
 	}
@@ -366,15 +369,20 @@ static int reset_time_write_guarded(struct lmdb_store *s, time_t now)
    missing or empty (truncated, deleted, a restore without it). A new
    store gets its lock file and a data file with meta pages in one open;
    a crash in between, or a second process opening a new store at that
-   moment, is taken as a loss too (which only keeps mail longer). */
-static bool store_data_lost(const char *dir)
+   moment, is taken as a loss too (which only keeps mail longer).
+   *lock_st_r gets the lock file's stat, *have_lock_st_r whether it has
+   one (the lock file preallocation needs no stat() of its own). */
+static bool store_data_lost(const char *dir, struct stat *lock_st_r,
+			    bool *have_lock_st_r)
 {
 	char path[PATH_MAX + 16];
 	struct stat st;
 
+	*have_lock_st_r = false;
 	if ((size_t)snprintf(path, sizeof(path), "%s/lock.mdb", dir) >=
-	    sizeof(path) || stat(path, &st) < 0)
+	    sizeof(path) || stat(path, lock_st_r) < 0)
 		return false;
+	*have_lock_st_r = true;
 	(void)snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	if (stat(path, &st) < 0)
 		return errno == ENOENT;
@@ -384,7 +392,8 @@ static bool store_data_lost(const char *dir)
 /* Creates and opens the environment of s and its databases. */
 static int store_env_open(struct lmdb_store *s, size_t mapsize)
 {
-	struct stat st;
+	struct stat st, lock_st;
+	bool have_lock_st;
 	int rc, dead, fd;
 
 	if ((rc = mdb_env_create(&s->env)) != 0) {
@@ -399,8 +408,10 @@ static int store_env_open(struct lmdb_store *s, size_t mapsize)
 				mdb_strerror(rc));
 		return -1;
 	}
-	s->base.data_lost = store_data_lost(s->base.path);
-	if (store_prealloc_lock(s, s->base.path) < 0)
+	s->base.data_lost = store_data_lost(s->base.path, &lock_st,
+					    &have_lock_st);
+	if (store_prealloc_lock(s, s->base.path,
+				have_lock_st ? &lock_st : NULL) < 0)
 		return -1;
 	/* MDB_NOMETASYNC: one fdatasync per commit instead of two; a system
 	   crash may undo the last transaction but never breaks integrity
