@@ -5,6 +5,7 @@ mark), not at every sweep: later sweeps that find it still held write no
 record for it, lifting the hold expunges it (intent and done), and a hold
 set again audits only what is newly due. The audit log would otherwise
 grow by one record per held message per session or cron run."""
+import os
 import time
 
 from mwharness import imap, make_message, pop3
@@ -220,3 +221,39 @@ def test_imap_expunge_deny_autoexpunge_not_audited_per_session(
     assert sbx.maildir_count("alice", "Trash") == 2
     pop3_session(sbx, "alice", logouts=4)
     assert sbx.maildir_count("alice", "Trash") == 0
+
+
+def test_move_destination_unusable_audited_once(sandbox_factory):
+    """A delayed disposition move whose destination cannot be used (here a
+    regular file where the Archive maildir would be) fails at every sweep
+    and the messages stay due: each is audited as disposed/failed once
+    while it fails, not at every sweep; once the destination is usable
+    they are moved."""
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": "expunge-after-retrieval",
+        "mailward_expunge_delay": "1s",
+        "mailward_pop3_disposition": "move:Archive"}}, audit=True)
+    blocker = sbx.maildir("alice", "Archive")
+    with open(blocker, "w") as f:
+        f.write("not a maildir\n")
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    pop3_session(sbx, "alice", retr=(1, 2), logouts=1)
+    time.sleep(2.1)
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    assert sbx.doveadm_json("mailward", "expunge", "-u", "alice") == []
+    pop3_session(sbx, "alice", logouts=2)
+    sbx.wait_log(r"pop3\(alice\).*destination mailbox Archive cannot be "
+                 r"used")
+    failed = user_recs(sbx, "alice", "disposed")
+    assert sorted(r["uid"] for r in failed) == [1, 2], failed
+    assert all(r["outcome"] == "failed" for r in failed), failed
+    assert sbx.maildir_count("alice") == 2
+
+    os.unlink(blocker)
+    rows = sbx.doveadm_json("mailward", "expunge", "-u", "alice")
+    assert sorted(int(r["uid"]) for r in rows) == [1, 2], rows
+    done = [r for r in user_recs(sbx, "alice", "disposed")
+            if r["outcome"] == "ok"]
+    assert sorted(r["uid"] for r in done) == [1, 2], done
+    assert sbx.maildir_count("alice") == 0
+    assert sbx.maildir_count("alice", "Archive") == 2

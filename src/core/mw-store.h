@@ -127,6 +127,9 @@ enum mw_msg_field {
 /* noted values: the cause the suppression was audited with */
 #define MW_MSG_NOTED_HOLD 1
 #define MW_MSG_NOTED_FAIL_SAFE 2
+/* a disposition move whose destination could not be used (audited as
+   failed; the message stays due) */
+#define MW_MSG_NOTED_MOVE_FAILED 3
 
 /* Device event, called after the transaction committed (so only durable
    events are reported), outside any transaction. rec is valid during the

@@ -188,6 +188,17 @@ uint32_t mailward_dispose_suppress_cause(struct mailward_user *muser)
 	return muser->set.hold ? MW_MSG_NOTED_HOLD : MW_MSG_NOTED_FAIL_SAFE;
 }
 
+bool mailward_target_mark(const struct mailward_target *target,
+			  uint32_t suppress_cause, uint32_t *mark_r)
+{
+	if (suppress_cause != 0) {
+		*mark_r = suppress_cause;
+		return target->noted;
+	}
+	*mark_r = target->dest_failed ? MW_MSG_NOTED_MOVE_FAILED : 0;
+	return TRUE;
+}
+
 /* Hold or fail-safe: logs that nothing of the targets was carried out
    (one line for all) and audits each target not noted yet (read-only:
    the records name each message in full). */
@@ -282,6 +293,24 @@ dispose_audit_failed(struct dispose_ctx *ctx, bool only_done,
 	}
 }
 
+/* The destination of a move cannot be used: audits each target as
+   failed, once while it fails (a target marked MW_MSG_NOTED_MOVE_FAILED
+   was audited by an earlier sweep). */
+static void dispose_dest_failed(struct dispose_ctx *ctx, const char *detail)
+{
+	struct mailward_target *target;
+
+	array_foreach_modifiable(ctx->targets, target) {
+		if (target->mark != MW_MSG_NOTED_MOVE_FAILED) {
+			mailward_audit_disposed(ctx->muser, ctx->box, target,
+						ctx->audit_cause, "failed",
+						ctx->dest_name, NULL, detail);
+		}
+		target->dest_failed = ctx->muser->audit != NULL ||
+			target->mark == MW_MSG_NOTED_MOVE_FAILED;
+	}
+}
+
 /* A move: opens the destination and begins its transaction. Returns -1
    when it cannot be used (logged and audited: the messages stay where
    they are and listed as before, not due: the next retrieval tries
@@ -303,7 +332,7 @@ static int dispose_move_begin(struct dispose_ctx *ctx)
 			mailward_display(ctx->dest_name, 0), error,
 			array_count(ctx->targets),
 			mailward_display(mailbox_get_vname(ctx->box), 0));
-		dispose_audit_failed(ctx, FALSE, t_strdup_printf(
+		dispose_dest_failed(ctx, t_strdup_printf(
 			"destination cannot be used: %s; message kept",
 			error));
 		return -1;

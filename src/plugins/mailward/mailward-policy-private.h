@@ -92,6 +92,10 @@ struct mailward_target {
 	   now (the store's mark): a suppression writes no record for it
 	   again */
 	bool noted;
+	/* set by mailward_dispose_targets(): a move whose destination could
+	   not be used, audited as failed now or before (mark
+	   MW_MSG_NOTED_MOVE_FAILED: not audited again while it fails) */
+	bool dest_failed;
 };
 ARRAY_DEFINE_TYPE(mailward_target, struct mailward_target);
 
@@ -99,6 +103,12 @@ ARRAY_DEFINE_TYPE(mailward_target, struct mailward_target);
    suppressed with now, or 0 when it may be carried out
    (mw_dispose_allowed()). */
 uint32_t mailward_dispose_suppress_cause(struct mailward_user *muser);
+/* The mark (MW_MSG_NOTED_*, 0: none) the caller records for target after
+   mailward_dispose_targets() ran with suppress_cause
+   (mailward_dispose_suppress_cause()) and FALSE when its records are left
+   as they are (suppressed, not audited: the audit is off). */
+bool mailward_target_mark(const struct mailward_target *target,
+			  uint32_t suppress_cause, uint32_t *mark_r);
 
 /* Disposes of the targets in box (mailward_pop3_disposition: expunge,
    \Seen, move) in one policy transaction (a mail whose key no longer

@@ -307,14 +307,13 @@ static void quit_decide_all(struct quit_ctx *ctx)
 }
 
 /* The suppression mark of this device's record of target after its
-   disposition was suppressed (noted: the cause's, once audited) or
-   carried out or tried (none: a hold set again audits it again). */
+   disposition (mailward_target_mark()). */
 static void quit_mark(struct quit_ctx *ctx, const struct mailward_target *target)
 {
-	uint32_t mark = ctx->suppress_cause == 0 ? 0 :
-		(target->noted ? ctx->suppress_cause : target->mark);
+	uint32_t mark;
 
-	if (mark == target->mark || ctx->mbox_guid == NULL)
+	if (!mailward_target_mark(target, ctx->suppress_cause, &mark) ||
+	    mark == target->mark || ctx->mbox_guid == NULL)
 		return;
 	mw_batch_msg_update_key(ctx->batch, ctx->muser->device.dev_no,
 				ctx->mbox_guid, target->key, 0, MW_MSG_NOTED,

@@ -238,19 +238,20 @@ sweep_mark(struct sweep_ctx *ctx, struct mw_batch *batch, unsigned int i,
 	}
 }
 
-/* TRUE if a record of recs[i..j) says the message's suppression was
-   audited with cause (non-zero) */
-static bool
-sweep_noted(struct sweep_ctx *ctx, unsigned int i, unsigned int j,
-	    uint32_t cause)
+/* The mark of the message whose records are recs[i..j): the
+   suppression cause that applies now if a record has it, else any */
+static uint32_t
+sweep_target_mark(struct sweep_ctx *ctx, unsigned int i, unsigned int j)
 {
 	const struct sweep_rec *recs = array_front(&ctx->recs);
+	uint32_t mark = 0;
 
-	for (; i < j && cause != 0; i++) {
-		if (recs[i].noted == cause)
-			return TRUE;
+	for (; i < j; i++) {
+		if (recs[i].noted != 0 && (mark == 0 ||
+		    recs[i].noted == ctx->suppress_cause))
+			mark = recs[i].noted;
 	}
-	return FALSE;
+	return mark;
 }
 
 /* Decides for every message (mw_sweep_decide()): a delay that starts is
@@ -300,8 +301,9 @@ static void sweep_decide(struct sweep_ctx *ctx, struct mw_batch *batch)
 			target->due = due;
 			target->rec_idx = i;
 			target->rec_end = j;
-			target->noted = sweep_noted(ctx, i, j,
-						    ctx->suppress_cause);
+			target->mark = sweep_target_mark(ctx, i, j);
+			target->noted = ctx->suppress_cause != 0 &&
+				target->mark == ctx->suppress_cause;
 			memcpy(target->key, &recs[i].key, sizeof(target->key));
 			continue;
 		}
@@ -322,6 +324,7 @@ sweep_finish(struct sweep_ctx *ctx, struct mw_batch *batch, const bool *done,
 	const struct sweep_rec *recs;
 	struct mailward_target *target;
 	unsigned int i, j, count;
+	uint32_t mark;
 
 	recs = array_get(&ctx->recs, &count);
 
@@ -329,9 +332,9 @@ sweep_finish(struct sweep_ctx *ctx, struct mw_batch *batch, const bool *done,
 		i = array_foreach_idx(&ctx->targets, target);
 		/* suppressed: the mark of the cause, once audited; carried
 		   out or tried: none (a hold set again audits it again) */
-		if (ctx->suppress_cause == 0 || target->noted) {
+		if (mailward_target_mark(target, ctx->suppress_cause, &mark)) {
 			sweep_mark(ctx, batch, target->rec_idx,
-				   target->rec_end, ctx->suppress_cause);
+				   target->rec_end, mark);
 		}
 		if (!done[i])
 			continue;
