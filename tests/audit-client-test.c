@@ -77,7 +77,7 @@ int main(int argc, char *argv[])
 		} else if (strcmp(args[0], "queue-bad") == 0) {
 			queue_event(client, "writer_start", "x", 0);
 		} else if (strcmp(args[0], "flush") == 0) {
-			if (mailward_audit_flush(client, &error) == 0)
+			if (mailward_audit_flush(client, FALSE, &error) == 0)
 				printf("flush OK\n");
 			else
 				printf("flush FAIL %s\n", error);

@@ -297,6 +297,19 @@ void auditd_client_connected(struct master_service_connection *conn)
 
 /* --- group commit --- */
 
+/* TRUE if one of c's flush requests asks for durable records (an id
+   without the "written" mark) */
+static bool auditd_client_wants_durable(const struct auditd_client *c)
+{
+	char *const *idp;
+
+	array_foreach(&c->flush_ids, idp) {
+		if ((*idp)[0] != MW_AUDIT_PROTO_WRITTEN_MARK)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Answers c's flush requests after a group commit; a client whose
    records were lost gets FAIL and is disconnected. c may be freed. */
 static void auditd_client_answer(struct auditd_client *c)
@@ -314,7 +327,12 @@ static void auditd_client_answer(struct auditd_client *c)
 			mailward_display(writer_error, 400) :
 			"audit writer unavailable";
 	} else {
-		i_assert(c->last_serial <= durable_serial);
+		i_assert(c->last_serial <= (auditd_client_wants_durable(c) ?
+					    durable_serial :
+					    I_MAX(durable_serial,
+						  written_serial)));
+		if (c->last_serial > durable_serial)
+			written_acked = TRUE;
 		reason = NULL;
 	}
 	ids = array_get_modifiable(&c->flush_ids, &count);
@@ -340,13 +358,22 @@ static void auditd_client_answer(struct auditd_client *c)
 }
 
 /* End of an ioloop round with flush requests: one flush for everything
-   appended, then an answer to every F. */
+   appended, then an answer to every F. The flush is a write() and an
+   fdatasync() if one of the requests asks for durable records; if all
+   of them ask only for "written" (or there are none), a write(), and the
+   sync follows within AUDITD_SYNC_MSECS (auditd_writer_write()). */
 void auditd_commit(void *context ATTR_UNUSED)
 {
 	struct auditd_client *c, *next;
+	bool durable = FALSE;
 
 	timeout_remove(&to_commit);
-	(void)auditd_writer_flush();
+	for (c = clients; c != NULL && !durable; c = c->next)
+		durable = auditd_client_wants_durable(c);
+	if (durable)
+		(void)auditd_writer_flush();
+	else
+		(void)auditd_writer_write();
 
 	for (c = clients; c != NULL; c = next) {
 		next = c->next;

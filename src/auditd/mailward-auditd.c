@@ -41,10 +41,11 @@ static struct timeval last_open_attempt;
 
 struct auditd_client *clients;
 unsigned int client_count;
-uint64_t append_serial, durable_serial;
+uint64_t append_serial, durable_serial, written_serial;
+bool written_acked;
 
 struct timeout *to_commit, *to_spool;
-static struct timeout *to_tick, *to_reopen;
+static struct timeout *to_tick, *to_reopen, *to_sync;
 static int64_t tick_due = INT64_MAX;
 
 static void auditd_tick(void *context);
@@ -208,14 +209,20 @@ void auditd_writer_failed(const char *what, const char *error)
 	auditd_set_writer_error(t_strdup_printf("audit log %s: %s failed: %s",
 						set.log_path, what, error));
 	auditd_fault(t_strdup_printf("%s (records not yet acknowledged are "
-				     "dropped; clients resend them)",
-				     writer_error));
+				     "dropped; clients resend them%s)",
+				     writer_error, written_acked &&
+				     written_serial > durable_serial ?
+				     "; records acknowledged as written since "
+				     "the last sync may not be durable" : ""));
+	written_acked = FALSE;
+	timeout_remove(&to_sync);
 	mw_audit_writer_abort(&writer);
 	for (c = clients; c != NULL; c = c->next) {
 		if (c->last_serial > durable_serial)
 			c->lost = TRUE;
 	}
 	durable_serial = append_serial;
+	written_serial = append_serial;
 	auditd_schedule_commit();
 	(void)auditd_writer_open();
 }
@@ -224,7 +231,9 @@ int auditd_writer_flush(void)
 {
 	const char *error;
 
-	if (writer == NULL || mw_audit_writer_pending(writer) == 0) {
+	timeout_remove(&to_sync);
+	if (writer == NULL || (mw_audit_writer_pending(writer) == 0 &&
+			       !mw_audit_writer_unsynced(writer))) {
 		if (writer != NULL)
 			durable_serial = append_serial;
 		return 0;
@@ -235,6 +244,31 @@ int auditd_writer_flush(void)
 	}
 	auditd_writer_warnings();
 	durable_serial = append_serial;
+	written_acked = FALSE;
+	return 0;
+}
+
+static void auditd_sync_timeout(void *context ATTR_UNUSED)
+{
+	(void)auditd_writer_flush();
+}
+
+int auditd_writer_write(void)
+{
+	const char *error;
+
+	if (writer == NULL)
+		return 0;
+	if (mw_audit_writer_pending(writer) > 0 &&
+	    mw_audit_writer_write(writer, &error) < 0) {
+		/* the group commit's flush, without its sync */
+		auditd_writer_failed("flush", error);
+		return -1;
+	}
+	written_serial = append_serial;
+	if (mw_audit_writer_unsynced(writer) && to_sync == NULL)
+		to_sync = timeout_add(AUDITD_SYNC_MSECS, auditd_sync_timeout,
+				      NULL);
 	return 0;
 }
 
@@ -387,6 +421,7 @@ static void auditd_stop(void)
 	timeout_remove(&to_tick);
 	timeout_remove(&to_reopen);
 	timeout_remove(&to_spool);
+	timeout_remove(&to_sync);
 	auditd_spool_ignored_free();
 	if (writer != NULL) {
 		if (mw_audit_writer_close(&writer, &error) < 0)

@@ -35,6 +35,9 @@ struct master_service_connection;
 /* a lasting fault is logged again after these intervals (doubling) */
 #define AUDITD_FAULT_REPEAT_MIN_SECS 60
 #define AUDITD_FAULT_REPEAT_MAX_SECS 600
+/* records only written to the log (flush requests with a '~' id, or
+   none) are synced at the latest this long after their write */
+#define AUDITD_SYNC_MSECS 1000
 /* the spool directory is looked at this often (and when a client
    connects) */
 #define AUDITD_SPOOL_MSECS 1000
@@ -86,8 +89,11 @@ extern struct mw_audit_writer *writer;
 extern char *writer_error;
 extern struct auditd_client *clients;
 extern unsigned int client_count;
-/* serial of the last appended record / of the last one known durable */
-extern uint64_t append_serial, durable_serial;
+/* serial of the last appended record / of the last one known durable /
+   of the last one written to the log file (maybe not synced yet) */
+extern uint64_t append_serial, durable_serial, written_serial;
+/* a flush request was answered for written, not yet synced records */
+extern bool written_acked;
 extern struct timeout *to_commit, *to_spool;
 
 /* mailward-auditd.c */
@@ -99,6 +105,10 @@ void auditd_writer_failed(const char *what, const char *error);
 /* Makes every appended record durable. Returns 0, or -1 (the writer
    failed). */
 int auditd_writer_flush(void);
+/* Writes every appended record to the log without syncing it, and
+   schedules the sync (AUDITD_SYNC_MSECS). Returns 0, or -1 (the writer
+   failed). */
+int auditd_writer_write(void);
 /* Runs a group commit (auditd_commit()) at the end of this ioloop
    round. */
 void auditd_schedule_commit(void);

@@ -25,6 +25,12 @@
 #define MW_AUDIT_PROTO_ERROR "ERROR"
 #define MW_AUDIT_PROTO_OK "OK"
 #define MW_AUDIT_PROTO_FAIL "FAIL"
+/* an F id that begins with this asks only for "written": the records
+   are in the log file (they survive a crash of the writer process) and
+   the writer syncs them within AUDITD_SYNC_MSECS or with the next
+   durable flush (docs/audit-log.md, "Writer protocol"); a writer that
+   does not know it makes them durable, which is more */
+#define MW_AUDIT_PROTO_WRITTEN_MARK '~'
 
 /* the writer's socket when mailward_audit_socket names none, relative to
    base_dir */

@@ -46,6 +46,9 @@ struct mw_audit_writer {
 
 	struct mw_json_buf pending;
 	unsigned int pending_records;
+	/* records written to the file (mw_audit_writer_write()) and not
+	   yet fdatasync()ed */
+	bool unsynced;
 	struct mw_json_buf line, body, scratch;
 	struct mw_json_obj obj;
 

@@ -206,7 +206,7 @@ static int emit_checkpoint(struct mw_audit_writer *w, int64_t now,
 	w->cp_last = now;
 	return 0;
 }
-int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
+int mw_audit_writer_write(struct mw_audit_writer *w, const char **error_r)
 {
 	if (w->failed)
 		return wfail(w, error_r, "audit writer is in a failed state");
@@ -215,11 +215,29 @@ int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
 	if (mw_write_full(w->fd, w->pending.data, w->pending.len) < 0)
 		return wbroken(w, error_r, "write(%s) failed: %s",
 			       w->log_path, strerror(errno));
+	mw_json_buf_reset(&w->pending);
+	w->pending_records = 0;
+	w->unsynced = true;
+	return 0;
+}
+
+bool mw_audit_writer_unsynced(const struct mw_audit_writer *w)
+{
+	return w->unsynced;
+}
+
+int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r)
+{
+	if (w->failed)
+		return wfail(w, error_r, "audit writer is in a failed state");
+	if (w->pending.len == 0 && !w->unsynced)
+		return 0;
+	if (mw_audit_writer_write(w, error_r) < 0)
+		return -1;
 	if (fdatasync(w->fd) < 0)
 		return wbroken(w, error_r, "fdatasync(%s) failed: %s",
 			       w->log_path, strerror(errno));
-	mw_json_buf_reset(&w->pending);
-	w->pending_records = 0;
+	w->unsynced = false;
 	if (w->tree_dirty)
 		mw_audit_tree_save(w);
 	return 0;

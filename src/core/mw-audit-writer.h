@@ -152,10 +152,20 @@ int mw_audit_writer_append_delayed(struct mw_audit_writer *w,
 				   const char *spool_ref,
 				   const char **error_r);
 /* Writes all pending records with one write() and one fdatasync() (group
-   commit). Returns 0 once they are durable. On failure the writer is
+   commit); the fdatasync() also covers records written before by
+   mw_audit_writer_write(). Returns 0 once they are durable. On failure the writer is
    unusable (the chain in memory is ahead of the file): close it with
    mw_audit_writer_abort() and reopen, which recovers the tail. */
 int mw_audit_writer_flush(struct mw_audit_writer *w, const char **error_r);
+/* Writes all pending records with one write(), without fdatasync(): they
+   survive a crash of the writer process (the kernel has them) but not
+   one of the system until the next mw_audit_writer_flush(), which syncs
+   them (also with nothing pending). Returns 0, or -1 as flush does (the
+   writer is then unusable). */
+int mw_audit_writer_write(struct mw_audit_writer *w, const char **error_r);
+/* TRUE if records were written by mw_audit_writer_write() and not yet
+   synced. */
+bool mw_audit_writer_unsynced(const struct mw_audit_writer *w);
 /* Timer work: ends a due epoch, emits a due checkpoint, flushes. Call it
    at the latest at mw_audit_writer_next_due(). */
 int mw_audit_writer_tick(struct mw_audit_writer *w, const char **error_r);

@@ -47,6 +47,8 @@ struct mailward_audit_client {
 	char *spool_dir;
 	struct event *event;
 	unsigned int timeout_msecs;
+	/* the flush at deinit asks only for "written" (F with a '~' id) */
+	bool written_at_deinit;
 
 	/* queued bodies (i_malloc'd), oldest first */
 	ARRAY(char *) queue;
@@ -119,6 +121,12 @@ void mailward_audit_client_set_timeout(struct mailward_audit_client *client,
 				       unsigned int msecs)
 {
 	client->timeout_msecs = msecs == 0 ? 1 : msecs;
+}
+
+void mailward_audit_client_set_written_at_deinit(
+	struct mailward_audit_client *client, bool written)
+{
+	client->written_at_deinit = written;
 }
 
 static void audit_disconnect(struct mailward_audit_client *client)
@@ -266,7 +274,8 @@ void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 	*_client = NULL;
 	n = mailward_audit_queued(client);
 	if (n > 0 || client->dropped > 0) {
-		if (mailward_audit_flush(client, &error) < 0) {
+		if (mailward_audit_flush(client, client->written_at_deinit,
+					 &error) < 0) {
 			n = mailward_audit_queued(client);
 			if (n > 0) T_BEGIN {
 				audit_spool_or_lose(client, n, error);
@@ -559,6 +568,8 @@ static int audit_read_line(struct mailward_audit_client *client,
 struct audit_flush {
 	char *const *bodies;
 	unsigned int count, id;
+	/* only "written" asked for: the id is sent with a '~' prefix */
+	bool written;
 	/* E lines sent on the connection before these */
 	uint64_t first_e;
 	bool *rejected;
@@ -593,7 +604,10 @@ static int audit_send_queue(struct mailward_audit_client *client,
 			str_append_c(out, '\n');
 			client->conn_e_lines++;
 		} else {
-			str_printfa(out, MW_AUDIT_PROTO_FLUSH"\t%u\n", fl->id);
+			str_append(out, MW_AUDIT_PROTO_FLUSH"\t");
+			if (fl->written)
+				str_append_c(out, MW_AUDIT_PROTO_WRITTEN_MARK);
+			str_printfa(out, "%u\n", fl->id);
 		}
 		if (str_len(out) >= AUDIT_SEND_CHUNK || i == fl->count) {
 			ret = audit_send(client, str_data(out), str_len(out),
@@ -654,7 +668,7 @@ static int audit_read_replies(struct mailward_audit_client *client,
 			      const struct audit_flush *fl,
 			      const struct timeval *deadline)
 {
-	const char *line, *const *args;
+	const char *line, *const *args, *idstr;
 	unsigned int id;
 	int ret;
 
@@ -670,9 +684,12 @@ static int audit_read_replies(struct mailward_audit_client *client,
 		if (strcmp(args[0], MW_AUDIT_PROTO_REJECTED) == 0 &&
 		    audit_reply_rejected(client, fl, args))
 			continue;
+		idstr = args[1] == NULL ? "" : args[1];
+		if (fl->written && idstr[0] == MW_AUDIT_PROTO_WRITTEN_MARK)
+			idstr++;
 		if (strcmp(args[0], MW_AUDIT_PROTO_FLUSH) == 0 &&
 		    str_array_length(args) >= 3 &&
-		    str_to_uint(args[1], &id) == 0 && id == fl->id) {
+		    str_to_uint(idstr, &id) == 0 && id == fl->id) {
 			if (strcmp(args[2], MW_AUDIT_PROTO_OK) == 0)
 				return AUDIT_IO_OK;
 			audit_set_error(client, "writer failed: %s",
@@ -694,7 +711,8 @@ static int audit_read_replies(struct mailward_audit_client *client,
 }
 
 static int audit_flush_once(struct mailward_audit_client *client,
-			    bool *rejected, unsigned int *rejected_r,
+			    bool written, bool *rejected,
+			    unsigned int *rejected_r,
 			    const struct timeval *deadline)
 {
 	struct audit_flush fl;
@@ -702,6 +720,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 
 	*rejected_r = 0;
 	i_zero(&fl);
+	fl.written = written;
 	fl.bodies = array_get(&client->queue, &fl.count);
 	fl.first_e = client->conn_e_lines;
 	fl.id = ++client->flush_id;
@@ -713,7 +732,7 @@ static int audit_flush_once(struct mailward_audit_client *client,
 	return audit_read_replies(client, &fl, deadline);
 }
 
-int mailward_audit_flush(struct mailward_audit_client *client,
+int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 			 const char **error_r)
 {
 	struct timeval now, deadline;
@@ -745,7 +764,7 @@ int mailward_audit_flush(struct mailward_audit_client *client,
 			if (!reused &&
 			    (ret = audit_connect(client, &deadline)) < 0)
 				break;
-			ret = audit_flush_once(client, rejected,
+			ret = audit_flush_once(client, written, rejected,
 					       &rejected_count, &deadline);
 			if (ret == AUDIT_IO_OK)
 				break;

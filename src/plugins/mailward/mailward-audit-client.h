@@ -61,9 +61,15 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 /* Records queued and not yet acknowledged as durable. */
 unsigned int mailward_audit_queued(const struct mailward_audit_client *client);
 
+/* The flush at mailward_audit_client_deinit() asks only for "written"
+   (mailward_audit_flush()'s written) if written is TRUE; default FALSE
+   (durable). */
+void mailward_audit_client_set_written_at_deinit(
+	struct mailward_audit_client *client, bool written);
+
 /* Sends every queued record and waits for the writer's acknowledgement
-   (bounded by the timeout). Returns 0 when all of them are durable in
-   the audit log (also when nothing was queued). Returns -1 with *error_r
+   (bounded by the timeout). Returns 0 when all of them are durable (or
+   written, below) in the audit log (also when nothing was queued). Returns -1 with *error_r
    (valid until the next call with this client) when the writer is
    unreachable, timed out, failed, or rejected a record:
    - unreachable / timed out / failed: the records stay queued and are
@@ -73,8 +79,15 @@ unsigned int mailward_audit_queued(const struct mailward_audit_client *client);
      rejected records are logged and dropped, the others are durable.
    A connection the writer closed since the last flush is reopened once.
    After a timeout, flushes fail at once for the next 5 seconds instead
-   of waiting again. */
-int mailward_audit_flush(struct mailward_audit_client *client,
+   of waiting again.
+   written = FALSE: "durable" is waited for (written and fdatasync()ed).
+   written = TRUE: only "written" (an F with a '~' id, mw-audit-proto.h):
+   the records are in the log file, where a crash of the writer process
+   does not lose them, and the writer syncs them within 1 s or with the
+   next durable flush; no fdatasync() is waited for. Same returns and
+   retries either way. TRUE only for records that gate no act: never
+   before an expunge (audit before act) or under audit_required. */
+int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 			 const char **error_r);
 
 #endif

@@ -216,7 +216,11 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 	}
 	if (muser->audit == NULL || mailward_audit_queued(muser->audit) == 0)
 		return 0;
-	if (mailward_audit_flush(muser->audit, &error) == 0) {
+	/* what gates an act (an expunge, a read under audit_required) must
+	   be durable; the rest only in the log file, synced by the writer
+	   within a second (docs/audit-log.md, "Durability") */
+	if (mailward_audit_flush(muser->audit, !destructive &&
+				 !muser->set.audit_required, &error) == 0) {
 		muser->audit_broken = FALSE;
 		return 0;
 	}
@@ -271,6 +275,9 @@ void mailward_audit_user_init(struct mailward_user *muser)
 			mailward_audit_socket_path(muser->set.audit_spool,
 						   user->set->base_dir));
 	}
+	/* the session's last records (logout) gate nothing */
+	mailward_audit_client_set_written_at_deinit(muser->audit,
+		!muser->set.audit_required);
 }
 
 void mailward_audit_login(struct mailward_user *muser)
