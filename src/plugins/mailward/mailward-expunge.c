@@ -37,6 +37,14 @@ struct mailward_transaction {
 	const char *kept_reason;
 	struct mail_storage *kept_src_storage;
 	const char *refuse_reason;
+	/* copies saved here whose move (or lazy_expunge's copy, or 2.4's
+	   REPLACE) expunges the source: the source user's expunge intents
+	   must be durable before this transaction commits (audit before
+	   act), or the copy would stay while the source's commit refuses
+	   the expunge. Dovecot's callers move from one source mailbox per
+	   destination transaction. */
+	struct mailward_user *move_src_user;
+	struct mail_storage *move_src_storage;
 	/* begun by mailward_policy_transaction_begin(): expunges
 	   mailward itself decided (policy, delay) */
 	bool policy_expunge;
@@ -382,13 +390,29 @@ int mailward_transaction_audit_intents(struct mailward_user *muser,
 	return 0;
 }
 
+/* The mail is copied into mt's mailbox and expunged from its own
+   (mailbox_move(), REPLACE): the destination commit waits for the
+   durability of the expunge's audit intent. */
+static void mailward_transaction_note_move(struct mailward_transaction *mt,
+					   struct mail *mail)
+{
+	struct mailward_user *src_muser = mailward_mailbox_user(mail->box);
+
+	if (src_muser == NULL || src_muser->audit == NULL)
+		return;
+	mt->move_src_user = src_muser;
+	mt->move_src_storage = mail->box->storage;
+}
+
 /* A copy into this mailbox. When it is the first half of a move (IMAP
    MOVE, doveadm move, lazy_expunge's copy of an expunged message) whose
    expunge half mailward refuses or suppresses, the copy must not stay:
    it is counted here and the destination transaction is rolled back at
    commit. Dovecot commits the destination before the source's expunges
    (and lazy_expunge's transaction_commit wraps mailward's), so this is
-   the point where nothing has been committed yet. */
+   the point where nothing has been committed yet. When the expunge half
+   goes ahead, the destination's commit first makes its audit intent
+   durable (commit_move_intents()). */
 int mailward_copy(struct mail_save_context *ctx, struct mail *mail)
 {
 	struct mailbox_transaction_context *t = ctx->transaction;
@@ -404,6 +428,8 @@ int mailward_copy(struct mail_save_context *ctx, struct mail *mail)
 		mt->kept_move_copies++;
 		mt->kept_reason = reason;
 		mt->kept_src_storage = mail->box->storage;
+	} else if (ctx->moving && mt != NULL) {
+		mailward_transaction_note_move(mt, mail);
 	}
 	return 0;
 }
@@ -591,6 +617,44 @@ commit_audit_intents(struct mailbox_transaction_context *t,
 	return -1;
 }
 
+/* Moved copies: the source's expunge intents (queued by the moves, which
+   expunge right after copying) are made durable before the copies are
+   committed, as the source commit would; when they cannot be, nothing
+   is saved and the commit fails with the error the source commit would
+   give, so the caller rolls the source back: no copy, no expunge (a
+   retried MOVE does not pile up copies). Returns 0 or -1. */
+static int
+commit_move_intents(struct mailbox_transaction_context *t,
+		    struct mailward_transaction *mt)
+{
+	struct mailbox *box = t->box;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
+	struct mailward_user *src_muser = mt->move_src_user;
+	struct mail_storage *src_storage = mt->move_src_storage;
+	enum mail_error error;
+	const char *reason = "Audit log unavailable: message(s) not expunged";
+
+	if (src_muser == NULL || mailward_audit_commit(src_muser, TRUE) == 0)
+		return 0;
+	e_debug(src_muser->event, "%s: moved copies not saved: the "
+		"expunge's audit intent is not durable",
+		mailward_display(mailbox_get_vname(box), 0));
+	mbox->module_ctx.super.transaction_rollback(t);
+	mailward_transaction_free(mt);
+	error = mailward_error_unavailable(src_muser);
+	/* lazy_expunge reports a TEMP error of its copy's commit as an
+	   internal error (and logs it as critical); POP3 answers INUSE with
+	   the same -ERR [SYS/TEMP] as TEMP, and IMAP gets UNAVAILABLE */
+	if (error == MAIL_ERROR_TEMP)
+		error = MAIL_ERROR_INUSE;
+	/* the source mailbox's caller reports this error too
+	   (lazy_expunge reads it from the source storage) */
+	if (src_storage != box->storage)
+		mail_storage_set_error(src_storage, error, reason);
+	mail_storage_set_error(box->storage, error, reason);
+	return -1;
+}
+
 int mailward_transaction_commit(struct mailbox_transaction_context *t,
 				struct mail_transaction_commit_changes *changes_r)
 {
@@ -605,7 +669,8 @@ int mailward_transaction_commit(struct mailbox_transaction_context *t,
 		return commit_kept_copies(t, mt, muser);
 	if (mt->refused > 0)
 		return commit_refused(t, mt, muser);
-	if (commit_audit_intents(t, mt, muser) < 0)
+	if (commit_audit_intents(t, mt, muser) < 0 ||
+	    commit_move_intents(t, mt) < 0)
 		return -1;
 	expunges = mt->pool != NULL && array_count(&mt->expunged) > 0;
 	MAILWARD_FAULT_POINT(muser, expunges ? "before-expunge-commit" :
@@ -677,6 +742,7 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
 	struct mailbox *box = ctx->transaction->box;
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
 	struct mailward_user *muser = mailward_mailbox_user(box);
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(ctx->transaction);
 	const char *reason;
 
 	if (muser != NULL && ctx->expunged_mail != NULL &&
@@ -693,6 +759,11 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
 			t_strdup_printf("Replace refused, nothing saved or "
 					"expunged: %s", reason));
 		return -1;
+	}
+	if (ctx->expunged_mail != NULL && mt != NULL) {
+		/* the old message is expunged at save_finish, in its own
+		   transaction, which Dovecot commits after this one */
+		mailward_transaction_note_move(mt, ctx->expunged_mail);
 	}
 	return mbox->module_ctx.super.save_begin(ctx, input);
 }
