@@ -10,10 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAPSIZE_ROUND (64 * 1024)
+/* waiting for another process' open or close of the same store: tries
+   every millisecond, at most this often (about 5 s) */
+#define OPEN_LOCK_ATTEMPTS 5000
 
 static struct lmdb_store *stores = NULL;
 static pid_t stores_pid = 0;
@@ -326,18 +331,64 @@ static int store_init(struct lmdb_store *s)
 	return mw_lmdb_write(s, "creating databases", store_init_txn, NULL);
 }
 
+/* LMDB 0.9.29 to 0.9.31 (Debian 13) let mdb_env_close() destroy the
+   lock file's shared mutexes when it finds no other user, which races
+   with a process opening the store at that moment: that one attaches
+   to the destroyed mutexes and every transaction of its session fails
+   with EINVAL (LMDB ITS#10095). Opening and closing an environment
+   therefore take turns under an exclusive flock() of the store
+   directory (not of a file LMDB uses: closing another descriptor of
+   that file would drop LMDB's own fcntl() locks). Returns the
+   descriptor to pass to store_env_unlock(), or -1 when the lock could
+   not be taken (not fatal: the open or close goes ahead as without
+   it). Nested calls (a store created fresh while another is opened)
+   take nothing: the outer call holds the lock already. */
+static unsigned int env_lock_depth = 0;
+
+static int store_env_lock(const char *dir)
+{
+	const struct timespec ms = { 0, 1000 * 1000 };
+	unsigned int attempt;
+	int fd;
+
+	if (env_lock_depth++ > 0)
+		return -1;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (attempt = 0; attempt < OPEN_LOCK_ATTEMPTS; attempt++) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		(void)nanosleep(&ms, NULL);
+	}
+	close(fd);
+	return -1;
+}
+
+static void store_env_unlock(int fd)
+{
+	env_lock_depth--;
+	if (fd >= 0)
+		close(fd);
+}
+
 static void store_free(struct lmdb_store *s)
 {
 	sigjmp_buf buf, *saved;
+	int lock_fd;
 
 	if (s->env != NULL && s->pid == mw_lmdb_getpid()) {
 		/* closing reads no data pages; guarded all the same */
 		saved = mw_lmdb_guard_jmp;
+		lock_fd = store_env_lock(s->base.path);
 		if (sigsetjmp(buf, 0) == 0) {
 			mw_lmdb_guard_jmp = &buf;
 			mdb_env_close(s->env);
 		}
 		mw_lmdb_guard_jmp = saved;
+		store_env_unlock(lock_fd);
 	}
 	if (s->pid == mw_lmdb_getpid())
 		mw_lmdb_guard_unref();
@@ -453,11 +504,23 @@ static int store_env_open(struct lmdb_store *s, size_t mapsize)
 	return 0;
 }
 
-static int store_env_open_guarded(struct lmdb_store *s, size_t mapsize)
+static int store_env_open_guarded0(struct lmdb_store *s, size_t mapsize)
 {
 	const char *error;
 
 	STORE_GUARDED(s, &error, store_env_open(s, mapsize));
+}
+
+/* store_env_open() guarded, taking turns with other processes' opens
+   and closes (store_env_lock()) */
+static int store_env_open_guarded(struct lmdb_store *s, size_t mapsize)
+{
+	int lock_fd, ret;
+
+	lock_fd = store_env_lock(s->base.path);
+	ret = store_env_open_guarded0(s, mapsize);
+	store_env_unlock(lock_fd);
+	return ret;
 }
 
 static struct lmdb_store *store_alloc(const char *real)

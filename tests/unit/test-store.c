@@ -2270,6 +2270,57 @@ static void test_concurrent_writers(void **state)
 	mw_store_unref(&s);
 }
 
+/* One process' open and another's close of the same store, again and
+   again, with no other user: LMDB 0.9.31 (Debian 13) lets the closing
+   process destroy the lock file's mutexes while the other one attaches
+   to them, which then failed its transactions with EINVAL ("mdb_txn_begin()
+   failed: Invalid argument": a mail session in fail-safe mode). The
+   bounded loop gives the race many chances; every open and read must
+   work. */
+#define OPEN_CLOSE_ROUNDS 2000
+static int child_open_close(const char *dir)
+{
+	struct mw_store_stat st;
+	struct mw_store *s;
+	const char *error;
+	unsigned int i, failed = 0;
+
+	for (i = 0; i < OPEN_CLOSE_ROUNDS; i++) {
+		if (mw_store_open(dir, &s, &error) < 0) {
+			if (failed++ == 0)
+				fprintf(stderr, "open: %s\n", error);
+			continue;
+		}
+		if (mw_store_get_stat(s, &st, &error) < 0 && failed++ == 0)
+			fprintf(stderr, "stat: %s\n", error);
+		mw_store_unref(&s);
+	}
+	return failed == 0 ? 0 : 1;
+}
+
+static void test_open_close_race(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s = open_ok(f->store_dir);
+	pid_t pids[2];
+	unsigned int c;
+	int status;
+
+	/* created; then only the children have it open */
+	mw_store_unref(&s);
+	for (c = 0; c < 2; c++) {
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0)
+			_exit(child_open_close(f->store_dir));
+	}
+	for (c = 0; c < 2; c++) {
+		assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+}
+
 static void test_map_resized_by_other(void **state)
 {
 	struct fixture *f = *state;
@@ -2467,6 +2518,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_key),
 		cmocka_unit_test_setup_teardown(test_open_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_close_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
