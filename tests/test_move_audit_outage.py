@@ -60,6 +60,30 @@ def test_imap_move_writer_away_leaves_no_copy(sandbox_factory):
     assert count(sbx, "alice", "Other") == 1
 
 
+def test_imap_move_writer_stopped_leaves_no_copy(sandbox_factory):
+    """The writer stopped (SIGSTOP) with its socket open: the MOVE waits
+    for the audit client's timeout, then is refused as above (the client
+    then waits a few seconds before it tries the writer again: the MOVE
+    that works is in the test above)."""
+    sbx = sandbox_factory(users={"alice": {}}, audit=True)
+    sbx.deliver("alice", [make_message(i) for i in range(2)])
+    sbx.doveadm("mailbox", "create", "-u", "alice", "Other")
+    i = imap(sbx, "alice")
+    i.select("INBOX")
+    stopped = stop_writers(sbx)
+    assert stopped
+    try:
+        typ, text = tagged(i, "UID", "MOVE", "1", "Other")
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert typ == "NO", text
+    assert text.startswith(UNAVAILABLE + b"expunged"), text
+    assert sbx.maildir_count("alice") == 2
+    assert count(sbx, "alice", "Other") == 0
+    i.logout()
+
+
 def test_doveadm_move_writer_away_leaves_no_copy(sandbox_factory):
     sbx = sandbox_factory(users={"alice": {}}, audit=True)
     sbx.deliver("alice", [make_message(i) for i in range(2)])
@@ -89,8 +113,13 @@ def test_lazy_expunge_writer_away_leaves_no_copy(sandbox_factory):
             typ, text = tagged(i, "EXPUNGE")
             assert typ == "NO", text
             assert text.startswith(UNAVAILABLE), text
+        assert count(sbx, "alice") == 3
+        assert count(sbx, "alice", "EXPUNGED") == 0
+        # CLOSE expunges too
+        tagged(i, "CLOSE")
     assert count(sbx, "alice") == 3
     assert count(sbx, "alice", "EXPUNGED") == 0
+    i.select("INBOX")
     typ, text = tagged(i, "EXPUNGE")
     assert typ == "OK", text
     i.logout()
