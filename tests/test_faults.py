@@ -15,6 +15,7 @@ import poplib
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -303,13 +304,19 @@ def test_concurrency_many_users_200_sessions(sandbox_factory):
     for u in users:
         sbx.deliver(u, [make_message(i) for i in range(20)])
 
+    # Sessions of different users run at once; one user's sessions take
+    # turns (as Dovecot's pop3_lock_session would make them), so each of
+    # them removes a different message and the counts below are exact.
+    locks = {u: threading.Lock() for u in users}
+
     def session(k):
         u = "u%02d" % (k % 20)
-        p = pop3(sbx, u)
-        if p.stat()[0]:
-            p.retr(1)
-            p.dele(1)
-        p.quit()
+        with locks[u]:
+            p = pop3(sbx, u)
+            if p.stat()[0]:
+                p.retr(1)
+                p.dele(1)
+            p.quit()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
         list(ex.map(session, range(200), timeout=240))
