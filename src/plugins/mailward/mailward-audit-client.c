@@ -322,7 +322,7 @@ static void audit_queue_body(struct mailward_audit_client *client,
 	client->queue_bytes += total;
 }
 
-void mailward_audit_queue(struct mailward_audit_client *client,
+bool mailward_audit_queue(struct mailward_audit_client *client,
 			  const struct mw_audit_event *ev)
 {
 	struct mw_json_buf *buf = &client->body;
@@ -349,7 +349,40 @@ void mailward_audit_queue(struct mailward_audit_client *client,
 		}
 	} else {
 		audit_queue_body(client, buf->data, buf->len);
+		return TRUE;
 	}
+	return FALSE;
+}
+
+/* Writes the queued records to a new spool file and frees them, logged
+   as a warning beginning with why. Returns 1, 0 when nothing is queued,
+   or -1 with *error_r (no spool, or it failed: the records stay). */
+static int audit_spool_queue(struct mailward_audit_client *client,
+			     const char *why, const char **error_r)
+{
+	const char *path;
+	unsigned int n = array_count(&client->queue);
+
+	if (n == 0)
+		return 0;
+	if (client->spool_dir == NULL) {
+		*error_r = "no mailward_audit_spool";
+		return -1;
+	}
+	path = audit_spool_write(client, error_r);
+	if (path == NULL)
+		return -1;
+	e_warning(client->event, "%s%u record(s) moved to spool file %s for "
+		  "the writer %s to add when it is back", why, n, path,
+		  client->socket_path);
+	audit_free_bodies(client, n);
+	return 1;
+}
+
+int mailward_audit_spool_now(struct mailward_audit_client *client,
+			     const char **error_r)
+{
+	return audit_spool_queue(client, "", error_r);
 }
 
 /* The queue is full (a long session while the writer is away): what it
@@ -357,27 +390,19 @@ void mailward_audit_queue(struct mailward_audit_client *client,
    TRUE if the queue is empty now. */
 static bool audit_spool_spill(struct mailward_audit_client *client)
 {
-	const char *path, *error;
-	unsigned int n = array_count(&client->queue);
-	bool ret = FALSE;
+	const char *error;
+	int ret;
 
-	if (client->spool_dir == NULL || n == 0)
+	if (client->spool_dir == NULL)
 		return FALSE;
 	T_BEGIN {
-		path = audit_spool_write(client, &error);
-		if (path == NULL) {
+		ret = audit_spool_queue(client, "queue full: ", &error);
+		if (ret < 0) {
 			e_error(client->event, "queue full, spool failed: %s",
 				error);
-		} else {
-			e_warning(client->event, "queue full: %u record(s) "
-				  "moved to spool file %s for the writer %s to "
-				  "add when it is back", n, path,
-				  client->socket_path);
-			audit_free_bodies(client, n);
-			ret = TRUE;
 		}
 	} T_END;
-	return ret;
+	return ret > 0;
 }
 
 /* Queues the "dropped" record that reports earlier drops. */

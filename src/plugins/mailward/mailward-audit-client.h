@@ -46,6 +46,14 @@ void mailward_audit_client_deinit(struct mailward_audit_client **client);
    The directory is the writer's (docs/audit-service.md, "Spool"). */
 void mailward_audit_client_set_spool(struct mailward_audit_client *client,
 				     const char *spool_dir);
+/* Writes every queued record to a new spool file now (the writer away,
+   for a caller that must know them durable before it goes on: see
+   mailward_audit_flush()), logged as a warning naming the file. Returns 1
+   when they are in the spool (the queue is empty now), 0 when nothing
+   was queued, -1 with *error_r (on the data stack) when there is no
+   spool or it could not be written: the records stay queued. */
+int mailward_audit_spool_now(struct mailward_audit_client *client,
+			     const char **error_r);
 /* Sets the deadline of one flush (connect, send, wait for the ack);
    default MAILWARD_AUDIT_DEFAULT_TIMEOUT_MSECS. */
 void mailward_audit_client_set_timeout(struct mailward_audit_client *client,
@@ -55,8 +63,9 @@ void mailward_audit_client_set_timeout(struct mailward_audit_client *client,
    afterwards) and queues it. No I/O. An event that does not build (a bug)
    or does not fit in the queue is logged as an error and dropped; drops
    because of a full queue are reported by a "dropped" record at the next
-   successful flush. */
-void mailward_audit_queue(struct mailward_audit_client *client,
+   successful flush. Returns TRUE if the record was queued (or went to
+   the spool with the full queue), FALSE if it was dropped. */
+bool mailward_audit_queue(struct mailward_audit_client *client,
 			  const struct mw_audit_event *ev);
 /* Records queued and not yet acknowledged as durable. */
 unsigned int mailward_audit_queued(const struct mailward_audit_client *client);

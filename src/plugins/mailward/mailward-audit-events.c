@@ -194,15 +194,35 @@ void mailward_audit_queue_event(struct mailward_user *muser,
 bool mailward_audit_queue_required(struct mailward_user *muser,
 				   const struct mw_audit_event *ev)
 {
-	unsigned int before;
-
 	/* an act before the IMAP client's ID: what came before it goes
 	   first, as it is (without the device not known yet) */
 	mailward_audit_deferred_release(muser);
-	before = mailward_audit_queued(muser->audit);
 	/* no automatic batch flush here: the caller flushes before acting */
-	mailward_audit_queue(muser->audit, ev);
-	return mailward_audit_queued(muser->audit) > before;
+	return mailward_audit_queue(muser->audit, ev);
+}
+
+int mailward_audit_make_durable(struct mailward_user *muser,
+				unsigned int count, const char *what)
+{
+	const char *error, *spool_error;
+
+	i_assert(muser->audit != NULL);
+	if (mailward_audit_flush(muser->audit, FALSE, &error) == 0) {
+		muser->audit_broken = FALSE;
+		return 0;
+	}
+	muser->audit_broken = TRUE;
+	error = t_strdup(error);
+	/* the writer away: the spool is durable too */
+	if (mailward_audit_spool_now(muser->audit, &spool_error) > 0)
+		return 0;
+	if (mailward_audit_queued(muser->audit) == 0)
+		spool_error = "not queued any more";
+	e_error(muser->event, "Audit log unavailable: %u %s record(s) not "
+		"written (%s; spool: %s): not marked as audited in the state "
+		"store, the next sweep audits them again", count, what, error,
+		spool_error);
+	return -1;
 }
 
 int mailward_audit_commit(struct mailward_user *muser, bool destructive)

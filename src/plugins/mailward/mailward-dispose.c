@@ -103,8 +103,10 @@ mailward_target_note_mail(struct mailward_target *target, struct mail *mail)
 	}
 }
 
-/* Audits what the disposition did (or could not do) to one message. */
-static void
+/* Audits what the disposition did (or could not do) to one message.
+   Returns TRUE if the record was queued (mailward_audit_queue_required():
+   for mailward_audit_make_durable()). */
+static bool
 mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
 			const struct mailward_target *target, const char *cause,
 			const char *outcome, const char *dest_name,
@@ -113,7 +115,7 @@ mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
 	struct mw_audit_event ev;
 
 	if (muser->audit == NULL)
-		return;
+		return FALSE;
 	mailward_audit_event_init(muser, &ev, "disposed", outcome);
 	mw_audit_event_set_str(&ev, MW_AF_MAILBOX, mailbox_get_vname(box));
 	mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
@@ -135,7 +137,7 @@ mailward_audit_disposed(struct mailward_user *muser, struct mailbox *box,
 	mw_audit_event_set_str(&ev, MW_AF_DESTINATION, dest_name);
 	mw_audit_event_set_str(&ev, MW_AF_DESTINATION_GUID, dest_guid);
 	mw_audit_event_set_str(&ev, MW_AF_DETAIL, detail);
-	mailward_audit_queue_event(muser, &ev);
+	return mailward_audit_queue_required(muser, &ev);
 }
 
 /* Carries out the disposition (mailward_pop3_disposition) on one mail of
@@ -199,80 +201,138 @@ bool mailward_target_mark(const struct mailward_target *target,
 	return TRUE;
 }
 
-/* Hold or fail-safe: logs that nothing of the targets was carried out
-   (one line for all) and audits each target not noted yet (read-only:
-   the records name each message in full). */
+/* Queues the expunge_suppressed record of target (found as mail in
+   box, else named by what the state store has). Returns TRUE if it was
+   queued. */
+static bool
+dispose_suppressed_audit(struct dispose_ctx *ctx,
+			 const struct mailward_target *target,
+			 struct mail *mail)
+{
+	struct mailward_user *muser = ctx->muser;
+	enum mw_pop3_disposition disposition = muser->set.disposition;
+	struct mw_audit_event ev;
+
+	mailward_audit_event_init(muser, &ev, "expunge_suppressed",
+				  "suppressed");
+	if (target->uid != 0 && mail_set_uid(mail, target->uid) &&
+	    mailward_mail_has_key(mail, target->key)) {
+		mailward_audit_event_mail(muser, &ev, mail, NULL);
+	} else {
+		mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
+				       mailbox_get_vname(ctx->box));
+		mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
+				       mailward_mailbox_guid(muser, ctx->box));
+		mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
+		if (target->guid != NULL) {
+			mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
+					       target->guid);
+		}
+	}
+	mailward_audit_event_policy(muser, &ev);
+	mw_audit_event_set_str(&ev, MW_AF_CAUSE,
+			       muser->set.hold ? "hold" : "fail_safe");
+	mw_audit_event_set_str(&ev, MW_AF_DETAIL,
+		disposition == MW_DISPOSITION_EXPUNGE ?
+		t_strdup_printf("%s expunge not carried out", ctx->cause) :
+		t_strdup_printf("%s %s not carried out (nothing copied, "
+				"nothing removed)", ctx->cause,
+				mw_pop3_disposition_name(disposition)));
+	if (disposition == MW_DISPOSITION_MOVE) {
+		mw_audit_event_set_str(&ev, MW_AF_ACTION, "move");
+		mw_audit_event_set_str(&ev, MW_AF_DESTINATION,
+				       muser->set.disposition_mailbox);
+	}
+	return mailward_audit_queue_required(muser, &ev);
+}
+
+/* Audits each target not noted yet (read-only: the records name each
+   message in full) and makes the records durable; a target is set noted
+   only once its record is (mailward_audit_make_durable()): the caller
+   marks the noted ones in the state store. Returns the number of
+   records made durable; *unwritten_r: those queued that are not. */
+static unsigned int
+dispose_suppressed_audit_all(struct dispose_ctx *ctx,
+			     unsigned int *unwritten_r)
+{
+	struct mailward_user *muser = ctx->muser;
+	struct mailbox_transaction_context *t;
+	struct mailward_target *target;
+	struct mail *mail;
+	bool *queued;
+	unsigned int i, n_queued = 0;
+
+	*unwritten_r = 0;
+	queued = t_new(bool, array_count(ctx->targets));
+	t = mailbox_transaction_begin(ctx->box, 0,
+				      "mailward suppressed expunge");
+	mail = mail_alloc(t, MAIL_FETCH_GUID, NULL);
+	array_foreach_modifiable(ctx->targets, target) {
+		i = array_foreach_idx(ctx->targets, target);
+		if (!target->noted &&
+		    dispose_suppressed_audit(ctx, target, mail)) {
+			queued[i] = TRUE;
+			n_queued++;
+		}
+	}
+	mail_free(&mail);
+	mailbox_transaction_rollback(&t);
+	/* the logout record's count: they go with it */
+	muser->audit_suppressed += n_queued;
+	if (n_queued > 0 && mailward_audit_make_durable(muser, n_queued,
+					"expunge_suppressed") < 0) {
+		*unwritten_r = n_queued;
+		return 0;
+	}
+	array_foreach_modifiable(ctx->targets, target) {
+		if (queued[array_foreach_idx(ctx->targets, target)])
+			target->noted = TRUE;
+	}
+	/* (a record not queued was dropped, logged by the client: its
+	   target stays not noted) */
+	return n_queued;
+}
+
+/* Hold or fail-safe: audits each target not noted yet
+   (dispose_suppressed_audit_all()) and logs that nothing of the targets
+   was carried out (one line for all). */
 static void dispose_suppressed(struct dispose_ctx *ctx)
 {
 	struct mailward_user *muser = ctx->muser;
 	enum mw_pop3_disposition disposition = muser->set.disposition;
-	struct mailbox_transaction_context *t;
 	struct mailward_target *target;
-	struct mw_audit_event ev;
-	struct mail *mail;
 	unsigned int n = array_count(ctx->targets), n_new = 0;
+	unsigned int n_audited = 0, n_unwritten = 0;
+	const char *audited;
 
 	array_foreach_modifiable(ctx->targets, target) {
 		if (!target->noted)
 			n_new++;
 	}
+	if (muser->audit == NULL)
+		audited = "audit log off";
+	else {
+		if (n_new > 0) {
+			n_audited = dispose_suppressed_audit_all(ctx,
+								 &n_unwritten);
+		}
+		audited = t_strdup_printf("%u audited now, %u before%s",
+			n_audited, n - n_new, n_unwritten == 0 ? "" :
+			t_strdup_printf(
+			", %u not written: audit log unavailable, audited "
+			"again by the next sweep", n_unwritten));
+	}
 	e_info(mailward_named_event(muser, "mailward_expunge_suppressed")->
-	       add_int("count", n)->add_int("newly_audited", n_new)->
+	       add_int("count", n)->add_int("newly_audited", n_audited)->
+	       add_int("not_written", n_unwritten)->
 	       add_str("cause", muser->set.hold ? "hold" : "fail_safe")->
 	       add_str("expunge_cause", ctx->cause)->event(),
-	       "%u %s %s(s) in %s suppressed (%u audited now, %u before): "
-	       "%s", n, ctx->cause,
+	       "%u %s %s(s) in %s suppressed (%s): %s", n, ctx->cause,
 	       disposition == MW_DISPOSITION_EXPUNGE ? "expunge" :
 	       mw_pop3_disposition_name(disposition),
-	       mailward_display(mailbox_get_vname(ctx->box), 0), n_new,
-	       n - n_new, muser->set.hold ? "legal hold (mailward_hold=yes)" :
+	       mailward_display(mailbox_get_vname(ctx->box), 0), audited,
+	       muser->set.hold ? "legal hold (mailward_hold=yes)" :
 	       muser->fail_safe_reason);
-	muser->audit_suppressed += n_new;
-	if (muser->audit == NULL || n_new == 0)
-		return;
-	t = mailbox_transaction_begin(ctx->box, 0,
-				      "mailward suppressed expunge");
-	mail = mail_alloc(t, MAIL_FETCH_GUID, NULL);
-	array_foreach_modifiable(ctx->targets, target) {
-		if (target->noted)
-			continue;
-		mailward_audit_event_init(muser, &ev, "expunge_suppressed",
-					  "suppressed");
-		if (target->uid != 0 && mail_set_uid(mail, target->uid) &&
-		    mailward_mail_has_key(mail, target->key)) {
-			mailward_audit_event_mail(muser, &ev, mail, NULL);
-		} else {
-			mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
-					       mailbox_get_vname(ctx->box));
-			mw_audit_event_set_str(&ev, MW_AF_MAILBOX_GUID,
-				mailward_mailbox_guid(muser, ctx->box));
-			mw_audit_event_set_num(&ev, MW_AF_UID, target->uid);
-			if (target->guid != NULL) {
-				mw_audit_event_set_str(&ev, MW_AF_MSG_GUID,
-						       target->guid);
-			}
-		}
-		mailward_audit_event_policy(muser, &ev);
-		mw_audit_event_set_str(&ev, MW_AF_CAUSE,
-				       muser->set.hold ? "hold" : "fail_safe");
-		mw_audit_event_set_str(&ev, MW_AF_DETAIL,
-			disposition == MW_DISPOSITION_EXPUNGE ?
-			t_strdup_printf("%s expunge not carried out",
-					ctx->cause) :
-			t_strdup_printf("%s %s not carried out (nothing "
-				"copied, nothing removed)", ctx->cause,
-				mw_pop3_disposition_name(disposition)));
-		if (disposition == MW_DISPOSITION_MOVE) {
-			mw_audit_event_set_str(&ev, MW_AF_ACTION, "move");
-			mw_audit_event_set_str(&ev, MW_AF_DESTINATION,
-				muser->set.disposition_mailbox);
-		}
-		mailward_audit_queue_event(muser, &ev);
-		/* (for the caller: now noted) */
-		target->noted = TRUE;
-	}
-	mail_free(&mail);
-	mailbox_transaction_rollback(&t);
 }
 
 /* Audits the targets (all, or only those done) as failed with detail. */
@@ -287,9 +347,10 @@ dispose_audit_failed(struct dispose_ctx *ctx, bool only_done,
 		i = array_foreach_idx(ctx->targets, target);
 		if (only_done && !ctx->done[i])
 			continue;
-		mailward_audit_disposed(ctx->muser, ctx->box, target,
-					ctx->audit_cause, "failed",
-					ctx->dest_name, ctx->dest_guid, detail);
+		(void)mailward_audit_disposed(ctx->muser, ctx->box, target,
+					      ctx->audit_cause, "failed",
+					      ctx->dest_name, ctx->dest_guid,
+					      detail);
 	}
 }
 
@@ -299,14 +360,25 @@ dispose_audit_failed(struct dispose_ctx *ctx, bool only_done,
 static void dispose_dest_failed(struct dispose_ctx *ctx, const char *detail)
 {
 	struct mailward_target *target;
+	unsigned int n_queued = 0;
+	bool durable;
 
 	array_foreach_modifiable(ctx->targets, target) {
-		if (target->mark != MW_MSG_NOTED_MOVE_FAILED) {
+		/* dest_failed for now: its record queued */
+		target->dest_failed =
+			target->mark != MW_MSG_NOTED_MOVE_FAILED &&
 			mailward_audit_disposed(ctx->muser, ctx->box, target,
 						ctx->audit_cause, "failed",
 						ctx->dest_name, NULL, detail);
-		}
-		target->dest_failed = ctx->muser->audit != NULL ||
+		if (target->dest_failed)
+			n_queued++;
+	}
+	/* marked only once their records are durable */
+	durable = n_queued == 0 ||
+		mailward_audit_make_durable(ctx->muser, n_queued,
+					    "disposed/failed") == 0;
+	array_foreach_modifiable(ctx->targets, target) {
+		target->dest_failed = (target->dest_failed && durable) ||
 			target->mark == MW_MSG_NOTED_MOVE_FAILED;
 	}
 }
@@ -538,7 +610,7 @@ static void dispose_report(struct dispose_ctx *ctx)
 		array_foreach_modifiable(ctx->targets, target) {
 			if (!ctx->done[array_foreach_idx(ctx->targets, target)])
 				continue;
-			mailward_audit_disposed(muser, ctx->box, target,
+			(void)mailward_audit_disposed(muser, ctx->box, target,
 				ctx->audit_cause, "ok", ctx->dest_name,
 				ctx->dest_guid, NULL);
 		}

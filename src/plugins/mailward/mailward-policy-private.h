@@ -93,8 +93,8 @@ struct mailward_target {
 	   again */
 	bool noted;
 	/* set by mailward_dispose_targets(): a move whose destination could
-	   not be used, audited as failed now or before (mark
-	   MW_MSG_NOTED_MOVE_FAILED: not audited again while it fails) */
+	   not be used, audited as failed now (the record durable) or before
+	   (mark MW_MSG_NOTED_MOVE_FAILED: not audited again while it fails) */
 	bool dest_failed;
 };
 ARRAY_DEFINE_TYPE(mailward_target, struct mailward_target);
@@ -115,11 +115,12 @@ bool mailward_target_mark(const struct mailward_target *target,
    matches is looked for by a search past the view; one not found is
    skipped). cause is "policy", else the audit cause is "delay". Under a
    hold or fail-safe (mw_dispose_allowed()) nothing is done: logged once
-   for all, and each target not noted is audited as suppressed and then
-   set noted when the audit is on (the caller marks the noted ones in the
-   state store). Returns the number done, or -1 when the commit
-   or the audit failed (the policy's decision stands: the caller makes
-   them due now). A move whose destination cannot be used or written
+   for all, and each target not noted is audited as suppressed and set
+   noted once its record is durable (mailward_audit_make_durable(): not
+   when the writer is away and there is no usable spool, nor with the
+   audit off); the caller marks the noted ones in the state store.
+   Returns the number done, or -1 when the commit or the audit failed
+   (the policy's decision stands: the caller makes them due now). A move whose destination cannot be used or written
    returns 0: logged and audited, the messages stay. Sets done[i]=TRUE
    for the targets done (done has one entry per target). */
 int mailward_dispose_targets(struct mailward_user *muser, struct mailbox *box,

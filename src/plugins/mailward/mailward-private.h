@@ -441,6 +441,16 @@ void mailward_audit_queue_event(struct mailward_user *muser,
    happen. */
 bool mailward_audit_queue_required(struct mailward_user *muser,
 				   const struct mw_audit_event *ev);
+/* Makes the records queued so far durable now: acknowledged as durable by
+   the writer, or (the writer away) written to the spool. For records on
+   whose strength state is written (a mark that a message was audited,
+   so that it is not audited again): count records of what (a record kind
+   for the log) queued with mailward_audit_queue_required() since. Returns
+   0 when they are durable; -1 when not (logged as an error naming count
+   and what): they stay queued (the session end tries once more) and the
+   caller must not record them as audited. The audit must be on. */
+int mailward_audit_make_durable(struct mailward_user *muser,
+				unsigned int count, const char *what);
 /* Makes queued records durable. Returns 0, or -1 when the writer failed
    (logged; destructive=TRUE: the caller must not expunge). */
 int mailward_audit_commit(struct mailward_user *muser, bool destructive);
