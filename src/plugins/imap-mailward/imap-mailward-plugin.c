@@ -98,24 +98,26 @@ static void imap_mailward_client_destroy(struct client *client,
 
 /* The device identified by a post-login ID goes with the session into
    hibernation: one block "mailward-id\n" <ID arguments> NUL before
-   Dovecot's own state (whose "base" block takes the rest). */
+   Dovecot's own state (whose "base" block takes the rest). A session
+   that is fail-safe, has no registered device or records waiting for
+   its ID stays here (mailward_imap_hibernate_blocker()). */
 static int
 imap_mailward_state_export(struct client *client, bool internal,
 			   buffer_t *dest, const char **error_r)
 {
 	struct imap_mailward_client *mclient = IMAP_MAILWARD_CONTEXT(client);
 	struct mailward_user *muser = imap_mailward_user(client);
+	const char *blocker;
 
-	if (internal && muser != NULL && mailward_imap_id_awaited(muser)) {
-		/* 0: Dovecot keeps the session here (debug log): what
-		   it did before its ID waits in this process */
+	blocker = !internal || muser == NULL ? NULL :
+		mailward_imap_hibernate_blocker(muser);
+	if (blocker != NULL) {
+		/* 0: Dovecot keeps the session here (debug log): what the
+		   restored process could not know stays in this process */
 		e_debug(mailward_user_event(muser), "imap session stays "
-			"out of imap-hibernate: its records wait for the "
-			"client's IMAP ID");
-		*error_r = "mailward: the session's records wait for the "
-			"client's IMAP ID";
+			"out of imap-hibernate: %s", blocker);
+		*error_r = t_strconcat("mailward: ", blocker, NULL);
 		return 0;
-
 	}
 	if (internal && mclient->id_args != NULL) {
 

@@ -459,11 +459,23 @@ void mailward_imap_id_restored(struct mailward_user *muser,
 	mailward_imap_id(muser, args);
 }
 
-bool mailward_imap_id_awaited(struct mailward_user *muser)
+const char *mailward_imap_hibernate_blocker(struct mailward_user *muser)
 {
-	return muser->device_pending &&
-		array_is_created(&muser->pending_recs) &&
-		array_count(&muser->pending_recs) > 0;
+	/* the restored process logs in again: it knows only the ID of a
+	   registered device (exported), nothing of what made this session
+	   fail-safe or left its device unregistered */
+	if (muser->fail_safe)
+		return "the session is fail-safe";
+	if (muser->device_pending) {
+		return array_is_created(&muser->pending_recs) &&
+			array_count(&muser->pending_recs) > 0 ?
+			"its records wait for the client's IMAP ID" : NULL;
+	}
+	if (muser->device_removed)
+		return "its device was removed during the session";
+	if (muser->store != NULL && !muser->device_registered)
+		return "its device is not registered";
+	return NULL;
 }
 
 bool mailward_imap_id_identified(struct mailward_user *muser)

@@ -87,11 +87,16 @@ void mailward_imap_id_restored(struct mailward_user *muser,
 			       const char *args);
 /* TRUE if the session's device is identified by the client's ID. */
 bool mailward_imap_id_identified(struct mailward_user *muser);
-/* TRUE if records of the session wait in this process for the client's
-   ID (device not known yet): the session must not move to imap-hibernate,
-   whose restored process could not give them to the device a later ID
-   names. */
-bool mailward_imap_id_awaited(struct mailward_user *muser);
+/* Why the session must not move to imap-hibernate, or NULL if it may.
+   The restored process logs in again and learns only the ID of a
+   registered device, so a session keeps out of hibernation while
+   records of it wait in this process for the client's ID, and when it
+   is fail-safe (any reason), its device was refused (device_max,
+   device_protect, device_new_per_day) or not registered for a store
+   error, or removed during the session: restored, it would be less
+   fail-safe (another device, e.g. the network device) than it is.
+   Returns a static string. */
+const char *mailward_imap_hibernate_blocker(struct mailward_user *muser);
 
 /* A command that syncs box (SELECT, FETCH, NOOP, IDLE, ...) ended:
    records the device's sync summary of the session user's own mailbox. */
