@@ -94,7 +94,8 @@ def storage_call_graph():
 LAYERS = [
     # user and settings (and the audit writer's transport)
     ["mailward-user.c", "mailward-actor.c", "mailward-settings.c",
-     "mailward-audit-client.c", "mailward-crypto.c"],
+     "mailward-audit-client.c", "mailward-audit-spool.c",
+     "mailward-crypto.c"],
     # state and device
     ["mailward-state.c", "mailward-device.c"],
     # audit records

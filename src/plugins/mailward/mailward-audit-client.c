@@ -1,30 +1,20 @@
 /* Mail-process client of mailward-auditd. See mailward-audit-client.h and
    docs/audit-log.md ("Writer protocol"). */
 
-#ifndef _GNU_SOURCE
-#  define _GNU_SOURCE /* syncfs() */
-#endif
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
 #include "net.h"
 #include "str.h"
 #include "time-util.h"
-#include "hex-binary.h"
-#include "randgen.h"
-#include "write-full.h"
-#include "mailward-audit-client.h"
+#include "mailward-audit-client-private.h"
 #include "mw-util.h"
 #include "mw-audit.h"
 #include "mw-audit-proto.h"
 #include "mailward-display.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <stdio.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* the writer's reply lines are short; anything longer is an error */
@@ -32,47 +22,6 @@
 /* bytes written per send() */
 #define AUDIT_SEND_CHUNK (64 * 1024)
 #define AUDIT_BACKOFF_MSECS 5000
-/* a queued record is "<time>\t<body>": the time the mail process queued
-   it (the "time" format, 27 bytes) and a TAB, so that a record kept in
-   the spool says when it happened */
-#define AUDIT_REC_BODY(rec) ((rec) + MW_AUDIT_TIME_LEN + 1)
-#if MW_AUDIT_TIME_LEN != MW_UTC_STAMP_LEN
-#  error "the spool's time prefix is the audit time format"
-#endif
-
-struct mailward_audit_client {
-	char *socket_path;
-	/* where records go that the writer could not take by the end of the
-	   session; NULL = none */
-	char *spool_dir;
-	struct event *event;
-	unsigned int timeout_msecs;
-	/* the flush at deinit asks only for "written" (F with a '~' id) */
-	bool written_at_deinit;
-
-	/* queued bodies (i_malloc'd), oldest first */
-	ARRAY(char *) queue;
-	size_t queue_bytes;
-	/* records dropped because the queue was full; reported with the
-	   service/session/user of the first one */
-	unsigned int dropped;
-	char *dropped_service, *dropped_session, *dropped_user;
-
-	int fd;
-	/* reply bytes received and not yet parsed */
-	string_t *inbuf;
-	bool version_sent, version_received;
-	/* E lines sent on the current connection */
-	uint64_t conn_e_lines;
-	unsigned int flush_id;
-
-	struct timeval backoff_until;
-	string_t *error;
-	/* the "time" of the records, formatted once per second */
-	struct mw_utc_stamp_cache stamp_cache;
-	/* where a record's body is built (kept: no allocation a record) */
-	struct mw_json_buf body;
-};
 
 enum audit_io_result {
 	AUDIT_IO_OK = 0,
@@ -144,127 +93,6 @@ static void audit_disconnect(struct mailward_audit_client *client)
 	client->conn_e_lines = 0;
 }
 
-static const char *
-audit_spool_write(struct mailward_audit_client *client, const char **error_r);
-static bool audit_spool_spill(struct mailward_audit_client *client);
-
-static void audit_free_bodies(struct mailward_audit_client *client,
-			      unsigned int count)
-{
-	char **bodies;
-	unsigned int i, total;
-
-	bodies = array_get_modifiable(&client->queue, &total);
-	i_assert(count <= total);
-	for (i = 0; i < count; i++) {
-		client->queue_bytes -= strlen(bodies[i]);
-		i_free(bodies[i]);
-	}
-	array_delete(&client->queue, 0, count);
-}
-
-/* Writes the queued records to a new file of the spool directory, for
-   the writer to add when it is back (docs/audit-service.md, "Spool"):
-   a hidden temporary file (O_EXCL, unique name), its data synced, then
-   renamed to its final name and the file system synced, so that the
-   writer never sees a partial file and a renamed file survives a crash.
-   Returns the final path, or NULL with *error_r. */
-static const char *
-audit_spool_write(struct mailward_audit_client *client, const char **error_r)
-{
-	char *const *recs;
-	unsigned char rnd[8];
-	struct timeval now;
-	struct tm *tm;
-	char stamp[32];
-	const char *name, *tmp_path, *path;
-	string_t *data;
-	unsigned int i, count;
-	int fd;
-
-	i_gettimeofday(&now);
-	tm = gmtime(&now.tv_sec);
-	if (tm == NULL ||
-	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", tm) == 0)
-		i_unreached();
-	random_fill(rnd, sizeof(rnd));
-	name = t_strdup_printf("%s.%06ldZ.%ld.%s", stamp, (long)now.tv_usec,
-			       (long)getpid(),
-			       binary_to_hex(rnd, sizeof(rnd)));
-	tmp_path = t_strdup_printf("%s/.tmp.%s", client->spool_dir, name);
-	path = t_strdup_printf("%s/%s", client->spool_dir, name);
-
-	recs = array_get(&client->queue, &count);
-	data = t_str_new(client->queue_bytes + count + 64);
-	str_append(data, MW_AUDIT_SPOOL_HEADER"\n");
-	for (i = 0; i < count; i++) {
-		str_append(data, recs[i]);
-		str_append_c(data, '\n');
-	}
-	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0640);
-	if (fd == -1) {
-		int err = errno;
-		char hint[MW_HINT_MAX];
-
-		*error_r = t_strdup_printf("open(%s) failed: %s%s", tmp_path,
-			strerror(err), mw_access_hint(tmp_path, err, hint,
-						      sizeof(hint)));
-		return NULL;
-	}
-	/* readable by the writer's group (the directory's, setgid),
-	   whatever the process umask */
-	if (fchmod(fd, 0640) < 0 ||
-	    write_full(fd, str_data(data), str_len(data)) < 0 ||
-	    fdatasync(fd) < 0) {
-		*error_r = t_strdup_printf("write(%s) failed: %m", tmp_path);
-		i_close_fd(&fd);
-		if (unlink(tmp_path) < 0 && errno != ENOENT)
-			i_error("unlink(%s) failed: %m", tmp_path);
-		return NULL;
-	}
-	if (rename(tmp_path, path) < 0) {
-		*error_r = t_strdup_printf("rename(%s, %s) failed: %m",
-					   tmp_path, path);
-		i_close_fd(&fd);
-		if (unlink(tmp_path) < 0 && errno != ENOENT)
-			i_error("unlink(%s) failed: %m", tmp_path);
-		return NULL;
-	}
-	/* the new name durable too: mail processes may create files in the
-	   spool directory but not read it, so they cannot open it to fsync
-	   it; syncfs() of the file's file system covers the entry */
-	if (syncfs(fd) < 0) {
-		*error_r = t_strdup_printf("syncfs(%s) failed: %m", path);
-		i_close_fd(&fd);
-		return NULL;
-	}
-	i_close_fd(&fd);
-	return path;
-}
-
-/* Session end with records the writer did not take: into the spool, or
-   (no spool, or it failed) lost with an error. */
-static void audit_spool_or_lose(struct mailward_audit_client *client,
-				unsigned int n, const char *flush_error)
-{
-	const char *path, *error;
-
-	if (client->spool_dir == NULL) {
-		e_error(client->event, "%u record(s) lost at session end: %s "
-			"(no mailward_audit_spool)", n, flush_error);
-		return;
-	}
-	path = audit_spool_write(client, &error);
-	if (path == NULL) {
-		e_error(client->event, "%u record(s) lost at session end: %s; "
-			"spool: %s", n, flush_error, error);
-		return;
-	}
-	e_warning(client->event, "%u record(s) kept in spool file %s for "
-		  "the writer to add when it is back: %s", n, path,
-		  flush_error);
-}
-
 void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 {
 	struct mailward_audit_client *client = *_client;
@@ -278,12 +106,12 @@ void mailward_audit_client_deinit(struct mailward_audit_client **_client)
 					 &error) < 0) {
 			n = mailward_audit_queued(client);
 			if (n > 0) T_BEGIN {
-				audit_spool_or_lose(client, n, error);
+				mailward_audit_spool_or_lose(client, n, error);
 			} T_END;
 		}
 	}
 	audit_disconnect(client);
-	audit_free_bodies(client, array_count(&client->queue));
+	mailward_audit_free_bodies(client, array_count(&client->queue));
 	array_free(&client->queue);
 	i_free(client->spool_dir);
 	i_free(client->dropped_service);
@@ -337,7 +165,7 @@ bool mailward_audit_queue(struct mailward_audit_client *client,
 		    MAILWARD_AUDIT_QUEUE_MAX_RECORDS ||
 		    client->queue_bytes + buf->len >
 		    MAILWARD_AUDIT_QUEUE_MAX_BYTES) &&
-		   !audit_spool_spill(client)) {
+		   !mailward_audit_spool_spill(client)) {
 		if (client->dropped++ == 0) {
 			e_error(client->event, "queue full (%u records): "
 				"dropping audit records until the writer %s "
@@ -352,57 +180,6 @@ bool mailward_audit_queue(struct mailward_audit_client *client,
 		return TRUE;
 	}
 	return FALSE;
-}
-
-/* Writes the queued records to a new spool file and frees them, logged
-   as a warning beginning with why. Returns 1, 0 when nothing is queued,
-   or -1 with *error_r (no spool, or it failed: the records stay). */
-static int audit_spool_queue(struct mailward_audit_client *client,
-			     const char *why, const char **error_r)
-{
-	const char *path;
-	unsigned int n = array_count(&client->queue);
-
-	if (n == 0)
-		return 0;
-	if (client->spool_dir == NULL) {
-		*error_r = "no mailward_audit_spool";
-		return -1;
-	}
-	path = audit_spool_write(client, error_r);
-	if (path == NULL)
-		return -1;
-	e_warning(client->event, "%s%u record(s) moved to spool file %s for "
-		  "the writer %s to add when it is back", why, n, path,
-		  client->socket_path);
-	audit_free_bodies(client, n);
-	return 1;
-}
-
-int mailward_audit_spool_now(struct mailward_audit_client *client,
-			     const char **error_r)
-{
-	return audit_spool_queue(client, "", error_r);
-}
-
-/* The queue is full (a long session while the writer is away): what it
-   holds goes to a spool file now, so that nothing is dropped. Returns
-   TRUE if the queue is empty now. */
-static bool audit_spool_spill(struct mailward_audit_client *client)
-{
-	const char *error;
-	int ret;
-
-	if (client->spool_dir == NULL)
-		return FALSE;
-	T_BEGIN {
-		ret = audit_spool_queue(client, "queue full: ", &error);
-		if (ret < 0) {
-			e_error(client->event, "queue full, spool failed: %s",
-				error);
-		}
-	} T_END;
-	return ret > 0;
 }
 
 /* Queues the "dropped" record that reports earlier drops. */
@@ -802,7 +579,7 @@ int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 			rejected_count = 0;
 		}
 		if (ret == AUDIT_IO_OK) {
-			audit_free_bodies(client, count);
+			mailward_audit_free_bodies(client, count);
 			if (rejected_count > 0) {
 				audit_set_error(client, "writer rejected %u of "
 						"%u record(s) (see the log)",
