@@ -7,6 +7,8 @@ ID-less phone: the tablet's fetch was credited to the phone and the
 laptop's RETR+QUIT under expunge-after-all-devices expunged a message the
 phone never had (attack review 5, n2/n6). A fail-safe session now stays
 out of hibernation."""
+import time
+
 import pytest
 
 from mwharness import imap, imap_id, make_message, pop3, wait_session_end
@@ -68,3 +70,65 @@ def test_refused_device_stays_out_of_hibernation(sandbox_factory, limit,
         refused
     assert not [r for r in recs if r["event"] == "fetch" and
                 r.get("device_label") == PHONE], recs
+
+
+def _session_records(sbx, want_event, count):
+    """The audit records once count records of want_event are there."""
+    for _ in range(100):
+        recs = sbx.audit_records()
+        if len([r for r in recs if r["event"] == want_event]) >= count:
+            return recs
+        time.sleep(0.1)
+    raise AssertionError("no %d %s records" % (count, want_event))
+
+
+def test_refused_imap_device_named_and_logged(sandbox_factory):
+    """A refused IMAP device's own records carry its device (known, not
+    registered); its log line says what its session expunges."""
+    sbx = _setup(sandbox_factory, "rate")
+    i = imap(sbx)
+    imap_id(i, ["name", "NewTablet"])
+    i.select("INBOX")
+    assert i.fetch("1", "(BODY.PEEK[])")[0] == "OK"
+    i.logout()
+    wait_no_mail_process(sbx)
+    sbx.wait_log(r"imap\(alice\).*Error: mailward: New device of user alice "
+                 r"not registered: .* runs without device state: session "
+                 r"is fail-safe: no policy expunge \(the client's own "
+                 r"EXPUNGE is carried out\)")
+    recs = _session_records(sbx, "logout", 3)
+    refused, = [r for r in recs if r["event"] == "device_refused"]
+    fetch, = [r for r in recs if r["event"] == "fetch"]
+    assert (fetch["device"], fetch["device_label"]) == \
+        (refused["device"], refused["device_label"]), (fetch, refused)
+    assert refused["device_label"].startswith('imap "NewTablet" ')
+
+
+@pytest.mark.parametrize("policy", ["client", "expunge-after-retrieval"])
+def test_refused_pop3_device_named_and_logged(sandbox_factory, policy):
+    sbx = sandbox_factory(users={"alice": {
+        "mailward_pop3_policy": policy,
+        "mailward_device_new_per_day": "1"}},
+        app_passwords={"alice": {"laptoppw": "laptop"}}, audit=True)
+    pop3(sbx, "alice", password="laptoppw").quit()
+    wait_session_end(sbx, "alice")
+    sbx.deliver("alice", [make_message(n) for n in (1, 2)])
+    p = pop3(sbx)                       # network device: refused
+    p.retr(1)
+    p.dele(2)
+    assert p.quit() == (b"+OK Logging out, messages kept (server in "
+                        b"fail-safe mode).")
+    wait_session_end(sbx, "alice", count=2)
+    sbx.wait_log(r"pop3\(alice\).*Error: mailward: New device of user alice "
+                 r"not registered: .* runs without device state: session "
+                 r"is fail-safe: it expunges nothing \(no policy expunge; "
+                 r"its DELEs are kept, under every policy\)")
+    assert sorted(sbx.maildir_subjects("alice")) == ["message 1",
+                                                     "message 2"]
+    recs = _session_records(sbx, "logout", 2)
+    refused, = [r for r in recs if r["event"] == "device_refused"]
+    own = [r for r in recs if r["event"] in ("retr", "dele")]
+    assert sorted(r["event"] for r in own) == ["dele", "retr"], own
+    for r in own:
+        assert (r["device"], r["device_label"]) == \
+            (refused["device"], refused["device_label"]), (r, refused)

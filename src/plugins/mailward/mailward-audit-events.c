@@ -64,8 +64,9 @@ void mailward_audit_event_init(struct mailward_user *muser,
 	mw_audit_event_set_str(ev, MW_AF_USER, muser->actor == NULL ?
 			       user->username : muser->owner_name);
 	mw_audit_event_set_str(ev, MW_AF_ACTOR, mailward_user_actor(muser));
-	/* the device is the acting session's, known in its own store only */
-	if (muser->device_registered) {
+	/* the device is the acting session's, known in its own store only
+	   (or refused there: known, not registered) */
+	if (muser->device_registered || muser->device_refused) {
 		mw_audit_event_set_str(ev, MW_AF_DEVICE,
 				       t_strdup(muser->device.id_hex));
 		mw_audit_event_set_str(ev, MW_AF_DEVICE_LABEL,
@@ -149,7 +150,8 @@ void mailward_audit_deferred_release(struct mailward_user *muser)
 	muser->audit_deferred_pool = NULL;
 	T_BEGIN {
 		array_foreach_modifiable(&muser->audit_deferred, ev) {
-			if (muser->device_registered) {
+			if (muser->device_registered ||
+			    muser->device_refused) {
 				mw_audit_event_set_str(ev, MW_AF_DEVICE,
 					t_strdup(muser->device.id_hex));
 				mw_audit_event_set_str(ev, MW_AF_DEVICE_LABEL,

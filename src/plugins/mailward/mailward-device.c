@@ -125,6 +125,19 @@ mailward_device_store_register(struct mailward_user *muser,
 					       &muser->device, error_r);
 }
 
+/* what a fail-safe session of a refused device expunges, per protocol
+   (the replies say the same: POP3 QUIT "messages kept") */
+static const char *mailward_device_refused_effect(const char *service)
+{
+	if (strcmp(service, "pop3") == 0)
+		return "it expunges nothing (no policy expunge; its DELEs "
+			"are kept, under every policy)";
+	if (strcmp(service, "imap") == 0)
+		return "no policy expunge (the client's own EXPUNGE is "
+			"carried out)";
+	return "policy expunges nothing";
+}
+
 /* The session's new device was not registered (muser->device: its id
    and label, dev_no 0): the session runs without device state, fail-safe
    (no policy expunge, its POP3 view the whole mailbox); logged as an
@@ -153,6 +166,7 @@ static void mailward_device_refused(struct mailward_user *muser, int ret)
 			" or still counts for expunge-after-all-devices" : "");
 	}
 	muser->device_registered = FALSE;
+	muser->device_refused = TRUE;
 	mailward_user_mark_fail_safe(muser, reason);
 	e_error(mailward_named_event(muser, "mailward_device_refused")->
 		add_str("device", muser->device.id_hex)->
@@ -160,9 +174,9 @@ static void mailward_device_refused(struct mailward_user *muser, int ret)
 		add_str("device_protocol", muser->device.protocol)->
 		add_str("reason", reason)->event(),
 		"%s - device %s (%s) runs without device state: session is "
-		"fail-safe: policy expunges nothing", reason,
-		muser->device.id_hex,
-		mailward_display(muser->device.label, 0));
+		"fail-safe: %s", reason, muser->device.id_hex,
+		mailward_display(muser->device.label, 0),
+		mailward_device_refused_effect(muser->user->service));
 	mailward_notice(muser, MAILWARD_NOTICE_DEVICE_REFUSED, reason,
 			&muser->device);
 }
@@ -188,6 +202,7 @@ mailward_device_register(struct mailward_user *muser,
 	src.v6_prefix_bits = muser->set.device_v6_prefix;
 	mw_device_describe(&src, identity, sizeof(identity),
 			   label, sizeof(label));
+	muser->device_refused = FALSE;
 	muser->device_source = src.explicit_device != NULL ? "explicit" :
 		(id != NULL && id->name[0] != '\0' ? "imap-id" : "network");
 

@@ -95,6 +95,10 @@ struct mailward_user {
 	struct mw_device_rec device;
 	const char *device_source;	/* explicit, imap-id, network */
 	bool device_registered;
+	/* the session's device (muser->device: id and label) is known but
+	   was refused (device_max/protect, device_new_per_day): not
+	   registered, named in the session's audit records */
+	bool device_refused;
 	/* the store was found damaged and moved aside (audited) */
 	bool state_reset_seen;
 	/* the INBOX marker of the state store was checked this session */
