@@ -84,15 +84,28 @@ mailward_dispose_dest_open(struct mailward_user *muser, struct mailbox *src,
 	return box;
 }
 
+/* TRUE if the disposition of muser's messages writes disposed records
+   (mailward_audit_disposed()): \Seen and moves, with the audit log on.
+   An expunge's records are the expunge_intent/_done ones. */
+static bool mailward_dispose_audited(struct mailward_user *muser)
+{
+	return muser->audit != NULL &&
+		muser->set.disposition != MW_DISPOSITION_EXPUNGE;
+}
+
 /* Notes what the disposed record says about the message (read before
-   the disposition acts on it). */
+   the disposition acts on it). Only that record reads these fields:
+   without it the header is not parsed again (issue 14). */
 static void
-mailward_target_note_mail(struct mailward_target *target, struct mail *mail)
+mailward_target_note_mail(struct mailward_user *muser,
+			  struct mailward_target *target, struct mail *mail)
 {
 	struct mailbox_status status;
 	const char *msgid;
 	uoff_t size;
 
+	if (!mailward_dispose_audited(muser))
+		return;
 	if (mail_get_first_header(mail, "Message-ID", &msgid) > 0)
 		target->message_id = t_strdup(msgid);
 	mailbox_get_open_status(mail->box, STATUS_UIDVALIDITY, &status);
@@ -423,7 +436,7 @@ static bool
 dispose_one(struct dispose_ctx *ctx, struct mailward_target *target,
 	    unsigned int idx, struct mail *mail, const char *guid)
 {
-	mailward_target_note_mail(target, mail);
+	mailward_target_note_mail(ctx->muser, target, mail);
 	if (mailward_dispose_mail(ctx->muser, mail, ctx->dest_t) < 0) {
 		ctx->failed = TRUE;
 		return FALSE;
