@@ -448,6 +448,18 @@ dispose_one(struct dispose_ctx *ctx, struct mailward_target *target,
 	return TRUE;
 }
 
+/* TRUE if mail (its GUID guid) is target's message: by the identity the
+   target knows where a GUID is the message's identity (no message key
+   computed: a SHA-256, issue 14), else by its key. */
+static bool
+dispose_target_is(const struct mailward_target *target, struct mail *mail,
+		  const char *guid)
+{
+	if (target->identity != NULL && !mailward_guid_is_shared(mail))
+		return strcmp(guid, target->identity) == 0;
+	return mailward_mail_has_key(mail, target->key);
+}
+
 /* Disposes of the targets found by their UID hint. Returns TRUE if some
    were not found that way (stale hint: UIDVALIDITY changed). */
 static bool dispose_by_uid(struct dispose_ctx *ctx)
@@ -465,7 +477,7 @@ static bool dispose_by_uid(struct dispose_ctx *ctx)
 			continue;
 		}
 		guid = t_strdup(guid);
-		if (!mailward_mail_has_key(mail, target->key)) {
+		if (!dispose_target_is(target, mail, guid)) {
 			/* UID hint is stale (UIDVALIDITY changed) */
 			need_scan = TRUE;
 			continue;
@@ -501,7 +513,7 @@ static void dispose_by_scan(struct dispose_ctx *ctx)
 		array_foreach_modifiable(ctx->targets, target) {
 			i = array_foreach_idx(ctx->targets, target);
 			if (!ctx->done[i] &&
-			    mailward_mail_has_key(smail, target->key)) {
+			    dispose_target_is(target, smail, guid)) {
 				(void)dispose_one(ctx, target, i, smail, guid);
 				break;
 			}

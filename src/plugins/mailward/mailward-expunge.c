@@ -16,6 +16,10 @@ struct mailward_expunged {
 	uint32_t uid;
 	const char *guid;	/* Dovecot's ("" if unknown) */
 	const char *identity;	/* mailward_mail_identity(), or NULL */
+	/* mw_msg_key() of identity when key_set (known to the POP3
+	   session already) */
+	unsigned char key[MW_MSG_KEY_SIZE];
+	bool key_set;
 	/* for the expunge_done/expunge_rollback records: each says on its
 	   own which message, under which policy and why */
 	const char *message_id;	/* NULL if none */
@@ -103,6 +107,7 @@ static void mailward_note_expunged(struct mailward_user *muser,
 				   struct mail *mail)
 {
 	struct mailward_expunged *exp;
+	struct mailward_pop3_msg *msg;
 	const char *guid;
 
 	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
@@ -114,8 +119,18 @@ static void mailward_note_expunged(struct mailward_user *muser,
 	exp = array_append_space(&mt->expunged);
 	exp->uid = mail->uid;
 	exp->guid = p_strdup(mt->pool, guid);
-	exp->identity = p_strdup(mt->pool, guid[0] == '\0' ? NULL :
-				 mailward_mail_identity(mail));
+	msg = guid[0] == '\0' ? NULL : mailward_pop3_msg_find(muser, mail);
+	if (msg != NULL) {
+		/* the POP3 session's message: its identity and key are
+		   known (no second read of an mbox message, no second
+		   SHA-256) */
+		exp->identity = p_strdup(mt->pool, msg->guid);
+		memcpy(exp->key, mailward_pop3_msg_key(msg), sizeof(exp->key));
+		exp->key_set = TRUE;
+	} else {
+		exp->identity = p_strdup(mt->pool, guid[0] == '\0' ? NULL :
+					 mailward_mail_identity(mail));
+	}
 	exp->cause = mailward_expunge_cause(muser, mail->transaction, mt);
 	if (muser->audit != NULL) T_BEGIN {
 		struct mw_audit_event ev;
@@ -459,7 +474,9 @@ mailward_prune_expunged(struct mailward_user *muser, struct mailbox *box,
 	if (mbox_guid == NULL)
 		return;
 	array_foreach(&mt->expunged, exp) {
-		if (exp->identity != NULL)
+		if (exp->key_set)
+			mw_batch_msg_prune_key(batch, mbox_guid, exp->key);
+		else if (exp->identity != NULL)
 			mw_batch_msg_prune(batch, mbox_guid, exp->identity);
 		if (exp->identity != NULL && exp->guid[0] != '\0' &&
 		    strcmp(exp->identity, exp->guid) != 0) {

@@ -30,6 +30,9 @@ bool mailward_guid_is_shared(struct mail *mail);
    identity cannot be read. Allocated from s->pool. */
 struct mailward_pop3_msg *
 mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail);
+/* mw_msg_key() of msg's identity, computed once per session (issue 14:
+   a SHA-256 each); valid as long as msg. */
+const unsigned char *mailward_pop3_msg_key(struct mailward_pop3_msg *msg);
 /* --- mailward-expunge.c --- */
 #define MAILWARD_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailward_mail_module)
@@ -75,6 +78,9 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input);
 struct mailward_target {
 	uint32_t uid;		/* UID hint (0 = unknown) */
 	const char *guid;	/* Dovecot's GUID for logs, once known */
+	/* mailward_mail_identity() of the message if known (a POP3
+	   session's own messages), else NULL: found by key */
+	const char *identity;
 	unsigned char key[MW_MSG_KEY_SIZE];
 	time_t due;
 	/* sweep: the records of this message are recs[rec_idx..rec_end) */

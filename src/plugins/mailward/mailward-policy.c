@@ -92,29 +92,29 @@ static bool quit_checks_all_devices(struct quit_ctx *ctx)
 
 /* Queues the store reads of msg (the i-th decided) into ctx->reads. */
 static void quit_add_reads(struct quit_ctx *ctx,
-			   const struct mailward_pop3_msg *msg, unsigned int i,
+			   struct mailward_pop3_msg *msg, unsigned int i,
 			   unsigned int *n)
 {
 	struct mailward_user *muser = ctx->muser;
-	unsigned char key[MW_MSG_KEY_SIZE];
+	const unsigned char *key;
 	const uint16_t *dev_no;
 
 	ctx->reads_first[i] = *n;
 	if (!quit_reads_store(ctx, msg))
 		return;
-	mw_msg_key(msg->guid, key);
+	key = mailward_pop3_msg_key(msg);
 	if (quit_checks_all_devices(ctx)) {
 		array_foreach(&ctx->devs.dev_nos, dev_no) {
 			if (*dev_no == muser->device.dev_no)
 				continue;
 			ctx->reads[*n].dev_no = *dev_no;
-			memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
+			memcpy(ctx->reads[(*n)++].key, key, MW_MSG_KEY_SIZE);
 		}
 	}
 	if (muser->set.expunge_delay_secs > 0 || ctx->suppress_cause != 0) {
 		/* its due time, and its suppression mark */
 		ctx->reads[*n].dev_no = muser->device.dev_no;
-		memcpy(ctx->reads[(*n)++].key, key, sizeof(key));
+		memcpy(ctx->reads[(*n)++].key, key, MW_MSG_KEY_SIZE);
 	}
 }
 
@@ -224,7 +224,7 @@ quit_facts(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
 
 /* Decides for one message and carries out what can be done now (due
    times into the batch); a disposition becomes a target. */
-static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
+static void quit_msg(struct quit_ctx *ctx, struct mailward_pop3_msg *msg,
 		     unsigned int i)
 {
 	struct mailward_user *muser = ctx->muser;
@@ -249,13 +249,15 @@ static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
 	}
 	if (action != MW_QUIT_CLIENT_EXPUNGED && ctx->mbox_guid != NULL) {
 		if (msg->retrieved)
-			mw_batch_msg_update(ctx->batch, muser->device.dev_no,
-					    ctx->mbox_guid, msg->guid, msg->uid,
-					    MW_MSG_RETRIEVED, ctx->now);
+			mw_batch_msg_update_key(ctx->batch,
+				muser->device.dev_no, ctx->mbox_guid,
+				mailward_pop3_msg_key(msg), msg->uid,
+				MW_MSG_RETRIEVED, ctx->now);
 		if (msg->deleted)
-			mw_batch_msg_update(ctx->batch, muser->device.dev_no,
-					    ctx->mbox_guid, msg->guid, msg->uid,
-					    MW_MSG_DELETED, ctx->now);
+			mw_batch_msg_update_key(ctx->batch,
+				muser->device.dev_no, ctx->mbox_guid,
+				mailward_pop3_msg_key(msg), msg->uid,
+				MW_MSG_DELETED, ctx->now);
 	}
 	switch (action) {
 	case MW_QUIT_UNTOUCHED:
@@ -267,9 +269,10 @@ static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
 		ctx->kept++;
 		break;
 	case MW_QUIT_SCHEDULE:
-		mw_batch_msg_update(ctx->batch, muser->device.dev_no,
-				    ctx->mbox_guid, msg->guid, msg->uid,
-				    MW_MSG_DUE, due);
+		mw_batch_msg_update_key(ctx->batch, muser->device.dev_no,
+					ctx->mbox_guid,
+					mailward_pop3_msg_key(msg), msg->uid,
+					MW_MSG_DUE, due);
 		ctx->due_count++;
 		break;
 	case MW_QUIT_DISPOSE:
@@ -278,7 +281,9 @@ static void quit_msg(struct quit_ctx *ctx, const struct mailward_pop3_msg *msg,
 		/* (Dovecot's GUID for logs; the key is mailward's identity
 		   of the message) */
 		target->guid = t_strcut(msg->guid, '/');
-		mw_msg_key(msg->guid, target->key);
+		target->identity = msg->guid;
+		memcpy(target->key, mailward_pop3_msg_key(msg),
+		       sizeof(target->key));
 		if (own != NULL && own->found)
 			target->mark = own->rec.noted;
 		target->noted = ctx->suppress_cause != 0 &&

@@ -26,6 +26,16 @@ mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box)
 	return s;
 }
 
+struct mailward_pop3_msg *
+mailward_pop3_msg_find(struct mailward_user *muser, struct mail *mail)
+{
+	struct mailward_pop3_session *s = muser->pop3;
+
+	if (s == NULL || s->box != mail->box)
+		return NULL;
+	return hash_table_lookup(s->msgs, POINTER_CAST(mail->uid));
+}
+
 void mailward_pop3_session_free(struct mailward_user *muser)
 {
 	if (muser->pop3 == NULL)

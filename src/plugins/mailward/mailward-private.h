@@ -26,10 +26,13 @@
 /* What a POP3 session did with one message. */
 struct mailward_pop3_msg {
 	uint32_t uid;
-	const char *guid;
+	const char *guid;	/* mailward_mail_identity() */
+	/* mw_msg_key() of guid once key_set (mailward_pop3_msg_key()) */
+	unsigned char key[MW_MSG_KEY_SIZE];
 	bool retrieved:1;	/* RETR */
 	bool deleted:1;		/* DELE, seen at QUIT */
 	bool client_expunged:1;	/* Dovecot expunged it (client policy) */
+	bool key_set:1;
 };
 
 struct mailward_pop3_session {
@@ -51,6 +54,11 @@ struct mailward_pop3_session {
    first use; NULL when muser's session object is another mailbox's. */
 struct mailward_pop3_session *
 mailward_pop3_session_get(struct mailward_user *muser, struct mailbox *box);
+/* The record of mail in muser's POP3 session object if the session has
+   one for it (mail in the session's mailbox, retrieved or deleted),
+   else NULL. Creates nothing. */
+struct mailward_pop3_msg *
+mailward_pop3_msg_find(struct mailward_user *muser, struct mail *mail);
 /* Frees the session's POP3 session object, at the end of the session. */
 void mailward_pop3_session_free(struct mailward_user *muser);
 

@@ -27,6 +27,15 @@ mailward_pop3_msg_get(struct mailward_pop3_session *s, struct mail *mail)
 	return msg;
 }
 
+const unsigned char *mailward_pop3_msg_key(struct mailward_pop3_msg *msg)
+{
+	if (!msg->key_set) {
+		mw_msg_key(msg->guid, msg->key);
+		msg->key_set = TRUE;
+	}
+	return msg->key;
+}
+
 static uint64_t msg_key_u64(const char *guid)
 {
 	unsigned char key[MW_MSG_KEY_SIZE];
