@@ -75,6 +75,36 @@ void mailward_audit_event_init(struct mailward_user *muser,
 	mw_audit_event_set_str(ev, MW_AF_REMOTE, mailward_audit_remote(session));
 }
 
+/* A POP3 session keeps its messages' Message-IDs for their later records
+   up to this many bytes in all (beyond, they are read again: a bound on
+   the session's memory whatever the mail holds) */
+#define MAILWARD_AUDIT_MSGID_KEEP_BYTES (1024 * 1024)
+
+const char *mailward_audit_message_id(struct mailward_user *muser,
+				      struct mail *mail)
+{
+	struct mailward_pop3_msg *msg = mailward_pop3_msg_find(muser, mail);
+	const char *msgid;
+	size_t len;
+	int ret;
+
+	if (msg != NULL && msg->message_id_read)
+		return msg->message_id;
+	ret = mail_get_first_header(mail, "Message-ID", &msgid);
+	if (ret < 0)
+		return NULL;	/* (not kept: read again next time) */
+	if (ret == 0)
+		msgid = NULL;
+	len = msgid == NULL ? 0 : strlen(msgid) + 1;
+	if (msg != NULL && len <= MAILWARD_AUDIT_MSGID_KEEP_BYTES -
+	    muser->pop3->message_ids_size) {
+		msg->message_id = p_strdup(muser->pop3->pool, msgid);
+		msg->message_id_read = TRUE;
+		muser->pop3->message_ids_size += len;
+	}
+	return msgid;
+}
+
 void mailward_audit_event_mail(struct mailward_user *muser,
 			       struct mw_audit_event *ev, struct mail *mail,
 			       const char *guid)
@@ -93,7 +123,7 @@ void mailward_audit_event_mail(struct mailward_user *muser,
 	if (guid == NULL && mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
 		guid = NULL;
 	mw_audit_event_set_str(ev, MW_AF_MSG_GUID, t_strdup(guid));
-	if (mail_get_first_header(mail, "Message-ID", &msgid) > 0)
+	if ((msgid = mailward_audit_message_id(muser, mail)) != NULL)
 		mw_audit_event_set_str(ev, MW_AF_MESSAGE_ID, t_strdup(msgid));
 	if (mail_get_physical_size(mail, &size) == 0)
 		mw_audit_event_set_num(ev, MW_AF_SIZE, size);

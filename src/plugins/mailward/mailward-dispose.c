@@ -106,7 +106,7 @@ mailward_target_note_mail(struct mailward_user *muser,
 
 	if (!mailward_dispose_audited(muser))
 		return;
-	if (mail_get_first_header(mail, "Message-ID", &msgid) > 0)
+	if ((msgid = mailward_audit_message_id(muser, mail)) != NULL)
 		target->message_id = t_strdup(msgid);
 	mailbox_get_open_status(mail->box, STATUS_UIDVALIDITY, &status);
 	target->uidvalidity = status.uidvalidity;

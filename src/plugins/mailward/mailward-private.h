@@ -29,10 +29,14 @@ struct mailward_pop3_msg {
 	const char *guid;	/* mailward_mail_identity() */
 	/* mw_msg_key() of guid once key_set (mailward_pop3_msg_key()) */
 	unsigned char key[MW_MSG_KEY_SIZE];
+	/* its Message-ID for the audit records once message_id_read
+	   (NULL: it has none): read once per session (issue 14) */
+	const char *message_id;
 	bool retrieved:1;	/* RETR */
 	bool deleted:1;		/* DELE, seen at QUIT */
 	bool client_expunged:1;	/* Dovecot expunged it (client policy) */
 	bool key_set:1;
+	bool message_id_read:1;
 };
 
 struct mailward_pop3_session {
@@ -48,6 +52,8 @@ struct mailward_pop3_session {
 	ARRAY(uint32_t) hidden_guid_parts;
 	bool hidden_loaded:1;
 	unsigned int hidden_count;
+	/* bytes of the messages' message_id kept (bounded) */
+	size_t message_ids_size;
 };
 
 /* The POP3 session object of muser for box (mailward-pop3.c), created on
@@ -438,6 +444,14 @@ struct mw_audit_event;
 void mailward_audit_event_init(struct mailward_user *muser,
 			       struct mw_audit_event *ev, const char *event,
 			       const char *outcome);
+/* The mail's Message-ID header for its audit records
+   (mail_get_first_header()), NULL if it has none or it cannot be read.
+   A POP3 session's message keeps what its first record found (RETR; up
+   to 1 MB of them a session), so its DELE, expunge and disposed records
+   at QUIT do not make Dovecot open and parse the message again (issue
+   14). Valid until the mail is freed or set to another message. */
+const char *mailward_audit_message_id(struct mailward_user *muser,
+				      struct mail *mail);
 /* Message fields: mailbox, GUIDs, UIDVALIDITY, UID, Message-ID, size. */
 void mailward_audit_event_mail(struct mailward_user *muser,
 			       struct mw_audit_event *ev, struct mail *mail,
