@@ -156,3 +156,92 @@ def test_outputs_escape_c1_and_bidi(sandbox_factory):
     assert r.stderr == b"mailward-audit: open(" + tampered.encode().replace(
         RAW[0], ESC[0]).replace(RAW[1], ESC[1]) + \
         b"x) failed: No such file or directory\n", r.stderr
+
+
+# Invisible and blank-looking characters (attack review 5, finding 9): one
+# of each kind the escaping covers: soft hyphen, combining grapheme joiner,
+# Hangul fillers, no-break/ogham/en/narrow/ideographic spaces, paragraph
+# separator, variation selectors 16 and 17, a tag, the last default
+# ignorable U+E0FFF and a Mongolian free variation selector.
+INVISIBLE = ["\u00ad", "\u034f", "\u115f", "\u1160", "\u3164", "\uffa0",
+             "\u00a0", "\u1680", "\u2000", "\u202f", "\u3000", "\u2029",
+             "\ufe0f", "\U000e0100", "\U000e0041", "\U000e0fff", "\u180b"]
+
+
+def esc_utf8(ch):
+    return "".join("\\x%02x" % b for b in ch.encode()).encode()
+
+
+def assert_invisible_escaped(data, what, need=True):
+    for ch in INVISIBLE:
+        assert ch.encode() not in data, \
+            "%s has raw U+%04X:\n%r" % (what, ord(ch), data)
+        if need:
+            assert esc_utf8(ch) in data, \
+                "%s lacks U+%04X escaped:\n%r" % (what, ord(ch), data)
+
+
+def test_outputs_escape_invisible_and_whitespace(sandbox_factory, tmp_path):
+    sbx = sandbox_factory(users={"alice": {"mailward_hold": "yes"}},
+                          audit=True, audit_args="-T 3")
+    s = "".join(INVISIBLE)
+    box = "Box" + s
+    msgid = "<a" + s + "@spoof.invalid>"
+    i = imap(sbx)
+    i._encoding = "utf-8"
+    imap_id(i, ["name", "Mail" + s])
+    assert i.create('"%s"' % mutf7(box))[0] == "OK"
+    assert i.append('"%s"' % mutf7(box), None, None,
+                    make_message(1, msgid=msgid))[0] == "OK"
+    assert i.select('"%s"' % mutf7(box))[0] == "OK"
+    assert i.fetch("1", "(BODY[])")[0] == "OK"
+    i.store("1", "+FLAGS", "\\Deleted")
+    try:
+        i.expunge()
+    except i.error:
+        pass
+    i.logout()
+    sbx.wait_log(r"mailward: Refused to expunge 1 message\(s\) in Box")
+    for fmt in (None, "tab"):
+        out = sbx.doveadm("mailward", "state", "-u", "alice",
+                          fmt=fmt).stdout.encode()
+        assert_invisible_escaped(out, "doveadm mailward state")
+        out = sbx.doveadm("mailward", "devices", "-u", "alice",
+                          fmt=fmt).stdout.encode()
+        # the label is cut at 128 bytes: all of it is escaped
+        assert_invisible_escaped(out, "doveadm mailward devices",
+                                 need=False)
+        assert b"Mail" + esc_utf8(INVISIBLE[0]) in out, out
+    lines = [l for l in sbx.read_log().splitlines() if "mailward" in l]
+    assert_invisible_escaped("\n".join(lines).encode(), "log lines")
+    sbx.stop(check=True)
+    log = sbx.audit_log_path
+    with open(log, "rb") as f:
+        log_lines = f.read().splitlines()
+    fetch = [json.loads(l) for l in log_lines
+             if b'"event":"fetch"' in l][0]
+    assert fetch["mailbox"] == box and fetch["message_id"] == msgid, fetch
+
+    r = cli("query", "--user", "alice", log)
+    assert r.returncode == 0, r.stderr
+    assert_invisible_escaped(r.stdout, "query")
+    r = cli("export", "--csv", "--user", "alice", log)
+    assert r.returncode == 0, r.stderr
+    assert_invisible_escaped(r.stdout, "export --csv")
+    key = os.path.join(sbx.audit_keys, "verify.key")
+    pub = os.path.join(sbx.audit_keys, "checkpoint.pub")
+    bundle = str(tmp_path / "alice.proof")
+    r = cli("prove", "--user", "alice", "--key", key, "--pubkey", pub,
+            "-o", bundle, log)
+    assert r.returncode == 0, r
+    r = cli("verify-proof", "--pubkey", pub, bundle)
+    assert r.returncode == 0, r
+    assert_invisible_escaped(r.stdout + r.stderr, "verify-proof")
+    # verify's FAIL line names the file; its name has them all
+    tampered = str(tmp_path / ("copy" + s + ".jsonl"))
+    with open(tampered, "wb") as f:
+        f.write(b"\n".join(log_lines).replace(b'"uid":1', b'"uid":7', 1)
+                + b"\n")
+    r = cli("verify", "--key", key, "--pubkey", pub, tampered)
+    assert r.returncode == 1, r
+    assert_invisible_escaped(r.stdout, "verify FAIL line")

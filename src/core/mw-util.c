@@ -197,19 +197,64 @@ size_t mw_utf8_cut(const char *data, size_t len, size_t max)
 	return pos;
 }
 
+/* Code points above U+007E never shown raw, sorted, disjoint, merged:
+   DEL and the C1 controls; every White_Space character except U+0020
+   (PropList.txt) and every Default_Ignorable_Code_Point
+   (DerivedCoreProperties.txt), both of the Unicode Character Database
+   15.1.0 (identical in 14.0.0: checked by deriving them per UAX #44
+   from that version's UnicodeData); plus U+FFF9..U+FFFB (interlinear
+   annotation, which hides text). */
+static const struct {
+	uint32_t first, last;
+} unsafe_ranges[] = {
+	{ 0x007f, 0x009f },	/* DEL, C1 controls (U+0085 White_Space) */
+	{ 0x00a0, 0x00a0 },	/* no-break space (WS) */
+	{ 0x00ad, 0x00ad },	/* soft hyphen (DI) */
+	{ 0x034f, 0x034f },	/* combining grapheme joiner (DI) */
+	{ 0x061c, 0x061c },	/* arabic letter mark (DI) */
+	{ 0x115f, 0x1160 },	/* hangul choseong/jungseong fillers (DI) */
+	{ 0x1680, 0x1680 },	/* ogham space mark (WS) */
+	{ 0x17b4, 0x17b5 },	/* khmer inherent vowels (DI) */
+	{ 0x180b, 0x180f },	/* mongolian FVS 1-4, vowel separator (DI) */
+	{ 0x2000, 0x200f },	/* en quad..hair space (WS), zero widths,
+				   LRM, RLM (DI) */
+	{ 0x2028, 0x202f },	/* line/paragraph separators (WS),
+				   embeddings (DI), narrow nbsp (WS) */
+	{ 0x205f, 0x206f },	/* medium math space (WS), word joiner,
+				   invisible operators, isolates (DI) */
+	{ 0x3000, 0x3000 },	/* ideographic space (WS) */
+	{ 0x3164, 0x3164 },	/* hangul filler (DI) */
+	{ 0xfe00, 0xfe0f },	/* variation selectors 1-16 (DI) */
+	{ 0xfeff, 0xfeff },	/* BOM / ZWNBSP (DI) */
+	{ 0xffa0, 0xffa0 },	/* halfwidth hangul filler (DI) */
+	{ 0xfff0, 0xfffb },	/* reserved (DI), interlinear annotation */
+	{ 0x1bca0, 0x1bca3 },	/* shorthand format controls (DI) */
+	{ 0x1d173, 0x1d17a },	/* musical symbol beam/tie/slur/phrase (DI) */
+	{ 0xe0000, 0xe0fff },	/* tags, variation selectors 17-256,
+				   reserved (DI) */
+};
+
+#define UNSAFE_RANGES_COUNT \
+	(sizeof(unsafe_ranges) / sizeof(unsafe_ranges[0]))
+
 bool mw_cp_is_unsafe(uint32_t cp)
 {
-	return cp < 0x20 || cp == 0x7f ||
-		(cp >= 0x80 && cp <= 0x9f) ||		/* C1 controls */
-		cp == 0x061c ||				/* arabic letter mark */
-		cp == 0x180e ||				/* mongolian vowel sep. */
-		(cp >= 0x200b && cp <= 0x200f) ||	/* zero widths, LRM, RLM */
-		(cp >= 0x2028 && cp <= 0x202e) ||	/* separators, embeddings */
-		(cp >= 0x2060 && cp <= 0x206f) ||	/* word joiner, isolates,
-							   invisible operators */
-		cp == 0xfeff ||				/* BOM / ZWNBSP */
-		(cp >= 0xfff9 && cp <= 0xfffb) ||	/* interlinear annotation */
-		(cp >= 0xe0000 && cp <= 0xe007f);	/* tag characters */
+	size_t lo = 0, hi = UNSAFE_RANGES_COUNT, mid;
+
+	if (cp < 0x20)
+		return true;
+	if (cp < 0x7f)
+		return false;
+	/* binary search for the first range whose last >= cp */
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if (unsafe_ranges[mid].last < cp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < UNSAFE_RANGES_COUNT &&
+		cp >= unsafe_ranges[lo].first;
 }
 
 size_t mw_escape_item(const void *data, size_t len, unsigned int flags,

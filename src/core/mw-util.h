@@ -50,11 +50,17 @@ size_t mw_utf8_char_len(const unsigned char *p, size_t len);
 size_t mw_utf8_cut(const char *data, size_t len, size_t max);
 
 /* The code points that are never shown raw to a human (terminal,
-   spreadsheet, log file): C0 controls, DEL, C1 controls
-   (U+0080..U+009F), and the Unicode format and direction controls that
-   hide or reorder text: U+061C, U+180E, U+200B..U+200F,
-   U+2028..U+202E, U+2060..U+206F, U+FEFF, U+FFF9..U+FFFB and the tag
-   characters U+E0000..U+E007F. */
+   spreadsheet, log file), so that text cannot drive a terminal, reorder
+   what is read, or hide/imitate characters (a name looking like
+   another): C0 controls, DEL, C1 controls (U+0080..U+009F), every
+   Unicode White_Space character other than U+0020 (PropList.txt) and
+   every Default_Ignorable_Code_Point (DerivedCoreProperties.txt), Unicode
+   15.1.0, plus U+FFF9..U+FFFB. The ranges (the table in mw-util.c):
+   U+00A0, U+00AD, U+034F, U+061C, U+115F..U+1160, U+1680,
+   U+17B4..U+17B5, U+180B..U+180F, U+2000..U+200F, U+2028..U+202F,
+   U+205F..U+206F, U+3000, U+3164, U+FE00..U+FE0F, U+FEFF, U+FFA0,
+   U+FFF0..U+FFFB, U+1BCA0..U+1BCA3, U+1D173..U+1D17A,
+   U+E0000..U+E0FFF. */
 bool mw_cp_is_unsafe(uint32_t cp);
 
 /* THE escaping rule of mailward for human-facing output and for untrusted

@@ -55,12 +55,15 @@ static const struct {
 	{ "U+0080", "\xc2\x80", 0, "\\xc2\\x80" },
 	{ "U+009B C1 CSI", "x\xc2\x9b" "31m", 0, "x\\xc2\\x9b" "31m" },
 	{ "U+009F", "\xc2\x9f", 0, "\\xc2\\x9f" },
-	{ "U+00A0 kept", "\xc2\xa0", 0, "\xc2\xa0" },
+	{ "U+00A0 NBSP", "\xc2\xa0", 0, "\\xc2\\xa0" },
+	{ "U+00A1 kept", "\xc2\xa1", 0, "\xc2\xa1" },
+	{ "U+00AD SHY", "a\xc2\xad" "b", 0, "a\\xc2\\xad" "b" },
 	{ "U+00E9 kept", "\xc3\xa9", 0, "\xc3\xa9" },
 	{ "U+061B kept", "\xd8\x9b", 0, "\xd8\x9b" },
 	{ "U+061C ALM", "\xd8\x9c", 0, "\\xd8\\x9c" },
 	{ "U+180E", "\xe1\xa0\x8e", 0, "\\xe1\\xa0\\x8e" },
-	{ "U+200A kept", "\xe2\x80\x8a", 0, "\xe2\x80\x8a" },
+	{ "U+200A", "\xe2\x80\x8a", 0, "\\xe2\\x80\\x8a" },
+	{ "U+3164", "\xe3\x85\xa4", 0, "\\xe3\\x85\\xa4" },
 	{ "U+200B ZWSP", "\xe2\x80\x8b", 0, "\\xe2\\x80\\x8b" },
 	{ "U+200E LRM", "\xe2\x80\x8e", 0, "\\xe2\\x80\\x8e" },
 	{ "U+200F RLM", "\xe2\x80\x8f", 0, "\\xe2\\x80\\x8f" },
@@ -69,8 +72,9 @@ static const struct {
 	{ "U+202A LRE", "\xe2\x80\xaa", 0, "\\xe2\\x80\\xaa" },
 	{ "U+202E RLO", "gpj.\xe2\x80\xae" "exe", 0,
 	  "gpj.\\xe2\\x80\\xae" "exe" },
-	{ "U+202F kept", "\xe2\x80\xaf", 0, "\xe2\x80\xaf" },
-	{ "U+205F kept", "\xe2\x81\x9f", 0, "\xe2\x81\x9f" },
+	{ "U+202F", "\xe2\x80\xaf", 0, "\\xe2\\x80\\xaf" },
+	{ "U+205F", "\xe2\x81\x9f", 0, "\\xe2\\x81\\x9f" },
+	{ "U+FE0F VS16", "\xef\xb8\x8f", 0, "\\xef\\xb8\\x8f" },
 	{ "U+2060 WJ", "\xe2\x81\xa0", 0, "\\xe2\\x81\\xa0" },
 	{ "U+2064", "\xe2\x81\xa4", 0, "\\xe2\\x81\\xa4" },
 	{ "U+2066 LRI", "\xe2\x81\xa6", 0, "\\xe2\\x81\\xa6" },
@@ -140,18 +144,47 @@ static void test_escape_quotes_extra(void **state)
 
 static void test_cp_is_unsafe(void **state)
 {
-	static const uint32_t unsafe[] = {
-		0x00, 0x1f, 0x7f, 0x80, 0x9b, 0x9f, 0x61c, 0x180e, 0x200b,
-		0x200f, 0x2028, 0x202e, 0x2060, 0x2064, 0x2066, 0x2069,
-		0xfeff, 0xe0001, 0xe007f,
+	/* every range of the table in mw-util.c (Unicode White_Space other
+	   than U+0020, Default_Ignorable_Code_Point, controls, U+FFF9..FFFB):
+	   its first and last code point are unsafe, the code points just
+	   outside it are safe (where they are not in a neighbouring range) */
+	static const struct {
+		uint32_t first, last;
+	} ranges[] = {
+		{ 0x00, 0x1f }, { 0x7f, 0xa0 }, { 0xad, 0xad },
+		{ 0x34f, 0x34f }, { 0x61c, 0x61c }, { 0x115f, 0x1160 },
+		{ 0x1680, 0x1680 }, { 0x17b4, 0x17b5 }, { 0x180b, 0x180f },
+		{ 0x2000, 0x200f }, { 0x2028, 0x202f }, { 0x205f, 0x206f },
+		{ 0x3000, 0x3000 }, { 0x3164, 0x3164 }, { 0xfe00, 0xfe0f },
+		{ 0xfeff, 0xfeff }, { 0xffa0, 0xffa0 }, { 0xfff0, 0xfffb },
+		{ 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a },
+		{ 0xe0000, 0xe0fff },
 	};
+	/* inside ranges, for the record: */
+	static const uint32_t unsafe[] = {
+		0x85, 0x9b, 0x2007, 0x200b, 0x2029, 0x202e, 0x2064, 0x2066,
+		0xfe0e, 0xe0001, 0xe007f, 0xe0100, 0xe01ef,
+	};
+	/* visible characters that stay raw */
 	static const uint32_t safe[] = {
-		0x20, 0x7e, 0xa0, 0xad, 0x61b, 0x200a, 0x2010, 0x2027, 0x202f,
-		0x2070, 0xfefe, 0xfffd, 0xe0080, 0x1f600,
+		0x20, 0x7e, 0xa1, 0xe9, 0x61b, 0x2010, 0x2027, 0x2070,
+		0xac00, 0xfefe, 0xfffd, 0x10000, 0x1f600, 0xe1000, 0x10ffff,
 	};
 	unsigned int i;
 
 	(void)state;
+	for (i = 0; i < N_ELEMENTS(ranges); i++) {
+		if (!mw_cp_is_unsafe(ranges[i].first))
+			fail_msg("U+%04X should be unsafe", ranges[i].first);
+		if (!mw_cp_is_unsafe(ranges[i].last))
+			fail_msg("U+%04X should be unsafe", ranges[i].last);
+		if (ranges[i].first > 0 &&
+		    mw_cp_is_unsafe(ranges[i].first - 1) &&
+		    (i == 0 || ranges[i - 1].last != ranges[i].first - 1))
+			fail_msg("U+%04X should be safe", ranges[i].first - 1);
+		if (mw_cp_is_unsafe(ranges[i].last + 1))
+			fail_msg("U+%04X should be safe", ranges[i].last + 1);
+	}
 	for (i = 0; i < N_ELEMENTS(unsafe); i++) {
 		if (!mw_cp_is_unsafe(unsafe[i]))
 			fail_msg("U+%04X should be unsafe", unsafe[i]);
