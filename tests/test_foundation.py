@@ -110,13 +110,70 @@ def test_invalid_setting_is_reported_and_fail_safe(sandbox_factory):
 
 
 def test_empty_userdb_field_is_invalid(sandbox_factory):
-    # Dovecot 2.3 reads an empty userdb field back as "yes", 2.4 as ""
+    # Dovecot 2.3 reads an empty userdb field back as "yes", 2.4 as "":
+    # mailward looks at the field itself and reports "" on both
     sbx = sandbox_factory(users={"alice": {"mailward_pop3_policy": ""}})
     r = sbx.doveadm("mailward", "settings", "-u", "alice", fmt="json")
-    seen = "" if mwharness.DOVECOT_24 else "yes"
-    assert "Invalid setting mailward_pop3_policy=%s for user alice" % seen \
+    assert "Invalid setting mailward_pop3_policy= for user alice" \
         in r.stderr
     assert '"setting":"fail_safe","value":"yes"' in r.stdout, r.stdout
+
+
+def test_empty_yes_no_and_string_userdb_fields_are_invalid(sandbox_factory):
+    """An empty yes/no field (mailward_hold=, where Dovecot 2.3 reads
+    "yes") or string field (mailward_device=, where 2.4 reads "" = unset)
+    is an invalid value: the session is fail-safe, the error names the
+    setting, the value and the user, and `doveadm mailward check` reports
+    it. An empty mailward_hold keeps the hold (attack review 5,
+    finding 10)."""
+    sbx = sandbox_factory(
+        users={"e1": {"mailward_hold": ""},
+               "e2": {"mailward_imap_counts_as_retrieval": "",
+                      "mailward_device": ""}},
+        plugin={"mailward_pop3_policy": "expunge-after-retrieval"})
+    for u in ("e1", "e2"):
+        sbx.deliver(u, [make_message(i) for i in range(2)])
+        p = pop3_login(sbx, u)
+        p.retr(1)
+        p.dele(2)
+        p.quit()
+        sbx.wait_log(r"pop3\(%s\).*Logged out" % u)
+    sbx.wait_log(r"pop3\(e1\).*Error: mailward: Invalid setting "
+                 r"mailward_hold= for user e1: expected yes or no")
+    sbx.wait_log(r"pop3\(e2\).*Error: mailward: Invalid setting "
+                 r"mailward_imap_counts_as_retrieval= for user e2: "
+                 r"expected yes or no")
+    sbx.wait_log(r"pop3\(e2\).*Error: mailward: Invalid setting "
+                 r"mailward_device= for user e2: empty userdb field")
+    for u, n in (("e1", 1), ("e2", 2)):
+        sbx.wait_log(r"pop3\(%s\).*Error: mailward: %d invalid "
+                     r"setting\(s\) for user %s - session is fail-safe"
+                     % (u, n, u))
+        # fail-safe (and for e1 the hold): nothing expunged
+        assert sbx.maildir_count(u) == 2
+    # the empty mailward_hold is a hold: the client's own EXPUNGE too is
+    # refused
+    i = mwharness.imap(sbx, "e1")
+    i.select("INBOX")
+    i.store("1", "+FLAGS", "\\Deleted")
+    typ, data = i.expunge()
+    i.logout()
+    assert typ == "OK" and sbx.maildir_count("e1") == 2
+    sbx.wait_log(r"imap\(e1\).*Refused to expunge 1 message\(s\) in "
+                 r"INBOX.*legal hold")
+    rows = {(x["user"], x["setting"]): x for x in
+            sbx.doveadm_json("mailward", "settings", "-A")}
+    assert rows[("e1", "mailward_hold")]["status"] == \
+        "invalid: expected yes or no"
+    assert rows[("e2", "mailward_device")]["status"].startswith(
+        "invalid: empty userdb field"), rows[("e2", "mailward_device")]
+    r = sbx.doveadm("mailward", "check", "-A", check=False)
+    assert r.returncode == 78, r.stdout + r.stderr
+    for line in ("invalid mailward_hold =  (userdb): expected yes or no",
+                 "invalid mailward_imap_counts_as_retrieval =  (userdb): "
+                 "expected yes or no",
+                 "invalid mailward_device =  (userdb): empty userdb field"):
+        assert line in r.stdout, r.stdout
 
 
 def test_fetchmail_session_with_plugins(sandbox_factory, tmp_path):

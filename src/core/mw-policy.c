@@ -292,14 +292,22 @@ read_uint(struct settings_reader *r, const char *name, unsigned int min,
 		reader_error(r, name, str, reason);
 }
 
-/* A string setting; Dovecot reads an empty userdb field back as "yes",
-   which is never a meaningful path, label or key. */
+/* A string setting. An empty value from the configuration means unset;
+   an empty userdb field is an invalid value (the lookup passes it as "",
+   see mw_setting_lookup_t), and so is "yes", which is what Dovecot 2.3
+   reads an empty field back as and never a meaningful path, label or
+   key. */
 static const char *
 read_string(struct settings_reader *r, const char *name, size_t max_len)
 {
-	const char *str = reader_get(r, name, NULL);
+	enum mw_setting_source source;
+	const char *str = reader_get(r, name, &source);
 	const char *p;
 
+	if (str != NULL && *str == '\0' && source == MW_SOURCE_USERDB) {
+		reader_error(r, name, str, "empty userdb field");
+		return NULL;
+	}
 	if (str == NULL || *str == '\0')
 		return NULL;
 	if (strcmp(str, "yes") == 0) {

@@ -102,7 +102,10 @@ struct mw_setting_error {
 #define MW_SETTINGS_MAX_ERRORS 24
 
 /* Looks up a setting: returns its value or NULL when unset, and sets
-   *source_r to MW_SOURCE_CONFIG or MW_SOURCE_USERDB. */
+   *source_r to MW_SOURCE_CONFIG or MW_SOURCE_USERDB. An empty userdb
+   field is returned as "" with MW_SOURCE_USERDB (Dovecot 2.3 reads it
+   back as "yes": the lookup looks at the field itself), which
+   mw_settings_read() reports as an invalid value of every setting. */
 typedef const char *mw_setting_lookup_t(const char *name, void *context,
 					enum mw_setting_source *source_r);
 

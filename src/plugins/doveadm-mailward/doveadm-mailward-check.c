@@ -46,22 +46,33 @@ struct check_cmd_context {
 /* ---- settings as a user gets them (Dovecot 2.3: plugin {} and userdb
    fields, the latter first) ---- */
 
-static bool
-mailward_userdb_has(struct mail_user *user, const char *name)
+/* The raw value of the user's userdb field name: "" for an empty field,
+   NULL if there is none. */
+static const char *
+mailward_userdb_value(struct mail_user *user, const char *name)
 {
 	size_t len = strlen(name);
 	unsigned int i;
 
 	if (user->userdb_fields == NULL)
-		return FALSE;
+		return NULL;
 	for (i = 0; user->userdb_fields[i] != NULL; i++) {
 		const char *field = user->userdb_fields[i];
 
-		if (strncmp(field, name, len) == 0 &&
-		    (field[len] == '=' || field[len] == '\0'))
-			return TRUE;
+		if (strncmp(field, name, len) != 0)
+			continue;
+		if (field[len] == '=')
+			return field + len + 1;
+		if (field[len] == '\0')
+			return "";
 	}
-	return FALSE;
+	return NULL;
+}
+
+static bool
+mailward_userdb_has(struct mail_user *user, const char *name)
+{
+	return mailward_userdb_value(user, name) != NULL;
 }
 
 /* A mailward setting as the user gets it (userdb field first), NULL if
@@ -97,8 +108,14 @@ mailward_check_lookup(const char *name, void *context,
 		      enum mw_setting_source *source_r)
 {
 	struct mail_user *user = context;
-	const char *value;
+	const char *value, *field;
 
+	field = mailward_userdb_value(user, name);
+	if (field != NULL && field[0] == '\0') {
+		/* an empty userdb field (2.3 reads it back as "yes"): "" */
+		*source_r = MW_SOURCE_USERDB;
+		return "";
+	}
 	value = mailward_check_getenv(user, name);
 	if (value == NULL)
 		return NULL;

@@ -143,11 +143,10 @@ mailward_other_setting_lookup(const char *name, void *context,
 
 	value = mailward_userdb_field(ctx->owner_fields, name);
 	if (value != NULL) {
-		/* an empty field reads back as "yes" in Dovecot's own
-		   settings: keep that, mw_settings_read() rejects it */
+		/* an empty field stays "": mw_settings_read() rejects it
+		   (Dovecot 2.3 would read it back as "yes") */
 		*source_r = MW_SOURCE_USERDB;
-		return p_strdup(ctx->user->pool, value[0] == '\0' ? "yes" :
-				value);
+		return p_strdup(ctx->user->pool, value);
 	}
 	*source_r = MW_SOURCE_CONFIG;
 	if (mailward_userdb_field(ctx->session->userdb_fields, name) == NULL) {

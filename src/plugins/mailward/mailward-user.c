@@ -93,33 +93,23 @@ mailward_setting_lookup(const char *name, void *context,
 			enum mw_setting_source *source_r)
 {
 	struct mailward_user *muser = context;
-	struct mail_user *user = muser->user;
-	const char *value;
-	size_t name_len = strlen(name);
-	unsigned int i;
+	const char *field, *value;
 
-	bool userdb = FALSE;
-
-	if (user->userdb_fields != NULL) {
-		for (i = 0; user->userdb_fields[i] != NULL; i++) {
-			const char *field = user->userdb_fields[i];
-
-			if (strncmp(field, name, name_len) == 0 &&
-			    (field[name_len] == '=' || field[name_len] == '\0')) {
-				userdb = TRUE;
-				break;
-			}
-		}
+	field = mailward_userdb_field(muser->user->userdb_fields, name);
+	if (field != NULL && field[0] == '\0') {
+		/* an empty userdb field: Dovecot 2.3 reads it back as "yes",
+		   2.4 as "" or unset; it is a value that does not parse
+		   (mw_setting_lookup_t), never "yes" nor an unset setting */
+		*source_r = MW_SOURCE_USERDB;
+		return "";
 	}
 	value = mailward_user_setting(muser, name);
 	if (value == NULL) {
-		/* Dovecot 2.4 reads an empty userdb field as "" (2.3: "yes"):
-		   it is a value that does not parse, not an unset setting */
-		if (!userdb)
+		if (field == NULL)
 			return NULL;
 		value = "";
 	}
-	*source_r = userdb ? MW_SOURCE_USERDB : MW_SOURCE_CONFIG;
+	*source_r = field != NULL ? MW_SOURCE_USERDB : MW_SOURCE_CONFIG;
 	return value;
 }
 
