@@ -534,8 +534,11 @@ static int audit_flush_once(struct mailward_audit_client *client,
 	return audit_read_replies(client, &fl, deadline);
 }
 
-int mailward_audit_flush(struct mailward_audit_client *client, bool written,
-			 const char **error_r)
+/* mailward_audit_flush(); round_trip: ask the writer even when nothing
+   is queued */
+static int
+audit_flush_full(struct mailward_audit_client *client, bool written,
+		 bool round_trip, const char **error_r)
 {
 	struct timeval now, deadline;
 	unsigned int attempt, count, rejected_count = 0;
@@ -545,7 +548,7 @@ int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 	if (client->dropped > 0)
 		audit_queue_dropped(client);
 	count = array_count(&client->queue);
-	if (count == 0)
+	if (count == 0 && !round_trip)
 		return 0;
 
 	i_gettimeofday(&now);
@@ -560,7 +563,8 @@ int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 	timeval_add_msecs(&deadline, client->timeout_msecs);
 
 	T_BEGIN {
-		rejected = t_new(bool, count);
+		/* (at least one: a round trip may have none queued) */
+		rejected = t_new(bool, I_MAX(count, 1));
 		for (attempt = 0; attempt < 2; attempt++) {
 			reused = client->fd != -1;
 			if (!reused &&
@@ -596,4 +600,31 @@ int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 		return 0;
 	*error_r = str_c(client->error);
 	return -1;
+}
+
+int mailward_audit_flush(struct mailward_audit_client *client, bool written,
+			 const char **error_r)
+{
+	return audit_flush_full(client, written, FALSE, error_r);
+}
+
+int mailward_audit_flush_round_trip(struct mailward_audit_client *client,
+				    const char **error_r)
+{
+	return audit_flush_full(client, FALSE, TRUE, error_r);
+}
+
+bool mailward_audit_drop_newest(struct mailward_audit_client *client,
+				unsigned int count)
+{
+	char **bodies;
+	unsigned int total;
+
+	bodies = array_get_modifiable(&client->queue, &total);
+	if (total == 0 || total != count)
+		return FALSE;
+	client->queue_bytes -= strlen(bodies[total - 1]);
+	i_free(bodies[total - 1]);
+	array_delete(&client->queue, total - 1, 1);
+	return TRUE;
 }

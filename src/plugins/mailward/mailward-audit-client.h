@@ -98,5 +98,19 @@ void mailward_audit_client_set_written_at_deinit(
    before an expunge (audit before act) or under audit_required. */
 int mailward_audit_flush(struct mailward_audit_client *client, bool written,
 			 const char **error_r);
+/* A durable mailward_audit_flush() that asks the writer even when
+   nothing is queued (an F line alone, answered once every record sent
+   before it is durable): a gate that the writer is there and answering
+   now (mailward_audit_required=yes, before a read). Same returns. */
+int mailward_audit_flush_round_trip(struct mailward_audit_client *client,
+				    const char **error_r);
+/* Takes back the newest queued record if count records are queued (the
+   caller's count just after it queued that record: nothing was queued
+   since and none was sent or spooled); frees it. Returns TRUE if it was
+   removed, FALSE (nothing changed) otherwise. A copy of it that the
+   writer already read from the socket (a flush that timed out) may still
+   be written by it. */
+bool mailward_audit_drop_newest(struct mailward_audit_client *client,
+				unsigned int count);
 
 #endif

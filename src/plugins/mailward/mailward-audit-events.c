@@ -1,7 +1,9 @@
 /* mailward audit events: what a mail process tells the audit writer.
    Records are queued in memory and sent at flush points (end of an IMAP
    command, end of a POP3 session, and before any expunge commits, when
-   the writer must have made the expunge's intent durable). */
+   the writer must have made the expunge's intent durable; under
+   mailward_audit_required=yes also before a POP3 RETR/TOP and an IMAP
+   command's first body read: mailward_audit_read_gate()). */
 
 #include "lib.h"
 #include "ioloop.h"
@@ -294,6 +296,53 @@ int mailward_audit_commit(struct mailward_user *muser, bool destructive)
 		e_error(muser->event, "Audit log unavailable, records stay "
 			"queued: %s", error);
 	}
+	return -1;
+}
+
+/* The read gate failed: a read record queued for it must not go out as
+   "ok" (the read is refused). It is taken back if still queued, and a
+   record of the refusal is queued instead (the writer may still write a
+   copy it read before it stopped answering: the refused one follows). */
+static void
+mailward_audit_read_refused(struct mailward_user *muser,
+			    struct mw_audit_event *ev, unsigned int queued,
+			    const char *error)
+{
+	(void)mailward_audit_drop_newest(muser->audit, queued);
+	mw_audit_event_set_str(ev, MW_AF_OUTCOME, "refused");
+	mw_audit_event_set_str(ev, MW_AF_CAUSE, "audit_unavailable");
+	mw_audit_event_set_str(ev, MW_AF_DETAIL, t_strconcat(
+		"mailward_audit_required=yes and the audit log unavailable: ",
+		error, NULL));
+	(void)mailward_audit_queue(muser->audit, ev);
+}
+
+int mailward_audit_read_gate(struct mailward_user *muser,
+			     struct mw_audit_event *ev)
+{
+	const char *error;
+	unsigned int queued = 0;
+
+	if (muser->audit == NULL || !muser->set.audit_required)
+		return 0;
+	/* what waits for the device goes first, as at a commit */
+	mailward_audit_deferred_release(muser);
+	if (ev != NULL && mailward_audit_queue(muser->audit, ev))
+		queued = mailward_audit_queued(muser->audit);
+	if (mailward_audit_flush_round_trip(muser->audit, &error) == 0) {
+		muser->audit_broken = FALSE;
+		return 0;
+	}
+	muser->audit_broken = TRUE;
+	error = t_strdup(error);
+	e_debug(mailward_named_event(muser, "mailward_audit_unavailable")->
+		add_str("action", "read_refused")->
+		add_str("error", error)->event(),
+		"audit log unavailable: %s", error);
+	e_error(muser->event, "Audit log unavailable and "
+		"mailward_audit_required=yes, read refused: %s", error);
+	if (ev != NULL)
+		mailward_audit_read_refused(muser, ev, queued, error);
 	return -1;
 }
 

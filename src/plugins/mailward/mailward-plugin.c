@@ -239,4 +239,6 @@ void mailward_imap_command_end(struct mailward_user *muser)
 		(void)mailward_state_flush(muser);
 	/* the command's audit records made durable */
 	(void)mailward_audit_commit(muser, FALSE);
+	/* the next command's first body read asks the writer again */
+	muser->imap_read_gated = FALSE;
 }

@@ -160,6 +160,9 @@ struct mailward_user {
 	/* a POP3 RETR/TOP or IMAP FETCH was just refused (audit required,
 	   writer away); the protocol plugin clears it when it replies */
 	bool read_refused;
+	/* an IMAP command's first body read passed the audit read gate
+	   (mailward_audit_required=yes); cleared at the command's end */
+	bool imap_read_gated;
 	/* the hold's effect on Dovecot's autoexpunge was logged */
 	bool autoexpunge_hold_logged;
 	/* POP3 with pop3_delete_type=flag: the keyword Dovecot adds at QUIT
@@ -488,6 +491,16 @@ void mailward_audit_deferred_release(struct mailward_user *muser);
 void mailward_audit_notice(struct mailward_user *muser,
 			   enum mailward_notice_kind kind, const char *detail,
 			   const struct mw_device_rec *device);
+/* Under mailward_audit_required=yes, before a read is let through: queues
+   ev (its record, e.g. "retr"; NULL for none) and makes it and every
+   record queued before it durable with a writer round trip (one even
+   when nothing is queued). Returns 0 when they are durable (or audit is
+   off or not required), -1 when the writer is away, too slow or failed:
+   logged, the session's reads are refused (mailward_audit_may_read()),
+   and ev is taken back and queued again with outcome "refused" (cause
+   audit_unavailable). ev's strings are on the caller's data stack. */
+int mailward_audit_read_gate(struct mailward_user *muser,
+			     struct mw_audit_event *ev);
 /* FALSE when mailward_audit_required=yes and the writer is unreachable. */
 bool mailward_audit_may_read(struct mailward_user *muser);
 void mailward_audit_user_init(struct mailward_user *muser);

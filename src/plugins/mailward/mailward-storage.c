@@ -112,6 +112,18 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	muser->imap_body_fetches++;
 }
 
+/* The record of a read (retr, top, fetch) built into ev */
+static void
+mailward_audit_read_event(struct mailward_user *muser, struct mail *mail,
+			  const char *event, struct mw_audit_event *ev)
+{
+	mailward_audit_event_init(muser, ev, event, "ok");
+	mailward_audit_event_mail(muser, ev, mail, NULL);
+	/* the policy the read happened under (what it means for the
+	   message: kept, expunged after retrieval, ...) */
+	mailward_audit_event_policy(muser, ev);
+}
+
 static void
 mailward_audit_read(struct mailward_user *muser, struct mail *mail,
 		    const char *event)
@@ -120,12 +132,91 @@ mailward_audit_read(struct mailward_user *muser, struct mail *mail,
 
 	if (muser->audit == NULL)
 		return;
-	mailward_audit_event_init(muser, &ev, event, "ok");
-	mailward_audit_event_mail(muser, &ev, mail, NULL);
-	/* the policy the read happened under (what it means for the
-	   message: kept, expunged after retrieval, ...) */
-	mailward_audit_event_policy(muser, &ev);
+	mailward_audit_read_event(muser, mail, event, &ev);
 	mailward_audit_queue_event(muser, &ev);
+}
+
+/* The session's own context: for another owner's mail, its actor */
+static struct mailward_user *mailward_session_user(struct mailward_user *muser)
+{
+	return muser->actor != NULL ? muser->actor : muser;
+}
+
+enum mailward_read_kind {
+	READ_NONE, READ_RETR, READ_TOP, READ_FETCH
+};
+
+static enum mailward_read_kind
+mailward_read_kind(struct mailward_user *muser, struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
+	const char *reason = mail->get_stream_reason;
+
+	if (muser == NULL || mbox == NULL || reason == NULL)
+		return READ_NONE;
+	if (mbox->pop3_session) {
+		if (strcmp(reason, "RETR") == 0)
+			return READ_RETR;
+		if (strcmp(reason, "TOP") == 0)
+			return READ_TOP;
+	} else if (strcmp(muser->user->service, "imap") == 0 &&
+		   mailward_is_body_fetch(reason)) {
+		return READ_FETCH;
+	}
+	return READ_NONE;
+}
+
+/* A POP3 RETR/TOP whose message stream Dovecot opened, before it sends
+   the message: records it. Under mailward_audit_required=yes the record
+   (none for a RETR of a message this session retrieved already, whose
+   record is durable) is durable before the body goes out, or the read is
+   refused: returns -1 then. */
+static int
+mailward_pop3_read(struct mailward_user *muser, struct mail *mail,
+		   enum mailward_read_kind kind)
+{
+	struct mailward_pop3_session *s;
+	struct mailward_pop3_msg *msg = NULL;
+	struct mw_audit_event ev;
+	bool record;
+
+	s = mailward_pop3_session_get(muser, mail->box);
+	if (kind == READ_RETR && s != NULL)
+		msg = mailward_pop3_msg_get(s, mail);
+	record = kind == READ_TOP || (msg != NULL && !msg->retrieved);
+	if (muser->audit != NULL && muser->set.audit_required) {
+		if (record)
+			mailward_audit_read_event(muser, mail, kind == READ_TOP ?
+						  "top" : "retr", &ev);
+		if (mailward_audit_read_gate(muser, record ? &ev : NULL) < 0)
+			return -1;
+	} else if (record) {
+		mailward_audit_read(muser, mail,
+				    kind == READ_TOP ? "top" : "retr");
+	}
+	if (kind == READ_TOP) {
+		if (s != NULL)
+			s->top_count++;
+	} else if (record) {
+		msg->retrieved = TRUE;
+		s->retr_count++;
+		muser->audit_retrieved++;
+	}
+	return 0;
+}
+
+/* The read of kind is refused (mailward_audit_required=yes, the writer
+   away): POP3 answers every failed RETR/TOP with "Message N expunged",
+   IMAP a failed FETCH with [SERVERBUG]: the protocol plugins put this
+   reason and code instead. Returns -1. */
+static int mailward_read_refuse(struct mailward_user *muser, struct mail *mail)
+{
+	muser->read_refused = TRUE;
+	mail_storage_set_error(mail->box->storage,
+			       mailward_error_unavailable(muser),
+			       MAILWARD_AUDIT_UNAVAILABLE_READ);
+	return -1;
 }
 
 static int
@@ -137,69 +228,33 @@ mailward_mail_get_stream(struct mail *_mail, bool get_body,
 	struct mail_private *mail = (struct mail_private *)_mail;
 	union mail_module_context *mmail = MAILWARD_MAIL_CONTEXT(mail);
 	struct mailward_user *muser = mailward_box_user(_mail->box);
-	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(_mail->box);
-	const char *reason = mail->get_stream_reason;
-	enum { READ_NONE, READ_RETR, READ_TOP, READ_FETCH } kind = READ_NONE;
+	enum mailward_read_kind kind = mailward_read_kind(muser, _mail);
 	int ret;
 
-	if (muser != NULL && mbox != NULL && reason != NULL) {
-		if (mbox->pop3_session) {
-			if (strcmp(reason, "RETR") == 0)
-				kind = READ_RETR;
-			else if (strcmp(reason, "TOP") == 0)
-				kind = READ_TOP;
-		} else if (strcmp(muser->user->service, "imap") == 0 &&
-			   mailward_is_body_fetch(reason)) {
-			kind = READ_FETCH;
-		}
+	if (kind == READ_FETCH && muser->set.audit_required &&
+	    !mailward_session_user(muser)->imap_read_gated) {
+		/* the command's first body read: the records queued so far
+		   durable, and the writer answering, before data goes out
+		   (the flag is the session's: another owner's mail too) */
+		mailward_session_user(muser)->imap_read_gated = TRUE;
+		T_BEGIN {
+			(void)mailward_audit_read_gate(muser, NULL);
+		} T_END;
 	}
-	if (kind != READ_NONE && !mailward_audit_may_read(muser)) {
-		/* mailward_audit_required=yes: no read without its record
-		   (POP3 answers every failed RETR/TOP with "Message N
-		   expunged", IMAP a failed FETCH with [SERVERBUG]: the
-		   protocol plugins put this reason and code instead) */
-		muser->read_refused = TRUE;
-		mail_storage_set_error(_mail->box->storage,
-			mailward_error_unavailable(muser),
-			MAILWARD_AUDIT_UNAVAILABLE_READ);
-		return -1;
-	}
+	/* (a POP3 read asks the writer itself, below: its record durable
+	   or a refused one queued) */
+	if (kind == READ_FETCH && !mailward_audit_may_read(muser))
+		return mailward_read_refuse(muser, _mail);
 	ret = mmail->super.get_stream(_mail, get_body, hdr_size, body_size,
 				      stream_r);
-	if (ret < 0 || kind == READ_NONE)
+	if (ret < 0 || (kind != READ_RETR && kind != READ_TOP))
 		return ret;
-
+	/* (a FETCH's body read: whether the device got the whole message
+	   is the IMAP plugin's to tell, mailward_imap_retrieved()) */
 	T_BEGIN {
-		struct mailward_pop3_session *s;
-		struct mailward_pop3_msg *msg;
-
-		switch (kind) {
-		case READ_RETR:
-			s = mailward_pop3_session_get(muser, _mail->box);
-			msg = s == NULL ? NULL : mailward_pop3_msg_get(s, _mail);
-			if (msg != NULL && !msg->retrieved) {
-				msg->retrieved = TRUE;
-				s->retr_count++;
-				muser->audit_retrieved++;
-				mailward_audit_read(muser, _mail, "retr");
-			}
-			break;
-		case READ_TOP:
-			s = mailward_pop3_session_get(muser, _mail->box);
-			if (s != NULL)
-				s->top_count++;
-			mailward_audit_read(muser, _mail, "top");
-			break;
-		case READ_FETCH:
-			/* a body read of a FETCH: whether the device got the
-			   whole message is the IMAP plugin's to tell
-			   (mailward_imap_retrieved()) */
-			break;
-		case READ_NONE:
-			break;
-		}
+		ret = mailward_pop3_read(muser, _mail, kind);
 	} T_END;
-	return ret;
+	return ret < 0 ? mailward_read_refuse(muser, _mail) : 0;
 }
 
 void mailward_imap_retrieved(struct mail *mail)
