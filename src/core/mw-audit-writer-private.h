@@ -7,6 +7,7 @@
 #include "mw-audit-writer.h"
 #include "mw-audit-private.h"
 #include "mw-merkle.h"
+#include "mw-util.h"
 
 #include <limits.h>
 #include <sys/types.h>
@@ -51,6 +52,9 @@ struct mw_audit_writer {
 	bool unsynced;
 	struct mw_json_buf line, body, scratch;
 	struct mw_json_obj obj;
+	/* the records' time: date and time of day formatted once a
+	   second */
+	struct mw_utc_stamp_cache time_cache;
 
 	bool failed;
 	char error[512];

@@ -68,6 +68,18 @@ void mw_audit_format_time(int64_t usec, char out[32])
 	snprintf(out, 32, "%.27s", tmp);
 }
 
+/* mw_audit_format_time() with the writer's cache: the same text, the
+   date and time of day formatted once a second (issue 14) */
+static void format_time_cached(struct mw_audit_writer *w, int64_t usec,
+			       char out[32])
+{
+	if (usec >= 0 && usec <= INT64_C(253402300799999999) &&
+	    mw_utc_stamp_usec(&w->time_cache, (time_t)(usec / 1000000),
+			      (long)(usec % 1000000), out) == 0)
+		return;
+	mw_audit_format_time(usec, out);
+}
+
 /* Appends one record with the given body (members between host and epoch)
    to the pending group and advances the chain. */
 static int emit(struct mw_audit_writer *w, int64_t now, const char *body,
@@ -78,7 +90,7 @@ static int emit(struct mw_audit_writer *w, int64_t now, const char *body,
 
 	if (w->failed)
 		return wfail(w, error_r, "audit writer is in a failed state");
-	mw_audit_format_time(now, ts);
+	format_time_cached(w, now, ts);
 	mw_json_buf_reset(l);
 	mw_json_buf_append_str(l, "{\"seq\":");
 	mw_json_buf_append_u64(l, w->seq + 1);

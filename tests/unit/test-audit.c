@@ -7,6 +7,9 @@
 
 #include <fcntl.h>
 
+#include "mw-audit-writer-private.h"
+#include "mw-util.h"
+
 /* --- builder --- */
 
 static void test_body_build(void **state)
@@ -188,6 +191,33 @@ static void test_body_validate(void **state)
 	memset(big, 'a', sizeof(big));
 	assert_int_equal(mw_audit_body_validate(big, MW_AUDIT_BODY_MAX + 1,
 						&err), -1);
+}
+
+/* the writer's cached record time is mw_audit_format_time()'s text */
+static void test_record_time_cached_same(void **state)
+{
+	static const int64_t starts[] = {
+		0, INT64_C(951782400000000) /* 2000-02-29 */,
+		INT64_C(1798761599000000) /* 2026-12-31T23:59:59 */,
+		INT64_C(253402300799999999) - 5000 * INT64_C(999983),
+	};
+	struct mw_utc_stamp_cache cache;
+	char a[32], b[MW_UTC_STAMP_LEN + 1];
+	unsigned int i, j;
+	int64_t t;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	for (i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		for (j = 0; j < 5000; j++) {
+			t = starts[i] + (int64_t)j * 999983;
+			mw_audit_format_time(t, a);
+			assert_int_equal(mw_utc_stamp_usec(&cache,
+				(time_t)(t / 1000000), (long)(t % 1000000),
+				b), 0);
+			assert_string_equal(a, b);
+		}
+	}
 }
 
 /* --- crypto primitives --- */
@@ -1078,6 +1108,7 @@ int main(void)
 		cmocka_unit_test(test_body_build_truncates),
 		cmocka_unit_test(test_body_build_rejects),
 		cmocka_unit_test(test_body_validate),
+		cmocka_unit_test(test_record_time_cached_same),
 		cmocka_unit_test(test_key_derivation),
 		cmocka_unit_test(test_line_mac_known_answers),
 		cmocka_unit_test(test_key_files),
