@@ -25,6 +25,7 @@ PROGRAMS = [
     "test-json",
     "test-audit",
     "test-audit-tamper",
+    "test-audit-body",
     "test-merkle",
     "test-util",
     "test-core-link",

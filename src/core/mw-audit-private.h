@@ -3,6 +3,7 @@
 
 /* Shared by the mw-audit-*.c files only. */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* bytes of an error message, with its NUL */
@@ -21,5 +22,18 @@ extern char mw_audit_static_error[MW_AUDIT_ERROR_MAX];
 	mw_audit_fail_into(mw_audit_static_error, \
 			   sizeof(mw_audit_static_error), (error_r), \
 			   __VA_ARGS__)
+
+/* The one-pass check of an event body (mw-audit-body.c): TRUE only if
+   mw_audit_body_validate()'s full check accepts body[0..len): known event
+   fields in canonical order, strings of at most MW_AUDIT_STR_MAX decoded
+   bytes in canonical encoding without \\udcxx or \\/ escapes, integers of
+   at most 19 digits, a valid non-writer event name without escapes.
+   FALSE means "not vouched for": the full check decides. */
+bool mw_audit_body_quick_valid(const char *body, size_t len);
+/* mw_audit_body_validate() without the one-pass check: parses
+   {body}, checks the members and compares the body with their canonical
+   re-serialisation. Same contract; for the tests of the one-pass check. */
+int mw_audit_body_validate_full(const char *body, size_t len,
+				const char **error_r);
 
 #endif

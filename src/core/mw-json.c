@@ -111,8 +111,7 @@ void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len)
 	}
 }
 
-/* the bytes copied as they are: printable ASCII except '"' and '\\' */
-static const bool json_plain[256] = {
+const bool mw_json_plain[256] = {
 	[0x20 ... 0x21] = true,
 	[0x23 ... 0x5b] = true,
 	[0x5d ... 0x7e] = true,
@@ -131,7 +130,7 @@ void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 		while (pos < len) {
 			unsigned char c = p[pos];
 
-			if (json_plain[c]) {
+			if (mw_json_plain[c]) {
 				pos++;
 				continue;
 			}

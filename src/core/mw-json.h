@@ -43,6 +43,10 @@ void mw_json_buf_append_u64(struct mw_json_buf *buf, uint64_t value);
 /* Removes bytes from the end so that len = new_len (new_len <= len). */
 void mw_json_buf_truncate(struct mw_json_buf *buf, size_t new_len);
 
+/* TRUE for the bytes the escaping copies as they are: printable ASCII
+   (0x20-0x7e) except '"' and '\\'. */
+extern const bool mw_json_plain[256];
+
 /* Appends data[len] escaped as above, without surrounding quotes. */
 void mw_json_append_escaped(struct mw_json_buf *buf, const void *data,
 			    size_t len);

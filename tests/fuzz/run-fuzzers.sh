@@ -58,6 +58,7 @@ if [ "${1:-}" = "--gen-seeds" ]; then
 	$CC -g -O1 -I"$REPO/src/core" -I"$HERE" -o "$OUT/gen-audit-seeds" \
 		"$HERE/gen-audit-seeds.c" "$REPO/src/core/mw-json.c" \
 		"$REPO/src/core/mw-audit-record.c" \
+		"$REPO/src/core/mw-audit-body.c" \
 		$(for s in crypto keys writer recover tree; do
 			echo "$REPO/src/core/mw-audit-$s.c"; done) \
 		"$REPO/src/core/mw-merkle.c" "$REPO/src/core/mw-util.c" -lcrypto
