@@ -53,34 +53,31 @@ static size_t quick_escape_len(const unsigned char *p, size_t avail)
 static size_t quick_string(const unsigned char *p, size_t avail,
 			   size_t *dec_r)
 {
-	size_t pos = 1, dec = 0, n;
+	size_t pos = 1, extra = 0, n;
 	unsigned char c;
 
 	for (;;) {
+		/* the run of plain bytes: most of a record */
+		while (pos < avail && mw_json_plain[p[pos]])
+			pos++;
 		if (pos >= avail)
 			return 0;
 		c = p[pos];
-		if (mw_json_plain[c]) {
-			pos++;
-			dec++;
-			continue;
-		}
 		if (c == '"')
 			break;
-		if (c == '\\') {
+		if (c == '\\')
 			n = quick_escape_len(p + pos, avail - pos);
-			dec++;
-		} else if (c < 0x80) {
+		else if (c < 0x80)
 			return 0; /* raw control or DEL */
-		} else {
+		else
 			n = mw_utf8_char_len(p + pos, avail - pos);
-			dec += n;
-		}
 		if (n == 0)
 			return 0;
+		if (c == '\\')
+			extra += n - 1; /* an escape decodes to one byte */
 		pos += n;
 	}
-	*dec_r = dec;
+	*dec_r = pos - 1 - extra;
 	return pos + 1;
 }
 
@@ -118,12 +115,14 @@ static int quick_field(const unsigned char *key, size_t klen, int last)
    ([a-z0-9_]+) followed by '":', else 0. */
 static size_t quick_key(const unsigned char *p, size_t avail)
 {
+	static const bool name_byte[256] = {
+		['0' ... '9'] = true, ['_'] = true, ['a' ... 'z'] = true,
+	};
 	size_t n = 1;
 
 	if (avail < 4 || p[0] != '"')
 		return 0;
-	while (n < avail && ((p[n] >= 'a' && p[n] <= 'z') ||
-			     (p[n] >= '0' && p[n] <= '9') || p[n] == '_'))
+	while (n < avail && name_byte[p[n]])
 		n++;
 	if (n == 1 || avail - n < 2 || p[n] != '"' || p[n + 1] != ':')
 		return 0;
