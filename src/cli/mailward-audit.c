@@ -153,7 +153,27 @@ static int cmd_keygen(int argc, char **argv)
 
 /* --- verify --- */
 
+static void print_replays_text(const struct replay_list *rl)
+{
+	size_t i;
+
+	if (rl->count == 0)
+		return;
+	printf("replayed: %zu record(s) the log holds twice (at-least-once "
+	       "delivery from the spool, not a failure: count each event "
+	       "once):", rl->count);
+	for (i = 0; i < rl->count; i++) {
+		printf("%s seq %llu = seq %llu (%s)", i == 0 ? "" : ",",
+		       (unsigned long long)rl->items[i].seq,
+		       (unsigned long long)rl->items[i].of_seq,
+		       rl->items[i].same_spool ? "same spool" :
+		       "same record, one from the spool");
+	}
+	putc('\n', stdout);
+}
+
 static void print_result_text(const struct mw_audit_verify_result *r,
+			      const struct replay_list *rl,
 			      const char *const *paths, bool quiet)
 {
 	if (r->status == MW_AUDIT_VERIFY_FAIL) {
@@ -212,6 +232,7 @@ static void print_result_text(const struct mw_audit_verify_result *r,
 		       (unsigned long long)r->consistency_new_size,
 		       (unsigned long long)r->consistency_new_seq,
 		       r->consistency_hashes);
+	print_replays_text(rl);
 	if (r->torn) {
 		printf("crash artefact (torn tail %llu bytes) at ",
 		       (unsigned long long)r->torn_bytes);
@@ -245,7 +266,25 @@ static void json_kv_bool(struct mw_json_buf *b, const char *k, bool v)
 	mw_json_buf_append_str(b, v ? "\":true" : "\":false");
 }
 
+/* "replays":N,"replayed":[{"seq":S,"of_seq":O,"same_spool":B},...] */
+static void json_replays(struct mw_json_buf *b, const struct replay_list *rl)
+{
+	size_t i;
+
+	json_kv_u64(b, "replays", rl->count);
+	mw_json_buf_append_str(b, ",\"replayed\":[");
+	for (i = 0; i < rl->count; i++) {
+		mw_json_buf_append_str(b, i == 0 ? "{\"seq\":" : ",{\"seq\":");
+		mw_json_buf_append_u64(b, rl->items[i].seq);
+		json_kv_u64(b, "of_seq", rl->items[i].of_seq);
+		json_kv_bool(b, "same_spool", rl->items[i].same_spool);
+		mw_json_buf_append_str(b, "}");
+	}
+	mw_json_buf_append_str(b, "]");
+}
+
 static void print_result_json(const struct mw_audit_verify_result *r,
+			      const struct replay_list *rl,
 			      const char *const *paths)
 {
 	struct mw_json_buf b;
@@ -288,6 +327,7 @@ static void print_result_json(const struct mw_audit_verify_result *r,
 			    r->consistency_new_size);
 		json_kv_u64(&b, "consistency_hashes", r->consistency_hashes);
 	}
+	json_replays(&b, rl);
 	json_kv_bool(&b, "torn", r->torn);
 	if (r->torn) {
 		json_kv_str(&b, "torn_file", paths[r->torn_file]);
@@ -362,12 +402,13 @@ static int verify_parse_args(int argc, char **argv, struct verify_args *va)
 /* verify's verdict, printed; returns the exit code */
 static int verify_report(const struct verify_args *va,
 			 const struct mw_audit_verify_result *res,
+			 const struct replay_list *rl,
 			 const char *const *paths)
 {
 	if (va->json)
-		print_result_json(res, paths);
+		print_result_json(res, rl, paths);
 	else
-		print_result_text(res, paths, va->quiet);
+		print_result_text(res, rl, paths, va->quiet);
 	switch (res->status) {
 	case MW_AUDIT_VERIFY_PASS: return EXIT_PASS;
 	case MW_AUDIT_VERIFY_PASS_TORN: return EXIT_TORN;
@@ -380,6 +421,7 @@ static int cmd_verify(int argc, char **argv)
 {
 	struct verify_args va;
 	struct mw_audit_verify_result res;
+	struct replay_list rl;
 	const char *const *paths;
 	const char *error;
 	int ret;
@@ -395,12 +437,13 @@ static int cmd_verify(int argc, char **argv)
 		ret = verify_parse_args(argc, argv, &va);
 	if (ret == CMD_GO_ON) {
 		paths = (const char *const *)argv + optind;
-		if (mw_audit_verify_files(paths, (unsigned int)(argc - optind),
-					  &va.opts, &res, &error) < 0) {
+		if (replay_verify(paths, (unsigned int)(argc - optind),
+				  &va.opts, &res, &rl, &error) < 0) {
 			print_error("verify", error);
 			ret = EXIT_IO;
 		} else {
-			ret = verify_report(&va, &res, paths);
+			ret = verify_report(&va, &res, &rl, paths);
+			free(rl.items);
 		}
 	}
 	free(va.cpfiles);

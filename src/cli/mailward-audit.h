@@ -67,4 +67,28 @@ int cmd_select(int argc, char **argv, bool export);
 int cmd_prove(int argc, char **argv);
 int cmd_verify_proof(int argc, char **argv);
 
+/* A record the log holds more than once (mailward-audit-replay.c): seq
+   is a copy of of_seq (of_seq < seq), either with the same spool value
+   (same_spool: the spool file was drained twice) or, one of the two
+   from the spool and the other not, with the same body (same session,
+   event and fields: delivered over the socket and from the spool). */
+struct mw_audit_replay {
+	uint64_t seq, of_seq;
+	bool same_spool;
+};
+struct replay_list {
+	struct mw_audit_replay *items;	/* by seq; free() it */
+	size_t count;
+};
+struct mw_audit_verify_options;
+struct mw_audit_verify_result;
+/* mw_audit_verify_files() with opts (its on_record is taken), and the
+   replays among the verified records into *replays_r (a second pass over
+   the files, hash chain only, if the log has spooled records). Returns
+   0, or -1 with *error_r (no replays_r to free then). */
+int replay_verify(const char *const *paths, unsigned int count,
+		  struct mw_audit_verify_options *opts,
+		  struct mw_audit_verify_result *res,
+		  struct replay_list *replays_r, const char **error_r);
+
 #endif
