@@ -3,7 +3,8 @@
 
    On-disk layout, format 2 (all integers big-endian):
 
-   DB "meta":        "format" -> u32 (2); "next_mailbox_no" -> u32
+   DB "meta":        "format" -> u32 (2); "next_mailbox_no" -> u32;
+                     "legal_hold" -> u32 (set since; mw-store-lmdb-hold.c)
    DB "devices":     id[16] -> dev_no u16, reserved u16, first_seen u64,
                      last_seen u64, sessions u32, retrieved u32, deleted u32,
                      protocol_len u8, label_len u8, protocol, label

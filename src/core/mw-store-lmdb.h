@@ -12,6 +12,7 @@
    mw-store-lmdb-msg.c     message records, summaries, mailbox names, owner
    mw-store-lmdb-batch.c   applying a batch in one write transaction
    mw-store-lmdb-stat.c    reader slots and statistics
+   mw-store-lmdb-hold.c    the legal hold mark
 
    Internal functions returning int return 0, an LMDB or errno code, or
    MW_RC_FAILED with the store's error set (see mw_lmdb_write()). */
@@ -282,6 +283,8 @@ mw_store_open_fn mw_lmdb_open;
 mw_store_close_fn mw_lmdb_close;
 mw_store_set_inbox_marked_fn mw_lmdb_set_inbox_marked;
 mw_store_check_owner_fn mw_lmdb_check_owner;
+mw_store_hold_mark_get_fn mw_lmdb_hold_mark_get;
+mw_store_hold_mark_set_fn mw_lmdb_hold_mark_set;
 mw_store_get_stat_fn mw_lmdb_get_stat;
 mw_store_readers_fn mw_lmdb_reader_check;
 mw_store_readers_fn mw_lmdb_reader_count_others;

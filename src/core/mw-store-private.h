@@ -106,6 +106,10 @@ typedef int mw_store_set_inbox_marked_fn(struct mw_store *store, time_t now,
 /* owner_r: MW_STORE_OWNER_MAX + 1 bytes of the caller */
 typedef int mw_store_check_owner_fn(struct mw_store *store, const char *user,
 				    char *owner_r, const char **error_r);
+typedef int mw_store_hold_mark_get_fn(struct mw_store *store,
+				      time_t *since_r, const char **error_r);
+typedef int mw_store_hold_mark_set_fn(struct mw_store *store, bool hold,
+				      time_t now, const char **error_r);
 typedef int mw_store_get_stat_fn(struct mw_store *store,
 				 struct mw_store_stat *stat_r,
 				 const char **error_r);
@@ -182,6 +186,8 @@ struct mw_store_backend {
 	mw_store_close_fn *close;
 	mw_store_set_inbox_marked_fn *set_inbox_marked;
 	mw_store_check_owner_fn *check_owner;
+	mw_store_hold_mark_get_fn *hold_mark_get;
+	mw_store_hold_mark_set_fn *hold_mark_set;
 	mw_store_get_stat_fn *get_stat;
 	mw_store_readers_fn *reader_check;
 	mw_store_readers_fn *reader_count_others;

@@ -134,6 +134,18 @@ int mw_store_set_inbox_marked(struct mw_store *store, time_t now,
 						error_r);
 }
 
+int mw_store_hold_mark_get(struct mw_store *store, time_t *since_r,
+			   const char **error_r)
+{
+	return store->backend->hold_mark_get(store, since_r, error_r);
+}
+
+int mw_store_hold_mark_set(struct mw_store *store, bool hold, time_t now,
+			   const char **error_r)
+{
+	return store->backend->hold_mark_set(store, hold, now, error_r);
+}
+
 const char *mw_store_get_path(struct mw_store *store)
 {
 	return store->path;

@@ -216,6 +216,29 @@ bool mw_store_get_inbox_marked(struct mw_store *store);
    write transaction. Returns 0 or -1. */
 int mw_store_set_inbox_marked(struct mw_store *store, time_t now,
 			      time_t reset_time, const char **error_r);
+/* --- legal hold mark ---
+   A legal hold of the user recorded in the store (meta "legal_hold" = the
+   UNIX time it was recorded), for sessions and tools opened before the
+   hold was set, which cannot read the userdb again: a process whose own
+   settings are fresh (a session or command start) makes the mark agree
+   with them; any process re-reads it before deciding to expunge and
+   holds when it is set. Stores without it (and mailward versions before
+   it, which look meta keys up by name only) read as not held. */
+
+/* Reads the mark in one read transaction. Returns 1 when it is set
+   (*since_r = the time it was recorded), 0 when not (*since_r = 0), -1
+   on error (*since_r = 0; the caller must then treat the user as held
+   for the decision it was reading the mark for). */
+int mw_store_hold_mark_get(struct mw_store *store, time_t *since_r,
+			   const char **error_r);
+/* Sets (hold true, recorded as now) or clears (hold false) the mark in
+   one write transaction. A mark that is already so is left as it is (a
+   set mark keeps its time) and nothing is written or synced: callers
+   that read the mark first (mw_store_hold_mark_get()) write only when it
+   differs. Returns 1 changed, 0 already so, -1 error (nothing changed). */
+int mw_store_hold_mark_set(struct mw_store *store, bool hold, time_t now,
+			   const char **error_r);
+
 /* Drops one reference and sets *store to NULL; the last one closes the
    environment. No transaction may be active. NULL *store is a no-op. */
 void mw_store_unref(struct mw_store **store);

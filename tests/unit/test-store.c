@@ -187,6 +187,87 @@ static void test_inbox_mark(void **state)
 	mw_store_unref(&s);
 }
 
+/* ---- legal hold mark ---- */
+
+/* LMDB's last committed transaction id of the store at dir (no mailward
+   handle may be open) */
+static size_t raw_last_txnid(const char *dir)
+{
+	MDB_env *env;
+	MDB_envinfo info;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 10), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+	assert_int_equal(mdb_env_info(env, &info), 0);
+	mdb_env_close(env);
+	return info.me_last_txnid;
+}
+
+static void test_hold_mark(void **state)
+{
+	struct fixture *f = *state;
+	struct mw_store *s;
+	const char *error;
+	time_t since = 1;
+	size_t txnid;
+	pid_t pid;
+	int status;
+
+	/* a new store has no mark */
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 0);
+	assert_int_equal(since, 0);
+	/* clearing an absent mark writes nothing */
+	mw_store_unref(&s);
+	txnid = raw_last_txnid(f->store_dir);
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_hold_mark_set(s, false, 500, &error), 0);
+	mw_store_unref(&s);
+	assert_int_equal(raw_last_txnid(f->store_dir), txnid);
+
+	/* a mark set by another process (its own handle) is read by a
+	   handle opened before it */
+	s = open_ok(f->store_dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct mw_store *c = NULL;
+
+		_exit(mw_store_open(f->store_dir, &c, &error) == 0 &&
+		      mw_store_hold_mark_set(c, true, 1000, &error) == 1 ?
+		      0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 1);
+	assert_int_equal(since, 1000);
+	/* setting it again keeps its time and writes nothing */
+	mw_store_unref(&s);
+	txnid = raw_last_txnid(f->store_dir);
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_hold_mark_set(s, true, 2000, &error), 0);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 1);
+	assert_int_equal(since, 1000);
+	mw_store_unref(&s);
+	assert_int_equal(raw_last_txnid(f->store_dir), txnid);
+
+	/* kept across opens; cleared in one write transaction */
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 1);
+	assert_int_equal(mw_store_hold_mark_set(s, false, 3000, &error), 1);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 0);
+	assert_int_equal(since, 0);
+	mw_store_unref(&s);
+	assert_int_equal(raw_last_txnid(f->store_dir), txnid + 1);
+	/* set again: the new time */
+	s = open_ok(f->store_dir);
+	assert_int_equal(mw_store_hold_mark_set(s, true, 4000, &error), 1);
+	assert_int_equal(mw_store_hold_mark_get(s, &since, &error), 1);
+	assert_int_equal(since, 4000);
+	mw_store_unref(&s);
+}
+
 /* ---- open / refcount ---- */
 
 static void test_open_refcount(void **state)
@@ -2521,6 +2602,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_close_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_mark, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_register, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_protection, setup, teardown),
