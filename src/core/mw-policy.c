@@ -150,6 +150,8 @@ const char *mw_setting_source_name(enum mw_setting_source source)
 		return "config";
 	case MW_SOURCE_USERDB:
 		return "userdb";
+	case MW_SOURCE_STORE_MARK:
+		return "state_store_mark";
 	}
 	return "unknown";
 }

@@ -34,6 +34,9 @@ enum mw_setting_source {
 	MW_SOURCE_DEFAULT = 0,	/* built-in default */
 	MW_SOURCE_CONFIG,	/* plugin {} in dovecot.conf */
 	MW_SOURCE_USERDB,	/* userdb extra field */
+	/* the state store's legal hold mark (mw_store_hold_mark_get()),
+	   read by a session that started before the hold was set */
+	MW_SOURCE_STORE_MARK,
 };
 
 /* Upper bounds of values an administrator can set. */

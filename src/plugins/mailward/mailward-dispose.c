@@ -198,6 +198,12 @@ struct dispose_ctx {
 
 uint32_t mailward_dispose_suppress_cause(struct mailward_user *muser)
 {
+	/* a hold set since the session started holds now; a mark that
+	   cannot be read keeps the mail (logged) */
+	if (mailward_hold_recheck(muser) < 0 && !muser->fail_safe) {
+		mailward_user_set_fail_safe(muser, "Legal hold mark could not "
+					    "be read");
+	}
 	if (mw_dispose_allowed(&muser->set, muser->fail_safe))
 		return 0;
 	return muser->set.hold ? MW_MSG_NOTED_HOLD : MW_MSG_NOTED_FAIL_SAFE;

@@ -35,6 +35,9 @@ struct mailward_transaction {
 	const char *cause;
 	/* expunges refused (hold / imap_expunge=deny): rolls back */
 	unsigned int refused;
+	/* the legal hold mark was re-read for this transaction
+	   (mailward_hold_recheck_once()) */
+	bool hold_checked;
 	/* copies saved here whose move (or lazy_expunge copy) mailward
 	   refuses or suppresses in the source: the commit saves nothing */
 	unsigned int kept_move_copies;
@@ -68,18 +71,6 @@ enum mail_error mailward_error_unavailable(struct mailward_user *muser)
 	if (muser != NULL && strcmp(muser->user->service, "pop3") == 0)
 		return MAIL_ERROR_TEMP;
 	return MAIL_ERROR_UNAVAILABLE;
-}
-
-static const char *mailward_refuse_reason(struct mailward_user *muser)
-{
-	if (muser->settings_unknown != NULL)
-		return "The mailbox owner's mailward settings could not be "
-			"determined: messages cannot be expunged";
-	if (muser->set.hold)
-		return "Mailbox is under legal hold (mailward_hold): "
-			"messages cannot be expunged or moved";
-	return "Expunging or moving is not allowed for this user "
-		"(mailward_imap_expunge=deny)";
 }
 
 static const char *
@@ -171,22 +162,15 @@ mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
 	} T_END;
 }
 
-/* TRUE if Dovecot's own POP3 DELE may go ahead: client policy, not
-   held, not fail-safe (otherwise the message stays on the server) */
-static bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser)
+/* Re-reads the legal hold mark before the first expunge decision of
+   mail's transaction: a session opened before a hold holds from now. */
+static void mailward_hold_check_mail(struct mailward_user *muser,
+				     struct mail *mail)
 {
-	return mw_dele_goes_ahead(&muser->set, muser->fail_safe);
-}
+	struct mailward_transaction *mt = MAILWARD_CONTEXT(mail->transaction);
 
-/* TRUE if an expunge requested by a client or a tool in this mailbox is
-   refused, and the requester told so (hold, imap_expunge=deny, the
-   owner's settings unknown) */
-static bool
-mailward_expunge_refused(struct mailward_user *muser)
-{
-	return muser->settings_unknown != NULL || muser->set.hold ||
-		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
-		 strcmp(muser->user->service, "imap") == 0);
+	mailward_hold_recheck_once(muser, mt == NULL ? NULL :
+				   &mt->hold_checked);
 }
 
 /* Why mailward will not let the expunge of this mail happen (a static
@@ -201,6 +185,7 @@ static const char *mailward_mail_expunge_kept(struct mail *mail)
 	if (muser == NULL || mbox == NULL || mt == NULL || mail->expunged ||
 	    mt->policy_expunge)
 		return NULL;
+	mailward_hold_check_mail(muser, mail);
 	if (mbox->pop3_session) {
 		/* (a kept POP3 DELE never reaches Dovecot's expunge: see
 		   mailward_search_next_nonblock()) */
@@ -231,6 +216,7 @@ mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
 		s->dele_count++;
 		muser->audit_deleted++;
 	}
+	mailward_hold_check_mail(muser, mail);
 	if (mailward_pop3_dele_goes_ahead(muser)) {
 		if (msg != NULL && !by_flag)
 			msg->client_expunged = TRUE;
@@ -253,7 +239,8 @@ mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
 	   still list it): policy decides at session end */
 	mailward_note_suppressed(muser, mail, "dele",
 		muser->set.hold ? "hold" :
-		(muser->fail_safe ? "fail_safe" : "policy"));
+		(muser->fail_safe || muser->hold_unreadable ?
+		 "fail_safe" : "policy"));
 	return FALSE;
 }
 
@@ -323,6 +310,7 @@ void mailward_mail_expunge(struct mail *_mail)
 		mmail->super.expunge(_mail);
 		return;
 	}
+	mailward_hold_check_mail(muser, _mail);
 	if (mbox->pop3_session) {
 		/* POP3 DELE, reaching here at QUIT */
 		if (mailward_pop3_dele(muser, _mail, FALSE)) {
@@ -343,14 +331,14 @@ void mailward_mail_expunge(struct mail *_mail)
 		mt->refused++;
 		mt->refuse_reason = mailward_refuse_reason(muser);
 		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
-			muser->settings_unknown != NULL ? "fail_safe" :
+			muser->settings_unknown != NULL ||
+			muser->hold_unreadable ? "fail_safe" :
 			(muser->set.hold ? "hold" : "policy"));
 		return;
 	}
 	mailward_note_expunged(muser, mt, _mail);
 	mmail->super.expunge(_mail);
 }
-
 
 /* ---------------------------------------------------------------- */
 /* mailbox vfuncs                                                   */
@@ -737,8 +725,11 @@ bool mailward_pop3_dele_kept(struct mailward_user *muser, struct mail *mail)
 	bool go_ahead;
 
 	if (muser->pop3_dele_at_quit == NULL ||
-	    mailward_pop3_dele_goes_ahead(muser) ||
 	    !muser->pop3_dele_at_quit(muser->pop3_dele_context, mail->seq))
+		return FALSE;
+	/* (at QUIT: the session's transaction began at its login) */
+	mailward_hold_check_mail(muser, mail);
+	if (mailward_pop3_dele_goes_ahead(muser))
 		return FALSE;
 	T_BEGIN {
 		go_ahead = mailward_pop3_dele(muser, mail, FALSE);
@@ -762,6 +753,8 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
 	struct mailward_transaction *mt = MAILWARD_CONTEXT(ctx->transaction);
 	const char *reason;
 
+	if (muser != NULL && ctx->expunged_mail != NULL)
+		(void)mailward_hold_recheck(muser);
 	if (muser != NULL && ctx->expunged_mail != NULL &&
 	    mailward_expunge_refused(muser)) {
 		reason = mailward_refuse_reason(muser);
@@ -770,7 +763,9 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
 		       mailbox_get_vname(ctx->expunged_mail->box), reason);
 		mailward_note_suppressed(muser, ctx->expunged_mail,
 					 "expunge_suppressed",
-					 muser->set.hold ? "hold" : "policy");
+					 muser->set.hold ? "hold" :
+					 (muser->hold_unreadable ?
+					  "fail_safe" : "policy"));
 		(void)mailward_audit_commit(muser, FALSE);
 		mail_storage_set_error(box->storage, MAIL_ERROR_PERM,
 			t_strdup_printf("Replace refused, nothing saved or "

@@ -254,6 +254,8 @@ static void mailward_other_audit_init(struct mailward_user *muser)
 
 static void mailward_other_deinit(struct mailward_user *muser)
 {
+	/* the owner's store, if opened to read its hold mark */
+	mw_store_unref(&muser->hold_store);
 	if (muser->audit_shared)
 		muser->audit = NULL;
 	else if (muser->audit != NULL) {

@@ -154,9 +154,12 @@ static void mailward_mail_user_created(struct mail_user *user)
 	mailward_audit_user_init(muser);
 	if (muser->set.state_enabled &&
 	    mailward_service_has_state(user->service) &&
-	    mailward_state_open(muser) &&
-	    strcmp(user->service, "doveadm") != 0) {
-		mailward_device_login(muser);
+	    mailward_state_open(muser)) {
+		/* fresh settings: the store's hold mark follows them, for
+		   the user's sessions opened before (mailward-hold.c) */
+		mailward_hold_mark_sync(muser);
+		if (strcmp(user->service, "doveadm") != 0)
+			mailward_device_login(muser);
 	}
 	mailward_audit_login(muser);
 }

@@ -9,6 +9,7 @@
                         per-device view (the session object: mailward-pop3.c)
    mailward-expunge.c   expunge vfuncs: refusals, audit intents, commit,
                         pruning of expunged messages' records
+   mailward-hold.c      the legal hold mark; which expunges are refused
    mailward-dispose.c   carrying out a disposition (expunge, seen, move)
    mailward-policy.c    the POP3 session end (QUIT or drop)
    mailward-sweep.c     due expunges and the devices that count
@@ -18,6 +19,19 @@
 
 #include "mailward-private.h"
 #include "mw-retrieval.h"
+
+/* --- mailward-hold.c (also mailward-private.h) --- */
+/* TRUE if an expunge requested by a client or a tool in muser's mail is
+   refused, and the requester told so (hold, the hold mark unreadable,
+   imap_expunge=deny in IMAP, the owner's settings unknown). */
+bool mailward_expunge_refused(struct mailward_user *muser);
+/* Why (a static string for the client and the log), when
+   mailward_expunge_refused(). */
+const char *mailward_refuse_reason(struct mailward_user *muser);
+/* TRUE if Dovecot's own POP3 DELE may go ahead: client policy, not held
+   (nor the hold mark unreadable), not fail-safe; otherwise the message
+   stays on the server. */
+bool mailward_pop3_dele_goes_ahead(struct mailward_user *muser);
 
 /* --- mailward-identity.c --- */
 /* TRUE if the mail's storage can give two different messages one GUID

@@ -91,6 +91,8 @@ const char *mailward_pop3_quit_kept_reason(struct mailward_user *muser)
 	   policies expunge them after QUIT: there Dovecot's reply stays. */
 	if (muser->set.hold)
 		return "legal hold";
+	if (muser->hold_unreadable)
+		return "legal hold state unreadable";
 	if (muser->fail_safe)
 		return "server in fail-safe mode";
 	return NULL;

@@ -101,6 +101,13 @@ struct mailward_user {
 
 	/* per-user LMDB state; NULL when off or failed */
 	struct mw_store *store;
+	/* another owner's context (actor set): the owner's store, opened
+	   to read its legal hold mark (mailward-hold.c); NULL until then;
+	   unreferenced when the context ends */
+	struct mw_store *hold_store;
+	/* the last read of the legal hold mark failed: expunges are
+	   refused and policy keeps the mail until a read succeeds */
+	bool hold_unreadable;
 	const char *state_dir;
 	unsigned char device_key[MW_DEVICE_KEY_SIZE];
 	bool device_key_loaded;
@@ -345,6 +352,27 @@ void mailward_user_set_fail_safe(struct mailward_user *muser,
 void mailward_user_mark_fail_safe(struct mailward_user *muser,
 				  const char *reason);
 
+
+/* --- the legal hold mark (mailward-hold.c) --- */
+/* At the start of a session or doveadm command (settings fresh from the
+   userdb), with the state store open: records the hold mark when the
+   settings say hold and it is absent, clears it when they say no hold
+   and it is present (unless it was recorded since this session started:
+   its settings may be older than the mark). One read transaction; one
+   write transaction only when the mark changes. Errors are logged. */
+void mailward_hold_mark_sync(struct mailward_user *muser);
+/* Before an expunge decision: when muser's settings say no hold,
+   re-reads the hold mark of the store of the user whose mail it is
+   (the session's own, or a shared namespace owner's) and, when it is
+   set, applies the hold for the rest of the context's life
+   (set.hold, hold_source MW_SOURCE_STORE_MARK; one info line naming the
+   user). Returns 0, or -1 when the mark could not be read: logged as an
+   error naming what failed, hold_unreadable set (expunges refused)
+   until a read succeeds. */
+int mailward_hold_recheck(struct mailward_user *muser);
+/* mailward_hold_recheck() once per *checked (a transaction's flag; NULL:
+   every call). */
+void mailward_hold_recheck_once(struct mailward_user *muser, bool *checked);
 
 /* Opens the session's state store and device key (mailward-state.c).
    Returns FALSE when the session has no state store (logged, fail-safe

@@ -394,7 +394,7 @@ static bool mailward_in_autoexpunge(void)
    session (mailward_expunge_refused()) */
 static bool mailward_autoexpunge_refused(struct mailward_user *muser)
 {
-	return muser->set.hold ||
+	return muser->set.hold || muser->hold_unreadable ||
 		(muser->set.imap_expunge == MW_IMAP_EXPUNGE_DENY &&
 		 strcmp(muser->user->service, "imap") == 0);
 }
@@ -419,8 +419,9 @@ mailward_autoexpunge_get_status(struct mailbox *box,
 	if (!mbox->autoexpunge_held || (items & STATUS_MESSAGES) == 0 ||
 	    muser == NULL)
 		return mbox->module_ctx.super.get_status(box, items, status_r);
-	why = muser->set.hold ? "legal hold" : "mailward_imap_expunge=deny";
-	if (!muser->autoexpunge_hold_logged) {
+	why = muser->set.hold ? "legal hold" : muser->hold_unreadable ?
+		"legal hold mark unreadable" : "mailward_imap_expunge=deny";
+	if (!muser->autoexpunge_hold_logged && !muser->hold_unreadable) {
 		muser->autoexpunge_hold_logged = TRUE;
 		if (muser->set.hold) {
 			e_info(muser->event, "Legal hold (mailward_hold): "
@@ -589,7 +590,10 @@ void mailward_storage_hooks_mailbox_allocated(struct mailbox *box)
 	    !box->storage->user->autocreated &&
 	    box->list->ns->type == MAIL_NAMESPACE_TYPE_PRIVATE)
 		v->open = mailward_inbox_open;
-	if (mailward_autoexpunge_refused(muser) && mailward_in_autoexpunge()) {
+	if (mailward_in_autoexpunge() &&
+	    (mailward_hold_recheck(muser) < 0 ||
+	     mailward_autoexpunge_refused(muser))) {
+		/* (the recheck: a hold set since the session started) */
 		mbox->autoexpunge_held = TRUE;
 		v->get_status = mailward_autoexpunge_get_status;
 	}
