@@ -485,8 +485,17 @@ def main(doc):
                     help="the audit writer too (mailward+audit): strace: "
                     "its calls; callgrind: its instructions for mail "
                     "processes, warm-up sessions included")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="list-pop3, list-imap: messages of the listing "
+                    "mailbox (default 1000)")
     lines.add_argument(ap)
     args = ap.parse_args()
+    if args.messages is not None:
+        if args.messages < 1:
+            ap.error("--messages must be at least 1")
+        for u in LOADS_BY_USER:
+            if u.startswith("ls"):
+                LOADS_BY_USER[u] = args.messages
     if lines.relaunch(args, "bench/profile.py", sys.argv[1:],
                       dirs=("dir",), tools=("strace",) if args.mode == "strace" else ("valgrind",)):
         return
