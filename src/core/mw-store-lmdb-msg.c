@@ -115,15 +115,34 @@ int mw_lmdb_msg_get_many(struct mw_store *store,
 	return ret < 0 ? -1 : 0;
 }
 
+/* The record at cur (device kdev, mailbox kmbox) is not of mailbox mbox:
+   moves cur to (kdev, mbox), or past it to (kdev + 1, mbox) when every
+   device's records are wanted (dev_no < 0). kb holds the key sought.
+   Returns the cursor's result (MDB_NOTFOUND: no more records). */
+static int msg_iter_skip(MDB_cursor *cur, MDB_val *k, MDB_val *d,
+			 unsigned char kb[MSG_DBKEY_SIZE], int dev_no,
+			 uint16_t kdev, uint32_t kmbox, uint32_t mbox)
+{
+	if (kmbox > mbox) {
+		if (dev_no >= 0 || kdev == MW_STORE_MAX_DEV_NO)
+			return MDB_NOTFOUND;
+		kdev++;
+	}
+	mw_lmdb_msg_dbkey(kb, kdev, mbox);
+	k->mv_size = MSG_DBKEY_SIZE;
+	k->mv_data = kb;
+	return mdb_cursor_get(cur, k, d, MDB_SET_RANGE);
+}
+
 static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 			bool have_mbox, uint32_t mbox,
 			int (*cb)(const struct mw_msg_rec *rec, void *ctx),
 			void *ctx, int *ret_r)
 {
 	unsigned char kb[MSG_DBKEY_SIZE];
-	char guid_hex[MW_MAILBOX_GUID_HEX_SIZE];
 	struct mw_lmdb_owners owners;
 	uint32_t guid_no = 0;
+	int owner_dev = -1;
 	struct mw_msg_rec rec;
 	MDB_cursor *cur;
 	MDB_val k, d;
@@ -135,6 +154,7 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 
 	if ((rc = mw_lmdb_owners_load(s, txn, &owners)) != 0)
 		return rc;
+	memset(&rec, 0, sizeof(rec));
 	rc = mdb_cursor_open(txn, s->dbi_messages, &cur);
 	if (rc != 0) {
 		mw_lmdb_owners_free(&owners);
@@ -160,29 +180,24 @@ static int msg_iter_txn(struct lmdb_store *s, MDB_txn *txn, int dev_no,
 			break;
 		}
 		if (have_mbox && kmbox != mbox) {
-			/* skip to (kdev, mbox) or (kdev + 1, mbox) */
-			if (kmbox > mbox) {
-				if (dev_no >= 0 || kdev == MW_STORE_MAX_DEV_NO) {
-					rc = MDB_NOTFOUND;
-					break;
-				}
-				kdev++;
-			}
-			mw_lmdb_msg_dbkey(kb, kdev, mbox);
-			k.mv_size = sizeof(kb);
-			k.mv_data = kb;
-			rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+			rc = msg_iter_skip(cur, &k, &d, kb, dev_no, kdev,
+					   kmbox, mbox);
 			continue;
 		}
-		mw_lmdb_msg_decode(k.mv_data, d.mv_data, &rec);
+		/* rec is reused: its mailbox GUID and device id are set
+		   again only when the record's mailbox or device changes */
+		mw_lmdb_msg_decode_fields(k.mv_data, d.mv_data, &rec);
 		if (guid_no != kmbox) {
-			rc = mw_lmdb_mailbox_guid_of(s, txn, kmbox, guid_hex);
+			rc = mw_lmdb_mailbox_guid_of(s, txn, kmbox,
+						     rec.mailbox_guid_hex);
 			if (rc != 0)
 				break;
 			guid_no = kmbox;
 		}
-		memcpy(rec.mailbox_guid_hex, guid_hex, sizeof(guid_hex));
-		mw_lmdb_owner_fill(&owners, &rec);
+		if (owner_dev != (int)rec.dev_no) {
+			mw_lmdb_owner_fill(&owners, &rec);
+			owner_dev = rec.dev_no;
+		}
 		GUARD_SUSPEND(saved);
 		stop = cb(&rec, ctx) != 0;
 		GUARD_RESUME(saved);

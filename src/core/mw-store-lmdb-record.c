@@ -117,6 +117,12 @@ void mw_lmdb_msg_decode(const unsigned char *k, const unsigned char *d,
 			struct mw_msg_rec *rec)
 {
 	memset(rec, 0, sizeof(*rec));
+	mw_lmdb_msg_decode_fields(k, d, rec);
+}
+
+void mw_lmdb_msg_decode_fields(const unsigned char *k, const unsigned char *d,
+			       struct mw_msg_rec *rec)
+{
 	rec->dev_no = mw_get_be16(k);
 	rec->mailbox_no = mw_get_be32(k + 2);
 	memcpy(rec->key, d, MW_MSG_KEY_SIZE);

@@ -209,8 +209,15 @@ void mw_lmdb_dev_rec_set_id(struct mw_device_rec *rec,
 			    const unsigned char *id);
 int mw_lmdb_dev_decode(struct lmdb_store *s, const MDB_val *key,
 		       const MDB_val *val, struct mw_device_rec *rec);
+/* Decodes a message record (key k: MSG_DBKEY_SIZE bytes, data d:
+   MSG_DATA_SIZE bytes) into rec, cleared first (dev_id and
+   mailbox_guid_hex stay zero: the caller fills them). */
 void mw_lmdb_msg_decode(const unsigned char *k, const unsigned char *d,
 			struct mw_msg_rec *rec);
+/* The same without clearing rec first: sets every field but dev_id and
+   mailbox_guid_hex (an iteration sets those when they change). */
+void mw_lmdb_msg_decode_fields(const unsigned char *k, const unsigned char *d,
+			       struct mw_msg_rec *rec);
 int mw_lmdb_mailbox_lookup(struct lmdb_store *s, MDB_txn *txn,
 			   const unsigned char guid[MW_STORE_GUID_SIZE],
 			   uint32_t *no_r);

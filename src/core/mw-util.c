@@ -399,17 +399,6 @@ void mw_put_be64(unsigned char *p, uint64_t v)
 	mw_put_be32(p + 4, (uint32_t)v);
 }
 
-uint16_t mw_get_be16(const unsigned char *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-uint32_t mw_get_be32(const unsigned char *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-		((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
 uint64_t mw_get_be64(const unsigned char *p)
 {
 	return ((uint64_t)mw_get_be32(p) << 32) | mw_get_be32(p + 4);

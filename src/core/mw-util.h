@@ -125,9 +125,17 @@ size_t mw_escape(const char *str, const char *extra, char *out,
 void mw_put_be16(unsigned char *p, uint16_t v);
 void mw_put_be32(unsigned char *p, uint32_t v);
 void mw_put_be64(unsigned char *p, uint64_t v);
-uint16_t mw_get_be16(const unsigned char *p);
-uint32_t mw_get_be32(const unsigned char *p);
 uint64_t mw_get_be64(const unsigned char *p);
+/* (inline: the state store decodes every record it iterates with them) */
+static inline uint16_t mw_get_be16(const unsigned char *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t mw_get_be32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+		((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
 
 /* time_t as stored: negative -> 0, beyond the range -> the maximum. */
 uint32_t mw_time_to_u32(time_t t);
