@@ -39,6 +39,12 @@ struct mailward_pop3_msg {
 	bool message_id_read:1;
 };
 
+/* What the per-device view decided for one message. */
+struct mailward_view_decision {
+	uint32_t uid;
+	bool hidden;
+};
+
 struct mailward_pop3_session {
 	pool_t pool;
 	struct mailbox *box;
@@ -54,6 +60,11 @@ struct mailward_pop3_session {
 	unsigned int hidden_count;
 	/* bytes of the messages' message_id kept (bounded) */
 	size_t message_ids_size;
+	/* the view's decision per sequence (when it hides anything):
+	   decided[seq - 1] is valid while its uid is the mail's (0: not
+	   decided yet); decided_count: the mailbox's messages at the load */
+	struct mailward_view_decision *decided;
+	unsigned int decided_count;
 };
 
 /* The POP3 session object of muser for box (mailward-pop3.c), created on
@@ -461,6 +472,29 @@ bool mailward_mail_has_key(struct mail *mail,
 /* The POP3 per-device view: TRUE if the mail is hidden from this
    device's listing. */
 bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail);
+/* TRUE if mailward_pop3_is_hidden() is FALSE for every mail of box
+   without asking it: box is not the POP3 session's mailbox, or its view
+   is loaded and hides nothing. FALSE when unknown (not loaded yet). Inline:
+   the listing asks for every message. */
+static inline bool
+mailward_pop3_view_hides_none(const struct mailward_user *muser,
+			      const struct mailbox *box)
+{
+	const struct mailward_pop3_session *s = muser->pop3;
+
+	return s != NULL && (s->box != box ||
+			     (s->hidden_loaded && array_count(&s->hidden) == 0));
+}
+/* TRUE if the POP3 client (pop3-mailward) carries out a DELE of mail at
+   its QUIT, i.e. after QUIT and only for a DELE'd message (FALSE outside
+   a POP3 session); mailward_pop3_dele_kept() decides whether it is kept. */
+static inline bool
+mailward_pop3_dele_at_quit(const struct mailward_user *muser,
+			   const struct mail *mail)
+{
+	return muser->pop3_dele_at_quit != NULL &&
+		muser->pop3_dele_at_quit(muser->pop3_dele_context, mail->seq);
+}
 
 /* --- METADATA (mailward-metadata.c) --- */
 /* Registers / unregisters the read-only server METADATA entry

@@ -292,25 +292,35 @@ void mailward_storage_hooks_mail_allocated(struct mail *_mail)
 
 /* search_next_nonblock of a POP3 session's mailbox: skips what the
    per-device view hides and DELEs kept on the server, except in
-   mailward's own (policy) transactions. */
+   mailward's own (policy) transactions. Runs for every message of every
+   search of the session: what it does when nothing can be skipped (a
+   view that hides nothing, no DELE at QUIT) is a few comparisons. */
 static bool
 mailward_search_next_nonblock(struct mail_search_context *ctx,
 			      struct mail **mail_r, bool *tryagain_r)
 {
 	struct mailbox *box = ctx->transaction->box;
 	struct mailward_mailbox *mbox = MAILWARD_CONTEXT(box);
-	/* (what mailward_mailbox_user() returns, without its lookup: this
-	   runs once per listed message) */
+	/* (what mailward_mailbox_user() returns, without its lookup) */
 	struct mailward_user *muser = mbox->muser;
-	/* mailward's own searches see past the per-device view */
-	bool bypass = mailward_transaction_is_policy(ctx->transaction);
-	bool ret;
+	enum { BYPASS_UNKNOWN, BYPASS_NO, BYPASS_YES } bypass = BYPASS_UNKNOWN;
 
 	for (;;) {
-		ret = mbox->module_ctx.super.search_next_nonblock(
-			ctx, mail_r, tryagain_r);
-		if (!ret || muser == NULL || bypass)
-			return ret;
+		if (!mbox->module_ctx.super.search_next_nonblock(
+			ctx, mail_r, tryagain_r))
+			return FALSE;
+		if (muser == NULL)
+			return TRUE;
+		if (mailward_pop3_view_hides_none(muser, box) &&
+		    !mailward_pop3_dele_at_quit(muser, *mail_r))
+			return TRUE;	/* nothing to skip */
+		if (bypass == BYPASS_UNKNOWN) {
+			/* mailward's own searches see past the view */
+			bypass = mailward_transaction_is_policy(
+				ctx->transaction) ? BYPASS_YES : BYPASS_NO;
+		}
+		if (bypass == BYPASS_YES)
+			return TRUE;
 		if (mailward_pop3_is_hidden(muser, *mail_r)) {
 			/* hidden from this device's view: skip it */
 			continue;

@@ -124,23 +124,28 @@ static void mailward_pop3_load_hidden(struct mailward_user *muser,
 	}
 	array_sort(&s->hidden, uint64_cmp);
 	array_sort(&s->hidden_guid_parts, uint32_cmp);
+	if (array_count(&s->hidden) > 0) {
+		/* room for a decision per message the mailbox has now (a
+		   message beyond it is decided each time) */
+		struct mailbox_status status;
+
+		mailbox_get_open_status(s->box, STATUS_MESSAGES, &status);
+		s->decided_count = status.messages;
+		s->decided = p_new(s->pool, struct mailward_view_decision,
+				   I_MAX(status.messages, 1));
+	}
 }
 
-bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
+/* The view's decision for mail: 1 hidden, 0 shown, -1 unknown (its GUID
+   could not be read: shown, as before, and not remembered). */
+static int mailward_pop3_view_decide(struct mailward_pop3_session *s,
+				     struct mail *mail)
 {
-	struct mailward_pop3_session *s;
 	const char *guid;
 	uint64_t v;
 
-	s = mailward_pop3_session_get(muser, mail->box);
-	if (s == NULL)
-		return FALSE;
-	if (!s->hidden_loaded)
-		mailward_pop3_load_hidden(muser, s);
-	if (array_count(&s->hidden) == 0)
-		return FALSE;
 	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
-		return FALSE;
+		return -1;
 	if (mailward_guid_is_shared(mail)) {
 		/* the message is read only if its GUID part is hidden */
 		unsigned char key[MW_MSG_KEY_SIZE];
@@ -152,20 +157,49 @@ bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
 		memcpy(&legacy, key, sizeof(legacy));
 		if (array_bsearch(&s->hidden_guid_parts, &prefix,
 				  uint32_cmp) == NULL)
-			return FALSE;
+			return 0;
 		if ((guid = mailward_mail_identity(mail)) == NULL)
-			return FALSE;
+			return -1;
 		v = msg_key_u64(guid);
 		/* a record made before mbox identities (key of the GUID
 		   alone) still hides the message, as it did then */
-		if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL &&
-		    array_bsearch(&s->hidden, &legacy, uint64_cmp) == NULL)
-			return FALSE;
-		s->hidden_count++;
-		return TRUE;
+		return array_bsearch(&s->hidden, &v, uint64_cmp) != NULL ||
+			array_bsearch(&s->hidden, &legacy, uint64_cmp) != NULL ?
+			1 : 0;
 	}
 	v = msg_key_u64(guid);
-	if (array_bsearch(&s->hidden, &v, uint64_cmp) == NULL)
+	return array_bsearch(&s->hidden, &v, uint64_cmp) != NULL ? 1 : 0;
+}
+
+bool mailward_pop3_is_hidden(struct mailward_user *muser, struct mail *mail)
+{
+	struct mailward_pop3_session *s;
+	struct mailward_view_decision *d = NULL;
+	int ret;
+
+	s = mailward_pop3_session_get(muser, mail->box);
+	if (s == NULL)
+		return FALSE;
+	if (!s->hidden_loaded)
+		mailward_pop3_load_hidden(muser, s);
+	if (array_count(&s->hidden) == 0)
+		return FALSE;
+	/* each search of the session (the listing, UIDL, QUIT's) asks
+	   again: the message key (a SHA-256) is computed once a message */
+	if (mail->seq >= 1 && mail->seq <= s->decided_count)
+		d = &s->decided[mail->seq - 1];
+	if (d != NULL && d->uid == mail->uid) {
+		ret = d->hidden ? 1 : 0;
+	} else {
+		ret = mailward_pop3_view_decide(s, mail);
+		if (ret < 0)
+			return FALSE;
+		if (d != NULL) {
+			d->uid = mail->uid;
+			d->hidden = ret > 0;
+		}
+	}
+	if (ret == 0)
 		return FALSE;
 	s->hidden_count++;
 	return TRUE;
