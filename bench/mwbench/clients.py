@@ -156,6 +156,27 @@ def pop3_retr_all_pipelined(port, user, password, batch=200):
         c.close()
 
 
+def pop3_dele_every(port, user, password, step=2):
+    """Warm-up helper: DELE messages 1, 1 + step, ... (pipelined), QUIT.
+    Returns how many were deleted."""
+    c = Conn(port, timeout=300)
+    try:
+        c.readline()
+        _pop3_cmd(c, b"USER %s\r\n" % user.encode())
+        _pop3_cmd(c, b"PASS %s\r\n" % password.encode())
+        n = int(_pop3_cmd(c, b"STAT\r\n").split()[1])
+        nums = list(range(1, n + 1, step))
+        c.send(b"".join(b"DELE %d\r\n" % k for k in nums))
+        for _ in nums:
+            line = c.readline()
+            if not line.startswith(b"+OK"):
+                raise ProtoError("DELE -> %r" % line[:200])
+        _pop3_cmd(c, b"QUIT\r\n")
+        return len(nums)
+    finally:
+        c.close()
+
+
 def pop3_login(port, user, password):
     c = Conn(port)
     try:

@@ -40,6 +40,11 @@ LOADS = {
                   "pop3_port", "ls00", 1000),
     "list-imap": (lambda p, u: list_session(clients.imap_list_session, p, u),
                   "imap_port", "ls00", 1000),
+    # list-pop3 with a view that hides: bench-a also DELEd every other
+    # message (leave-on-server keeps them, hidden from bench-a only)
+    "list-pop3-hiding": (lambda p, u: list_session(
+        clients.pop3_list_session, p, u, hide=True), "pop3_port", "lh00",
+        1000),
     # expunge-after-all-devices with a delay: device bench-a's session of
     # 20 RETR after bench-b retrieved all: each message is due later
     # (the other device's record and a's due time are read); a's state
@@ -68,13 +73,16 @@ CLIENT_USERS = dict([("ix%02d" % i, None) for i in range(MAX_CLIENTS)] +
                     [("pe%02d" % i, "expunge-after-retrieval")
                      for i in range(MAX_CLIENTS)])
 MIX_USERS = {"mx00": "client"}
+HIDE_USERS = {"lh00": "leave-on-server"}
 # the older loads' users keep their place in the fill order (their mail)
-FILL_ORDER = sorted(USERS) + sorted(CLIENT_USERS) + sorted(MIX_USERS)
+FILL_ORDER = sorted(USERS) + sorted(CLIENT_USERS) + sorted(MIX_USERS) + \
+    sorted(HIDE_USERS)
 USERS.update(MIX_USERS)
+USERS.update(HIDE_USERS)
 USERS.update(CLIENT_USERS)
 EXTRA_FIELDS = {"pa00": {"mailward_expunge_delay": "30d"}}
 APP_PASSWORDS = {u: {"deva-secret": "bench-a", "devb-secret": "bench-b"}
-                 for u in ("pa00", "ls00")}
+                 for u in ("pa00", "ls00", "lh00")}
 # the sandbox being measured, and per (port, user) the LMDB files after
 # bench-b's retrieval and bench-a's login
 _current = {}
@@ -110,16 +118,19 @@ def alldev_session(port, user):
     return clients.pop3_session(port, user, "deva-secret")
 
 
-def list_session(fn, port, user):
+def list_session(fn, port, user, hide=False):
     """fn (a listing session) as device bench-a; the first call has both
-    devices retrieve every message first (2N records)."""
+    devices retrieve every message first (2N records), and with hide
+    bench-a DELE every other message (hidden from its listing)."""
     if (port, user) not in _list_ready:
         pop3 = _current["sbx"].pop3_port
         for pw in ("deva-secret", "devb-secret"):
             clients.pop3_retr_all_pipelined(pop3, user, pw)
+        if hide:
+            clients.pop3_dele_every(pop3, user, "deva-secret")
         _list_ready.add((port, user))
         if port == pop3:
-            _extra_sessions[0] += 2
+            _extra_sessions[0] += 3 if hide else 2
     return fn(port, user, "deva-secret")
 
 
@@ -152,7 +163,8 @@ def fill(sbx, gen):
     _current["mixmsg"] = next(iter(gen.small(1))).replace(b"\n", b"\r\n")
     for i, u in enumerate(FILL_ORDER):
         n = LOADS_BY_USER.get(u, 20)
-        msgs = gen.small(n) if u.startswith("ls") else gen.mailbox(i, n)
+        msgs = gen.small(n) if u.startswith(("ls", "lh")) else \
+            gen.mailbox(i, n)
         mailgen.deliver(sbx, u, msgs, sbx.uid, sbx.gid)
 
 
@@ -486,15 +498,15 @@ def main(doc):
                     "its calls; callgrind: its instructions for mail "
                     "processes, warm-up sessions included")
     ap.add_argument("--messages", type=int, default=None,
-                    help="list-pop3, list-imap: messages of the listing "
-                    "mailbox (default 1000)")
+                    help="list-pop3, list-pop3-hiding, list-imap: messages "
+                    "of the listing mailbox (default 1000)")
     lines.add_argument(ap)
     args = ap.parse_args()
     if args.messages is not None:
         if args.messages < 1:
             ap.error("--messages must be at least 1")
         for u in LOADS_BY_USER:
-            if u.startswith("ls"):
+            if u.startswith(("ls", "lh")):
                 LOADS_BY_USER[u] = args.messages
     if lines.relaunch(args, "bench/profile.py", sys.argv[1:],
                       dirs=("dir",), tools=("strace",) if args.mode == "strace" else ("valgrind",)):
