@@ -18,7 +18,9 @@
 
 #define MAILWARD_AUDIT_BATCH_RECORDS 500
 
-static const char *mailward_audit_remote(struct mailward_user *muser)
+/* The remote field of the session's records, formatted each time (the
+   address, its network or its keyed pseudonym), or NULL. */
+static const char *mailward_audit_remote_format(struct mailward_user *muser)
 {
 	struct mail_user *user = muser->user;
 	const char *ip;
@@ -46,6 +48,22 @@ static const char *mailward_audit_remote(struct mailward_user *muser)
 		return t_strconcat("ps:", mac_hex, NULL);
 	}
 	return ip;
+}
+
+/* The remote field of the session muser's records: formatted once per
+   session (issue 14: inet_ntop, or a prefix or an HMAC, per record
+   before). A pseudonym not available yet is not kept: the device key
+   may be loaded later in the session. */
+static const char *mailward_audit_remote(struct mailward_user *muser)
+{
+	const char *remote;
+
+	if (muser->audit_remote != NULL)
+		return muser->audit_remote;
+	remote = mailward_audit_remote_format(muser);
+	if (remote != NULL && strcmp(remote, "pseudonym-unavailable") != 0)
+		muser->audit_remote = p_strdup(muser->user->pool, remote);
+	return remote;
 }
 
 void mailward_audit_event_init(struct mailward_user *muser,

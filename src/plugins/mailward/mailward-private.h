@@ -157,6 +157,9 @@ struct mailward_user {
 
 	/* audit records of reads queued while the device was pending */
 	unsigned int audit_pending_reads;
+	/* the remote field of this session's audit records, once formatted
+	   (mailward_audit_remote(); from the user's pool) */
+	const char *audit_remote;
 	/* IMAP hibernation: this process hands the session to
 	   imap-hibernate (not a logout) / took it over (not a login) */
 	bool hibernating;
