@@ -101,9 +101,9 @@ void mailward_audit_event_init(struct mailward_user *muser,
 #define MAILWARD_AUDIT_MSGID_KEEP_BYTES (1024 * 1024)
 
 const char *mailward_audit_message_id(struct mailward_user *muser,
-				      struct mail *mail)
+				      struct mail *mail,
+				      struct mailward_pop3_msg *msg)
 {
-	struct mailward_pop3_msg *msg = mailward_pop3_msg_find(muser, mail);
 	const char *msgid;
 	size_t len;
 	int ret;
@@ -117,17 +117,17 @@ const char *mailward_audit_message_id(struct mailward_user *muser,
 		msgid = NULL;
 	len = msgid == NULL ? 0 : strlen(msgid) + 1;
 	if (msg != NULL && len <= MAILWARD_AUDIT_MSGID_KEEP_BYTES -
-	    muser->pop3->message_ids_size) {
-		msg->message_id = p_strdup(muser->pop3->pool, msgid);
+	    muser->audit_msgids_size) {
+		msg->message_id = p_strdup(muser->user->pool, msgid);
 		msg->message_id_read = TRUE;
-		muser->pop3->message_ids_size += len;
+		muser->audit_msgids_size += len;
 	}
 	return msgid;
 }
 
 void mailward_audit_event_mail(struct mailward_user *muser,
 			       struct mw_audit_event *ev, struct mail *mail,
-			       const char *guid)
+			       const char *guid, struct mailward_pop3_msg *msg)
 {
 	struct mailbox_status status;
 	const char *mbox_guid, *msgid;
@@ -143,7 +143,7 @@ void mailward_audit_event_mail(struct mailward_user *muser,
 	if (guid == NULL && mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
 		guid = NULL;
 	mw_audit_event_set_str(ev, MW_AF_MSG_GUID, t_strdup(guid));
-	if ((msgid = mailward_audit_message_id(muser, mail)) != NULL)
+	if ((msgid = mailward_audit_message_id(muser, mail, msg)) != NULL)
 		mw_audit_event_set_str(ev, MW_AF_MESSAGE_ID, t_strdup(msgid));
 	if (mail_get_physical_size(mail, &size) == 0)
 		mw_audit_event_set_num(ev, MW_AF_SIZE, size);

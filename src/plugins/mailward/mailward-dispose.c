@@ -106,7 +106,8 @@ mailward_target_note_mail(struct mailward_user *muser,
 
 	if (!mailward_dispose_audited(muser))
 		return;
-	if ((msgid = mailward_audit_message_id(muser, mail)) != NULL)
+	if ((msgid = mailward_audit_message_id(muser, mail,
+			mailward_pop3_msg_find(muser, mail))) != NULL)
 		target->message_id = t_strdup(msgid);
 	mailbox_get_open_status(mail->box, STATUS_UIDVALIDITY, &status);
 	target->uidvalidity = status.uidvalidity;
@@ -236,7 +237,7 @@ dispose_suppressed_audit(struct dispose_ctx *ctx,
 				  "suppressed");
 	if (target->uid != 0 && mail_set_uid(mail, target->uid) &&
 	    mailward_mail_has_key(mail, target->key)) {
-		mailward_audit_event_mail(muser, &ev, mail, NULL);
+		mailward_audit_event_mail(muser, &ev, mail, NULL, NULL);
 	} else {
 		mw_audit_event_set_str(&ev, MW_AF_MAILBOX,
 				       mailbox_get_vname(ctx->box));

@@ -127,7 +127,7 @@ static void mailward_note_expunged(struct mailward_user *muser,
 		struct mw_audit_event ev;
 
 		mailward_audit_event_init(muser, &ev, "expunge_intent", "ok");
-		mailward_audit_event_mail(muser, &ev, mail, guid);
+		mailward_audit_event_mail(muser, &ev, mail, guid, msg);
 		mailward_audit_event_policy(muser, &ev);
 		mw_audit_event_set_str(&ev, MW_AF_CAUSE, exp->cause);
 		/* the result records repeat the message fields */
@@ -146,7 +146,8 @@ static void mailward_note_expunged(struct mailward_user *muser,
 /* An expunge that does not happen, with why. */
 static void
 mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
-			 const char *event, const char *cause)
+			 struct mailward_pop3_msg *msg, const char *event,
+			 const char *cause)
 {
 	struct mw_audit_event ev;
 
@@ -155,7 +156,7 @@ mailward_note_suppressed(struct mailward_user *muser, struct mail *mail,
 		return;
 	T_BEGIN {
 		mailward_audit_event_init(muser, &ev, event, "suppressed");
-		mailward_audit_event_mail(muser, &ev, mail, NULL);
+		mailward_audit_event_mail(muser, &ev, mail, NULL, msg);
 		mailward_audit_event_policy(muser, &ev);
 		mw_audit_event_set_str(&ev, MW_AF_CAUSE, cause);
 		mailward_audit_queue_event(muser, &ev);
@@ -225,7 +226,7 @@ mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
 			struct mw_audit_event ev;
 
 			mailward_audit_event_init(muser, &ev, "dele", "flagged");
-			mailward_audit_event_mail(muser, &ev, mail, NULL);
+			mailward_audit_event_mail(muser, &ev, mail, NULL, msg);
 			mailward_audit_event_policy(muser, &ev);
 			mw_audit_event_set_str(&ev, MW_AF_CAUSE, "client");
 			mw_audit_event_set_str(&ev, MW_AF_DETAIL, t_strconcat(
@@ -237,7 +238,7 @@ mailward_pop3_dele(struct mailward_user *muser, struct mail *mail,
 	}
 	/* kept (and, with pop3_deleted_flag, not flagged: other devices
 	   still list it): policy decides at session end */
-	mailward_note_suppressed(muser, mail, "dele",
+	mailward_note_suppressed(muser, mail, msg, "dele",
 		muser->set.hold ? "hold" :
 		(muser->fail_safe || muser->hold_unreadable ?
 		 "fail_safe" : "policy"));
@@ -330,7 +331,8 @@ void mailward_mail_expunge(struct mail *_mail)
 		}
 		mt->refused++;
 		mt->refuse_reason = mailward_refuse_reason(muser);
-		mailward_note_suppressed(muser, _mail, "expunge_suppressed",
+		mailward_note_suppressed(muser, _mail, NULL,
+					 "expunge_suppressed",
 			muser->settings_unknown != NULL ||
 			muser->hold_unreadable ? "fail_safe" :
 			(muser->set.hold ? "hold" : "policy"));
@@ -761,7 +763,7 @@ int mailward_save_begin(struct mail_save_context *ctx, struct istream *input)
 		e_info(muser->event, "Refused REPLACE of UID %u in %s: %s",
 		       ctx->expunged_mail->uid,
 		       mailbox_get_vname(ctx->expunged_mail->box), reason);
-		mailward_note_suppressed(muser, ctx->expunged_mail,
+		mailward_note_suppressed(muser, ctx->expunged_mail, NULL,
 					 "expunge_suppressed",
 					 muser->set.hold ? "hold" :
 					 (muser->hold_unreadable ?

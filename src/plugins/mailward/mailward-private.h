@@ -58,8 +58,6 @@ struct mailward_pop3_session {
 	ARRAY(uint32_t) hidden_guid_parts;
 	bool hidden_loaded:1;
 	unsigned int hidden_count;
-	/* bytes of the messages' message_id kept (bounded) */
-	size_t message_ids_size;
 	/* the view's decision per sequence (when it hides anything):
 	   decided[seq - 1] is valid while its uid is the mail's (0: not
 	   decided yet); decided_count: the mailbox's messages at the load */
@@ -160,6 +158,9 @@ struct mailward_user {
 	/* the remote field of this session's audit records, once formatted
 	   (mailward_audit_remote(); from the user's pool) */
 	const char *audit_remote;
+	/* bytes of the POP3 session's Message-IDs kept (bounded:
+	   mailward_audit_message_id()) */
+	size_t audit_msgids_size;
 	/* IMAP hibernation: this process hands the session to
 	   imap-hibernate (not a logout) / took it over (not a login) */
 	bool hibernating;
@@ -514,16 +515,19 @@ void mailward_audit_event_init(struct mailward_user *muser,
 			       const char *outcome);
 /* The mail's Message-ID header for its audit records
    (mail_get_first_header()), NULL if it has none or it cannot be read.
-   A POP3 session's message keeps what its first record found (RETR; up
-   to 1 MB of them a session), so its DELE, expunge and disposed records
-   at QUIT do not make Dovecot open and parse the message again (issue
-   14). Valid until the mail is freed or set to another message. */
+   msg (NULL: none) is the POP3 session's record of the mail: it keeps
+   what its first record found (RETR; up to 1 MB of them a session), so
+   its DELE, expunge and disposed records at QUIT do not make Dovecot open
+   and parse the message again (issue 14). Valid until the mail is freed
+   or set to another message. */
 const char *mailward_audit_message_id(struct mailward_user *muser,
-				      struct mail *mail);
-/* Message fields: mailbox, GUIDs, UIDVALIDITY, UID, Message-ID, size. */
+				      struct mail *mail,
+				      struct mailward_pop3_msg *msg);
+/* Message fields: mailbox, GUIDs, UIDVALIDITY, UID, Message-ID (msg as
+   for mailward_audit_message_id()), size. */
 void mailward_audit_event_mail(struct mailward_user *muser,
 			       struct mw_audit_event *ev, struct mail *mail,
-			       const char *guid);
+			       const char *guid, struct mailward_pop3_msg *msg);
 /* Effective policy and its source. */
 void mailward_audit_event_policy(struct mailward_user *muser,
 				 struct mw_audit_event *ev);

@@ -112,13 +112,15 @@ static void mailward_note_imap_fetch(struct mailward_user *muser,
 	muser->imap_body_fetches++;
 }
 
-/* The record of a read (retr, top, fetch) built into ev */
+/* The record of a read (retr, top, fetch) built into ev; msg: the POP3
+   session's record of the mail (NULL: none) */
 static void
 mailward_audit_read_event(struct mailward_user *muser, struct mail *mail,
-			  const char *event, struct mw_audit_event *ev)
+			  struct mailward_pop3_msg *msg, const char *event,
+			  struct mw_audit_event *ev)
 {
 	mailward_audit_event_init(muser, ev, event, "ok");
-	mailward_audit_event_mail(muser, ev, mail, NULL);
+	mailward_audit_event_mail(muser, ev, mail, NULL, msg);
 	/* the policy the read happened under (what it means for the
 	   message: kept, expunged after retrieval, ...) */
 	mailward_audit_event_policy(muser, ev);
@@ -126,13 +128,13 @@ mailward_audit_read_event(struct mailward_user *muser, struct mail *mail,
 
 static void
 mailward_audit_read(struct mailward_user *muser, struct mail *mail,
-		    const char *event)
+		    struct mailward_pop3_msg *msg, const char *event)
 {
 	struct mw_audit_event ev;
 
 	if (muser->audit == NULL)
 		return;
-	mailward_audit_read_event(muser, mail, event, &ev);
+	mailward_audit_read_event(muser, mail, msg, event, &ev);
 	mailward_audit_queue_event(muser, &ev);
 }
 
@@ -187,12 +189,13 @@ mailward_pop3_read(struct mailward_user *muser, struct mail *mail,
 	record = kind == READ_TOP || (msg != NULL && !msg->retrieved);
 	if (muser->audit != NULL && muser->set.audit_required) {
 		if (record)
-			mailward_audit_read_event(muser, mail, kind == READ_TOP ?
+			mailward_audit_read_event(muser, mail, msg,
+						  kind == READ_TOP ?
 						  "top" : "retr", &ev);
 		if (mailward_audit_read_gate(muser, record ? &ev : NULL) < 0)
 			return -1;
 	} else if (record) {
-		mailward_audit_read(muser, mail,
+		mailward_audit_read(muser, mail, msg,
 				    kind == READ_TOP ? "top" : "retr");
 	}
 	if (kind == READ_TOP) {
@@ -268,7 +271,7 @@ void mailward_imap_retrieved(struct mail *mail)
 	T_BEGIN {
 		mailward_note_imap_fetch(muser, mail);
 		muser->audit_retrieved++;
-		mailward_audit_read(muser, mail, "fetch");
+		mailward_audit_read(muser, mail, NULL, "fetch");
 	} T_END;
 }
 
